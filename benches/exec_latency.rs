@@ -1,0 +1,138 @@
+//! Per-execution latency of wasmbox next to native process spawns, measured in one run.
+//!
+//! `cargo bench --bench exec_latency` prints a markdown table (p50, p99, mean per scenario and the
+//! ratio of wasmbox to native p50) and writes it to `target/bench/exec_latency.md`.
+//! `BENCH_ITERS` sets the iterations per scenario (default 60).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wasmbox::config::Settings;
+use wasmbox::exec::{Executor, RunRequest};
+use wasmbox::runtimes::Language;
+use wasmbox::sandbox::SandboxFs;
+
+struct Stats {
+    name: String,
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(name: &str, mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    Stats {
+        name: name.to_string(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+        mean,
+    }
+}
+
+fn native(program: &str, args: &[&str], iters: usize) -> Option<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let started = Instant::now();
+        let out = Command::new(program).args(args).output().ok()?;
+        samples.push(started.elapsed());
+        assert!(out.status.success(), "{program} failed");
+    }
+    Some(samples)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let iters: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let settings = Settings::from_env();
+    let executor = Executor::new(&settings).expect("engine");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = SandboxFs::create(dir.path()).expect("sandbox dir");
+    let env = BTreeMap::new();
+
+    let scenarios: [(Language, &str, &str, &str, &[&str]); 2] = [
+        (
+            Language::Python,
+            "print('hello')",
+            "python3 -c",
+            "python3",
+            &["-c", "print('hello')"],
+        ),
+        (
+            Language::JavaScript,
+            "console.log('hello')",
+            "node -e",
+            "node",
+            &["-e", "console.log('hello')"],
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (language, code, native_name, program, args) in scenarios {
+        executor
+            .ensure_installed(language)
+            .expect("runtime installed");
+        rt.block_on(executor.warm_up(language)).expect("warm up");
+        let mut samples = Vec::with_capacity(iters);
+        for _ in 0..iters + 3 {
+            let request = RunRequest::new(language, code, Duration::from_secs(30));
+            let result = rt.block_on(executor.run(&fs, &env, request)).expect("run");
+            assert_eq!(result.stdout, "hello\n", "{result:?}");
+            samples.push(result.duration);
+        }
+        let wasm = stats(
+            &format!("wasmbox {language} (library, warm engine)"),
+            samples.split_off(3),
+        );
+        let native =
+            native(program, args, iters).map(|s| stats(&format!("native `{native_name}`"), s));
+        rows.push((wasm, native));
+    }
+
+    let mut table = String::from("| scenario | p50 ms | p99 ms | mean ms | wasmbox p50 / native p50 |\n|---|---:|---:|---:|---:|\n");
+    for (wasm, native) in &rows {
+        let ratio = native
+            .as_ref()
+            .map(|n| format!("{:.2}×", wasm.p50.as_secs_f64() / n.p50.as_secs_f64()))
+            .unwrap_or_else(|| "n/a".into());
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {ratio} |",
+            wasm.name,
+            ms(wasm.p50),
+            ms(wasm.p99),
+            ms(wasm.mean)
+        );
+        match native {
+            Some(n) => {
+                let _ = writeln!(
+                    table,
+                    "| {} | {} | {} | {} | |",
+                    n.name,
+                    ms(n.p50),
+                    ms(n.p99),
+                    ms(n.mean)
+                );
+            }
+            None => table.push_str("| native (not installed) | | | | |\n"),
+        }
+    }
+    println!("\n{iters} iterations per scenario\n\n{table}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(out.join("exec_latency.md"), &table);
+    }
+}

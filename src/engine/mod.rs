@@ -1,0 +1,517 @@
+//! The WebAssembly engine: one shared wasmtime [`wasmtime::Engine`], precompiled modules with an
+//! [`InstancePre`] each, and one fresh [`Store`] per execution with its own WASI context and limits.
+//!
+//! Only this module knows wasmtime. Callers describe an execution as an [`ExecSpec`] (argv, env,
+//! mounts, stdin, [`Limits`]) and get back an [`ExecResult`]; a guest failure (non-zero exit, trap,
+//! timeout, memory exhaustion) is a result, never an `Err`.
+
+mod cache;
+pub mod output;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, InstanceAllocationStrategy, InstancePre, Linker, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::cli::{StdinStream, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+pub use output::CapturedOutput;
+
+/// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Failures of the host to set up or run an execution. Guest failures are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("runtime module {path} is not available ({reason}); run `wasmbox runtimes fetch`")]
+    ModuleMissing { path: PathBuf, reason: String },
+    #[error("compiling WebAssembly module failed: {0}")]
+    Compile(String),
+    #[error("compiled-module cache: {0}")]
+    Cache(String),
+    #[error("engine configuration: {0}")]
+    Config(String),
+    #[error("cannot mount {path} into the sandbox: {reason}")]
+    Mount { path: PathBuf, reason: String },
+    #[error("instantiating the module failed: {0}")]
+    Instantiate(String),
+}
+
+/// Engine-wide settings, fixed for the life of the process.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Directory for precompiled artifacts.
+    pub cache_dir: PathBuf,
+    /// Instances that may be alive at once (the pool size). Executions beyond this wait or fail.
+    pub max_instances: u32,
+    /// Upper bound for any one instance's linear memory; per-execution limits may only be lower.
+    pub max_memory_bytes: u64,
+    /// Meter fuel so executions can carry a deterministic CPU budget (costs throughput).
+    pub fuel: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: PathBuf::from("compiled"),
+            max_instances: 128,
+            max_memory_bytes: 2 << 30,
+            fuel: false,
+        }
+    }
+}
+
+/// Per-execution limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Wall-clock budget, enforced while computing and while blocked in a host call.
+    pub timeout: Duration,
+    /// Linear-memory cap for the guest.
+    pub memory_bytes: u64,
+    /// Bytes kept of each of stdout and stderr; the rest is counted and dropped.
+    pub output_bytes: usize,
+    /// Deterministic CPU budget in fuel units; only honoured when the engine meters fuel.
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 512 << 20,
+            output_bytes: 1 << 20,
+            fuel: None,
+        }
+    }
+}
+
+/// A host directory made visible to the guest.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// Everything one execution needs besides the module.
+#[derive(Clone, Debug, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    /// The guest's complete environment: nothing of the host's leaks in.
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub stdin: Vec<u8>,
+    pub limits: Limits,
+}
+
+/// Why an execution ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Termination {
+    /// The program exited on its own (any status).
+    Exited,
+    /// The wall-clock budget ran out.
+    TimedOut,
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The guest trapped after being refused memory.
+    MemoryLimit,
+    /// The guest trapped (stack overflow, `unreachable`, …).
+    Trapped,
+}
+
+/// The outcome of one execution.
+#[derive(Clone, Debug)]
+pub struct ExecResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+    pub termination: Termination,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration: Duration,
+}
+
+impl ExecResult {
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        self.termination == Termination::Exited && self.exit_code == 0
+    }
+
+    /// Ended by the wall-clock or fuel budget.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self.termination,
+            Termination::TimedOut | Termination::OutOfFuel
+        )
+    }
+}
+
+/// A compiled module ready to instantiate cheaply.
+pub struct PreparedModule {
+    path: PathBuf,
+    pre: InstancePre<HostState>,
+}
+
+impl PreparedModule {
+    /// The module file this was compiled from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Host-side state of one store.
+pub struct HostState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Caps linear memory and remembers whether it refused a growth, so a later trap can be blamed
+/// on the memory limit.
+struct MemoryLimiter {
+    max_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes && maximum.is_none_or(|max| desired <= max);
+        if !allowed {
+            self.refused = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000 && maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+/// Marker error raised from the epoch callback when the deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("execution deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Increments the engine epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmbox-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type ModuleSlot = Arc<tokio::sync::OnceCell<Arc<PreparedModule>>>;
+
+struct EngineInner {
+    wasmtime: wasmtime::Engine,
+    linker: Linker<HostState>,
+    config: EngineConfig,
+    modules: Mutex<HashMap<PathBuf, ModuleSlot>>,
+    _ticker: EpochTicker,
+}
+
+/// The shared engine. Cheap to clone; create one per process.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl Engine {
+    /// Builds the wasmtime engine (pooling allocator, copy-on-write memory images, epoch
+    /// interruption) and starts its epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_instances.max(1);
+        let max_memory = usize::try_from(config.max_memory_bytes).map_err(|_| {
+            EngineError::Config("max_memory_bytes does not fit this platform".into())
+        })?;
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .max_memory_size(max_memory)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20);
+
+        let mut wasm_config = Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel)
+            .memory_init_cow(true)
+            .max_wasm_stack(8 << 20)
+            .async_stack_size(9 << 20)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasmtime =
+            wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.to_string()))?;
+
+        let mut linker = Linker::new(&wasmtime);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        add_host_imports(&mut linker)?;
+
+        let ticker = EpochTicker::start(wasmtime.clone());
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                wasmtime,
+                linker,
+                config,
+                modules: Mutex::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration this engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Loads (compiling on first use, from the on-disk cache afterwards) and links the module at
+    /// `wasm`. Concurrent callers for the same module share one load.
+    pub async fn prepare(&self, wasm: &Path) -> Result<Arc<PreparedModule>, EngineError> {
+        let slot = {
+            let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules.entry(wasm.to_path_buf()).or_default().clone()
+        };
+        let prepared = slot
+            .get_or_try_init(|| async {
+                let inner = self.inner.clone();
+                let path = wasm.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    let module =
+                        cache::load_module(&inner.wasmtime, &path, &inner.config.cache_dir)?;
+                    let pre = inner
+                        .linker
+                        .instantiate_pre(&module)
+                        .map_err(|e| EngineError::Instantiate(e.to_string()))?;
+                    Ok::<_, EngineError>(Arc::new(PreparedModule { path, pre }))
+                })
+                .await
+                .map_err(|e| EngineError::Compile(format!("compile task failed: {e}")))?
+            })
+            .await?;
+        Ok(prepared.clone())
+    }
+
+    /// Runs `module` once in a fresh store, capturing stdout/stderr.
+    pub async fn execute(
+        &self,
+        module: &PreparedModule,
+        spec: ExecSpec,
+    ) -> Result<ExecResult, EngineError> {
+        let stdout = CapturedOutput::new(spec.limits.output_bytes);
+        let stderr = CapturedOutput::new(spec.limits.output_bytes);
+        let started = Instant::now();
+        let deadline = started + spec.limits.timeout;
+        let stdin = MemoryInputPipe::new(spec.stdin.clone());
+        let (termination, exit_code) = self
+            .run_instance(
+                module,
+                &spec,
+                stdin,
+                stdout.clone(),
+                stderr.clone(),
+                deadline,
+            )
+            .await?;
+        let duration = started.elapsed();
+        if let Some(note) = termination_note(&termination, &spec.limits) {
+            stderr.append(note.as_bytes());
+        }
+        let (stdout_text, stdout_truncated) = stdout.contents();
+        let (stderr_text, stderr_truncated) = stderr.contents();
+        Ok(ExecResult {
+            stdout: stdout_text,
+            stderr: stderr_text,
+            exit_code,
+            termination,
+            stdout_truncated,
+            stderr_truncated,
+            duration,
+        })
+    }
+
+    /// Instantiates and runs `_start` with the given streams until it ends or `deadline` passes.
+    /// Returns how it ended and the exit status to report.
+    pub(crate) async fn run_instance(
+        &self,
+        module: &PreparedModule,
+        spec: &ExecSpec,
+        stdin: impl StdinStream + 'static,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+        deadline: Instant,
+    ) -> Result<(Termination, i32), EngineError> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.args(&spec.argv)
+            .envs(&spec.env)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr);
+        for mount in &spec.mounts {
+            let perms = if mount.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&mount.host, &mount.guest, perms)
+                .map_err(|e| EngineError::Mount {
+                    path: mount.host.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let memory_cap = usize::try_from(
+            spec.limits
+                .memory_bytes
+                .min(self.inner.config.max_memory_bytes),
+        )
+        .unwrap_or(usize::MAX);
+        let state = HostState {
+            wasi: wasi.build_p1(),
+            limiter: MemoryLimiter {
+                max_bytes: memory_cap,
+                refused: false,
+            },
+        };
+        let mut store = Store::new(&self.inner.wasmtime, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        if self.inner.config.fuel {
+            store
+                .set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| EngineError::Config(e.to_string()))?;
+        }
+
+        let run = async {
+            let instance = module
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| EngineError::Instantiate(e.to_string()))?;
+            let start = instance
+                .get_typed_func::<(), ()>(&mut store, "_start")
+                .map_err(|e| EngineError::Instantiate(format!("module has no _start: {e}")))?;
+            let result = start.call_async(&mut store, ()).await;
+            Ok::<_, EngineError>(classify(result, store.data().limiter.refused))
+        };
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(outcome) => outcome,
+            // The guest was parked in a host call (sleep, read) when time ran out; dropping the
+            // future drops the store and frees the instance.
+            Err(_) => Ok((Termination::TimedOut, EXIT_TIMEOUT)),
+        }
+    }
+}
+
+/// Exit status reported for executions stopped by their time or fuel budget (as `timeout(1)`).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit status reported when the guest died after being refused memory (as a SIGKILL'd process).
+pub const EXIT_MEMORY: i32 = 137;
+/// Exit status reported for other traps (as SIGABRT).
+pub const EXIT_TRAP: i32 = 134;
+
+fn classify(result: wasmtime::Result<()>, memory_refused: bool) -> (Termination, i32) {
+    let err = match result {
+        Ok(()) => return (Termination::Exited, 0),
+        Err(err) => err,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return (Termination::Exited, exit.0);
+    }
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        return (Termination::TimedOut, EXIT_TIMEOUT);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (Termination::OutOfFuel, EXIT_TIMEOUT),
+        Some(Trap::Interrupt) => (Termination::TimedOut, EXIT_TIMEOUT),
+        _ if memory_refused => (Termination::MemoryLimit, EXIT_MEMORY),
+        _ => {
+            tracing::debug!(error = ?err, "guest trapped");
+            (Termination::Trapped, EXIT_TRAP)
+        }
+    }
+}
+
+fn termination_note(termination: &Termination, limits: &Limits) -> Option<String> {
+    match termination {
+        Termination::Exited => None,
+        Termination::TimedOut => Some(format!(
+            "\nwasmbox: execution timed out after {}s\n",
+            limits.timeout.as_secs_f64()
+        )),
+        Termination::OutOfFuel => Some("\nwasmbox: CPU budget (fuel) exhausted\n".into()),
+        Termination::MemoryLimit => Some(format!(
+            "\nwasmbox: memory limit of {} MiB exceeded\n",
+            limits.memory_bytes >> 20
+        )),
+        Termination::Trapped => Some("\nwasmbox: the program crashed (WebAssembly trap)\n".into()),
+    }
+}
+
+/// Imports under the `wasmbox` module that our own guests may use.
+fn add_host_imports(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
+    // `proc_exit` refuses statuses >= 126, which a shell needs (126, 127); this carries any status.
+    linker
+        .func_wrap("wasmbox", "exit", |status: i32| -> wasmtime::Result<()> {
+            Err(I32Exit(status).into())
+        })
+        .map_err(|e| EngineError::Config(e.to_string()))?;
+    Ok(())
+}

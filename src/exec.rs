@@ -1,0 +1,147 @@
+//! Running user code: picks the interpreter for a language, prepares the sandbox's working
+//! directory and environment, and hands the execution to the [`Engine`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::engine::{Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits};
+use crate::runtimes::{Language, RuntimeError, Runtimes};
+use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
+
+/// Errors that stop an execution from starting (never the program's own failure).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("working directory: {0}")]
+    Workdir(#[from] PathError),
+}
+
+/// One request to run code.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub language: Language,
+    pub code: String,
+    /// Request-level environment; wins over the sandbox's.
+    pub env: BTreeMap<String, String>,
+    /// Guest working directory (created if missing); `/workspace` when `None`.
+    pub workdir: Option<String>,
+    pub timeout: Duration,
+    pub stdin: Vec<u8>,
+}
+
+impl RunRequest {
+    /// A request with default environment, working directory and the given timeout.
+    pub fn new(language: Language, code: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            language,
+            code: code.into(),
+            env: BTreeMap::new(),
+            workdir: None,
+            timeout,
+            stdin: Vec::new(),
+        }
+    }
+}
+
+/// The engine plus the installed runtimes: everything needed to run code in a sandbox.
+pub struct Executor {
+    engine: Engine,
+    runtimes: Runtimes,
+    limits: Limits,
+}
+
+impl Executor {
+    /// Builds the engine and reads the runtime manifest as configured by `settings`.
+    pub fn new(settings: &Settings) -> Result<Self, ExecError> {
+        let runtimes = Runtimes::new(&settings.cache_dir)?;
+        let engine = Engine::new(EngineConfig {
+            cache_dir: runtimes.compiled_dir(),
+            max_instances: settings.max_instances,
+            max_memory_bytes: settings.limits.memory_bytes.max(64 << 20),
+            fuel: settings.limits.fuel.is_some(),
+        })?;
+        Ok(Self {
+            engine,
+            runtimes,
+            limits: settings.limits.clone(),
+        })
+    }
+
+    /// The engine (for callers that run modules directly, such as benches).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The installed runtimes.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Installs `language`'s runtime if missing (blocking; prints progress on stderr).
+    pub fn ensure_installed(&self, language: Language) -> Result<(), ExecError> {
+        Ok(self.runtimes.ensure_installed(language)?)
+    }
+
+    /// Compiles or loads `language`'s module ahead of the first execution.
+    pub async fn warm_up(&self, language: Language) -> Result<(), ExecError> {
+        let invocation = self.runtimes.invocation(language, "")?;
+        self.engine.prepare(&invocation.module).await?;
+        Ok(())
+    }
+
+    /// Runs `request` in the sandbox tree `fs`, starting from the sandbox environment `base_env`.
+    pub async fn run(
+        &self,
+        fs: &SandboxFs,
+        base_env: &BTreeMap<String, String>,
+        request: RunRequest,
+    ) -> Result<ExecResult, ExecError> {
+        let invocation = self.runtimes.invocation(request.language, &request.code)?;
+        if !invocation.module.is_file() {
+            return Err(RuntimeError::NotInstalled {
+                runtime: request.language.to_string(),
+                path: invocation.module,
+                hint: "run `wasmbox runtimes fetch`".into(),
+            }
+            .into());
+        }
+        let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
+        let module = self.engine.prepare(&invocation.module).await?;
+
+        let mut env: BTreeMap<String, String> = default_env();
+        env.extend(base_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(request.env);
+        env.extend(invocation.env);
+        env.insert("PWD".into(), workdir);
+
+        let spec = ExecSpec {
+            argv: invocation.argv,
+            env: env.into_iter().collect(),
+            mounts: vec![fs.mount(), self.runtimes.support_mount()],
+            stdin: request.stdin,
+            limits: Limits {
+                timeout: request.timeout,
+                ..self.limits.clone()
+            },
+        };
+        Ok(self.engine.execute(&module, spec).await?)
+    }
+}
+
+/// The environment every execution starts from.
+fn default_env() -> BTreeMap<String, String> {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", WORKSPACE),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("USER", "sandbox"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

@@ -1,0 +1,353 @@
+//! Languages and the interpreter modules that run them: the pinned manifest, where fetched
+//! artifacts live, how user code becomes an argv, and the read-only support files guests see.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::engine::Mount;
+
+/// The pinned manifest, compiled in so the binary knows what it expects to find.
+const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
+/// Node-like shims for QuickJS, loaded before user code; the other two load on first use.
+const JS_PRELUDE: &str = include_str!("../../runtimes/js/prelude.js");
+const JS_INSPECT: &str = include_str!("../../runtimes/js/inspect.js");
+const JS_NODE_LIB: &str = include_str!("../../runtimes/js/node-lib.js");
+/// Makes CPython start in `$PWD` (WASI processes start in `/`).
+const PY_SITECUSTOMIZE: &str = include_str!("../../runtimes/python/sitecustomize.py");
+
+/// Where guests find the support files (read-only).
+pub const SUPPORT_GUEST_DIR: &str = "/usr/lib/wasmbox";
+
+/// A language users can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Python,
+    JavaScript,
+    Bash,
+}
+
+impl Language {
+    /// Every supported language.
+    pub const ALL: [Language; 3] = [Language::Python, Language::JavaScript, Language::Bash];
+
+    /// The canonical name (also the manifest table for python and javascript).
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::Bash => "bash",
+        }
+    }
+
+    /// The manifest entry that provides this language.
+    fn runtime(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::Bash => "shell",
+        }
+    }
+
+    /// Guesses the language from a file name's extension.
+    pub fn from_path(path: &Path) -> Option<Language> {
+        match path.extension()?.to_str()? {
+            "py" => Some(Language::Python),
+            "js" | "mjs" | "cjs" => Some(Language::JavaScript),
+            "sh" | "bash" => Some(Language::Bash),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Errors about languages and runtime artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("unknown language '{0}' (supported: python, javascript, bash)")]
+    UnknownLanguage(String),
+    #[error("language '{0}' is not supported by wasmbox (supported: python, javascript, bash)")]
+    Unsupported(String),
+    #[error("the {0} runtime is not available yet")]
+    NotAvailable(Language),
+    #[error("runtime manifest: {0}")]
+    Manifest(String),
+    #[error("the {runtime} runtime is not installed at {path}: {hint}")]
+    NotInstalled {
+        runtime: String,
+        path: PathBuf,
+        hint: String,
+    },
+    #[error("fetching runtimes failed: {0}")]
+    Fetch(String),
+    #[error("writing support files to {path}: {reason}")]
+    Support { path: PathBuf, reason: String },
+}
+
+impl FromStr for Language {
+    type Err = RuntimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "python" | "python3" | "py" => Ok(Language::Python),
+            "javascript" | "js" | "node" | "nodejs" => Ok(Language::JavaScript),
+            "bash" | "sh" | "shell" => Ok(Language::Bash),
+            "go" | "golang" | "typescript" | "ts" | "ruby" | "rust" => {
+                Err(RuntimeError::Unsupported(s.into()))
+            }
+            _ => Err(RuntimeError::UnknownLanguage(s.into())),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestEntry {
+    file: String,
+    argv: Vec<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    package: Option<String>,
+}
+
+/// An interpreter invocation: which module, with which argv and extra environment.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub module: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The installed runtimes under one cache directory.
+#[derive(Debug)]
+pub struct Runtimes {
+    cache_dir: PathBuf,
+    manifest: BTreeMap<String, ManifestEntry>,
+}
+
+impl Runtimes {
+    /// Reads the compiled-in manifest and writes the support files under `cache_dir`.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let manifest =
+            toml::from_str(MANIFEST).map_err(|e| RuntimeError::Manifest(e.to_string()))?;
+        let runtimes = Self {
+            cache_dir: cache_dir.into(),
+            manifest,
+        };
+        runtimes.write_support_files()?;
+        Ok(runtimes)
+    }
+
+    /// The cache directory (artifacts in `runtimes/`, compiled modules in `compiled/`).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Where precompiled modules are kept.
+    pub fn compiled_dir(&self) -> PathBuf {
+        self.cache_dir.join("compiled")
+    }
+
+    fn support_dir(&self) -> PathBuf {
+        self.cache_dir.join("support")
+    }
+
+    fn entry(&self, language: Language) -> Result<&ManifestEntry, RuntimeError> {
+        self.manifest
+            .get(language.runtime())
+            .ok_or(RuntimeError::NotAvailable(language))
+    }
+
+    /// The artifact path for `language`'s interpreter (whether or not it is installed).
+    pub fn module_path(&self, language: Language) -> Result<PathBuf, RuntimeError> {
+        Ok(self
+            .cache_dir
+            .join("runtimes")
+            .join(&self.entry(language)?.file))
+    }
+
+    /// A one-line description (package and version) for listings.
+    pub fn describe(&self, language: Language) -> String {
+        match self.entry(language) {
+            Ok(e) => format!(
+                "{} {}",
+                e.package.as_deref().unwrap_or("local build"),
+                e.version.as_deref().unwrap_or("")
+            )
+            .trim()
+            .to_string(),
+            Err(_) => "not available".into(),
+        }
+    }
+
+    /// Whether the interpreter for `language` is present in the cache.
+    pub fn is_installed(&self, language: Language) -> bool {
+        self.module_path(language)
+            .map(|p| p.is_file())
+            .unwrap_or(false)
+    }
+
+    /// Makes sure `language`'s interpreter is installed, fetching it (with progress on stderr)
+    /// when this binary was built from a source tree that has the fetch script.
+    pub fn ensure_installed(&self, language: Language) -> Result<(), RuntimeError> {
+        if self.is_installed(language) {
+            return Ok(());
+        }
+        self.fetch(&[language])?;
+        if self.is_installed(language) {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotInstalled {
+                runtime: language.runtime().into(),
+                path: self.module_path(language)?,
+                hint: "the fetch step did not produce it".into(),
+            })
+        }
+    }
+
+    /// Runs the fetch script for the given languages (all when empty).
+    pub fn fetch(&self, languages: &[Language]) -> Result<(), RuntimeError> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtimes/fetch.py");
+        if !script.is_file() {
+            return Err(RuntimeError::Fetch(format!(
+                "the fetch script {} is not present (this binary was built elsewhere); \
+                 install the runtimes into {} with a source checkout",
+                script.display(),
+                self.cache_dir.display()
+            )));
+        }
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg("--cache-dir").arg(&self.cache_dir);
+        for language in languages.iter().filter(|l| self.entry(**l).is_ok()) {
+            cmd.arg(language.runtime());
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| RuntimeError::Fetch(format!("cannot start python3: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Fetch(format!(
+                "{} exited with {status}",
+                script.display()
+            )))
+        }
+    }
+
+    /// How to run `code` in `language`.
+    pub fn invocation(&self, language: Language, code: &str) -> Result<Invocation, RuntimeError> {
+        let entry = self.entry(language)?;
+        let argv = entry
+            .argv
+            .iter()
+            .map(|a| {
+                if a == "{code}" {
+                    code.to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let env = match language {
+            Language::Python => vec![(
+                "PYTHONPATH".to_string(),
+                format!("{SUPPORT_GUEST_DIR}/python"),
+            )],
+            _ => Vec::new(),
+        };
+        Ok(Invocation {
+            module: self.module_path(language)?,
+            argv,
+            env,
+        })
+    }
+
+    /// The read-only mount with the support files.
+    pub fn support_mount(&self) -> Mount {
+        Mount {
+            host: self.support_dir(),
+            guest: SUPPORT_GUEST_DIR.into(),
+            writable: false,
+        }
+    }
+
+    fn write_support_files(&self) -> Result<(), RuntimeError> {
+        let files = [
+            ("prelude.js", JS_PRELUDE),
+            ("inspect.js", JS_INSPECT),
+            ("node-lib.js", JS_NODE_LIB),
+            ("python/sitecustomize.py", PY_SITECUSTOMIZE),
+        ];
+        for (name, contents) in files {
+            let path = self.support_dir().join(name);
+            if std::fs::read_to_string(&path).ok().as_deref() == Some(contents) {
+                continue;
+            }
+            let err = |e: std::io::Error| RuntimeError::Support {
+                path: path.clone(),
+                reason: e.to_string(),
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, contents).map_err(err)?;
+            std::fs::rename(&tmp, &path).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_aliases() {
+        assert_eq!("Python3".parse::<Language>().ok(), Some(Language::Python));
+        assert_eq!("node".parse::<Language>().ok(), Some(Language::JavaScript));
+        assert_eq!("sh".parse::<Language>().ok(), Some(Language::Bash));
+        assert!(matches!(
+            "go".parse::<Language>(),
+            Err(RuntimeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "cobol".parse::<Language>(),
+            Err(RuntimeError::UnknownLanguage(_))
+        ));
+    }
+
+    #[test]
+    fn language_from_extension() {
+        assert_eq!(
+            Language::from_path(Path::new("a/b.py")),
+            Some(Language::Python)
+        );
+        assert_eq!(
+            Language::from_path(Path::new("x.mjs")),
+            Some(Language::JavaScript)
+        );
+        assert_eq!(Language::from_path(Path::new("x.txt")), None);
+    }
+
+    #[test]
+    fn manifest_parses_and_substitutes_code() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtimes = Runtimes::new(dir.path()).expect("manifest");
+        let inv = runtimes
+            .invocation(Language::Python, "print(1)")
+            .expect("python entry");
+        assert_eq!(inv.argv.last().map(String::as_str), Some("print(1)"));
+        assert!(dir.path().join("support/prelude.js").is_file());
+    }
+}

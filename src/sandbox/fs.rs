@@ -1,0 +1,168 @@
+//! A sandbox's directory tree on the host, and safe resolution of guest paths inside it.
+//!
+//! The tree is mounted as the guest's `/`; it always holds `workspace/` (the default working
+//! directory) and `tmp/`. Host-side access goes through cap-std, so `..` and symlinks can never
+//! lead outside the tree.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::engine::Mount;
+
+/// The default working directory inside every sandbox.
+pub const WORKSPACE: &str = "/workspace";
+
+/// Errors resolving guest paths.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("path '{0}' is not allowed: it leaves the sandbox")]
+    Escapes(String),
+    #[error("path '{0}' is not valid")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The root of one sandbox's files on the host (the guest's `/`).
+#[derive(Clone, Debug)]
+pub struct SandboxFs {
+    root: PathBuf,
+}
+
+impl SandboxFs {
+    /// Creates (if needed) the tree at `root` with `workspace/` and `tmp/`.
+    pub fn create(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("workspace"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(Self { root })
+    }
+
+    /// The host directory that is the guest's `/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The read-write mount of the tree at the guest's `/`.
+    pub fn mount(&self) -> Mount {
+        Mount {
+            host: self.root.clone(),
+            guest: "/".into(),
+            writable: true,
+        }
+    }
+
+    /// A capability handle on the tree: every path opened through it stays inside.
+    pub fn dir(&self) -> io::Result<Dir> {
+        Dir::open_ambient_dir(&self.root, ambient_authority())
+    }
+
+    /// Creates the guest directory `guest` (absolute, or relative to `/workspace`) if missing and
+    /// returns its normalised absolute guest path.
+    pub fn ensure_workdir(&self, guest: &str) -> Result<String, PathError> {
+        let relative = normalize(guest)?;
+        if !relative.as_os_str().is_empty() {
+            self.dir()
+                .and_then(|dir| dir.create_dir_all(&relative))
+                .map_err(|source| PathError::Io {
+                    path: guest.to_string(),
+                    source,
+                })?;
+        }
+        Ok(to_guest(&relative))
+    }
+}
+
+/// Lexically normalises a guest path to a path relative to the sandbox root. Relative input is
+/// taken relative to `/workspace`; `..` may not climb above `/`.
+pub fn normalize(guest: &str) -> Result<PathBuf, PathError> {
+    if guest.contains('\0') {
+        return Err(PathError::Invalid(guest.escape_default().to_string()));
+    }
+    let full = if guest.starts_with('/') {
+        PathBuf::from(guest)
+    } else {
+        Path::new(WORKSPACE).join(guest)
+    };
+    let mut out = PathBuf::new();
+    for component in full.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err(PathError::Escapes(guest.to_string()));
+                }
+            }
+            Component::Prefix(_) => return Err(PathError::Invalid(guest.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+/// The absolute guest path for a root-relative path.
+pub fn to_guest(relative: &Path) -> String {
+    format!("/{}", relative.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_inside_root() {
+        assert_eq!(
+            normalize("/workspace/a/../b").ok(),
+            Some(PathBuf::from("workspace/b"))
+        );
+        assert_eq!(
+            normalize("data.txt").ok(),
+            Some(PathBuf::from("workspace/data.txt"))
+        );
+        assert_eq!(normalize("/").ok(), Some(PathBuf::new()));
+        assert_eq!(normalize("../../tmp").ok(), Some(PathBuf::from("tmp")));
+    }
+
+    #[test]
+    fn refuses_climbing_out() {
+        assert!(matches!(
+            normalize("/../etc/passwd"),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            normalize("../../../etc"),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(normalize("a\0b"), Err(PathError::Invalid(_))));
+    }
+
+    #[test]
+    fn workdir_is_created_inside() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fs = SandboxFs::create(tmp.path()).expect("create");
+        assert_eq!(
+            fs.ensure_workdir("/tmp/myproject").ok().as_deref(),
+            Some("/tmp/myproject")
+        );
+        assert!(tmp.path().join("tmp/myproject").is_dir());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn workdir_through_symlink_out_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let fs = SandboxFs::create(tmp.path()).expect("create");
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("workspace/out"))
+            .expect("symlink");
+        assert!(fs.ensure_workdir("/workspace/out/x").is_err());
+        assert!(!outside.path().join("x").exists());
+    }
+}
