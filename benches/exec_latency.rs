@@ -33,7 +33,25 @@ fn stats(name: &str, mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// The real interpreter binary behind `program` (pyenv and similar install shell-script shims
+/// that would add their own start-up to the native numbers).
+fn real_binary(program: &str) -> String {
+    let probe: &[&str] = match program {
+        "python3" => &["-c", "import sys; print(sys.executable)"],
+        "node" => &["-e", "console.log(process.execPath)"],
+        _ => return program.to_string(),
+    };
+    Command::new(program)
+        .args(probe)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| program.to_string())
+}
+
 fn native(program: &str, args: &[&str], iters: usize) -> Option<Vec<Duration>> {
+    let program = &real_binary(program);
     let mut samples = Vec::with_capacity(iters);
     for _ in 0..iters {
         let started = Instant::now();
