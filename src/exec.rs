@@ -119,6 +119,7 @@ impl Executor {
         env.insert("PWD".into(), workdir);
 
         let spec = ExecSpec {
+            entry: invocation.entry,
             argv: invocation.argv,
             env: env.into_iter().collect(),
             mounts: vec![fs.mount(), self.runtimes.support_mount()],

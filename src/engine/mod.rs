@@ -102,9 +102,21 @@ pub struct Mount {
     pub writable: bool,
 }
 
+/// How an execution enters the module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Entry {
+    /// A WASI command: call `_start`; the exit status comes from `proc_exit` (0 if it returns).
+    #[default]
+    Start,
+    /// A reactor (e.g. a pre-initialised snapshot): call this export, `() -> i32`, whose return
+    /// value is the exit status.
+    Export(String),
+}
+
 /// Everything one execution needs besides the module.
 #[derive(Clone, Debug, Default)]
 pub struct ExecSpec {
+    pub entry: Entry,
     pub argv: Vec<String>,
     /// The guest's complete environment: nothing of the host's leaks in.
     pub env: Vec<(String, String)>,
@@ -445,10 +457,20 @@ impl Engine {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| EngineError::Instantiate(e.to_string()))?;
-            let start = instance
-                .get_typed_func::<(), ()>(&mut store, "_start")
-                .map_err(|e| EngineError::Instantiate(format!("module has no _start: {e}")))?;
-            let result = start.call_async(&mut store, ()).await;
+            let result = match &spec.entry {
+                Entry::Start => {
+                    let start = instance
+                        .get_typed_func::<(), ()>(&mut store, "_start")
+                        .map_err(|e| EngineError::Instantiate(format!("module has no _start: {e}")))?;
+                    start.call_async(&mut store, ()).await.map(|()| 0)
+                }
+                Entry::Export(name) => {
+                    let run = instance
+                        .get_typed_func::<(), i32>(&mut store, name)
+                        .map_err(|e| EngineError::Instantiate(format!("module has no export {name}: {e}")))?;
+                    run.call_async(&mut store, ()).await
+                }
+            };
             Ok::<_, EngineError>(classify(result, store.data().limiter.refused))
         };
         match tokio::time::timeout_at(deadline.into(), run).await {
@@ -467,9 +489,9 @@ pub const EXIT_MEMORY: i32 = 137;
 /// Exit status reported for other traps (as SIGABRT).
 pub const EXIT_TRAP: i32 = 134;
 
-fn classify(result: wasmtime::Result<()>, memory_refused: bool) -> (Termination, i32) {
+fn classify(result: wasmtime::Result<i32>, memory_refused: bool) -> (Termination, i32) {
     let err = match result {
-        Ok(()) => return (Termination::Exited, 0),
+        Ok(status) => return (Termination::Exited, status),
         Err(err) => err,
     };
     if let Some(exit) = err.downcast_ref::<I32Exit>() {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::engine::Mount;
+use crate::engine::{Entry, Mount};
 
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
@@ -124,6 +124,7 @@ struct ManifestEntry {
 #[derive(Clone, Debug)]
 pub struct Invocation {
     pub module: PathBuf,
+    pub entry: Entry,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
 }
@@ -267,6 +268,7 @@ impl Runtimes {
         };
         Ok(Invocation {
             module: self.module_path(language)?,
+            entry: Entry::Start,
             argv,
             env,
         })

@@ -1,0 +1,294 @@
+//! Errors as HTTP responses, in the two body shapes the official clients parse.
+//!
+//! A handler returns an [`ApiError`]; its `IntoResponse` stores the error in the response's
+//! extensions, and [`request_context`] renders the body for the plane the request was on (the
+//! control plane under `/v1`, the agent under `/sandboxes/{id}`), stamping an `X-Request-ID`.
+//! Rendering in one place also catches extractor rejections and fallbacks, so no response is
+//! ever axum's plain text.
+
+use std::io;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::exec::ExecError;
+use crate::runtimes::RuntimeError;
+use crate::sandbox::{PathError, SandboxError};
+
+use super::models::iso;
+
+/// An error answer: status, machine-readable code, a message a user can act on.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The guest path a file error is about.
+    pub path: Option<String>,
+    pub details: Map<String, Value>,
+    /// Seconds a client should wait before retrying (429).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            path: None,
+            details: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `INVALID_REQUEST`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    /// 500 for faults of the server itself (never for anything a request or user code did).
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(%message, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+
+    /// 404 `SANDBOX_NOT_FOUND`. The JS SDK turns a 404 whose message says "sandbox … not found"
+    /// into `SandboxExpiredError`, so the wording matters.
+    pub fn sandbox_not_found(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "SANDBOX_NOT_FOUND", format!("Sandbox not found: {id}"))
+            .with_detail("sandbox_id", id)
+    }
+
+    /// Attaches the guest path a file error is about (top level and in `details`).
+    pub fn with_path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
+        self.with_detail("path", path)
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The error for an I/O failure on guest path `path`.
+    pub fn file(path: &str, err: &io::Error) -> Self {
+        use io::ErrorKind as K;
+        let (status, code, message) = match err.kind() {
+            K::NotFound => (StatusCode::NOT_FOUND, "FILE_NOT_FOUND", format!("File not found: {path}")),
+            // cap-std reports any attempt to leave the tree (`..`, absolute or escaping
+            // symlinks) as PermissionDenied.
+            K::PermissionDenied => (
+                StatusCode::FORBIDDEN,
+                "PATH_NOT_ALLOWED",
+                format!("Path not allowed: {path} leads outside the sandbox or is not accessible"),
+            ),
+            K::AlreadyExists => (
+                StatusCode::CONFLICT,
+                "FILE_ALREADY_EXISTS",
+                format!("File already exists: {path}"),
+            ),
+            K::NotADirectory => (
+                StatusCode::BAD_REQUEST,
+                "DIRECTORY_NOT_FOUND",
+                format!("Not a directory: a component of {path} is a file"),
+            ),
+            K::IsADirectory => (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("{path} is a directory")),
+            K::DirectoryNotEmpty => (
+                StatusCode::CONFLICT,
+                "DIRECTORY_NOT_EMPTY",
+                format!("Directory not empty: {path}"),
+            ),
+            K::InvalidInput | K::InvalidFilename | K::InvalidData => {
+                (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path {path}: {err}"))
+            }
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "STORAGE_FULL",
+                format!("No space left for {path}"),
+            ),
+            // ELOOP and ENAMETOOLONG have no stable ErrorKind yet.
+            _ if matches!(err.raw_os_error(), Some(40 | 36)) => {
+                (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path {path}: {err}"))
+            }
+            _ => return Self::internal(format!("file operation on {path} failed: {err}")).with_path(path),
+        };
+        Self::new(status, code, message).with_path(path)
+    }
+
+    /// Renders the body for `plane`. Both shapes carry `message` and `code` at the top level
+    /// (JS reads those); the control plane nests an `error` object (Python's control client),
+    /// the agent puts the message string in `error` (Python's agent client).
+    fn body(&self, plane: Plane, request_id: &str) -> Value {
+        let details = Value::Object(self.details.clone());
+        let mut body = match plane {
+            Plane::Control => json!({
+                "error": {
+                    "message": self.message,
+                    "code": self.code,
+                    "request_id": request_id,
+                    "details": details,
+                },
+                "message": self.message,
+                "code": self.code,
+                "request_id": request_id,
+            }),
+            Plane::Agent => json!({
+                "error": self.message,
+                "message": self.message,
+                "code": self.code,
+                "details": details,
+                "request_id": request_id,
+                "timestamp": iso(chrono::Utc::now()),
+            }),
+        };
+        if let Some(path) = &self.path {
+            body["path"] = json!(path);
+        }
+        if let Some(seconds) = self.retry_after {
+            body["retry_after"] = json!(seconds);
+        }
+        body
+    }
+
+    fn render(&self, plane: Plane, request_id: &str) -> Response {
+        let mut response = (self.status, axum::Json(self.body(plane, request_id))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // Rendered properly by `request_context`; this body only shows if that layer is absent.
+        let mut response = self.render(Plane::Control, "");
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(err: SandboxError) -> Self {
+        match err {
+            SandboxError::NotFound(id) => Self::sandbox_not_found(&id),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(err: RuntimeError) -> Self {
+        match err {
+            RuntimeError::UnknownLanguage(_) | RuntimeError::Unsupported(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "UNSUPPORTED_LANGUAGE", err.to_string())
+                    .with_detail("supported", json!(["python", "javascript", "bash"]))
+            }
+            // Not the user's fault, but not something a retry fixes either: a 4xx keeps the SDKs
+            // from re-sending.
+            RuntimeError::NotAvailable(language) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "RUNTIME_NOT_AVAILABLE",
+                format!("the {language} runtime is not available on this server yet"),
+            )
+            .with_detail("language", language.name()),
+            RuntimeError::NotInstalled { .. } => {
+                tracing::error!(error = %err, "runtime missing");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "RUNTIME_NOT_INSTALLED", err.to_string())
+            }
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(err: PathError) -> Self {
+        match err {
+            PathError::Escapes(path) => Self::new(
+                StatusCode::FORBIDDEN,
+                "PATH_NOT_ALLOWED",
+                format!("Path not allowed: {path} leaves the sandbox"),
+            )
+            .with_path(&path),
+            PathError::Invalid(path) => {
+                Self::new(StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path: {path}")).with_path(&path)
+            }
+            PathError::Io { path, source } => Self::file(&path, &source),
+        }
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(err: ExecError) -> Self {
+        match err {
+            ExecError::Runtime(e) => e.into(),
+            ExecError::Workdir(e) => {
+                let mut api = Self::from(e);
+                api.message = format!("working directory: {}", api.message);
+                api
+            }
+            ExecError::Engine(e) => Self::internal(e.to_string()),
+        }
+    }
+}
+
+/// Which API a request was for; decides the error body shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plane {
+    Control,
+    Agent,
+}
+
+impl Plane {
+    fn of(path: &str) -> Self {
+        if path.starts_with("/sandboxes/") {
+            Plane::Agent
+        } else {
+            Plane::Control
+        }
+    }
+}
+
+/// Middleware: gives every request an id (`X-Request-ID`) and renders [`ApiError`] bodies.
+pub async fn request_context(request: Request, next: Next) -> Response {
+    let plane = Plane::of(request.uri().path());
+    let request_id = new_request_id();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    if let Some(err) = response.extensions_mut().remove::<ApiError>() {
+        tracing::debug!(%method, %path, status = %err.status, code = err.code, message = %err.message, "request failed");
+        response = err.render(plane, &request_id);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    format!("req_{:016x}", rand::random::<u64>())
+}
+
+/// Fallback for unknown routes.
+pub async fn route_not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no such endpoint: {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Fallback for a known route called with the wrong method.
+pub async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not supported on {}", request.method(), request.uri().path()),
+    )
+}
