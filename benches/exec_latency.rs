@@ -14,6 +14,7 @@ use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
 use wasmbox::sandbox::SandboxFs;
 
+#[derive(Clone)]
 struct Stats {
     name: String,
     p50: Duration,
@@ -73,6 +74,12 @@ fn main() {
         .unwrap_or(60);
     let settings = Settings::from_env();
     let executor = Executor::new(&settings).expect("engine");
+    // The same runtimes without pre-initialised snapshots, to show what the snapshots buy.
+    let plain = Executor::new(&Settings {
+        snapshots: false,
+        ..settings.clone()
+    })
+    .expect("engine");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,24 +110,30 @@ fn main() {
         executor
             .ensure_installed(language)
             .expect("runtime installed");
-        rt.block_on(executor.warm_up(language)).expect("warm up");
-        let mut samples = Vec::with_capacity(iters);
-        for _ in 0..iters + 3 {
-            let request = RunRequest::new(language, code, Duration::from_secs(30));
-            let result = rt.block_on(executor.run(&fs, &env, request)).expect("run");
-            assert_eq!(result.stdout, "hello\n", "{result:?}");
-            samples.push(result.duration);
-        }
-        let wasm = stats(
-            &format!("wasmbox {language} (library, warm engine)"),
-            samples.split_off(3),
-        );
+        let mut measure = |exec: &Executor, label: &str| {
+            rt.block_on(exec.warm_up(language)).expect("warm up");
+            let mut samples = Vec::with_capacity(iters);
+            for _ in 0..iters + 3 {
+                let request = RunRequest::new(language, code, Duration::from_secs(30));
+                let result = rt.block_on(exec.run(&fs, &env, request)).expect("run");
+                assert_eq!(result.stdout, "hello\n", "{result:?}");
+                samples.push(result.duration);
+            }
+            stats(
+                &format!("wasmbox {language} ({label})"),
+                samples.split_off(3),
+            )
+        };
+        let snapshot = measure(&executor, "library, warm engine");
+        let command = measure(&plain, "library, no snapshot");
         let native =
             native(program, args, iters).map(|s| stats(&format!("native `{native_name}`"), s));
-        rows.push((wasm, native));
+        rows.push((snapshot, native.clone()));
+        rows.push((command, native));
     }
 
     let mut table = String::from("| scenario | p50 ms | p99 ms | mean ms | wasmbox p50 / native p50 |\n|---|---:|---:|---:|---:|\n");
+    let mut natives_shown = Vec::new();
     for (wasm, native) in &rows {
         let ratio = native
             .as_ref()
@@ -134,18 +147,16 @@ fn main() {
             ms(wasm.p99),
             ms(wasm.mean)
         );
-        match native {
-            Some(n) => {
-                let _ = writeln!(
-                    table,
-                    "| {} | {} | {} | {} | |",
-                    n.name,
-                    ms(n.p50),
-                    ms(n.p99),
-                    ms(n.mean)
-                );
-            }
-            None => table.push_str("| native (not installed) | | | | |\n"),
+        if let Some(n) = native.as_ref().filter(|n| !natives_shown.contains(&n.name)) {
+            natives_shown.push(n.name.clone());
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} | {} | |",
+                n.name,
+                ms(n.p50),
+                ms(n.p99),
+                ms(n.mean)
+            );
         }
     }
     println!("\n{iters} iterations per scenario\n\n{table}");

@@ -236,6 +236,10 @@ QJS_LDFLAGS = ["--target=wasm32-wasi", f"--sysroot={WASI_SYSROOT}",
 # that a parallel build finishes early.
 QJS_SOURCES = ["quickjs.c", "quickjs-libc.c", "gen/repl.c", "libregexp.c", "libunicode.c",
                "dtoa.c", "qjs.c", "gen/standalone.c", "cutils.c", "libbf.c", "xsum.c"]
+# The reactor (pre-initialised snapshot) build: our two entry-point files replace qjs.c's main
+# and quickjs.c (wasmbox_qjs_random.c compiles quickjs.c itself plus a reseed hook).
+JS_DIR = Path(__file__).resolve().parent / "js"
+QJS_REACTOR_SOURCES = ["wasmbox_qjs.c", "wasmbox_qjs_random.c"]
 QJS_REQUIRED = {"quickjs.c", "quickjs-libc.c", "gen/repl.c", "libregexp.c", "libunicode.c",
                 "qjs.c"}
 # Debian 12 packages that provide the tools, and a file each one installs.
@@ -258,6 +262,7 @@ def qjs_stamp_inputs(spec: dict) -> dict:
         "cflags": QJS_CFLAGS,
         "ldflags": QJS_LDFLAGS,
         "sources": QJS_SOURCES,
+        "reactor": {f: sha256_file(JS_DIR / f) for f in QJS_REACTOR_SOURCES},
     }
 
 
@@ -274,7 +279,9 @@ def fetch_crate(name: str, spec: dict, ctx: Context) -> Path:
             recorded = json.loads(stamp.read_text())
         except (OSError, ValueError):
             recorded = {}
-        if recorded.get("inputs") == inputs and recorded.get("sha256") == sha256_file(dest):
+        reactor = spec.get("reactor_file")
+        reactor_ok = not reactor or (ctx.cache / reactor).exists()
+        if recorded.get("inputs") == inputs and recorded.get("sha256") == sha256_file(dest) and reactor_ok:
             log(f"{name}: up to date ({dest})")
             return dest
         # Stale: built from other inputs (or altered). Never leave it in place.
@@ -294,8 +301,16 @@ def fetch_crate(name: str, spec: dict, ctx: Context) -> Path:
         crate = cargo_fetch_crate(pkg, ver, spec["crate_sha256"], tmp, what)
         src = extract_crate_dir(crate, pkg, ver, spec.get("subdir", "quickjs"), tmp / "src", what)
         t0 = time.monotonic()
-        out = build_qjs(src, tmp / "build", what)
+        out, reactor_out = build_qjs(src, tmp / "build", what)
         log(f"{name}: built in {time.monotonic() - t0:.1f} s")
+        if spec.get("reactor_file"):
+            reactor_dest = ctx.cache / spec["reactor_file"]
+
+            def write_reactor(f):
+                with open(reactor_out, "rb") as s:
+                    shutil.copyfileobj(s, f, 1 << 20)
+
+            install_atomically(ctx, name, write_reactor, reactor_dest, None, what)
 
         def write(f):
             with open(out, "rb") as s:
@@ -397,14 +412,38 @@ def build_qjs(src: Path, build: Path, what: str) -> Path:
     out = build / "qjs.wasm"
     log(f"{what}: linking qjs.wasm")
     run([CC, *QJS_LDFLAGS, "-o", str(out), *map(str, objs)], f"{what}: linking")
-    return out
+
+    # The reactor: same library objects, our entry points instead of qjs.c and quickjs.c.
+    for f in QJS_REACTOR_SOURCES:
+        shutil.copyfile(JS_DIR / f, src / f)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
+        reactor_objs = list(ex.map(compile_one, QJS_REACTOR_SOURCES))
+    replaced = {"qjs.c", "quickjs.c"}
+    lib_objs = [o for s, o in zip(sources, objs) if s not in replaced]
+    reactor = build / "qjs-reactor.wasm"
+    log(f"{what}: linking qjs-reactor.wasm")
+    run([CC, *QJS_LDFLAGS, "-mexec-model=reactor", "-o", str(reactor), *map(str, reactor_objs),
+         *map(str, lib_objs)], f"{what}: linking the reactor")
+    return out, reactor
 
 
 # ---------------------------------------------------------------------------
 
+def fetch_cpython_wasi(name: str, spec: dict, ctx: Context) -> Path:
+    """source = "cpython-wasi": CPython built for wasm32-wasip1 as a reactor with wasmbox's
+    entry points, plus its standard-library zip. The recipe is runtimes/python/build_cpython.py."""
+    import importlib.util
+    path = HERE / "python" / "build_cpython.py"
+    mod_spec = importlib.util.spec_from_file_location("wasmbox_build_cpython", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.fetch(name, spec, ctx, sys.modules[__name__])
+
+
 HANDLERS = {
     "pypi": fetch_pypi,
     "crate": fetch_crate,
+    "cpython-wasi": fetch_cpython_wasi,
 }
 
 

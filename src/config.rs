@@ -15,6 +15,9 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Instances alive at once (`WASMBOX_MAX_INSTANCES`, default 128).
     pub max_instances: u32,
+    /// Run interpreters from pre-initialised snapshots where available (`WASMBOX_SNAPSHOTS=0`
+    /// turns this off, e.g. to compare against the plain command modules).
+    pub snapshots: bool,
     /// Default per-execution limits (`WASMBOX_MEMORY_MB`, `WASMBOX_OUTPUT_BYTES`, `WASMBOX_FUEL`).
     pub limits: Limits,
 }
@@ -40,6 +43,7 @@ impl Settings {
             data_dir,
             cache_dir,
             max_instances: env_number("WASMBOX_MAX_INSTANCES").unwrap_or(128),
+            snapshots: std::env::var("WASMBOX_SNAPSHOTS").map_or(true, |v| v.trim() != "0"),
             limits: Limits {
                 timeout: Duration::from_secs(60),
                 memory_bytes: env_number::<u64>("WASMBOX_MEMORY_MB")

@@ -2,11 +2,14 @@
 //! directory and environment, and hands the execution to the [`Engine`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::engine::{Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits};
-use crate::runtimes::{Language, RuntimeError, Runtimes};
+use crate::engine::{
+    Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits, PreparedModule,
+};
+use crate::runtimes::{Invocation, Language, RuntimeError, Runtimes};
 use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
 
 /// Errors that stop an execution from starting (never the program's own failure).
@@ -57,7 +60,7 @@ pub struct Executor {
 impl Executor {
     /// Builds the engine and reads the runtime manifest as configured by `settings`.
     pub fn new(settings: &Settings) -> Result<Self, ExecError> {
-        let runtimes = Runtimes::new(&settings.cache_dir)?;
+        let runtimes = Runtimes::new(&settings.cache_dir)?.use_snapshots(settings.snapshots);
         let engine = Engine::new(EngineConfig {
             cache_dir: runtimes.compiled_dir(),
             max_instances: settings.max_instances,
@@ -89,8 +92,19 @@ impl Executor {
     /// Compiles or loads `language`'s module ahead of the first execution.
     pub async fn warm_up(&self, language: Language) -> Result<(), ExecError> {
         let invocation = self.runtimes.invocation(language, "")?;
-        self.engine.prepare(&invocation.module).await?;
+        self.prepare(&invocation).await?;
         Ok(())
+    }
+
+    async fn prepare(&self, invocation: &Invocation) -> Result<Arc<PreparedModule>, ExecError> {
+        Ok(match &invocation.snapshot {
+            Some(recipe) => {
+                self.engine
+                    .prepare_snapshot(&invocation.module, recipe)
+                    .await?
+            }
+            None => self.engine.prepare(&invocation.module).await?,
+        })
     }
 
     /// Runs `request` in the sandbox tree `fs`, starting from the sandbox environment `base_env`.
@@ -110,7 +124,7 @@ impl Executor {
             .into());
         }
         let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
-        let module = self.engine.prepare(&invocation.module).await?;
+        let module = self.prepare(&invocation).await?;
 
         let mut env: BTreeMap<String, String> = default_env();
         env.extend(base_env.iter().map(|(k, v)| (k.clone(), v.clone())));

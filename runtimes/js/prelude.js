@@ -27,10 +27,12 @@
   if (dir[0] !== "/") dir = _os.getcwd()[0].replace(/\/$/, "") + "/" + dir;
 
   // WASI starts every process in "/": move to the directory the host asked for.
-  if (env.PWD) {
+  const enterWorkdir = () => {
+    if (!env.PWD) return;
     const r = _os.chdir(env.PWD);
     if (r < 0) _std.err.puts(`wasmbox: cannot chdir to ${env.PWD}: ${_std.strerror(-r)}\n`);
-  }
+  };
+  enterWorkdir();
 
   const load = (name) => {
     const src = _std.loadFile(dir + name);
@@ -89,9 +91,14 @@
     return s;
   }
   const version = (/[^/]*$/.exec((G.navigator || {}).userAgent || "") || [""])[0] || "0.0.0";
-  const argv = ["/usr/bin/qjs", ...(G.scriptArgs || [])];
-  if (argv.length > 1 && /\.[cm]?js$/.test(argv[1]) && argv[1][0] !== "/")
-    argv[1] = _os.getcwd()[0].replace(/\/$/, "") + "/" + argv[1];
+  const argv = ["/usr/bin/qjs"];
+  const setArgs = (args) => {
+    argv.length = 1;
+    argv.push(...args);
+    if (argv.length > 1 && /\.[cm]?js$/.test(argv[1]) && argv[1][0] !== "/")
+      argv[1] = _os.getcwd()[0].replace(/\/$/, "") + "/" + argv[1];
+  };
+  setArgs(G.scriptArgs || []);
   const proc = {
     env, argv, argv0: "qjs", execPath: "/usr/bin/qjs", execArgv: [],
     version: "v" + version, versions: { quickjs: version }, release: { name: "quickjs-ng" },
@@ -144,6 +151,19 @@
   G.require = req;
   G.module = { id: ".", exports: {}, loaded: false };
   G.exports = G.module.exports;
+
+  // A pre-initialised snapshot runs this file once, at build time; each execution then calls
+  // this to pick up its own environment, arguments and working directory.
+  Object.defineProperty(G, "__wasmbox_restart", {
+    value(args) {
+      const fresh = _std.getenviron();
+      for (const k of Object.keys(env)) delete env[k];
+      Object.assign(env, fresh);
+      enterWorkdir();
+      G.scriptArgs = args;
+      setArgs(args);
+    },
+  });
 
   // State shared with node-lib.js.
   const S = { G, env, proc, version, argv, out, err, writeLine, fmtArgs, I, indent: "", exiting: false };

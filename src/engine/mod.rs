@@ -7,6 +7,8 @@
 
 mod cache;
 pub mod output;
+mod preinit;
+pub mod spawn;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use output::CapturedOutput;
+pub use preinit::SnapshotRecipe;
+pub use spawn::{Interpreter, SpawnConfig};
 
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -44,6 +48,8 @@ pub enum EngineError {
     Mount { path: PathBuf, reason: String },
     #[error("instantiating the module failed: {0}")]
     Instantiate(String),
+    #[error("pre-initialising a snapshot failed: {0}")]
+    Snapshot(String),
 }
 
 /// Engine-wide settings, fixed for the life of the process.
@@ -184,6 +190,8 @@ impl PreparedModule {
 /// Host-side state of one store.
 pub struct HostState {
     wasi: WasiP1Ctx,
+    /// The shell's `wasmbox.spawn` import (None: the import refuses).
+    spawn: Option<spawn::SpawnState>,
     limiter: MemoryLimiter,
 }
 
@@ -269,6 +277,8 @@ struct EngineInner {
     linker: Linker<HostState>,
     config: EngineConfig,
     modules: Mutex<HashMap<PathBuf, ModuleSlot>>,
+    /// Serialises snapshot generation so concurrent first uses make one snapshot, not several.
+    snapshot_lock: tokio::sync::Mutex<()>,
     _ticker: EpochTicker,
 }
 
@@ -318,6 +328,7 @@ impl Engine {
                 linker,
                 config,
                 modules: Mutex::new(HashMap::new()),
+                snapshot_lock: tokio::sync::Mutex::new(()),
                 _ticker: ticker,
             }),
         })
@@ -353,6 +364,35 @@ impl Engine {
             })
             .await?;
         Ok(prepared.clone())
+    }
+
+    /// Loads the pre-initialised snapshot of the reactor at `reactor` made with `recipe`,
+    /// creating it (and caching it on disk) on first use.
+    pub async fn prepare_snapshot(
+        &self,
+        reactor: &Path,
+        recipe: &SnapshotRecipe,
+    ) -> Result<Arc<PreparedModule>, EngineError> {
+        let path = preinit::snapshot_path(reactor, recipe, &self.inner.config.cache_dir)?;
+        if !path.is_file() {
+            let _guard = self.inner.snapshot_lock.lock().await;
+            if !path.is_file() {
+                let wasm = std::fs::read(reactor).map_err(|e| EngineError::ModuleMissing {
+                    path: reactor.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                tracing::info!(reactor = %reactor.display(), "pre-initialising a snapshot (first use; cached afterwards)");
+                let snapshot = preinit::preinitialize(self, &wasm, recipe).await?;
+                let cache_err = |e: std::io::Error| {
+                    EngineError::Cache(format!("writing {}: {e}", path.display()))
+                };
+                std::fs::create_dir_all(&self.inner.config.cache_dir).map_err(cache_err)?;
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, snapshot).map_err(cache_err)?;
+                std::fs::rename(&tmp, &path).map_err(cache_err)?;
+            }
+        }
+        self.prepare(&path).await
     }
 
     /// Runs `module` once in a fresh store, capturing stdout/stderr.
@@ -393,17 +433,16 @@ impl Engine {
         })
     }
 
-    /// Instantiates and runs `_start` with the given streams until it ends or `deadline` passes.
-    /// Returns how it ended and the exit status to report.
-    pub(crate) async fn run_instance(
+    /// A fresh store for one instance: WASI context (argv, env, mounts, the given streams),
+    /// memory limiter, epoch deadline and optional fuel.
+    pub(crate) fn new_store(
         &self,
-        module: &PreparedModule,
         spec: &ExecSpec,
         stdin: impl StdinStream + 'static,
         stdout: impl StdoutStream + 'static,
         stderr: impl StdoutStream + 'static,
         deadline: Instant,
-    ) -> Result<(Termination, i32), EngineError> {
+    ) -> Result<Store<HostState>, EngineError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&spec.argv)
             .envs(&spec.env)
@@ -430,6 +469,7 @@ impl Engine {
         .unwrap_or(usize::MAX);
         let state = HostState {
             wasi: wasi.build_p1(),
+            spawn: None,
             limiter: MemoryLimiter {
                 max_bytes: memory_cap,
                 refused: false,
@@ -450,6 +490,38 @@ impl Engine {
                 .set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| EngineError::Config(e.to_string()))?;
         }
+        Ok(store)
+    }
+
+    /// Instantiates `module` and runs its entry with the given streams until it ends or
+    /// `deadline` passes. Returns how it ended and the exit status to report.
+    pub(crate) async fn run_instance(
+        &self,
+        module: &PreparedModule,
+        spec: &ExecSpec,
+        stdin: impl StdinStream + 'static,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+        deadline: Instant,
+    ) -> Result<(Termination, i32), EngineError> {
+        self.run_instance_with(module, spec, stdin, stdout, stderr, deadline, None)
+            .await
+    }
+
+    /// [`Self::run_instance`] with the shell's spawn state (see `spawn.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_instance_with(
+        &self,
+        module: &PreparedModule,
+        spec: &ExecSpec,
+        stdin: impl StdinStream + 'static,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+        deadline: Instant,
+        spawn: Option<spawn::SpawnState>,
+    ) -> Result<(Termination, i32), EngineError> {
+        let mut store = self.new_store(spec, stdin, stdout, stderr, deadline)?;
+        store.data_mut().spawn = spawn;
 
         let run = async {
             let instance = module
@@ -461,13 +533,17 @@ impl Engine {
                 Entry::Start => {
                     let start = instance
                         .get_typed_func::<(), ()>(&mut store, "_start")
-                        .map_err(|e| EngineError::Instantiate(format!("module has no _start: {e}")))?;
+                        .map_err(|e| {
+                            EngineError::Instantiate(format!("module has no _start: {e}"))
+                        })?;
                     start.call_async(&mut store, ()).await.map(|()| 0)
                 }
                 Entry::Export(name) => {
                     let run = instance
                         .get_typed_func::<(), i32>(&mut store, name)
-                        .map_err(|e| EngineError::Instantiate(format!("module has no export {name}: {e}")))?;
+                        .map_err(|e| {
+                            EngineError::Instantiate(format!("module has no export {name}: {e}"))
+                        })?;
                     run.call_async(&mut store, ()).await
                 }
             };
@@ -535,5 +611,6 @@ fn add_host_imports(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
             Err(I32Exit(status).into())
         })
         .map_err(|e| EngineError::Config(e.to_string()))?;
+    spawn::add_to_linker(linker)?;
     Ok(())
 }

@@ -9,7 +9,11 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::engine::{Entry, Mount};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use crate::engine::{Entry, ExecSpec, Limits, Mount, SnapshotRecipe};
 
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
@@ -19,6 +23,14 @@ const JS_INSPECT: &str = include_str!("../../runtimes/js/inspect.js");
 const JS_NODE_LIB: &str = include_str!("../../runtimes/js/node-lib.js");
 /// Makes CPython start in `$PWD` (WASI processes start in `/`).
 const PY_SITECUSTOMIZE: &str = include_str!("../../runtimes/python/sitecustomize.py");
+
+/// The read-only files guests find under [`SUPPORT_GUEST_DIR`].
+const SUPPORT_FILES: [(&str, &str); 4] = [
+    ("prelude.js", JS_PRELUDE),
+    ("inspect.js", JS_INSPECT),
+    ("node-lib.js", JS_NODE_LIB),
+    ("python/sitecustomize.py", PY_SITECUSTOMIZE),
+];
 
 /// Where guests find the support files (read-only).
 pub const SUPPORT_GUEST_DIR: &str = "/usr/lib/wasmbox";
@@ -114,6 +126,11 @@ impl FromStr for Language {
 struct ManifestEntry {
     file: String,
     argv: Vec<String>,
+    /// A reactor build with `wasmbox_init`/`wasmbox_run` exports, run from a snapshot.
+    #[serde(default)]
+    reactor_file: Option<String>,
+    #[serde(default)]
+    reactor_argv: Option<Vec<String>>,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
@@ -127,6 +144,8 @@ pub struct Invocation {
     pub entry: Entry,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Set when `module` is a reactor to run from a pre-initialised snapshot made this way.
+    pub snapshot: Option<SnapshotRecipe>,
 }
 
 /// The installed runtimes under one cache directory.
@@ -134,6 +153,7 @@ pub struct Invocation {
 pub struct Runtimes {
     cache_dir: PathBuf,
     manifest: BTreeMap<String, ManifestEntry>,
+    snapshots: bool,
 }
 
 impl Runtimes {
@@ -144,9 +164,17 @@ impl Runtimes {
         let runtimes = Self {
             cache_dir: cache_dir.into(),
             manifest,
+            snapshots: true,
         };
         runtimes.write_support_files()?;
         Ok(runtimes)
+    }
+
+    /// Whether to run reactor builds from pre-initialised snapshots where the manifest has them
+    /// (the default), or always the plain command modules.
+    pub fn use_snapshots(mut self, enabled: bool) -> Self {
+        self.snapshots = enabled;
+        self
     }
 
     /// The cache directory (artifacts in `runtimes/`, compiled modules in `compiled/`).
@@ -245,20 +273,22 @@ impl Runtimes {
         }
     }
 
-    /// How to run `code` in `language`.
+    /// How to run `code` in `language`: from the pre-initialised snapshot when there is a
+    /// reactor build, else the command module.
     pub fn invocation(&self, language: Language, code: &str) -> Result<Invocation, RuntimeError> {
         let entry = self.entry(language)?;
-        let argv = entry
-            .argv
-            .iter()
-            .map(|a| {
-                if a == "{code}" {
-                    code.to_string()
-                } else {
-                    a.clone()
-                }
-            })
-            .collect();
+        let substitute = |template: &[String]| -> Vec<String> {
+            template
+                .iter()
+                .map(|a| {
+                    if a == "{code}" {
+                        code.to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect()
+        };
         let env = match language {
             Language::Python => vec![(
                 "PYTHONPATH".to_string(),
@@ -266,12 +296,56 @@ impl Runtimes {
             )],
             _ => Vec::new(),
         };
+        if let (true, Some(file), Some(argv)) =
+            (self.snapshots, &entry.reactor_file, &entry.reactor_argv)
+        {
+            let reactor = self.cache_dir.join("runtimes").join(file);
+            if reactor.is_file() {
+                return Ok(Invocation {
+                    module: reactor,
+                    entry: Entry::Export("wasmbox_run".into()),
+                    argv: substitute(argv),
+                    env,
+                    snapshot: Some(self.snapshot_recipe()),
+                });
+            }
+        }
         Ok(Invocation {
             module: self.module_path(language)?,
             entry: Entry::Start,
-            argv,
+            argv: substitute(&entry.argv),
             env,
+            snapshot: None,
         })
+    }
+
+    /// How reactors are pre-initialised: `wasmbox_init` with the same mounts, in the same
+    /// order, as executions get (an empty tree at `/`, then the support files).
+    fn snapshot_recipe(&self) -> SnapshotRecipe {
+        let mut hasher = DefaultHasher::new();
+        for (_, contents) in SUPPORT_FILES {
+            contents.hash(&mut hasher);
+        }
+        SnapshotRecipe {
+            init_func: "wasmbox_init".into(),
+            spec: ExecSpec {
+                argv: vec!["wasmbox-init".into()],
+                mounts: vec![
+                    Mount {
+                        host: self.cache_dir.join("support-root"),
+                        guest: "/".into(),
+                        writable: false,
+                    },
+                    self.support_mount(),
+                ],
+                limits: Limits {
+                    timeout: Duration::from_secs(120),
+                    ..Limits::default()
+                },
+                ..ExecSpec::default()
+            },
+            fingerprint: hasher.finish(),
+        }
     }
 
     /// The read-only mount with the support files.
@@ -284,13 +358,12 @@ impl Runtimes {
     }
 
     fn write_support_files(&self) -> Result<(), RuntimeError> {
-        let files = [
-            ("prelude.js", JS_PRELUDE),
-            ("inspect.js", JS_INSPECT),
-            ("node-lib.js", JS_NODE_LIB),
-            ("python/sitecustomize.py", PY_SITECUSTOMIZE),
-        ];
-        for (name, contents) in files {
+        let root = self.cache_dir.join("support-root");
+        std::fs::create_dir_all(&root).map_err(|e| RuntimeError::Support {
+            path: root,
+            reason: e.to_string(),
+        })?;
+        for (name, contents) in SUPPORT_FILES {
             let path = self.support_dir().join(name);
             if std::fs::read_to_string(&path).ok().as_deref() == Some(contents) {
                 continue;
