@@ -55,6 +55,8 @@ pub struct Executor {
     engine: Engine,
     runtimes: Runtimes,
     limits: Limits,
+    /// Each language's loaded module, so the hot path does no file-system checks.
+    prepared: std::sync::Mutex<std::collections::HashMap<Language, Arc<PreparedModule>>>,
 }
 
 impl Executor {
@@ -71,6 +73,7 @@ impl Executor {
             engine,
             runtimes,
             limits: settings.limits.clone(),
+            prepared: Default::default(),
         })
     }
 
@@ -92,19 +95,35 @@ impl Executor {
     /// Compiles or loads `language`'s module ahead of the first execution.
     pub async fn warm_up(&self, language: Language) -> Result<(), ExecError> {
         let invocation = self.runtimes.invocation(language, "")?;
-        self.prepare(&invocation).await?;
+        self.prepare(language, &invocation).await?;
         Ok(())
     }
 
-    async fn prepare(&self, invocation: &Invocation) -> Result<Arc<PreparedModule>, ExecError> {
-        Ok(match &invocation.snapshot {
+    async fn prepare(
+        &self,
+        language: Language,
+        invocation: &Invocation,
+    ) -> Result<Arc<PreparedModule>, ExecError> {
+        let cached = self.prepared_lock().get(&language).cloned();
+        if let Some(module) = cached {
+            return Ok(module);
+        }
+        let module = match &invocation.snapshot {
             Some(recipe) => {
                 self.engine
                     .prepare_snapshot(&invocation.module, recipe)
                     .await?
             }
             None => self.engine.prepare(&invocation.module).await?,
-        })
+        };
+        self.prepared_lock().insert(language, module.clone());
+        Ok(module)
+    }
+
+    fn prepared_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Language, Arc<PreparedModule>>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `request` in the sandbox tree `fs`, starting from the sandbox environment `base_env`.
@@ -115,16 +134,8 @@ impl Executor {
         request: RunRequest,
     ) -> Result<ExecResult, ExecError> {
         let invocation = self.runtimes.invocation(request.language, &request.code)?;
-        if !invocation.module.is_file() {
-            return Err(RuntimeError::NotInstalled {
-                runtime: request.language.to_string(),
-                path: invocation.module,
-                hint: "run `wasmbox runtimes fetch`".into(),
-            }
-            .into());
-        }
         let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
-        let module = self.prepare(&invocation).await?;
+        let module = self.prepare(request.language, &invocation).await?;
 
         let mut env: BTreeMap<String, String> = default_env();
         env.extend(base_env.iter().map(|(k, v)| (k.clone(), v.clone())));

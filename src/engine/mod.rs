@@ -33,6 +33,10 @@ pub use spawn::{Interpreter, SpawnConfig};
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of each pooled memory/table slot kept resident between instances: resetting them with
+/// memset is cheaper than returning the pages and faulting them in again on the next run.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// Failures of the host to set up or run an execution. Guest failures are not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -303,7 +307,9 @@ impl Engine {
             .total_stacks(slots)
             .max_memory_size(max_memory)
             .table_elements(100_000)
-            .max_core_instance_size(4 << 20);
+            .max_core_instance_size(4 << 20)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
 
         let mut wasm_config = Config::new();
         wasm_config
