@@ -2,8 +2,9 @@
 //!
 //! Layers, each owning one concern: [`engine`] (wasmtime), [`runtimes`] (interpreters and their
 //! artifacts), [`sandbox`] (directories, environment, lifecycle), [`exec`] (running a request
-//! in a sandbox), [`config`] (settings).
+//! in a sandbox), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
+pub mod api;
 pub mod config;
 pub mod engine;
 pub mod exec;

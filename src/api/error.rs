@@ -60,8 +60,12 @@ impl ApiError {
     /// 404 `SANDBOX_NOT_FOUND`. The JS SDK turns a 404 whose message says "sandbox … not found"
     /// into `SandboxExpiredError`, so the wording matters.
     pub fn sandbox_not_found(id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "SANDBOX_NOT_FOUND", format!("Sandbox not found: {id}"))
-            .with_detail("sandbox_id", id)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "SANDBOX_NOT_FOUND",
+            format!("Sandbox not found: {id}"),
+        )
+        .with_detail("sandbox_id", id)
     }
 
     /// Attaches the guest path a file error is about (top level and in `details`).
@@ -79,7 +83,11 @@ impl ApiError {
     pub fn file(path: &str, err: &io::Error) -> Self {
         use io::ErrorKind as K;
         let (status, code, message) = match err.kind() {
-            K::NotFound => (StatusCode::NOT_FOUND, "FILE_NOT_FOUND", format!("File not found: {path}")),
+            K::NotFound => (
+                StatusCode::NOT_FOUND,
+                "FILE_NOT_FOUND",
+                format!("File not found: {path}"),
+            ),
             // cap-std reports any attempt to leave the tree (`..`, absolute or escaping
             // symlinks) as PermissionDenied.
             K::PermissionDenied => (
@@ -97,25 +105,36 @@ impl ApiError {
                 "DIRECTORY_NOT_FOUND",
                 format!("Not a directory: a component of {path} is a file"),
             ),
-            K::IsADirectory => (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("{path} is a directory")),
+            K::IsADirectory => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+                format!("{path} is a directory"),
+            ),
             K::DirectoryNotEmpty => (
                 StatusCode::CONFLICT,
                 "DIRECTORY_NOT_EMPTY",
                 format!("Directory not empty: {path}"),
             ),
-            K::InvalidInput | K::InvalidFilename | K::InvalidData => {
-                (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path {path}: {err}"))
-            }
+            K::InvalidInput | K::InvalidFilename | K::InvalidData => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+                format!("Invalid path {path}: {err}"),
+            ),
             K::StorageFull | K::QuotaExceeded | K::FileTooLarge => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "STORAGE_FULL",
                 format!("No space left for {path}"),
             ),
             // ELOOP and ENAMETOOLONG have no stable ErrorKind yet.
-            _ if matches!(err.raw_os_error(), Some(40 | 36)) => {
-                (StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path {path}: {err}"))
+            _ if matches!(err.raw_os_error(), Some(40 | 36)) => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+                format!("Invalid path {path}: {err}"),
+            ),
+            _ => {
+                return Self::internal(format!("file operation on {path} failed: {err}"))
+                    .with_path(path)
             }
-            _ => return Self::internal(format!("file operation on {path} failed: {err}")).with_path(path),
         };
         Self::new(status, code, message).with_path(path)
     }
@@ -158,7 +177,9 @@ impl ApiError {
     fn render(&self, plane: Plane, request_id: &str) -> Response {
         let mut response = (self.status, axum::Json(self.body(plane, request_id))).into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -185,10 +206,12 @@ impl From<SandboxError> for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(err: RuntimeError) -> Self {
         match err {
-            RuntimeError::UnknownLanguage(_) | RuntimeError::Unsupported(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "UNSUPPORTED_LANGUAGE", err.to_string())
-                    .with_detail("supported", json!(["python", "javascript", "bash"]))
-            }
+            RuntimeError::UnknownLanguage(_) | RuntimeError::Unsupported(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED_LANGUAGE",
+                err.to_string(),
+            )
+            .with_detail("supported", json!(["python", "javascript", "bash"])),
             // Not the user's fault, but not something a retry fixes either: a 4xx keeps the SDKs
             // from re-sending.
             RuntimeError::NotAvailable(language) => Self::new(
@@ -199,7 +222,11 @@ impl From<RuntimeError> for ApiError {
             .with_detail("language", language.name()),
             RuntimeError::NotInstalled { .. } => {
                 tracing::error!(error = %err, "runtime missing");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "RUNTIME_NOT_INSTALLED", err.to_string())
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "RUNTIME_NOT_INSTALLED",
+                    err.to_string(),
+                )
             }
             other => Self::internal(other.to_string()),
         }
@@ -215,9 +242,12 @@ impl From<PathError> for ApiError {
                 format!("Path not allowed: {path} leaves the sandbox"),
             )
             .with_path(&path),
-            PathError::Invalid(path) => {
-                Self::new(StatusCode::BAD_REQUEST, "INVALID_PATH", format!("Invalid path: {path}")).with_path(&path)
-            }
+            PathError::Invalid(path) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+                format!("Invalid path: {path}"),
+            )
+            .with_path(&path),
             PathError::Io { path, source } => Self::file(&path, &source),
         }
     }
@@ -264,11 +294,48 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         tracing::debug!(%method, %path, status = %err.status, code = err.code, message = %err.message, "request failed");
         response = err.render(plane, &request_id);
+    } else if is_plain_error(&response) {
+        // A rejection or layer that answered in plain text: same message, our body.
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 10)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        };
+        response = ApiError::new(status, code_for(status), message).render(plane, &request_id);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+fn is_plain_error(response: &Response) -> bool {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    (response.status().is_client_error() || response.status().is_server_error()) && !json
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "INVALID_REQUEST",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+        s if s.is_server_error() => "INTERNAL_ERROR",
+        _ => "HTTP_ERROR",
+    }
 }
 
 fn new_request_id() -> String {
@@ -280,7 +347,11 @@ pub async fn route_not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
-        format!("no such endpoint: {} {}", request.method(), request.uri().path()),
+        format!(
+            "no such endpoint: {} {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 
@@ -289,6 +360,10 @@ pub async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
-        format!("{} is not supported on {}", request.method(), request.uri().path()),
+        format!(
+            "{} is not supported on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }

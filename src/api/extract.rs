@@ -1,14 +1,22 @@
 //! Request extractors whose failures are [`ApiError`]s (JSON bodies naming the field) instead of
 //! axum's plain-text rejections.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+
+/// The largest JSON body a route accepts, as a request extension (default [`super::BODY_LIMIT`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// How much of an oversized body is read and discarded so the client sees the 413: closing a
+/// connection with unread data makes the kernel send RST, which can destroy the response
+/// before the client reads it.
+const DRAIN_CAP: usize = 256 << 20;
 
 /// A JSON body. The content type is not checked (curl users forget it; the SDKs always send
 /// it), and an empty body reads as `{}` so body-less POSTs work.
@@ -17,10 +25,23 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(text).map(ApiJson).map_err(json_error)
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(super::BODY_LIMIT, |l| l.0);
+        let bytes = read_body(request, limit).await?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+        deserializer
+            .end()
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+        Ok(ApiJson(value))
     }
 }
 
@@ -31,46 +52,75 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded_query(query)
-            .map(ApiQuery)
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
     }
 }
 
-fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, String> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|e| format!("{e}"))?)
-        .map(|q| q.0)
-        .map_err(|e| e.body_text())
-}
-
-/// Maps a body-buffering failure: too large is 413, anything else a bad request.
-pub fn body_error(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            "request body is larger than this endpoint accepts",
-        )
-    } else {
-        ApiError::bad_request(format!("cannot read the request body: {}", rejection.body_text()))
-    }
-}
-
-/// A JSON error naming the field at fault when serde says which one.
-fn json_error(err: serde_json::Error) -> ApiError {
-    let message = err.to_string();
-    let field = ["missing field `", "unknown field `", "duplicate field `"]
-        .iter()
-        .find_map(|prefix| message.split_once(prefix))
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(field, _)| field.to_string());
-    let text = match (err.classify(), &field) {
-        (serde_json::error::Category::Data, Some(field)) if message.starts_with("missing field") => {
-            format!("missing required field '{field}'")
+/// Buffers the body up to `limit` bytes; past that, drains (up to [`DRAIN_CAP`]) and fails
+/// with 413.
+async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = request.into_body();
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > DRAIN_CAP {
+            break;
         }
-        (serde_json::error::Category::Data, _) => format!("invalid request body: {message}"),
-        _ => format!("malformed JSON body: {message}"),
+        if total <= limit {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    if total > limit {
+        return Err(too_large().with_detail("limit_bytes", limit));
+    }
+    Ok(buffer)
+}
+
+/// 413 with our body.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        "request body is larger than this endpoint accepts",
+    )
+}
+
+/// A JSON error naming the field at fault.
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = inner.to_string();
+    // serde reports a missing field at the enclosing object; name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| {
+            if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            }
+        });
+    let (text, field) = match (inner.classify(), missing) {
+        (serde_json::error::Category::Data, Some(field)) => {
+            (format!("missing required field '{field}'"), Some(field))
+        }
+        (serde_json::error::Category::Data, None) if path == "." => {
+            (format!("invalid request body: {message}"), None)
+        }
+        (serde_json::error::Category::Data, None) => (
+            format!("invalid value for field '{path}': {message}"),
+            Some(path),
+        ),
+        _ => (format!("malformed JSON body: {message}"), None),
     };
     let mut api = ApiError::bad_request(text);
     if let Some(field) = field {

@@ -2,9 +2,11 @@
 //! [`CliError`] with the documented exit codes.
 
 mod output;
+mod remote;
 mod run;
 mod runtimes;
 mod sandbox;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -45,8 +47,9 @@ enum Command {
     /// Run code (Python, JavaScript or shell) in a sandbox.
     Run(run::RunArgs),
     /// Manage sandboxes.
-    #[command(subcommand)]
-    Sandbox(sandbox::SandboxCommand),
+    Sandbox(sandbox::SandboxArgs),
+    /// Serve the HopX-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Manage interpreter runtimes.
     #[command(subcommand)]
     Runtimes(runtimes::RuntimesCommand),
@@ -58,7 +61,8 @@ impl Cli {
         let settings = Settings::from_env();
         match self.command {
             Command::Run(args) => args.execute(&settings, self.output),
-            Command::Sandbox(cmd) => cmd.execute(&settings, self.output),
+            Command::Sandbox(args) => args.execute(&settings, self.output),
+            Command::Serve(args) => args.execute(&settings),
             Command::Runtimes(cmd) => cmd.execute(&settings, self.output),
         }
     }

@@ -15,6 +15,7 @@ use wasmbox::runtimes::Language;
 use wasmbox::sandbox::{SandboxFs, SandboxStore};
 
 use super::output::{OutputFormat, RunReport};
+use super::remote::{RemoteArgs, RemoteRun};
 use super::{tokio_runtime, CliError, EXIT_TIMEOUT};
 
 /// Run code in a sandbox and print its output.
@@ -46,6 +47,9 @@ pub struct RunArgs {
     /// Run in this existing sandbox instead of a temporary one.
     #[arg(short = 's', long)]
     sandbox: Option<String>,
+
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 /// Parses `KEY=VALUE`.
@@ -68,6 +72,19 @@ impl RunArgs {
         };
         if code.trim().is_empty() {
             return Err(CliError::Usage("no code to run: the code is empty".into()));
+        }
+
+        if let Some(remote) = self.remote.client()? {
+            let report = remote.run(RemoteRun {
+                language: language.to_string(),
+                code,
+                env: self.env.into_iter().collect(),
+                workdir: self.workdir,
+                timeout: Duration::from_secs(self.timeout),
+                sandbox: self.sandbox,
+            })?;
+            report.print(format);
+            return Ok(exit_status_of(report.timed_out, report.exit_code));
         }
 
         let executor = Executor::new(settings)?;
@@ -172,10 +189,14 @@ fn report(result: &ExecResult, language: Language) -> RunReport {
 
 /// The program's own status passes through; a timeout is [`EXIT_TIMEOUT`].
 fn exit_status(result: &ExecResult) -> ExitCode {
-    if result.timed_out() {
+    exit_status_of(result.timed_out(), result.exit_code)
+}
+
+fn exit_status_of(timed_out: bool, exit_code: i32) -> ExitCode {
+    if timed_out {
         return ExitCode::from(EXIT_TIMEOUT);
     }
-    match result.exit_code {
+    match exit_code {
         0 => ExitCode::SUCCESS,
         code => ExitCode::from(u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1)),
     }

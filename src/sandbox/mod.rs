@@ -168,17 +168,24 @@ impl SandboxStore {
         list
     }
 
-    /// Applies `change` to sandbox `id` and persists the result.
+    /// Applies `change` to sandbox `id` and persists the result. The write lock is held across
+    /// the change and the write to disk, so concurrent updates (two `PATCH /env` at once) cannot
+    /// lose each other's changes.
     pub fn update(
         &self,
         id: &str,
         change: impl FnOnce(&mut Sandbox),
     ) -> Result<Sandbox, SandboxError> {
-        let mut sandbox = self.get(id)?;
-        change(&mut sandbox);
-        self.persist(&sandbox)?;
-        self.write_lock().insert(id.to_string(), sandbox.clone());
-        Ok(sandbox)
+        let mut sandboxes = self.write_lock();
+        let sandbox = match sandboxes.get_mut(id) {
+            Some(s) if !s.is_expired(Utc::now()) => s,
+            _ => return Err(SandboxError::NotFound(id.to_string())),
+        };
+        let mut changed = sandbox.clone();
+        change(&mut changed);
+        self.persist(&changed)?;
+        *sandbox = changed.clone();
+        Ok(changed)
     }
 
     /// Deletes sandbox `id` with all its files.

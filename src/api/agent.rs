@@ -1,0 +1,306 @@
+//! The per-sandbox agent API (`/sandboxes/{id}/…`): code execution, commands, environment.
+//!
+//! A program that fails is a 200 with `success: false` and its exit status; a timeout is a 200
+//! with `exit_code: 124`. Only requests the server cannot act on are errors, and none of those a
+//! user can cause is a 5xx (the SDKs re-send on 5xx, which would run code twice).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::engine::ExecResult;
+use crate::exec::RunRequest;
+use crate::runtimes::Language;
+use crate::sandbox::{Sandbox, SandboxStatus};
+
+use super::auth::SandboxAccess;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::models::{
+    iso, validate_env, CommandRequest, EnvResponse, EnvUpdate, EnvVars, ExecuteRequest,
+    ExecutionResponse,
+};
+use super::AppState;
+
+/// `/execute` timeout when the request gives none (seconds).
+pub const EXECUTE_DEFAULT_TIMEOUT: f64 = 60.0;
+/// `/commands/run` timeout when the request gives none (seconds).
+pub const COMMAND_DEFAULT_TIMEOUT: f64 = 30.0;
+/// Longest synchronous execution; longer requests are capped to it.
+pub const MAX_TIMEOUT: f64 = 300.0;
+
+/// `GET /sandboxes/{id}/health` (no auth: a readiness probe).
+pub async fn health(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let sandbox = app.store.get(&id)?;
+    Ok(Json(
+        json!({ "status": "healthy", "sandbox_id": sandbox.id, "agent": "wasmbox", "version": env!("CARGO_PKG_VERSION") }),
+    ))
+}
+
+/// `GET /sandboxes/{id}/info`.
+pub async fn info(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+) -> Json<Value> {
+    let languages: Vec<Value> = Language::ALL
+        .iter()
+        .map(|&l| {
+            json!({
+                "language": l.name(),
+                "available": app.executor.runtimes().is_installed(l),
+                "runtime": app.executor.runtimes().describe(l),
+            })
+        })
+        .collect();
+    Json(json!({
+        "agent": "wasmbox",
+        "agent_version": env!("CARGO_PKG_VERSION"),
+        "vm_id": sandbox.id,
+        "sandbox_id": sandbox.id,
+        "template": sandbox.template,
+        "status": status_name(&sandbox),
+        "os": "wasi",
+        "arch": "wasm32",
+        "languages": languages,
+        "features": ["execute", "commands", "files", "env"],
+        "limits": {
+            "max_timeout_seconds": MAX_TIMEOUT,
+            "memory_mb": app.memory_mb,
+            "max_concurrent_executions": app.max_concurrency,
+        },
+        "created_at": iso(sandbox.created_at),
+        "expires_at": sandbox.expires_at.map(iso),
+    }))
+}
+
+/// `POST /sandboxes/{id}/execute`.
+pub async fn execute(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+    ApiJson(request): ApiJson<ExecuteRequest>,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    let language: Language = request.language.as_deref().unwrap_or("python").parse()?;
+    let timeout = resolve_timeout(request.timeout, EXECUTE_DEFAULT_TIMEOUT)?;
+    let mut run = RunRequest::new(language, request.code, timeout);
+    run.env = request.env.unwrap_or_default();
+    run.workdir = request.workdir.filter(|w| !w.is_empty());
+    run_in(&app, &sandbox, run).await
+}
+
+/// `POST /sandboxes/{id}/commands/run`: `{command, args}` (the SDKs send `bash -c LINE`) or a
+/// bare `{command}` shell line, run by the shell runtime.
+pub async fn run_command(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+    ApiJson(request): ApiJson<CommandRequest>,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    if request.command.trim().is_empty() {
+        return Err(
+            ApiError::bad_request("command must not be empty").with_detail("field", "command")
+        );
+    }
+    let line = shell_line(
+        &request.command,
+        request.args.as_deref().unwrap_or_default(),
+    );
+    let timeout = resolve_timeout(request.timeout, COMMAND_DEFAULT_TIMEOUT)?;
+    let mut run = RunRequest::new(Language::Bash, line, timeout);
+    run.env = request.env.unwrap_or_default();
+    run.workdir = request.workdir.filter(|w| !w.is_empty());
+    run_in(&app, &sandbox, run).await
+}
+
+/// Runs `run` in `sandbox` under a concurrency permit.
+async fn run_in(
+    app: &AppState,
+    sandbox: &Sandbox,
+    run: RunRequest,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    if sandbox.status == SandboxStatus::Paused {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "SANDBOX_PAUSED",
+            format!(
+                "Sandbox {} is paused; resume it (POST /v1/sandboxes/{}/resume) to run code",
+                sandbox.id, sandbox.id
+            ),
+        ));
+    }
+    validate_env(&run.env)?;
+    let language = run.language;
+    let fs = app.store.files(&sandbox.id)?;
+    let _permit = app.acquire_execution_slot().await?;
+    let result = app.executor.run(&fs, &sandbox.env, run).await?;
+    Ok(Json(execution_response(&result, language)))
+}
+
+fn execution_response(result: &ExecResult, language: Language) -> ExecutionResponse {
+    ExecutionResponse {
+        stdout: result.stdout.clone(),
+        stderr: result.stderr.clone(),
+        exit_code: result.exit_code,
+        execution_time: result.duration.as_secs_f64(),
+        success: result.success(),
+        timed_out: result.timed_out(),
+        stdout_truncated: result.stdout_truncated,
+        stderr_truncated: result.stderr_truncated,
+        language: language.name().to_string(),
+        timestamp: iso(chrono::Utc::now()),
+    }
+}
+
+/// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
+fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
+    let seconds = requested.unwrap_or(default);
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(
+            ApiError::bad_request("timeout must be a positive number of seconds")
+                .with_detail("field", "timeout"),
+        );
+    }
+    Ok(Duration::from_secs_f64(seconds.min(MAX_TIMEOUT)))
+}
+
+/// The shell line for a command request. `sh|bash -c LINE` is LINE itself; other argv is
+/// quoted word by word.
+fn shell_line(command: &str, args: &[String]) -> String {
+    let program = command.rsplit('/').next().unwrap_or(command);
+    if matches!(program, "bash" | "sh") && args.first().is_some_and(|a| a == "-c") {
+        if let Some(line) = args.get(1) {
+            return line.clone();
+        }
+    }
+    if args.is_empty() {
+        return command.to_string();
+    }
+    std::iter::once(command)
+        .chain(args.iter().map(String::as_str))
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// POSIX single-quoting, leaving plainly safe words alone.
+fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | '+' | ',' | '@' | '%')
+        });
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn status_name(sandbox: &Sandbox) -> &'static str {
+    match sandbox.status {
+        SandboxStatus::Running => "running",
+        SandboxStatus::Paused => "paused",
+    }
+}
+
+/// `GET /sandboxes/{id}/env`.
+pub async fn get_env(SandboxAccess(sandbox): SandboxAccess) -> Json<EnvResponse> {
+    Json(EnvResponse {
+        env_vars: sandbox.env,
+    })
+}
+
+/// `PUT /sandboxes/{id}/env`: replaces the sandbox environment.
+pub async fn put_env(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+    ApiJson(update): ApiJson<EnvUpdate>,
+) -> Result<Json<EnvResponse>, ApiError> {
+    set_env(&app, &sandbox, update.env_vars, false)
+}
+
+/// `PATCH /sandboxes/{id}/env`: merges into the sandbox environment (unless `merge: false`).
+pub async fn patch_env(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+    ApiJson(update): ApiJson<EnvUpdate>,
+) -> Result<Json<EnvResponse>, ApiError> {
+    set_env(
+        &app,
+        &sandbox,
+        update.env_vars,
+        update.merge.unwrap_or(true),
+    )
+}
+
+/// `DELETE /sandboxes/{id}/env`: clears the sandbox environment.
+pub async fn delete_env(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+) -> Result<Json<EnvResponse>, ApiError> {
+    set_env(&app, &sandbox, EnvVars::new(), false)
+}
+
+fn set_env(
+    app: &AppState,
+    sandbox: &Sandbox,
+    vars: EnvVars,
+    merge: bool,
+) -> Result<Json<EnvResponse>, ApiError> {
+    validate_env(&vars)?;
+    let updated = app.store.update(&sandbox.id, |s| {
+        if merge {
+            s.env.extend(vars);
+        } else {
+            s.env = vars;
+        }
+    })?;
+    Ok(Json(EnvResponse {
+        env_vars: updated.env,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bash_dash_c_is_the_line_itself() {
+        assert_eq!(
+            shell_line("bash", &["-c".into(), "ls -la | wc -l".into()]),
+            "ls -la | wc -l"
+        );
+        assert_eq!(
+            shell_line("/bin/sh", &["-c".into(), "echo $X".into()]),
+            "echo $X"
+        );
+        assert_eq!(shell_line("echo $HOME && ls", &[]), "echo $HOME && ls");
+    }
+
+    #[test]
+    fn argv_is_quoted() {
+        assert_eq!(
+            shell_line("echo", &["a b".into(), "it's".into(), "x".into()]),
+            r"echo 'a b' 'it'\''s' x"
+        );
+        assert_eq!(shell_line("printf", &["".into()]), "printf ''");
+    }
+
+    #[test]
+    fn timeouts_default_and_cap() {
+        assert_eq!(
+            resolve_timeout(None, 60.0).ok(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            resolve_timeout(Some(1000.0), 60.0).ok(),
+            Some(Duration::from_secs(300))
+        );
+        assert!(resolve_timeout(Some(0.0), 60.0).is_err());
+        assert!(resolve_timeout(Some(-3.0), 60.0).is_err());
+    }
+}

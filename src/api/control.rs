@@ -1,0 +1,359 @@
+//! The control plane (`/v1/…`): sandboxes and templates, authenticated with the account key.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::sandbox::{NewSandbox, Sandbox, SandboxStatus};
+
+use super::auth::AccountAuth;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use super::models::{
+    iso, validate_env, CreateSandboxRequest, ListQuery, Resources, SandboxInfo, SandboxList,
+    SetTimeoutRequest, Template, TemplateQuery, TokenResponse,
+};
+use super::AppState;
+
+/// Page size when `limit` is absent, and the largest accepted.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// The template used when a create request names none.
+const DEFAULT_TEMPLATE: &str = "code-interpreter";
+
+/// The templates this server offers. Every sandbox can run every language; the template is
+/// recorded and reported, and picks nothing else.
+pub const TEMPLATES: &[Template] = &[
+    template(
+        "code-interpreter",
+        "Code Interpreter",
+        "Python, JavaScript and shell in one WebAssembly sandbox",
+        "python",
+    ),
+    template("python", "Python", "CPython 3.12 (WASI)", "python"),
+    template(
+        "javascript",
+        "JavaScript",
+        "QuickJS with Node-like shims",
+        "javascript",
+    ),
+    template("bash", "Bash", "A POSIX-like shell with coreutils", "bash"),
+];
+
+const fn template(
+    name: &'static str,
+    display_name: &'static str,
+    description: &'static str,
+    language: &'static str,
+) -> Template {
+    Template {
+        id: name,
+        name,
+        display_name,
+        description,
+        category: "development",
+        language,
+        features: &["code-execution", "files", "env"],
+        tags: &["wasm"],
+        is_active: true,
+        is_public: true,
+        status: "active",
+        object: "template",
+    }
+}
+
+/// Looks a template up by id or name.
+fn find_template(key: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.id == key || t.name == key)
+}
+
+/// `GET /health` (no auth).
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "service": "wasmbox", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// `POST /v1/sandboxes`.
+pub async fn create(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    ApiJson(request): ApiJson<CreateSandboxRequest>,
+) -> Result<(StatusCode, Json<SandboxInfo>), ApiError> {
+    let wanted = match (&request.template_id, &request.template_name) {
+        (Some(Value::String(id)), _) => id.clone(),
+        (Some(Value::Number(id)), _) => id.to_string(),
+        (Some(Value::Null) | None, Some(name)) => name.clone(),
+        (Some(Value::Null) | None, None) => DEFAULT_TEMPLATE.to_string(),
+        (Some(_), _) => {
+            return Err(ApiError::bad_request("template_id must be a string")
+                .with_detail("field", "template_id"))
+        }
+    };
+    let template = find_template(&wanted).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "TEMPLATE_NOT_FOUND",
+            format!("Template '{wanted}' not found (available: code-interpreter, python, javascript, bash)"),
+        )
+        .with_detail("template", wanted.clone())
+    })?;
+    let env = request.env_vars.unwrap_or_default();
+    validate_env(&env)?;
+    let store = app.clone();
+    let sandbox = tokio::task::spawn_blocking(move || {
+        store.store.create(NewSandbox {
+            template: template.name.to_string(),
+            env,
+            timeout_seconds: request.timeout_seconds.filter(|s| *s > 0),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("create task failed: {e}")))??;
+    let token = app.auth.issue(&sandbox.id)?;
+    let mut info = sandbox_info(&app, &sandbox);
+    info.auth_token = Some(token.token);
+    info.token_expires_at = Some(iso(token.expires_at));
+    tracing::info!(id = %sandbox.id, template = %sandbox.template, "sandbox created");
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `GET /v1/sandboxes/{id}`.
+pub async fn get(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    Ok(Json(sandbox_info(&app, &app.store.get(&id)?)))
+}
+
+/// `GET /v1/sandboxes`: oldest first, `limit` per page, `cursor` from the previous page.
+pub async fn list(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<SandboxList>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after = query
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase);
+    let mut matching = app
+        .store
+        .list()
+        .into_iter()
+        .filter(|s| {
+            status
+                .as_deref()
+                .is_none_or(|want| status_name(s.status) == want)
+        })
+        .filter(|s| {
+            after
+                .as_ref()
+                .is_none_or(|(at, id)| (s.created_at, s.id.as_str()) > (*at, id.as_str()))
+        })
+        .peekable();
+    let page: Vec<Sandbox> = matching.by_ref().take(limit).collect();
+    let has_more = matching.peek().is_some();
+    let next_cursor = page.last().filter(|_| has_more).map(encode_cursor);
+    Ok(Json(SandboxList {
+        object: "list",
+        data: page.iter().map(|s| sandbox_info(&app, s)).collect(),
+        has_more,
+        next_cursor,
+    }))
+}
+
+/// `DELETE /v1/sandboxes/{id}`: 200 with a body (Python parses every success body).
+pub async fn delete(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let state = app.clone();
+    let target = id.clone();
+    tokio::task::spawn_blocking(move || state.store.delete(&target))
+        .await
+        .map_err(|e| ApiError::internal(format!("delete task failed: {e}")))??;
+    tracing::info!(%id, "sandbox deleted");
+    Ok(Json(
+        json!({ "id": id, "sandbox_id": id, "status": "deleted", "message": "Sandbox deleted" }),
+    ))
+}
+
+/// `PUT /v1/sandboxes/{id}/timeout`: the sandbox now expires `timeout_seconds` from now.
+pub async fn set_timeout(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<SetTimeoutRequest>,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let seconds = request.timeout_seconds;
+    if seconds == 0 {
+        return Err(
+            ApiError::bad_request("timeout_seconds must be greater than 0")
+                .with_detail("field", "timeout_seconds"),
+        );
+    }
+    let offset = i64::try_from(seconds)
+        .ok()
+        .and_then(ChronoDuration::try_seconds)
+        .ok_or_else(|| {
+            ApiError::bad_request("timeout_seconds is too large")
+                .with_detail("field", "timeout_seconds")
+        })?;
+    let expires_at = Utc::now().checked_add_signed(offset).ok_or_else(|| {
+        ApiError::bad_request("timeout_seconds is too large")
+            .with_detail("field", "timeout_seconds")
+    })?;
+    let sandbox = app.store.update(&id, |s| {
+        s.timeout_seconds = Some(seconds);
+        s.expires_at = Some(expires_at);
+    })?;
+    Ok(Json(sandbox_info(&app, &sandbox)))
+}
+
+/// `POST /v1/sandboxes/{id}/token/refresh`.
+pub async fn refresh_token(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let sandbox = app.store.get(&id)?;
+    let token = app.auth.issue(&sandbox.id)?;
+    Ok(Json(TokenResponse {
+        id: sandbox.id.clone(),
+        sandbox_id: sandbox.id,
+        auth_token: token.token,
+        token_expires_at: iso(token.expires_at),
+    }))
+}
+
+/// `POST /v1/sandboxes/{id}/pause`: executions are refused until resumed.
+pub async fn pause(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let sandbox = app
+        .store
+        .update(&id, |s| s.status = SandboxStatus::Paused)?;
+    Ok(Json(sandbox_info(&app, &sandbox)))
+}
+
+/// `POST /v1/sandboxes/{id}/resume`.
+pub async fn resume(
+    State(app): State<AppState>,
+    _: AccountAuth,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let sandbox = app
+        .store
+        .update(&id, |s| s.status = SandboxStatus::Running)?;
+    Ok(Json(sandbox_info(&app, &sandbox)))
+}
+
+/// `GET /v1/templates`.
+pub async fn list_templates(
+    _: AccountAuth,
+    ApiQuery(query): ApiQuery<TemplateQuery>,
+) -> Json<Value> {
+    let data: Vec<&Template> = TEMPLATES
+        .iter()
+        .filter(|t| {
+            query
+                .category
+                .as_deref()
+                .is_none_or(|c| c.eq_ignore_ascii_case(t.category))
+        })
+        .filter(|t| {
+            query
+                .language
+                .as_deref()
+                .is_none_or(|l| l.eq_ignore_ascii_case(t.language))
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data, "has_more": false }))
+}
+
+/// `GET /v1/templates/{name}` (by name or id).
+pub async fn get_template(
+    _: AccountAuth,
+    Path(name): Path<String>,
+) -> Result<Json<Template>, ApiError> {
+    find_template(&name).cloned().map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "TEMPLATE_NOT_FOUND",
+            format!("Template '{name}' not found"),
+        )
+    })
+}
+
+fn status_name(status: SandboxStatus) -> &'static str {
+    match status {
+        SandboxStatus::Running => "running",
+        SandboxStatus::Paused => "paused",
+    }
+}
+
+/// The control-plane view of a sandbox.
+pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
+    let public_host = format!("{}/sandboxes/{}", app.public_base, sandbox.id);
+    SandboxInfo {
+        id: sandbox.id.clone(),
+        sandbox_id: sandbox.id.clone(),
+        object: "sandbox",
+        status: status_name(sandbox.status).to_string(),
+        template_name: sandbox.template.clone(),
+        template_id: find_template(&sandbox.template)
+            .map_or_else(|| sandbox.template.clone(), |t| t.id.to_string()),
+        direct_url: public_host.clone(),
+        public_host,
+        region: "local",
+        organization_id: 1,
+        resources: Resources {
+            vcpu: 1,
+            memory_mb: app.memory_mb,
+            disk_mb: 0,
+        },
+        internet_access: false,
+        live_mode: false,
+        timeout_seconds: sandbox.timeout_seconds,
+        created_at: iso(sandbox.created_at),
+        expires_at: sandbox.expires_at.map(iso),
+        auth_token: None,
+        token_expires_at: None,
+    }
+}
+
+/// Cursor = the (creation time, id) of the last item of a page, opaque to clients.
+fn encode_cursor(sandbox: &Sandbox) -> String {
+    let at = sandbox
+        .created_at
+        .to_rfc3339_opts(SecondsFormat::Nanos, true);
+    URL_SAFE_NO_PAD.encode(format!("{at}|{}", sandbox.id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+    let invalid = || {
+        ApiError::bad_request("invalid cursor: pass next_cursor from the previous page")
+            .with_detail("field", "cursor")
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (at, id) = text.split_once('|').ok_or_else(invalid)?;
+    let at = DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?;
+    Ok((at.with_timezone(&Utc), id.to_string()))
+}

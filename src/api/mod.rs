@@ -1,0 +1,336 @@
+//! The HopX-compatible HTTP service: a thin axum layer over [`Executor`] and [`SandboxStore`].
+//!
+//! Two planes share one listener: the control plane (`/health`, `/v1/sandboxes…`,
+//! `/v1/templates…`, account API key) and each sandbox's agent API under `/sandboxes/{id}/…`
+//! (sandbox token or account key), which is what a sandbox's `public_host` points at. The wire
+//! format follows what the official clients actually send and parse (`shared/PROTOCOL.md`).
+
+mod agent;
+mod auth;
+mod control;
+mod error;
+mod extract;
+mod files;
+mod models;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::Extension;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Settings;
+use crate::exec::{ExecError, Executor};
+use crate::runtimes::Language;
+use crate::sandbox::{SandboxError, SandboxStore};
+
+pub use auth::KeySource;
+pub use error::ApiError;
+
+/// Largest request body in general.
+pub const BODY_LIMIT: usize = 10 << 20;
+/// Largest body for `/files/write` and `/files/upload`.
+pub const FILE_BODY_LIMIT: usize = 100 << 20;
+/// Lifetime of a sandbox token (the SDKs refresh when less than an hour is left).
+pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How often expired sandboxes are reaped.
+const REAP_INTERVAL: Duration = Duration::from_secs(10);
+/// How long running requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Failures starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server credentials in {path}: {source}")]
+    Secrets {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] SandboxError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How to run the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Data directory, cache directory, instance pool size and limits.
+    pub settings: Settings,
+    pub listen: SocketAddr,
+    /// Required account key; `None` uses (or generates) `<data-dir>/server/api_key`.
+    pub api_key: Option<String>,
+    /// Base URL clients reach this server at (for `public_host`); default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// How long an execution waits for a free slot before the request gets 429.
+    pub queue_wait: Duration,
+}
+
+/// Shared state of the handlers.
+pub struct ServerState {
+    store: SandboxStore,
+    executor: Executor,
+    auth: auth::Auth,
+    /// Execution slots: as many as the engine's instance pool.
+    slots: Arc<Semaphore>,
+    max_concurrency: usize,
+    queue_wait: Duration,
+    /// `public_host` of a sandbox is `<public_base>/sandboxes/<id>`.
+    public_base: String,
+    memory_mb: u64,
+}
+
+type AppState = Arc<ServerState>;
+
+impl ServerState {
+    /// Waits up to `queue_wait` for an execution slot; 429 when none frees up.
+    async fn acquire_execution_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let acquire = self.slots.clone().acquire_owned();
+        let permit = if self.queue_wait.is_zero() {
+            self.slots.clone().try_acquire_owned().ok()
+        } else {
+            tokio::time::timeout(self.queue_wait, acquire)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        permit.ok_or_else(|| {
+            let retry = self.queue_wait.as_secs().max(1);
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!(
+                    "all {} execution slots are busy; retry in {retry} s",
+                    self.max_concurrency
+                ),
+            )
+            .with_detail("retry_after_seconds", retry);
+            err.retry_after = Some(retry);
+            err
+        })
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+    key_source: KeySource,
+}
+
+impl Server {
+    /// Opens the store and secrets, builds the engine, and binds the listener.
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServeError> {
+        let settings = &config.settings;
+        let data_dir = settings.data_dir.clone();
+        let store = SandboxStore::open(&data_dir)?;
+        let (auth, key_source) = auth::Auth::load(&data_dir, config.api_key.clone(), TOKEN_TTL)
+            .map_err(|source| ServeError::Secrets {
+                path: data_dir.join("server"),
+                source,
+            })?;
+        let executor = Executor::new(settings)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr()?;
+        let public_base = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if local_addr.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", local_addr.port())
+            }
+            None => format!("http://{local_addr}"),
+        };
+        let max_concurrency = usize::try_from(settings.max_instances.max(1)).unwrap_or(1);
+        let state = Arc::new(ServerState {
+            store,
+            executor,
+            auth,
+            slots: Arc::new(Semaphore::new(max_concurrency)),
+            max_concurrency,
+            queue_wait: config.queue_wait,
+            public_base,
+            memory_mb: settings.limits.memory_bytes >> 20,
+        });
+        Ok(Self {
+            listener,
+            state,
+            local_addr,
+            key_source,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where the account key came from.
+    pub fn key_source(&self) -> &KeySource {
+        &self.key_source
+    }
+
+    /// Serves until `shutdown` resolves, then lets running requests finish for a short grace
+    /// period (dropping the rest cancels their executions, which frees their instances).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let state = self.state;
+        warm_up(&state);
+        let reaper = tokio::spawn(reap_forever(state.clone()));
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = stopping.clone();
+        let app = router(state);
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            signal.notify_one();
+        });
+        let grace = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let outcome = tokio::select! {
+            result = serve => result.map_err(ServeError::from),
+            () = grace => {
+                tracing::warn!("requests still running after the shutdown grace period; cancelling them");
+                Ok(())
+            }
+        };
+        reaper.abort();
+        outcome
+    }
+}
+
+/// The complete router.
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(control::health))
+        .route("/v1/sandboxes", post(control::create).get(control::list))
+        .route(
+            "/v1/sandboxes/{id}",
+            get(control::get).delete(control::delete),
+        )
+        .route("/v1/sandboxes/{id}/timeout", put(control::set_timeout))
+        .route(
+            "/v1/sandboxes/{id}/token/refresh",
+            post(control::refresh_token),
+        )
+        .route("/v1/sandboxes/{id}/pause", post(control::pause))
+        .route("/v1/sandboxes/{id}/resume", post(control::resume))
+        .route("/v1/templates", get(control::list_templates))
+        .route("/v1/templates/{name}", get(control::get_template))
+        .route("/sandboxes/{id}/health", get(agent::health))
+        .route("/sandboxes/{id}/info", get(agent::info))
+        .route("/sandboxes/{id}/execute", post(agent::execute))
+        .route("/sandboxes/{id}/commands/run", post(agent::run_command))
+        .route(
+            "/sandboxes/{id}/env",
+            get(agent::get_env)
+                .put(agent::put_env)
+                .patch(agent::patch_env)
+                .delete(agent::delete_env),
+        )
+        .route("/sandboxes/{id}/files/read", get(files::read))
+        .route("/sandboxes/{id}/files/download", get(files::download))
+        .route(
+            "/sandboxes/{id}/files/write",
+            post(files::write).layer(Extension(extract::BodyLimit(FILE_BODY_LIMIT))),
+        )
+        .route(
+            "/sandboxes/{id}/files/upload",
+            post(files::upload).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)),
+        )
+        .route("/sandboxes/{id}/files/list", get(files::list))
+        .route("/sandboxes/{id}/files/exists", get(files::exists))
+        .route(
+            "/sandboxes/{id}/files/remove",
+            delete(files::remove).post(files::remove),
+        )
+        .route("/sandboxes/{id}/files/mkdir", post(files::mkdir))
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::request_context))
+        .with_state(state)
+}
+
+/// Loads the installed runtimes' compiled modules so the first request does not pay for it.
+fn warm_up(state: &AppState) {
+    for language in Language::ALL {
+        let runtimes = state.executor.runtimes();
+        if runtimes.module_path(language).is_err() {
+            continue;
+        }
+        if !runtimes.is_installed(language) {
+            tracing::warn!(%language, "runtime not installed; run `wasmbox runtimes fetch` (executions will fail with 503)");
+            continue;
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.executor.warm_up(language).await {
+                tracing::warn!(%language, error = %e, "warming up the runtime failed");
+            }
+        });
+    }
+}
+
+/// Deletes expired sandboxes every [`REAP_INTERVAL`].
+async fn reap_forever(state: AppState) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let state = state.clone();
+        match tokio::task::spawn_blocking(move || state.store.reap_expired()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reaped = n, "expired sandboxes deleted"),
+            Err(e) => tracing::warn!(error = %e, "reaper task failed"),
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,90 @@
+//! `wasmbox serve`: the HopX-compatible HTTP service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use wasmbox::api::{shutdown_signal, KeySource, Server, ServerConfig};
+use wasmbox::config::Settings;
+
+use super::CliError;
+
+/// Serve the control plane (/v1/…) and every sandbox's agent API (/sandboxes/{id}/…).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Where sandboxes and server secrets live (default: WASMBOX_DATA_DIR or the XDG data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+
+    /// Account API key clients must send. Without it, a key is generated once and kept in
+    /// <data-dir>/server/api_key.
+    #[arg(long, env = "WASMBOX_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+
+    /// Base URL clients use to reach this server, for sandboxes' `public_host`
+    /// (default: http://<listen address>).
+    #[arg(long)]
+    public_url: Option<String>,
+
+    /// Seconds an execution waits for a free instance before the request gets 429.
+    #[arg(long, default_value_t = 10.0)]
+    queue_wait: f64,
+}
+
+impl ServeArgs {
+    pub fn execute(self, settings: &Settings) -> Result<ExitCode, CliError> {
+        let mut settings = settings.clone();
+        if let Some(dir) = self.data_dir {
+            settings.data_dir = dir;
+        }
+        if !self.queue_wait.is_finite() || self.queue_wait < 0.0 {
+            return Err(CliError::Usage(
+                "--queue-wait must be a non-negative number of seconds".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(CliError::Usage(format!(
+                    "--public-url must start with http:// or https://, got '{url}'"
+                )));
+            }
+        }
+        let config = ServerConfig {
+            settings,
+            listen: self.listen,
+            api_key: self.api_key,
+            public_url: self.public_url,
+            queue_wait: Duration::from_secs_f64(self.queue_wait),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Other(format!("cannot start async runtime: {e}")))?;
+        runtime.block_on(async {
+            let server = Server::bind(config)
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            match server.key_source() {
+                KeySource::Configured => {}
+                KeySource::Generated(path) => {
+                    eprintln!("wasmbox: generated an API key; it is in {}", path.display())
+                }
+                KeySource::Stored(path) => eprintln!("wasmbox: API key: see {}", path.display()),
+            }
+            eprintln!("wasmbox: listening on http://{}", server.local_addr());
+            server
+                .run(shutdown_signal())
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            eprintln!("wasmbox: stopped");
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}

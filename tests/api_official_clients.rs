@@ -1,0 +1,141 @@
+//! The official HopX clients against wasmbox (issue 3 acceptance): `hopx-ai` (PyPI) and
+//! `@hopx-ai/sdk` (npm) run the seed examples in `tests/clients/` with only the base URL and
+//! API key configured.
+//!
+//! The clients are installed with pip and npm into `target/tmp/official-clients/` (reused by
+//! later runs). The server and both scripts then run inside one `unshare -n` network namespace
+//! that has only loopback, so nothing can reach the real service. Needs python3 with venv,
+//! node and npm, `unshare` (util-linux) and `ip` (iproute2), and root for the namespace.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PYTHON_PACKAGE: &str = "hopx-ai==0.5.0";
+const NODE_PACKAGE: &str = "@hopx-ai/sdk@0.5.1";
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("official-clients")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A virtualenv with `hopx-ai`; returns its interpreter.
+fn python_client(dir: &Path) -> PathBuf {
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    let installed = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m, hopx_ai; assert m.version('hopx-ai') == '0.5.0'",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let _ = std::fs::remove_dir_all(&venv);
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (needs python3-venv)",
+        );
+        run(
+            Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                PYTHON_PACKAGE,
+            ]),
+            "pip install hopx-ai",
+        );
+    }
+    python
+}
+
+/// An npm prefix with `@hopx-ai/sdk`; returns its `node_modules`.
+fn node_client(dir: &Path) -> PathBuf {
+    let prefix = dir.join("node");
+    let modules = prefix.join("node_modules");
+    let manifest = modules.join("@hopx-ai/sdk/package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+        .is_some_and(|m| m["version"] == "0.5.1");
+    if !installed {
+        std::fs::create_dir_all(&prefix).expect("npm prefix");
+        run(
+            Command::new("npm")
+                .args([
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                ])
+                .arg(&prefix)
+                .arg(NODE_PACKAGE),
+            "npm install @hopx-ai/sdk",
+        );
+    }
+    modules
+}
+
+#[test]
+fn official_python_and_node_clients_work_against_wasmbox() {
+    common::ensure_runtimes();
+    let dir = clients_dir();
+    std::fs::create_dir_all(&dir).expect("clients dir");
+    let python = python_client(&dir);
+    let node_modules = node_client(&dir);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/run_in_netns.sh");
+    let started = Instant::now();
+    let mut child = Command::new("unshare")
+        .args(["-n", "sh"])
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_wasmbox"))
+        .arg(data.path())
+        .arg(&python)
+        .arg(&node_modules)
+        .env_remove("WASMBOX_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) must be installed");
+    while child.try_wait().ok().flatten().is_none() && started.elapsed() < Duration::from_secs(600)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("client run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "{stdout}\n{stderr}\n(took {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.status.success(),
+        "official clients failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("PYTHON CLIENT OK"), "{stdout}");
+    assert!(stdout.contains("NODE CLIENT OK"), "{stdout}");
+}
