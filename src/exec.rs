@@ -147,7 +147,10 @@ impl Executor {
             entry: invocation.entry,
             argv: invocation.argv,
             env: env.into_iter().collect(),
-            mounts: vec![fs.mount(), self.runtimes.support_mount()],
+            mounts: [fs.mount(), self.runtimes.support_mount()]
+                .into_iter()
+                .chain(invocation.mounts)
+                .collect(),
             stdin: request.stdin,
             limits: Limits {
                 timeout: request.timeout,

@@ -131,10 +131,19 @@ struct ManifestEntry {
     reactor_file: Option<String>,
     #[serde(default)]
     reactor_argv: Option<Vec<String>>,
+    /// Read-only folders the reactor needs (e.g. a standard library), under `<cache>/runtimes`.
+    #[serde(default)]
+    reactor_mounts: Vec<ManifestMount>,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
     package: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestMount {
+    host: String,
+    guest: String,
 }
 
 /// An interpreter invocation: which module, with which argv and extra environment.
@@ -146,6 +155,9 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// Set when `module` is a reactor to run from a pre-initialised snapshot made this way.
     pub snapshot: Option<SnapshotRecipe>,
+    /// Read-only mounts the module needs besides the sandbox tree and the support files; they
+    /// come after those two, in this order, exactly as when the snapshot was made.
+    pub mounts: Vec<Mount>,
 }
 
 /// The installed runtimes under one cache directory.
@@ -257,8 +269,17 @@ impl Runtimes {
         }
         let mut cmd = Command::new("python3");
         cmd.arg(&script).arg("--cache-dir").arg(&self.cache_dir);
-        for language in languages.iter().filter(|l| self.entry(**l).is_ok()) {
-            cmd.arg(language.runtime());
+        // A language's runtime table plus its companions (`python-snapshot` for `python`).
+        for language in languages {
+            let name = language.runtime();
+            let prefix = format!("{name}-");
+            for table in self
+                .manifest
+                .keys()
+                .filter(|t| *t == name || t.starts_with(&prefix))
+            {
+                cmd.arg(table);
+            }
         }
         let status = cmd
             .status()
@@ -289,6 +310,31 @@ impl Runtimes {
                 })
                 .collect()
         };
+        if let (true, Some(file), Some(argv)) =
+            (self.snapshots, &entry.reactor_file, &entry.reactor_argv)
+        {
+            let dir = self.cache_dir.join("runtimes");
+            let reactor = dir.join(file);
+            let mounts: Vec<Mount> = entry
+                .reactor_mounts
+                .iter()
+                .map(|m| Mount {
+                    host: dir.join(&m.host),
+                    guest: m.guest.clone(),
+                    writable: false,
+                })
+                .collect();
+            if reactor.is_file() && mounts.iter().all(|m| m.host.is_dir()) {
+                return Ok(Invocation {
+                    module: reactor,
+                    entry: Entry::Export("wasmbox_run".into()),
+                    argv: substitute(argv),
+                    env: Vec::new(),
+                    snapshot: Some(self.snapshot_recipe(&mounts)),
+                    mounts,
+                });
+            }
+        }
         let env = match language {
             Language::Python => vec![(
                 "PYTHONPATH".to_string(),
@@ -296,50 +342,47 @@ impl Runtimes {
             )],
             _ => Vec::new(),
         };
-        if let (true, Some(file), Some(argv)) =
-            (self.snapshots, &entry.reactor_file, &entry.reactor_argv)
-        {
-            let reactor = self.cache_dir.join("runtimes").join(file);
-            if reactor.is_file() {
-                return Ok(Invocation {
-                    module: reactor,
-                    entry: Entry::Export("wasmbox_run".into()),
-                    argv: substitute(argv),
-                    env,
-                    snapshot: Some(self.snapshot_recipe()),
-                });
-            }
-        }
         Ok(Invocation {
             module: self.module_path(language)?,
             entry: Entry::Start,
             argv: substitute(&entry.argv),
             env,
             snapshot: None,
+            mounts: Vec::new(),
         })
     }
 
     /// How reactors are pre-initialised: `wasmbox_init` with the same mounts, in the same
     /// order, as executions get (an empty tree at `/`, then the support files).
-    fn snapshot_recipe(&self) -> SnapshotRecipe {
+    fn snapshot_recipe(&self, extra_mounts: &[Mount]) -> SnapshotRecipe {
         let mut hasher = DefaultHasher::new();
         for (_, contents) in SUPPORT_FILES {
             contents.hash(&mut hasher);
         }
+        for mount in extra_mounts {
+            mount.host.hash(&mut hasher);
+            mount.guest.hash(&mut hasher);
+            std::fs::metadata(&mount.host)
+                .and_then(|m| m.modified())
+                .ok()
+                .hash(&mut hasher);
+        }
+        let mut mounts = vec![
+            Mount {
+                host: self.cache_dir.join("support-root"),
+                guest: "/".into(),
+                writable: false,
+            },
+            self.support_mount(),
+        ];
+        mounts.extend(extra_mounts.iter().cloned());
         SnapshotRecipe {
             init_func: "wasmbox_init".into(),
             spec: ExecSpec {
                 argv: vec!["wasmbox-init".into()],
-                mounts: vec![
-                    Mount {
-                        host: self.cache_dir.join("support-root"),
-                        guest: "/".into(),
-                        writable: false,
-                    },
-                    self.support_mount(),
-                ],
+                mounts,
                 limits: Limits {
-                    timeout: Duration::from_secs(120),
+                    timeout: Duration::from_secs(300),
                     ..Limits::default()
                 },
                 ..ExecSpec::default()
