@@ -440,9 +440,56 @@ def fetch_cpython_wasi(name: str, spec: dict, ctx: Context) -> Path:
     return module.fetch(name, spec, ctx, sys.modules[__name__])
 
 
+SHELL_DIR = Path(__file__).resolve().parent / "shell"
+
+
+def shell_inputs() -> str:
+    """sha256 over everything the shell guest is built from."""
+    h = hashlib.sha256()
+    files = [SHELL_DIR / f for f in ("Cargo.toml", "Cargo.lock", "build.sh", ".cargo/config.toml")]
+    files += sorted((SHELL_DIR / "src").rglob("*.rs"))
+    for f in files:
+        h.update(str(f.relative_to(SHELL_DIR)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def fetch_local(name: str, spec: dict, ctx: Context) -> Path:
+    """source = "local": our own shell guest, built from runtimes/shell with cargo for
+    wasm32-wasip1 (its dependencies come from the crate registry through cargo)."""
+    require_keys(name, spec, "file")
+    what = f"{name} (runtimes/shell)"
+    dest = ctx.cache / spec["file"]
+    stamp = dest.with_name(dest.name + ".stamp")
+    inputs = shell_inputs()
+    if dest.exists() and not ctx.force:
+        try:
+            recorded = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("inputs") == inputs and recorded.get("sha256") == sha256_file(dest):
+            log(f"{name}: up to date ({dest})")
+            return dest
+        log(f"{name}: sources changed since {dest} was built, rebuilding")
+    with tempfile.TemporaryDirectory(prefix="wasmbox-fetch-") as tmp:
+        out = Path(tmp) / spec["file"]
+        t0 = time.monotonic()
+        log(f"{what}: cargo build --release --target wasm32-wasip1 (a few minutes the first time)")
+        run(["bash", str(SHELL_DIR / "build.sh"), str(out)], f"{what}: build")
+        log(f"{name}: built in {time.monotonic() - t0:.1f} s")
+
+        def write(f):
+            with open(out, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        got = install_atomically(ctx, name, write, dest, None, what)
+        write_text_atomically(stamp, json.dumps({"inputs": inputs, "sha256": got}, indent=1) + "\n")
+    return dest
+
+
 HANDLERS = {
     "pypi": fetch_pypi,
     "crate": fetch_crate,
+    "local": fetch_local,
     "cpython-wasi": fetch_cpython_wasi,
 }
 

@@ -157,7 +157,14 @@ impl Executor {
                 ..self.limits.clone()
             },
         };
-        Ok(self.engine.execute(&module, spec).await?)
+        let result = match request.language {
+            Language::Bash => {
+                let spawn = self.runtimes.spawn_config()?;
+                self.engine.execute_with_spawn(&module, spec, spawn).await?
+            }
+            _ => self.engine.execute(&module, spec).await?,
+        };
+        Ok(result)
     }
 }
 

@@ -78,10 +78,7 @@ impl SpawnConfig {
     }
 
     /// Module, argv and extra environment for a command line.
-    fn resolve(
-        &self,
-        argv: &[String],
-    ) -> Result<(PathBuf, Vec<String>, Vec<(String, String)>), String> {
+    fn resolve(&self, argv: &[String], cwd: &str) -> Result<Resolved, String> {
         let name = argv.first().map(String::as_str).unwrap_or("");
         let interp = match name {
             "python" | "python3" | "python3.12" => Some((&self.python, "python")),
@@ -89,15 +86,42 @@ impl SpawnConfig {
             _ => None,
         };
         match interp {
-            Some((Some(i), _)) => {
+            Some((Some(i), what)) => {
                 let mut a = i.argv_prefix.clone();
-                a.extend(argv[1..].iter().cloned());
+                let mut rest = argv[1..].to_vec();
+                if what == "python" {
+                    absolute_script_path(&mut rest, cwd);
+                }
+                a.extend(rest);
                 Ok((i.module.clone(), a, i.env.clone()))
             }
             Some((None, what)) => Err(format!(
                 "{name}: the {what} runtime is not installed in this sandbox"
             )),
             None => Ok((self.shell.clone(), argv.to_vec(), Vec::new())),
+        }
+    }
+}
+
+/// Module, argv and extra environment of a program to start.
+type Resolved = (PathBuf, Vec<String>, Vec<(String, String)>);
+
+/// CPython makes its script path absolute from the process's initial directory (`/` under WASI)
+/// before `sitecustomize` can move to `$PWD`, so give it an absolute path.
+fn absolute_script_path(args: &mut [String], cwd: &str) {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "-c" | "-m" | "-" => return,
+            "-W" | "-X" | "-Q" => i += 2,
+            _ if a.starts_with('-') => i += 1,
+            _ => {
+                if !a.starts_with('/') {
+                    args[i] = normalize(&format!("{cwd}/{a}"));
+                }
+                return;
+            }
         }
     }
 }
@@ -985,7 +1009,8 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
             tasks.push(None);
             continue; // dropping `io` closes this stage's pipe ends
         }
-        let (module_path, argv, extra_env) = match cfg.resolve(&st.argv) {
+        let cwd = st.cwd.clone().unwrap_or_else(|| "/".into());
+        let (module_path, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
             Ok(r) => r,
             Err(msg) => {
                 let _ = io.stderr.append(format!("sh: {msg}\n").as_bytes());
@@ -1009,7 +1034,6 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
                 continue;
             }
         };
-        let cwd = st.cwd.clone().unwrap_or_else(|| "/".into());
         let mut env: Vec<(String, String)> =
             st.env.into_iter().filter(|(k, _)| k != "PWD").collect();
         for (k, v) in extra_env {

@@ -13,7 +13,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use crate::engine::{Entry, ExecSpec, Limits, Mount, SnapshotRecipe};
+use crate::engine::{Entry, ExecSpec, Interpreter, Limits, Mount, SnapshotRecipe, SpawnConfig};
 
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
@@ -389,6 +389,33 @@ impl Runtimes {
             },
             fingerprint: hasher.finish(),
         }
+    }
+
+    /// What the shell may start by name: its own applets (`sh.wasm`), `python`/`python3` and
+    /// `node` (their command modules, argv prefixed as for a direct run minus the code).
+    pub fn spawn_config(&self) -> Result<SpawnConfig, RuntimeError> {
+        let mut config = SpawnConfig::new(self.module_path(Language::Bash)?);
+        let interpreter = |language: Language, prefix_len: usize| -> Option<Interpreter> {
+            let entry = self.entry(language).ok()?;
+            let module = self.module_path(language).ok()?;
+            module.is_file().then(|| Interpreter {
+                module,
+                argv_prefix: entry.argv.iter().take(prefix_len).cloned().collect(),
+                env: match language {
+                    Language::Python => {
+                        vec![("PYTHONPATH".into(), format!("{SUPPORT_GUEST_DIR}/python"))]
+                    }
+                    _ => Vec::new(),
+                },
+            })
+        };
+        // python: ["python"]; qjs: ["qjs", "--std", "-I", PRELUDE] (drop the trailing "-e" "{code}").
+        config.python = interpreter(Language::Python, 1);
+        config.javascript = self
+            .entry(Language::JavaScript)
+            .ok()
+            .and_then(|e| interpreter(Language::JavaScript, e.argv.len().saturating_sub(2)));
+        Ok(config)
     }
 
     /// The read-only mount with the support files.

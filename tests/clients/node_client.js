@@ -50,14 +50,10 @@ async function main() {
   result = await sandbox.runCode('import time; time.sleep(10)', { timeout: 2 });
   check(result.success === false && result.exitCode === 124, 'timeout', result);
 
-  try {
-    const command = await sandbox.commands.run('echo hello');
-    check(command.stdout === 'hello\n' && command.exit_code === 0, 'commands.run', command);
-  } catch (err) {
-    // TODO(shell runtime): drop this branch once bash is available on every server.
-    check(err.code === 'RUNTIME_NOT_AVAILABLE', 'commands.run reports the missing shell runtime', err.message);
-    console.log('TODO: commands.run skipped: the shell runtime is not available yet');
-  }
+  const command = await sandbox.commands.run('echo hello');
+  check(command.stdout === 'hello\n' && command.exit_code === 0, 'commands.run', command);
+  const failing = await sandbox.commands.run('ls /nonexistent');
+  check(failing.exit_code === 2 && failing.stderr.includes('nonexistent'), 'commands.run failing', failing);
 
   await sandbox.env.set('MY_VAR', '1');
   const env = await sandbox.env.getAll();

@@ -56,13 +56,10 @@ check(result.success is False and result.exit_code == 1 and "NameError" in resul
 result = sandbox.run_code("import time; time.sleep(10)", timeout=2)
 check(result.success is False and result.exit_code == 124, "timeout", result)
 
-try:
-    command = sandbox.commands.run("echo hello")
-    check(command.stdout == "hello\n" and command.exit_code == 0, "commands.run", command)
-except AgentError as err:
-    # TODO(shell runtime): drop this branch once bash is available on every server.
-    check(err.code == "RUNTIME_NOT_AVAILABLE", "commands.run reports the missing shell runtime", err)
-    print("TODO: commands.run skipped: the shell runtime is not available yet", flush=True)
+command = sandbox.commands.run("echo hello")
+check(command.stdout == "hello\n" and command.exit_code == 0, "commands.run", command)
+command = sandbox.commands.run("ls /nonexistent")
+check(command.exit_code == 2 and "nonexistent" in command.stderr, "commands.run failing", command)
 
 sandbox.env.set("MY_VAR", "1")
 env = sandbox.env.get_all()

@@ -1,0 +1,209 @@
+//! Syntax tree of the POSIX-sh subset.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// One piece of a word, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WordPart {
+    /// Unquoted literal text (subject to field splitting only if it came from an expansion,
+    /// and to pathname expansion if it contains `*`, `?` or `[`).
+    Lit(String),
+    /// Quoted text: single quotes, a backslash escape, `$'…'` or literal text inside double quotes.
+    Quoted(String),
+    /// `"…"`.
+    Dq(Vec<WordPart>),
+    /// `$name`, `${…}`.
+    Param(Box<ParamExp>),
+    /// `$(…)` or backticks.
+    Cmd(Rc<Program>),
+    /// `$((…))`: the parts expand to the expression text.
+    Arith(Vec<WordPart>),
+    /// `~` or `~user` at the start of a word.
+    Tilde(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamExp {
+    pub name: String,
+    pub op: ParamOp,
+    /// The word after the operator (default value, pattern, …).
+    pub arg: Vec<WordPart>,
+    /// Second argument: replacement for `/`, length for `:off:len`.
+    pub arg2: Option<Vec<WordPart>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamOp {
+    Plain,
+    Length,
+    /// `-`, `=`, `?`, `+`; `colon` for the `:` forms.
+    Default {
+        colon: bool,
+    },
+    Assign {
+        colon: bool,
+    },
+    Error {
+        colon: bool,
+    },
+    Alt {
+        colon: bool,
+    },
+    RemoveSmallestPrefix,
+    RemoveLargestPrefix,
+    RemoveSmallestSuffix,
+    RemoveLargestSuffix,
+    /// bash: `${v/p/r}`, `${v//p/r}`, `${v/#p/r}`, `${v/%p/r}`
+    Replace {
+        all: bool,
+        anchor: u8,
+    },
+    /// bash: `${v:off}` / `${v:off:len}`
+    Substring,
+    /// bash: `${v^^}` `${v,,}` `${v^}` `${v,}`
+    Case {
+        upper: bool,
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    /// The word exactly as written (used to re-serialise code for child shells).
+    pub raw: String,
+    pub parts: Vec<WordPart>,
+}
+
+impl Word {
+    /// The word when it is a plain unquoted literal (for keywords, function names…).
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [WordPart::Lit(s)] => Some(s.as_str()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HereDoc {
+    pub delim: String,
+    /// Raw body text, as written (tabs already stripped for `<<-`).
+    pub raw: String,
+    /// Parsed body (expansions) when the delimiter was unquoted; `None` for quoted delimiters.
+    pub parts: Option<Vec<WordPart>>,
+    pub strip_tabs: bool,
+    pub quoted: bool,
+    /// The delimiter word as written (with its quotes).
+    pub delim_raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedirOp {
+    /// `<`
+    In,
+    /// `>` and `>|`
+    Out,
+    /// `>>`
+    Append,
+    /// `<>`
+    ReadWrite,
+    /// `>&` with a target word (fd number, `-`).
+    DupOut,
+    /// `<&`
+    DupIn,
+    /// `<<`, `<<-`
+    HereDoc(Rc<RefCell<HereDoc>>),
+    /// `<<<` (bash)
+    HereString,
+    /// `&>` (bash): stdout and stderr to a file.
+    OutErr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redir {
+    pub fd: Option<u32>,
+    pub op: RedirOp,
+    /// Target word (unused for here-docs).
+    pub target: Word,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimpleCmd {
+    pub assigns: Vec<(String, Word)>,
+    pub words: Vec<Word>,
+    pub redirs: Vec<Redir>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseArm {
+    pub patterns: Vec<Word>,
+    pub body: Program,
+    /// `;&` (bash fall-through) — we only parse `;;`.
+    pub fallthrough: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Compound {
+    Brace(Program),
+    Subshell(Program),
+    If {
+        branches: Vec<(Program, Program)>,
+        else_: Option<Program>,
+    },
+    For {
+        var: String,
+        words: Option<Vec<Word>>,
+        body: Program,
+    },
+    While {
+        cond: Program,
+        body: Program,
+        until: bool,
+    },
+    Case {
+        word: Word,
+        arms: Vec<CaseArm>,
+    },
+    /// bash `(( expr ))`
+    Arith(Word),
+    /// bash `[[ … ]]`: the words between the brackets, unexpanded.
+    Test(Vec<TestWord>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestWord {
+    Word(Word),
+    Op(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Simple(SimpleCmd),
+    Compound(Compound, Vec<Redir>),
+    FuncDef(String, Rc<Command>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub bang: bool,
+    pub cmds: Vec<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AndOrOp {
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AndOr {
+    pub first: Pipeline,
+    pub rest: Vec<(AndOrOp, Pipeline)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Program {
+    pub items: Vec<AndOr>,
+}

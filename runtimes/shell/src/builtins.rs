@@ -1,0 +1,1640 @@
+//! Shell builtins, and the helpers (`echo`, `printf`, `test`) shared with the applets.
+
+use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
+use crate::parse::{self, is_name};
+
+const SPECIAL: &[&str] = &[
+    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "trap",
+    "unset",
+];
+
+const REGULAR: &[&str] = &[
+    "true", "false", "echo", "printf", "test", "[", "cd", "pwd", "read", "local", "type", "command", "hash", "wait",
+    "umask", "getopts", "alias", "unalias", "jobs", "fg", "bg", "kill", "ulimit", "times",
+];
+
+const BASH_ONLY: &[&str] = &[
+    "source",
+    "let",
+    "declare",
+    "typeset",
+    "shopt",
+    "pushd",
+    "popd",
+    "dirs",
+    "mapfile",
+    "readarray",
+    "disown",
+    "suspend",
+];
+
+const UNSUPPORTED: &[&str] = &[
+    "alias",
+    "unalias",
+    "jobs",
+    "fg",
+    "bg",
+    "kill",
+    "ulimit",
+    "times",
+    "shopt",
+    "pushd",
+    "popd",
+    "dirs",
+    "mapfile",
+    "readarray",
+    "disown",
+    "suspend",
+];
+
+pub fn is_special_builtin(name: &str) -> bool {
+    SPECIAL.contains(&name)
+}
+
+pub fn is_builtin(name: &str, bash: bool) -> bool {
+    SPECIAL.contains(&name) || REGULAR.contains(&name) || BASH_ONLY.contains(&name) || (bash && name == "source")
+}
+
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    SPECIAL.iter().chain(REGULAR.iter()).chain(BASH_ONLY.iter()).copied()
+}
+
+fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(n),
+        _ => {
+            sh.errmsg(&format!("{cmd}: Illegal number: {s}"));
+            Err(Flow::Exit(2))
+        }
+    }
+}
+
+pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
+    let name = argv[0].as_str();
+    let args = &argv[1..];
+    if UNSUPPORTED.contains(&name) {
+        sh.errmsg(&format!("{name}: not supported"));
+        return Ok(2);
+    }
+    match name {
+        ":" | "true" => Ok(0),
+        "false" => Ok(1),
+        "echo" => {
+            let s = echo(args, sh.bash);
+            if !sh.out(&s) {
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        "printf" => {
+            if args.is_empty() {
+                sh.errmsg("printf: usage: printf format [arg ...]");
+                return Ok(2);
+            }
+            let (s, err) = printf(&args[0], &args[1..]);
+            sh.out(&s);
+            if let Some(e) = err {
+                sh.errmsg(&format!("printf: {e}"));
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        "test" | "[" => {
+            let mut a = args.to_vec();
+            if name == "[" {
+                if a.last().map(|s| s.as_str()) != Some("]") {
+                    sh.errmsg("[: missing ]");
+                    return Ok(2);
+                }
+                a.pop();
+            }
+            match test_eval(&a, &sh.cwd) {
+                Ok(b) => Ok(if b { 0 } else { 1 }),
+                Err(e) => {
+                    sh.errmsg(&format!("{name}: {e}"));
+                    Ok(2)
+                }
+            }
+        }
+        "cd" => builtin_cd(sh, args),
+        "pwd" => {
+            let s = format!("{}\n", sh.cwd);
+            sh.out(&s);
+            Ok(0)
+        }
+        "exit" => {
+            let st = match args.first() {
+                Some(a) => parse_num(sh, "exit", a)? as i32 & 0xff,
+                None => sh.status,
+            };
+            Err(Flow::Exit(st))
+        }
+        "return" => {
+            let st = match args.first() {
+                Some(a) => parse_num(sh, "return", a)? as i32 & 0xff,
+                None => sh.status,
+            };
+            Err(Flow::Return(st))
+        }
+        "break" | "continue" => {
+            let n = match args.first() {
+                Some(a) => parse_num(sh, name, a)?.max(1) as usize,
+                None => 1,
+            };
+            if sh.loop_depth == 0 {
+                return Ok(0);
+            }
+            let n = n.min(sh.loop_depth);
+            Err(if name == "break" {
+                Flow::Break(n)
+            } else {
+                Flow::Continue(n)
+            })
+        }
+        "shift" => {
+            let n = match args.first() {
+                Some(a) => parse_num(sh, "shift", a)? as usize,
+                None => 1,
+            };
+            if n > sh.params.len() {
+                sh.errmsg("shift: can't shift that many");
+                return Err(Flow::Exit(2));
+            }
+            sh.params.drain(..n);
+            Ok(0)
+        }
+        "set" => builtin_set(sh, args),
+        "export" | "readonly" => builtin_export(sh, name, args),
+        "unset" => {
+            let mut funcs = false;
+            let mut st = 0;
+            for a in args {
+                match a.as_str() {
+                    "-f" => funcs = true,
+                    "-v" => funcs = false,
+                    a => {
+                        if funcs {
+                            sh.funcs.remove(a);
+                        } else if let Err(m) = sh.unset_var(a) {
+                            sh.errmsg(&format!("unset: {m}"));
+                            st = 1;
+                        }
+                    }
+                }
+            }
+            Ok(st)
+        }
+        "local" | "declare" | "typeset" => builtin_local(sh, name, args),
+        "read" => builtin_read(sh, args),
+        "eval" => {
+            let src = args.join(" ");
+            match parse::parse(&src) {
+                Ok(p) => sh.exec_program(&p),
+                Err(e) => {
+                    sh.errmsg(&format!("eval: {e}"));
+                    Ok(2)
+                }
+            }
+        }
+        "." | "source" => {
+            let Some(file) = args.first() else {
+                sh.errmsg(&format!("{name}: filename argument required"));
+                return Ok(2);
+            };
+            let src = match std::fs::read_to_string(file) {
+                Ok(s) => s,
+                Err(e) => {
+                    sh.errmsg(&format!("{name}: cannot open {file}: {}", crate::exec::io_err_msg(&e)));
+                    return Err(Flow::Exit(2));
+                }
+            };
+            let prog = match parse::parse(&src) {
+                Ok(p) => p,
+                Err(e) => {
+                    sh.errmsg(&format!("{file}: {e}"));
+                    return Err(Flow::Exit(2));
+                }
+            };
+            let saved = if args.len() > 1 {
+                Some(std::mem::replace(&mut sh.params, args[1..].to_vec()))
+            } else {
+                None
+            };
+            let r = sh.exec_program(&prog);
+            if let Some(p) = saved {
+                sh.params = p;
+            }
+            match r {
+                Err(Flow::Return(n)) => Ok(n),
+                r => r,
+            }
+        }
+        "exec" => {
+            if args.is_empty() {
+                return Ok(0); // redirections stay in effect (see run_builtin_redir)
+            }
+            let st = if is_builtin(&args[0], sh.bash) {
+                run_builtin(sh, args)?
+            } else {
+                let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+                    assigns: vec![],
+                    words: args
+                        .iter()
+                        .map(|a| parse::lit_word(&shell_quote(a)))
+                        .map(|mut w| {
+                            w.parts = vec![crate::ast::WordPart::Quoted(unquote_simple(&w.raw))];
+                            w
+                        })
+                        .collect(),
+                    redirs: vec![],
+                    line: sh.line,
+                });
+                let saved = std::mem::take(&mut sh.funcs);
+                let r = sh.exec_command(&c);
+                sh.funcs = saved;
+                r?
+            };
+            Err(Flow::Exit(st))
+        }
+        "trap" => builtin_trap(sh, args),
+        "type" => {
+            let mut st = 0;
+            for a in args {
+                let s = if sh.funcs.contains_key(a) {
+                    format!("{a} is a shell function\n")
+                } else if is_special_builtin(a) {
+                    format!("{a} is a special shell builtin\n")
+                } else if is_builtin(a, sh.bash) {
+                    format!("{a} is a shell builtin\n")
+                } else if matches!(
+                    a.as_str(),
+                    "if" | "then"
+                        | "else"
+                        | "elif"
+                        | "fi"
+                        | "for"
+                        | "while"
+                        | "until"
+                        | "do"
+                        | "done"
+                        | "case"
+                        | "esac"
+                        | "{"
+                        | "}"
+                        | "!"
+                ) {
+                    format!("{a} is a shell keyword\n")
+                } else if crate::exec::is_known_program(a) {
+                    format!("{a} is {a} (a wasmbox program)\n")
+                } else {
+                    st = if sh.bash { 1 } else { 127 };
+                    sh.errmsg(&format!("type: {a}: not found"));
+                    continue;
+                };
+                sh.out(&s);
+            }
+            Ok(st)
+        }
+        "command" => {
+            let mut i = 0;
+            let mut mode = ' ';
+            while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
+                match args[i].as_str() {
+                    "-v" => mode = 'v',
+                    "-V" => mode = 'V',
+                    "-p" => {}
+                    "--" => {
+                        i += 1;
+                        break;
+                    }
+                    o => {
+                        sh.errmsg(&format!("command: {o}: bad option"));
+                        return Ok(2);
+                    }
+                }
+                i += 1;
+            }
+            let rest = &args[i..];
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            if mode == 'v' || mode == 'V' {
+                let mut st = 0;
+                for a in rest {
+                    let known = sh.funcs.contains_key(a)
+                        || is_builtin(a, sh.bash)
+                        || crate::exec::is_known_program(a)
+                        || matches!(
+                            a.as_str(),
+                            "if" | "then" | "else" | "fi" | "for" | "while" | "case" | "do" | "done"
+                        );
+                    if known {
+                        let s = if mode == 'v' {
+                            format!("{a}\n")
+                        } else {
+                            format!("{a} is {a}\n")
+                        };
+                        sh.out(&s);
+                    } else {
+                        st = 1;
+                    }
+                }
+                return Ok(st);
+            }
+            if is_builtin(&rest[0], sh.bash) {
+                return run_builtin(sh, rest);
+            }
+            let saved = std::mem::take(&mut sh.funcs);
+            let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+                assigns: vec![],
+                words: rest
+                    .iter()
+                    .map(|a| crate::ast::Word {
+                        raw: shell_quote(a),
+                        parts: vec![crate::ast::WordPart::Quoted(a.clone())],
+                    })
+                    .collect(),
+                redirs: vec![],
+                line: sh.line,
+            });
+            let r = sh.exec_command(&c);
+            sh.funcs = saved;
+            r
+        }
+        "hash" | "wait" => Ok(0),
+        "umask" => {
+            if args.is_empty() {
+                sh.out("0022\n");
+            }
+            Ok(0)
+        }
+        "getopts" => builtin_getopts(sh, args),
+        "let" => {
+            let mut v = 0;
+            for a in args {
+                v = sh.arith(a)?;
+            }
+            Ok((v == 0) as i32)
+        }
+        _ => {
+            sh.errmsg(&format!("{name}: not supported"));
+            Ok(2)
+        }
+    }
+}
+
+fn unquote_simple(s: &str) -> String {
+    if s.starts_with('\'') && s.ends_with('\'') && s.len() >= 2 {
+        s[1..s.len() - 1].replace("'\\''", "'")
+    } else {
+        s.to_string()
+    }
+}
+
+fn builtin_cd(sh: &mut Shell, args: &[String]) -> R {
+    let args: Vec<&String> = args
+        .iter()
+        .filter(|a| !matches!(a.as_str(), "-L" | "-P" | "--"))
+        .collect();
+    let mut print = false;
+    let target = match args.first().map(|s| s.as_str()) {
+        None => match sh.get_var("HOME") {
+            Some(h) if !h.is_empty() => h,
+            _ => {
+                sh.errmsg("cd: HOME not set");
+                return Ok(if sh.bash { 1 } else { 2 });
+            }
+        },
+        Some("-") => {
+            print = true;
+            match sh.get_var("OLDPWD") {
+                Some(o) => o,
+                None => {
+                    sh.errmsg("cd: OLDPWD not set");
+                    return Ok(if sh.bash { 1 } else { 2 });
+                }
+            }
+        }
+        Some(t) => t.to_string(),
+    };
+    let new = if target.starts_with('/') {
+        normalize(&target)
+    } else {
+        normalize(&format!("{}/{}", sh.cwd, target))
+    };
+    let ok = std::fs::metadata(&new).map(|m| m.is_dir()).unwrap_or(false) && std::env::set_current_dir(&new).is_ok();
+    if !ok {
+        let why = match std::fs::metadata(&new) {
+            Ok(m) if !m.is_dir() => "Not a directory",
+            Ok(_) => "Permission denied",
+            Err(_) => "No such file or directory",
+        };
+        if sh.bash {
+            sh.errmsg(&format!("cd: {target}: {why}"));
+            return Ok(1);
+        }
+        sh.errmsg(&format!("cd: can't cd to {target}"));
+        return Ok(2);
+    }
+    let old = sh.cwd.clone();
+    sh.cwd = new.clone();
+    let _ = sh.set_var("OLDPWD", &old);
+    let _ = sh.set_var("PWD", &new);
+    if let Some(v) = sh.vars.get_mut("PWD") {
+        v.exported = true;
+    }
+    if print {
+        sh.out(&format!("{new}\n"));
+    }
+    Ok(0)
+}
+
+fn set_opt(sh: &mut Shell, name: &str, on: bool) -> bool {
+    match name {
+        "e" | "errexit" => sh.opts.errexit = on,
+        "u" | "nounset" => sh.opts.nounset = on,
+        "x" | "xtrace" => sh.opts.xtrace = on,
+        "f" | "noglob" => sh.opts.noglob = on,
+        "C" | "noclobber" => sh.opts.noclobber = on,
+        "a" | "allexport" => sh.opts.allexport = on,
+        "pipefail" => sh.opts.pipefail = on,
+        "v"
+        | "verbose"
+        | "h"
+        | "hashall"
+        | "b"
+        | "notify"
+        | "m"
+        | "monitor"
+        | "B"
+        | "braceexpand"
+        | "H"
+        | "histexpand"
+        | "posix"
+        | "interactive-comments" => {}
+        "n" | "noexec" => {}
+        _ => return false,
+    }
+    true
+}
+
+fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
+    if args.is_empty() {
+        let mut names: Vec<&String> = sh.vars.keys().collect();
+        names.sort();
+        let mut s = String::new();
+        for n in names {
+            s.push_str(&format!("{}={}\n", n, shell_quote(&sh.vars[n].value)));
+        }
+        sh.out(&s);
+        return Ok(0);
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            sh.params = args[i + 1..].to_vec();
+            return Ok(0);
+        }
+        if a == "-" {
+            sh.opts.xtrace = false;
+            sh.params = args[i + 1..].to_vec();
+            return Ok(0);
+        }
+        let (on, flags) = if let Some(f) = a.strip_prefix('-') {
+            (true, f)
+        } else if let Some(f) = a.strip_prefix('+') {
+            (false, f)
+        } else {
+            sh.params = args[i..].to_vec();
+            return Ok(0);
+        };
+        if flags == "o" {
+            match args.get(i + 1) {
+                Some(o) => {
+                    if !set_opt(sh, o, on) {
+                        sh.errmsg(&format!("set: {o}: not supported"));
+                        return Ok(2);
+                    }
+                    i += 2;
+                    continue;
+                }
+                None => {
+                    let o = sh.opts.clone();
+                    let s = format!(
+                        "errexit\t{}\nnounset\t{}\nxtrace\t{}\nnoglob\t{}\nnoclobber\t{}\nallexport\t{}\npipefail\t{}\n",
+                        onoff(o.errexit),
+                        onoff(o.nounset),
+                        onoff(o.xtrace),
+                        onoff(o.noglob),
+                        onoff(o.noclobber),
+                        onoff(o.allexport),
+                        onoff(o.pipefail)
+                    );
+                    sh.out(&s);
+                    return Ok(0);
+                }
+            }
+        }
+        for c in flags.chars() {
+            if !set_opt(sh, &c.to_string(), on) {
+                sh.errmsg(&format!("set: -{c}: not supported"));
+                return Ok(2);
+            }
+        }
+        i += 1;
+    }
+    Ok(0)
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let ro = name == "readonly";
+    let mut unexport = false;
+    let mut names = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "-p" => {}
+            "-n" if !ro => unexport = true,
+            "-f" => {
+                sh.errmsg(&format!("{name} -f: not supported"));
+                return Ok(2);
+            }
+            _ => names.push(a.clone()),
+        }
+    }
+    if names.is_empty() {
+        let mut ks: Vec<(&String, &Var)> = sh
+            .vars
+            .iter()
+            .filter(|(_, v)| if ro { v.readonly } else { v.exported })
+            .collect();
+        ks.sort_by(|a, b| a.0.cmp(b.0));
+        let mut s = String::new();
+        for (k, v) in ks {
+            s.push_str(&format!("{name} {}={}\n", k, shell_quote(&v.value)));
+        }
+        sh.out(&s);
+        return Ok(0);
+    }
+    for a in names {
+        let (n, val) = match a.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if !is_name(&n) {
+            sh.errmsg(&format!("{name}: {n}: bad variable name"));
+            return Err(Flow::Exit(2));
+        }
+        if let Some(v) = val {
+            if let Err(m) = sh.set_var(&n, &v) {
+                sh.errmsg(&m);
+                return Err(Flow::Exit(2));
+            }
+        }
+        let e = sh.vars.entry(n.clone()).or_insert(Var {
+            value: String::new(),
+            exported: false,
+            readonly: false,
+        });
+        if ro {
+            e.readonly = true;
+        } else {
+            e.exported = !unexport;
+        }
+        if !ro && !unexport && !sh.vars.contains_key(&n) {
+            // `export NAME` of an unset variable: remember the export (value empty)
+        }
+    }
+    Ok(0)
+}
+
+fn builtin_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let mut export = false;
+    let mut ro = false;
+    let mut names = Vec::new();
+    for a in args {
+        if a.starts_with('-') && a.len() > 1 && name != "local" {
+            for c in a[1..].chars() {
+                match c {
+                    'x' => export = true,
+                    'r' => ro = true,
+                    'i' | 'g' | 'l' | 'u' => {}
+                    'a' | 'A' => {
+                        sh.errmsg(&format!("{name} -{c}: arrays: not supported"));
+                        return Ok(2);
+                    }
+                    _ => {
+                        sh.errmsg(&format!("{name} -{c}: not supported"));
+                        return Ok(2);
+                    }
+                }
+            }
+            continue;
+        }
+        names.push(a.clone());
+    }
+    let in_func = !sh.locals.is_empty();
+    if name == "local" && !in_func {
+        sh.errmsg("local: not in a function");
+        return Ok(if sh.bash { 1 } else { 2 });
+    }
+    for a in names {
+        let (n, val) = match a.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if !is_name(&n) {
+            sh.errmsg(&format!("{name}: {n}: bad variable name"));
+            return Ok(1);
+        }
+        if in_func {
+            let old = sh.vars.get(&n).cloned();
+            let frame = sh.locals.last_mut().unwrap();
+            if !frame.iter().any(|(k, _)| *k == n) {
+                frame.push((n.clone(), old));
+            }
+        }
+        if let Some(v) = val {
+            if let Err(m) = sh.set_var(&n, &v) {
+                sh.errmsg(&m);
+                return Ok(1);
+            }
+        } else if sh.bash && in_func && name == "local" {
+            sh.vars.remove(&n);
+        }
+        if export || ro {
+            let e = sh.vars.entry(n.clone()).or_insert(Var {
+                value: String::new(),
+                exported: false,
+                readonly: false,
+            });
+            e.exported |= export;
+            e.readonly |= ro;
+        }
+    }
+    Ok(0)
+}
+
+fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
+    let mut raw = false;
+    let mut delim = b'\n';
+    let mut nchars: Option<usize> = None;
+    let mut prompt = None;
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a.starts_with('-') && a.len() > 1 && names.is_empty() {
+            match a.as_str() {
+                "-r" => raw = true,
+                "-s" => {}
+                "-p" => {
+                    prompt = args.get(i + 1).cloned();
+                    i += 1;
+                }
+                "-d" => {
+                    delim = args.get(i + 1).and_then(|s| s.bytes().next()).unwrap_or(0);
+                    i += 1;
+                }
+                "-n" | "-N" => {
+                    nchars = args.get(i + 1).and_then(|s| s.parse().ok());
+                    i += 1;
+                }
+                "-t" => i += 1,
+                "-a" => {
+                    sh.errmsg("read -a: arrays: not supported");
+                    return Ok(2);
+                }
+                "-rs" | "-sr" => raw = true,
+                o => {
+                    sh.errmsg(&format!("read: {o}: not supported"));
+                    return Ok(2);
+                }
+            }
+            i += 1;
+            continue;
+        }
+        names.push(a.clone());
+        i += 1;
+    }
+    if names.is_empty() {
+        if sh.bash {
+            names.push("REPLY".into());
+        } else {
+            sh.errmsg("read: arg count");
+            return Ok(2);
+        }
+    }
+    if let Some(p) = prompt {
+        sh.err(&p);
+    }
+    // read the line
+    let mut line: Vec<u8> = Vec::new();
+    let mut quoted_mask: Vec<bool> = Vec::new();
+    let mut eof = false;
+    loop {
+        if let Some(n) = nchars {
+            if line.len() >= n {
+                break;
+            }
+        }
+        let Some(b) = sh.read_byte() else {
+            eof = true;
+            break;
+        };
+        if b == delim {
+            break;
+        }
+        if b == b'\\' && !raw {
+            match sh.read_byte() {
+                Some(b'\n') => continue,
+                Some(c) => {
+                    line.push(c);
+                    quoted_mask.push(true);
+                    continue;
+                }
+                None => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        line.push(b);
+        quoted_mask.push(false);
+    }
+    let text = String::from_utf8_lossy(&line).into_owned();
+    let ifs = sh.get_var("IFS").unwrap_or_else(|| " \t\n".into());
+    let values = split_read(&text, &ifs, names.len());
+    for (k, n) in names.iter().enumerate() {
+        let v = values.get(k).cloned().unwrap_or_default();
+        if let Err(m) = sh.set_var(n, &v) {
+            sh.errmsg(&format!("read: {m}"));
+            return Ok(2);
+        }
+    }
+    Ok(if eof { 1 } else { 0 })
+}
+
+/// Split a line read by `read` into at most `n` fields; the last gets the rest.
+pub fn split_read(s: &str, ifs: &str, n: usize) -> Vec<String> {
+    let is_ws = |c: char| ifs.contains(c) && (c == ' ' || c == '\t' || c == '\n');
+    let is_ifs = |c: char| ifs.contains(c);
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    // skip leading IFS whitespace
+    while i < chars.len() && is_ws(chars[i]) {
+        i += 1;
+    }
+    let mut out = Vec::new();
+    while i < chars.len() && out.len() + 1 < n {
+        let st = i;
+        while i < chars.len() && !is_ifs(chars[i]) {
+            i += 1;
+        }
+        out.push(chars[st..i].iter().collect::<String>());
+        // skip separator: ws* [non-ws-ifs] ws*
+        while i < chars.len() && is_ws(chars[i]) {
+            i += 1;
+        }
+        if i < chars.len() && is_ifs(chars[i]) && !is_ws(chars[i]) {
+            i += 1;
+            while i < chars.len() && is_ws(chars[i]) {
+                i += 1;
+            }
+        }
+    }
+    if i < chars.len() || out.len() + 1 == n {
+        let mut rest: String = chars[i.min(chars.len())..].iter().collect();
+        while rest.ends_with(|c: char| is_ws(c)) {
+            rest.pop();
+        }
+        if i < chars.len() {
+            out.push(rest);
+        }
+    }
+    out
+}
+
+fn builtin_trap(sh: &mut Shell, args: &[String]) -> R {
+    if args.is_empty() {
+        if let Some(t) = &sh.exit_trap {
+            let s = format!("trap -- {} EXIT\n", shell_quote(t));
+            sh.out(&s);
+        }
+        return Ok(0);
+    }
+    let (action, sigs) = if args[0].chars().all(|c| c.is_ascii_digit()) && args.len() == 1 {
+        ("-".to_string(), &args[..])
+    } else {
+        (args[0].clone(), &args[1..])
+    };
+    for s in sigs {
+        let s = s.trim_start_matches("SIG");
+        match s {
+            "EXIT" | "0" => {
+                sh.exit_trap = if action == "-" || action.is_empty() {
+                    None
+                } else {
+                    Some(action.clone())
+                };
+            }
+            // Signals are never delivered inside the sandbox: accepting these traps is exact.
+            "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "ALRM" | "CHLD" | "1" | "2" | "3" | "13"
+            | "15" => {}
+            other => {
+                sh.errmsg(&format!("trap: {other}: not supported"));
+                return Ok(2);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn builtin_getopts(sh: &mut Shell, args: &[String]) -> R {
+    if args.len() < 2 {
+        sh.errmsg("getopts: usage: getopts optstring name [arg ...]");
+        return Ok(2);
+    }
+    let optstring = args[0].clone();
+    let var = args[1].clone();
+    let list: Vec<String> = if args.len() > 2 {
+        args[2..].to_vec()
+    } else {
+        sh.params.clone()
+    };
+    let silent = optstring.starts_with(':');
+    let mut optind: usize = sh.get_var("OPTIND").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let mut pos = sh.getopts_pos;
+    let set = |sh: &mut Shell, optind: usize, pos: usize| {
+        let _ = sh.set_var("OPTIND", &optind.to_string());
+        sh.getopts_pos = pos;
+    };
+    let Some(arg) = list.get(optind - 1).cloned() else {
+        let _ = sh.set_var(&var, "?");
+        set(sh, optind, 0);
+        return Ok(1);
+    };
+    if pos == 0 {
+        if arg == "--" {
+            let _ = sh.set_var(&var, "?");
+            set(sh, optind + 1, 0);
+            return Ok(1);
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            let _ = sh.set_var(&var, "?");
+            set(sh, optind, 0);
+            return Ok(1);
+        }
+        pos = 1;
+    }
+    let chars: Vec<char> = arg.chars().collect();
+    let c = chars[pos];
+    pos += 1;
+    let spec = optstring.find(c).filter(|_| c != ':');
+    if spec.is_none() {
+        if pos >= chars.len() {
+            optind += 1;
+            pos = 0;
+        }
+        let _ = sh.set_var(&var, "?");
+        if silent {
+            let _ = sh.set_var("OPTARG", &c.to_string());
+        } else {
+            sh.errmsg(&format!("Illegal option -{c}"));
+            sh.vars.remove("OPTARG");
+        }
+        set(sh, optind, pos);
+        return Ok(0);
+    }
+    let needs_arg = optstring[spec.unwrap() + c.len_utf8()..].starts_with(':');
+    if needs_arg {
+        let optarg = if pos < chars.len() {
+            let s: String = chars[pos..].iter().collect();
+            optind += 1;
+            Some(s)
+        } else {
+            optind += 1;
+            let a = list.get(optind - 1).cloned();
+            if a.is_some() {
+                optind += 1;
+            }
+            a
+        };
+        pos = 0;
+        match optarg {
+            Some(a) => {
+                let _ = sh.set_var("OPTARG", &a);
+                let _ = sh.set_var(&var, &c.to_string());
+            }
+            None => {
+                if silent {
+                    let _ = sh.set_var(&var, ":");
+                    let _ = sh.set_var("OPTARG", &c.to_string());
+                } else {
+                    let _ = sh.set_var(&var, "?");
+                    sh.errmsg(&format!("No arg for -{c} option"));
+                }
+            }
+        }
+        set(sh, optind, pos);
+        return Ok(0);
+    }
+    if pos >= chars.len() {
+        optind += 1;
+        pos = 0;
+    }
+    let _ = sh.set_var(&var, &c.to_string());
+    sh.vars.remove("OPTARG");
+    set(sh, optind, pos);
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- echo / printf
+
+/// Interpret backslash escapes (echo/%b style). Returns (text, stop) where stop means `\c` seen.
+pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] != '\\' || i + 1 >= c.len() {
+            out.push(c[i]);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        match c[i] {
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'c' => return (out, true),
+            'e' | 'E' => out.push('\x1b'),
+            'f' => out.push('\x0c'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\x0b'),
+            '\\' => out.push('\\'),
+            '0'..='7' => {
+                // echo: \0NNN; %b: \0NNN and \NNN
+                let mut j = i;
+                let max = if c[i] == '0' { 4 } else { 3 };
+                if c[i] != '0' && echo_style_octal {
+                    out.push('\\');
+                    out.push(c[i]);
+                    i += 1;
+                    continue;
+                }
+                let mut v = 0u32;
+                let mut k = 0;
+                while j < c.len() && k < max && ('0'..='7').contains(&c[j]) {
+                    v = v * 8 + c[j].to_digit(8).unwrap();
+                    j += 1;
+                    k += 1;
+                }
+                out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+                i = j;
+                continue;
+            }
+            'x' => {
+                let mut j = i + 1;
+                let mut v = 0u32;
+                while j < c.len() && j < i + 3 && c[j].is_ascii_hexdigit() {
+                    v = v * 16 + c[j].to_digit(16).unwrap();
+                    j += 1;
+                }
+                if j == i + 1 {
+                    out.push_str("\\x");
+                } else {
+                    out.push(char::from_u32(v).unwrap_or('?'));
+                }
+                i = j;
+                continue;
+            }
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+        i += 1;
+    }
+    (out, false)
+}
+
+/// `echo`: dash semantics (only -n, escapes always) unless `bash` (-n -e -E, no escapes by default).
+pub fn echo(args: &[String], bash: bool) -> String {
+    let mut newline = true;
+    let mut escapes = !bash;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a.len() < 2 || !a.starts_with('-') {
+            break;
+        }
+        let flags = &a[1..];
+        let valid = if bash {
+            flags.chars().all(|c| "neE".contains(c))
+        } else {
+            flags.chars().all(|c| c == 'n')
+        };
+        if !valid {
+            break;
+        }
+        for c in flags.chars() {
+            match c {
+                'n' => newline = false,
+                'e' => escapes = true,
+                'E' => escapes = false,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    let mut out = String::new();
+    for (k, a) in args[i..].iter().enumerate() {
+        if k > 0 {
+            out.push(' ');
+        }
+        if escapes {
+            let (s, stop) = echo_escapes(a, false);
+            out.push_str(&s);
+            if stop {
+                return out;
+            }
+        } else {
+            out.push_str(a);
+        }
+    }
+    if newline {
+        out.push('\n');
+    }
+    out
+}
+
+fn printf_num(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(0);
+    }
+    if let Some(r) = t.strip_prefix('\'').or_else(|| t.strip_prefix('"')) {
+        return Ok(r.chars().next().map(|c| c as i64).unwrap_or(0));
+    }
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16)
+    } else if body.len() > 1 && body.starts_with('0') {
+        i64::from_str_radix(&body[1..], 8)
+    } else {
+        body.parse::<i64>()
+    };
+    match v {
+        Ok(v) => Ok(if neg { -v } else { v }),
+        Err(_) => Err(format!("{s}: invalid number")),
+    }
+}
+
+fn printf_float(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(0.0);
+    }
+    if let Some(r) = t.strip_prefix('\'').or_else(|| t.strip_prefix('"')) {
+        return Ok(r.chars().next().map(|c| c as i64 as f64).unwrap_or(0.0));
+    }
+    t.parse::<f64>()
+        .or_else(|_| printf_num(t).map(|v| v as f64))
+        .map_err(|_| format!("{s}: invalid number"))
+}
+
+fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
+    let len = s.chars().count();
+    match width {
+        Some(w) if w > len => {
+            let fill = w - len;
+            if left {
+                s + &" ".repeat(fill)
+            } else if zero {
+                let (sign, digits) = if s.starts_with('-') || s.starts_with('+') {
+                    s.split_at(1)
+                } else {
+                    ("", s.as_str())
+                };
+                format!("{sign}{}{digits}", "0".repeat(fill))
+            } else {
+                " ".repeat(fill) + &s
+            }
+        }
+        _ => s,
+    }
+}
+
+fn fmt_exp(v: f64, prec: usize, upper: bool) -> String {
+    let s = format!("{:.*e}", prec, v);
+    // Rust: 1.5e2 -> C: 1.5e+02
+    let (m, e) = s.split_once('e').unwrap();
+    let (sign, digits) = if let Some(d) = e.strip_prefix('-') {
+        ('-', d)
+    } else {
+        ('+', e)
+    };
+    let r = format!("{m}e{sign}{:0>2}", digits);
+    if upper {
+        r.to_uppercase()
+    } else {
+        r
+    }
+}
+
+fn fmt_g(v: f64, prec: usize, upper: bool, alt: bool) -> String {
+    let p = if prec == 0 { 1 } else { prec };
+    if v == 0.0 {
+        return "0".into();
+    }
+    let exp = v.abs().log10().floor() as i32;
+    let s = if exp < -4 || exp >= p as i32 {
+        let s = fmt_exp(v, p - 1, upper);
+        if alt {
+            s
+        } else {
+            let (m, e) = s.split_once(if upper { 'E' } else { 'e' }).unwrap();
+            let m = if m.contains('.') {
+                m.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                m
+            };
+            format!("{m}{}{e}", if upper { 'E' } else { 'e' })
+        }
+    } else {
+        let decimals = (p as i32 - 1 - exp).max(0) as usize;
+        let s = format!("{:.*}", decimals, v);
+        if alt || !s.contains('.') {
+            s
+        } else {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    s
+}
+
+/// POSIX printf. Returns the output and the first error (conversion errors still print).
+pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
+    let f: Vec<char> = fmt.chars().collect();
+    let mut out = String::new();
+    let mut err = None;
+    let mut ai = 0;
+    loop {
+        let mut i = 0;
+        let mut consumed = false;
+        while i < f.len() {
+            let c = f[i];
+            if c == '\\' {
+                // escapes in the format
+                let rest: String = f[i..].iter().collect();
+                let (n, s) = format_escape(&rest);
+                out.push_str(&s);
+                i += n;
+                continue;
+            }
+            if c != '%' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            i += 1;
+            if i >= f.len() {
+                out.push('%');
+                break;
+            }
+            if f[i] == '%' {
+                out.push('%');
+                i += 1;
+                continue;
+            }
+            let mut left = false;
+            let mut zero = false;
+            let mut plus = false;
+            let mut space = false;
+            let mut alt = false;
+            while i < f.len() && "-0+ #".contains(f[i]) {
+                match f[i] {
+                    '-' => left = true,
+                    '0' => zero = true,
+                    '+' => plus = true,
+                    ' ' => space = true,
+                    _ => alt = true,
+                }
+                i += 1;
+            }
+            let mut width: Option<usize> = None;
+            if i < f.len() && f[i] == '*' {
+                let w = args.get(ai).map(|a| printf_num(a).unwrap_or(0)).unwrap_or(0);
+                ai += 1;
+                consumed = true;
+                if w < 0 {
+                    left = true;
+                }
+                width = Some(w.unsigned_abs() as usize);
+                i += 1;
+            } else {
+                let st = i;
+                while i < f.len() && f[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i > st {
+                    width = f[st..i].iter().collect::<String>().parse().ok();
+                }
+            }
+            let mut prec: Option<usize> = None;
+            if i < f.len() && f[i] == '.' {
+                i += 1;
+                if i < f.len() && f[i] == '*' {
+                    let p = args.get(ai).map(|a| printf_num(a).unwrap_or(0)).unwrap_or(0);
+                    ai += 1;
+                    consumed = true;
+                    prec = Some(p.max(0) as usize);
+                    i += 1;
+                } else {
+                    let st = i;
+                    while i < f.len() && f[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    prec = Some(f[st..i].iter().collect::<String>().parse().unwrap_or(0));
+                }
+            }
+            // length modifiers
+            while i < f.len() && "hlLqjzt".contains(f[i]) {
+                i += 1;
+            }
+            if i >= f.len() {
+                err.get_or_insert_with(|| "missing format character".to_string());
+                break;
+            }
+            let conv = f[i];
+            i += 1;
+            let arg = args.get(ai).cloned();
+            if arg.is_some() {
+                consumed = true;
+            }
+            ai += 1;
+            let a = arg.unwrap_or_default();
+            let s = match conv {
+                's' => {
+                    let s = match prec {
+                        Some(p) => a.chars().take(p).collect(),
+                        None => a,
+                    };
+                    pad(s, width, left, false)
+                }
+                'b' => {
+                    let (s, stop) = echo_escapes(&a, false);
+                    out.push_str(&pad(s, width, left, false));
+                    if stop {
+                        return (out, err);
+                    }
+                    continue;
+                }
+                'c' => pad(
+                    a.chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    width,
+                    left,
+                    false,
+                ),
+                'd' | 'i' | 'u' | 'x' | 'X' | 'o' => {
+                    let v = match printf_num(&a) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            err.get_or_insert(e);
+                            0
+                        }
+                    };
+                    let mut digits = match conv {
+                        'd' | 'i' => v.unsigned_abs().to_string(),
+                        'u' => (v as u64).to_string(),
+                        'x' => format!("{:x}", v as u64),
+                        'X' => format!("{:X}", v as u64),
+                        _ => format!("{:o}", v as u64),
+                    };
+                    if let Some(p) = prec {
+                        while digits.len() < p {
+                            digits.insert(0, '0');
+                        }
+                    }
+                    if alt && conv == 'x' && v != 0 {
+                        digits.insert_str(0, "0x");
+                    }
+                    if alt && conv == 'X' && v != 0 {
+                        digits.insert_str(0, "0X");
+                    }
+                    if alt && conv == 'o' && !digits.starts_with('0') {
+                        digits.insert(0, '0');
+                    }
+                    let sign = if matches!(conv, 'd' | 'i') {
+                        if v < 0 {
+                            "-"
+                        } else if plus {
+                            "+"
+                        } else if space {
+                            " "
+                        } else {
+                            ""
+                        }
+                    } else {
+                        ""
+                    };
+                    pad(format!("{sign}{digits}"), width, left, zero && prec.is_none())
+                }
+                'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
+                    let v = match printf_float(&a) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            err.get_or_insert(e);
+                            0.0
+                        }
+                    };
+                    let p = prec.unwrap_or(6);
+                    let mut s = match conv {
+                        'f' | 'F' => format!("{:.*}", p, v),
+                        'e' | 'E' => fmt_exp(v, p, conv == 'E'),
+                        _ => fmt_g(v, p, conv == 'G', alt),
+                    };
+                    if v >= 0.0 {
+                        if plus {
+                            s.insert(0, '+');
+                        } else if space {
+                            s.insert(0, ' ');
+                        }
+                    }
+                    pad(s, width, left, zero)
+                }
+                other => {
+                    err.get_or_insert_with(|| format!("%{other}: invalid directive"));
+                    String::new()
+                }
+            };
+            out.push_str(&s);
+        }
+        if ai >= args.len() || !consumed {
+            break;
+        }
+    }
+    (out, err)
+}
+
+/// One escape at the start of `s` (which begins with `\`) in a printf format: (chars used, text).
+fn format_escape(s: &str) -> (usize, String) {
+    let c: Vec<char> = s.chars().collect();
+    if c.len() < 2 {
+        return (1, "\\".into());
+    }
+    let simple = match c[1] {
+        'a' => Some('\x07'),
+        'b' => Some('\x08'),
+        'f' => Some('\x0c'),
+        'n' => Some('\n'),
+        'r' => Some('\r'),
+        't' => Some('\t'),
+        'v' => Some('\x0b'),
+        'e' => Some('\x1b'),
+        '\\' => Some('\\'),
+        '"' => Some('"'),
+        '\'' => Some('\''),
+        _ => None,
+    };
+    if let Some(ch) = simple {
+        return (2, ch.to_string());
+    }
+    if c[1].is_digit(8) {
+        let mut v = 0u32;
+        let mut j = 1;
+        while j < c.len() && j < 4 && c[j].is_digit(8) {
+            v = v * 8 + c[j].to_digit(8).unwrap();
+            j += 1;
+        }
+        return (j, char::from_u32(v & 0xff).unwrap_or('?').to_string());
+    }
+    if c[1] == 'x' {
+        let mut v = 0u32;
+        let mut j = 2;
+        while j < c.len() && j < 4 && c[j].is_ascii_hexdigit() {
+            v = v * 16 + c[j].to_digit(16).unwrap();
+            j += 1;
+        }
+        if j > 2 {
+            return (j, char::from_u32(v).unwrap_or('?').to_string());
+        }
+    }
+    (2, format!("\\{}", c[1]))
+}
+
+// ---------------------------------------------------------------- test
+
+fn file_test(op: &str, path: &str) -> bool {
+    let md = if op == "-h" || op == "-L" {
+        std::fs::symlink_metadata(path)
+    } else {
+        std::fs::metadata(path)
+    };
+    let Ok(m) = md else { return false };
+    match op {
+        "-e" | "-a" => true,
+        "-f" => m.is_file(),
+        "-d" => m.is_dir(),
+        "-h" | "-L" => m.file_type().is_symlink(),
+        "-s" => m.len() > 0,
+        "-r" | "-w" => true,
+        "-x" => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o111 != 0
+            }
+            #[cfg(not(unix))]
+            {
+                // WASI has no permission bits: directories and scripts with a #! line are "executable"
+                m.is_dir() || {
+                    let mut b = [0u8; 2];
+                    use std::io::Read;
+                    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b == b"#!"
+                }
+            }
+        }
+        "-p" | "-S" | "-b" | "-c" | "-g" | "-u" | "-k" | "-t" => false,
+        "-O" | "-G" => true,
+        _ => false,
+    }
+}
+
+const UNARY: &[&str] = &[
+    "-e", "-f", "-d", "-h", "-L", "-s", "-r", "-w", "-x", "-p", "-S", "-b", "-c", "-g", "-u", "-k", "-t", "-O", "-G",
+    "-n", "-z", "-a",
+];
+const BINARY: &[&str] = &[
+    "=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef",
+];
+
+fn int_arg(s: &str) -> Result<i64, String> {
+    s.trim()
+        .parse::<i64>()
+        .map_err(|_| format!("{s}: integer expression expected"))
+}
+
+fn binary(a: &str, op: &str, b: &str) -> Result<bool, String> {
+    Ok(match op {
+        "=" | "==" => a == b,
+        "!=" => a != b,
+        "<" => a < b,
+        ">" => a > b,
+        "-eq" => int_arg(a)? == int_arg(b)?,
+        "-ne" => int_arg(a)? != int_arg(b)?,
+        "-lt" => int_arg(a)? < int_arg(b)?,
+        "-le" => int_arg(a)? <= int_arg(b)?,
+        "-gt" => int_arg(a)? > int_arg(b)?,
+        "-ge" => int_arg(a)? >= int_arg(b)?,
+        "-nt" | "-ot" => {
+            let ma = std::fs::metadata(a).and_then(|m| m.modified()).ok();
+            let mb = std::fs::metadata(b).and_then(|m| m.modified()).ok();
+            match (ma, mb) {
+                (Some(x), Some(y)) => {
+                    if op == "-nt" {
+                        x > y
+                    } else {
+                        x < y
+                    }
+                }
+                (Some(_), None) => op == "-nt",
+                (None, Some(_)) => op == "-ot",
+                _ => false,
+            }
+        }
+        "-ef" => match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        },
+        _ => return Err(format!("{op}: unknown operator")),
+    })
+}
+
+fn unary(op: &str, a: &str) -> bool {
+    match op {
+        "-n" => !a.is_empty(),
+        "-z" => a.is_empty(),
+        _ => file_test(op, a),
+    }
+}
+
+/// Evaluate `test` arguments (without the closing `]`).
+pub fn test_eval(args: &[String], _cwd: &str) -> Result<bool, String> {
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    match a.len() {
+        0 => Ok(false),
+        1 => Ok(!a[0].is_empty()),
+        2 => {
+            if a[0] == "!" {
+                return Ok(a[1].is_empty());
+            }
+            if UNARY.contains(&a[0]) {
+                return Ok(unary(a[0], a[1]));
+            }
+            Err(format!("{}: unexpected operator", a[0]))
+        }
+        3 => {
+            if BINARY.contains(&a[1]) {
+                return binary(a[0], a[1], a[2]);
+            }
+            if a[1] == "-a" {
+                return Ok(!a[0].is_empty() && !a[2].is_empty());
+            }
+            if a[1] == "-o" {
+                return Ok(!a[0].is_empty() || !a[2].is_empty());
+            }
+            if a[0] == "!" {
+                return test_eval(&args[1..], _cwd).map(|b| !b);
+            }
+            if a[0] == "(" && a[2] == ")" {
+                return Ok(!a[1].is_empty());
+            }
+            Err(format!("{}: unexpected operator", a[1]))
+        }
+        4 if a[0] == "!" => test_eval(&args[1..], _cwd).map(|b| !b),
+        4 if a[0] == "(" && a[3] == ")" => test_eval(&args[1..3], _cwd),
+        _ => {
+            let mut p = TestParser { a: &a, pos: 0 };
+            let v = p.or()?;
+            if p.pos != a.len() {
+                return Err(format!("{}: unexpected operator", a[p.pos]));
+            }
+            Ok(v)
+        }
+    }
+}
+
+struct TestParser<'a> {
+    a: &'a [&'a str],
+    pos: usize,
+}
+
+impl TestParser<'_> {
+    fn or(&mut self) -> Result<bool, String> {
+        let mut v = self.and()?;
+        while self.a.get(self.pos) == Some(&"-o") {
+            self.pos += 1;
+            let r = self.and()?;
+            v = v || r;
+        }
+        Ok(v)
+    }
+    fn and(&mut self) -> Result<bool, String> {
+        let mut v = self.not()?;
+        while self.a.get(self.pos) == Some(&"-a") {
+            self.pos += 1;
+            let r = self.not()?;
+            v = v && r;
+        }
+        Ok(v)
+    }
+    fn not(&mut self) -> Result<bool, String> {
+        if self.a.get(self.pos) == Some(&"!") {
+            self.pos += 1;
+            return Ok(!self.not()?);
+        }
+        self.prim()
+    }
+    fn prim(&mut self) -> Result<bool, String> {
+        let Some(&t) = self.a.get(self.pos) else {
+            return Err("argument expected".into());
+        };
+        if t == "(" {
+            self.pos += 1;
+            let v = self.or()?;
+            if self.a.get(self.pos) != Some(&")") {
+                return Err("missing )".into());
+            }
+            self.pos += 1;
+            return Ok(v);
+        }
+        if let Some(&op) = self.a.get(self.pos + 1) {
+            if BINARY.contains(&op) && self.pos + 2 < self.a.len() {
+                let r = binary(t, op, self.a[self.pos + 2])?;
+                self.pos += 3;
+                return Ok(r);
+            }
+        }
+        if UNARY.contains(&t) && self.pos + 1 < self.a.len() {
+            let r = unary(t, self.a[self.pos + 1]);
+            self.pos += 2;
+            return Ok(r);
+        }
+        self.pos += 1;
+        Ok(!t.is_empty())
+    }
+}

@@ -1,0 +1,1842 @@
+//! The executor: shell state, I/O contexts, compound commands, pipelines and spawning.
+
+use crate::ast::*;
+use crate::parse::{self, is_name, Parser};
+use crate::spawn::{Request, SpawnResult, Spawner, Stage, Stream};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{Read, Seek, Write};
+use std::rc::Rc;
+
+/// Maximum function-call nesting inside one shell instance.
+pub const MAX_FUNC_DEPTH: usize = 300;
+
+#[derive(Debug, Clone)]
+pub struct Var {
+    pub value: String,
+    pub exported: bool,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    pub errexit: bool,
+    pub nounset: bool,
+    pub xtrace: bool,
+    pub noglob: bool,
+    pub pipefail: bool,
+    pub noclobber: bool,
+    pub allexport: bool,
+}
+
+/// An output file opened by the shell itself (redirection of a builtin or compound command).
+pub struct OutFile {
+    pub path: String,
+    pub file: RefCell<std::fs::File>,
+}
+
+/// An input file opened by the shell, read through a small buffer; `pos` is the logical offset.
+pub struct InFile {
+    pub path: String,
+    pub file: RefCell<std::fs::File>,
+    pub buf: RefCell<(Vec<u8>, usize, u64)>, // (buffer, index in buffer, file offset of buffer start)
+}
+
+#[derive(Clone)]
+pub enum Out {
+    Fd1,
+    Fd2,
+    File(Rc<OutFile>),
+    Capture(Rc<RefCell<Vec<u8>>>),
+    Null,
+}
+
+#[derive(Clone)]
+pub enum In {
+    Fd0,
+    File(Rc<InFile>),
+    Data(Rc<RefCell<(Vec<u8>, usize)>>),
+    Null,
+}
+
+#[derive(Clone)]
+pub struct Io {
+    pub stdin: In,
+    pub stdout: Out,
+    pub stderr: Out,
+}
+
+/// Non-local control flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flow {
+    Exit(i32),
+    Return(i32),
+    Break(usize),
+    Continue(usize),
+}
+
+pub type R = Result<i32, Flow>;
+
+/// State saved around a subshell run in-process.
+struct Saved {
+    vars: HashMap<String, Var>,
+    funcs: HashMap<String, Rc<Command>>,
+    params: Vec<String>,
+    opts: Opts,
+    cwd: String,
+    exit_trap: Option<String>,
+    locals: Vec<Vec<(String, Option<Var>)>>,
+    io: Io,
+}
+
+pub struct Shell {
+    pub vars: HashMap<String, Var>,
+    pub funcs: HashMap<String, Rc<Command>>,
+    pub params: Vec<String>,
+    pub arg0: String,
+    pub status: i32,
+    pub opts: Opts,
+    pub io: Io,
+    pub spawner: Box<dyn Spawner>,
+    pub locals: Vec<Vec<(String, Option<Var>)>>,
+    pub loop_depth: usize,
+    pub errexit_off: usize,
+    pub exit_trap: Option<String>,
+    pub bash: bool,
+    pub cwd: String,
+    pub func_depth: usize,
+    pub subst_status: Option<i32>,
+    pub line: usize,
+    out_buf: Vec<u8>,
+    pub getopts_pos: usize,
+    pub rand_state: u64,
+    /// The name used in messages ("sh" or "bash").
+    pub name: String,
+    pub pending_captures: Vec<(Sink, Sink)>,
+}
+
+pub fn io_err_msg(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "No such file or directory".into(),
+        PermissionDenied => "Permission denied".into(),
+        AlreadyExists => "File exists".into(),
+        IsADirectory => "Is a directory".into(),
+        NotADirectory => "Not a directory".into(),
+        DirectoryNotEmpty => "Directory not empty".into(),
+        ReadOnlyFilesystem => "Read-only file system".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Writing to a pipe whose reader is gone: a real shell dies of SIGPIPE (status 141). There are
+/// no signals in WASI, so end the instance the same way.
+pub fn broken_pipe_exit(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        crate::spawn::exit_process(141);
+    }
+}
+
+/// Quote a string for sh.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%^".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Lexically normalise an absolute path (resolve `.` and `..`).
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Programs the host can start (the applets of this module, sh itself, python, node).
+pub fn is_known_program(name: &str) -> bool {
+    matches!(name, "python" | "python3" | "node" | "nodejs") || crate::applets::is_applet(name)
+}
+
+impl Shell {
+    pub fn new(spawner: Box<dyn Spawner>, bash: bool) -> Shell {
+        let mut vars = HashMap::new();
+        for (k, v) in std::env::vars() {
+            if is_name(&k) {
+                vars.insert(
+                    k,
+                    Var {
+                        value: v,
+                        exported: true,
+                        readonly: false,
+                    },
+                );
+            }
+        }
+        let cwd = match vars.get("PWD") {
+            Some(v) if v.value.starts_with('/') => normalize(&v.value),
+            _ => std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/".into()),
+        };
+        let mut sh = Shell {
+            vars,
+            funcs: HashMap::new(),
+            params: Vec::new(),
+            arg0: if bash { "bash".into() } else { "sh".into() },
+            status: 0,
+            opts: Opts::default(),
+            io: Io {
+                stdin: In::Fd0,
+                stdout: Out::Fd1,
+                stderr: Out::Fd2,
+            },
+            spawner,
+            locals: Vec::new(),
+            loop_depth: 0,
+            errexit_off: 0,
+            exit_trap: None,
+            bash,
+            cwd: cwd.clone(),
+            func_depth: 0,
+            subst_status: None,
+            line: 0,
+            out_buf: Vec::new(),
+            getopts_pos: 0,
+            rand_state: 0x2545F4914F6CDD1D
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1),
+            name: if bash { "bash".into() } else { "sh".into() },
+            pending_captures: Vec::new(),
+        };
+        let _ = std::env::set_current_dir(&cwd);
+        sh.set_var_exported("PWD", &cwd);
+        for (k, v) in [
+            ("IFS", " \t\n"),
+            ("PS1", "$ "),
+            ("PS2", "> "),
+            ("PS4", "+ "),
+            ("OPTIND", "1"),
+        ] {
+            if !sh.vars.contains_key(k) {
+                sh.vars.insert(
+                    k.into(),
+                    Var {
+                        value: v.into(),
+                        exported: false,
+                        readonly: false,
+                    },
+                );
+            }
+        }
+        if !sh.vars.contains_key("PATH") {
+            sh.vars.insert(
+                "PATH".into(),
+                Var {
+                    value: "/usr/local/bin:/usr/bin:/bin".into(),
+                    exported: true,
+                    readonly: false,
+                },
+            );
+        }
+        sh
+    }
+
+    // ------------------------------------------------------------ variables
+
+    pub fn get_var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(|v| v.value.clone())
+    }
+
+    pub fn set_var(&mut self, name: &str, value: &str) -> Result<(), String> {
+        match self.vars.get_mut(name) {
+            Some(v) => {
+                if v.readonly {
+                    return Err(format!("{name}: is read only"));
+                }
+                v.value = value.to_string();
+            }
+            None => {
+                let exported = self.opts.allexport;
+                self.vars.insert(
+                    name.to_string(),
+                    Var {
+                        value: value.to_string(),
+                        exported,
+                        readonly: false,
+                    },
+                );
+            }
+        }
+        if name == "OPTIND" {
+            self.getopts_pos = 0;
+        }
+        Ok(())
+    }
+
+    fn set_var_exported(&mut self, name: &str, value: &str) {
+        let v = self.vars.entry(name.to_string()).or_insert(Var {
+            value: String::new(),
+            exported: true,
+            readonly: false,
+        });
+        v.value = value.to_string();
+        v.exported = true;
+    }
+
+    pub fn unset_var(&mut self, name: &str) -> Result<(), String> {
+        if let Some(v) = self.vars.get(name) {
+            if v.readonly {
+                return Err(format!("{name}: is read only"));
+            }
+        }
+        self.vars.remove(name);
+        Ok(())
+    }
+
+    pub fn exported_env(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(_, v)| v.exported)
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn next_random(&mut self) -> u64 {
+        let mut x = self.rand_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rand_state = x;
+        x
+    }
+
+    // ------------------------------------------------------------ output
+
+    pub fn flush_stdout(&mut self) {
+        if !self.out_buf.is_empty() {
+            let mut o = std::io::stdout().lock();
+            let r = o.write_all(&self.out_buf).and_then(|_| o.flush());
+            self.out_buf.clear();
+            drop(o);
+            if let Err(e) = r {
+                broken_pipe_exit(&e);
+            }
+        }
+    }
+
+    fn write_to(&mut self, out: &Out, data: &[u8]) -> bool {
+        match out {
+            Out::Fd1 => {
+                self.out_buf.extend_from_slice(data);
+                if self.out_buf.len() > 16 * 1024 {
+                    self.flush_stdout();
+                }
+                true
+            }
+            Out::Fd2 => {
+                self.flush_stdout();
+                let mut e = std::io::stderr().lock();
+                match e.write_all(data) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        drop(e);
+                        broken_pipe_exit(&err);
+                        false
+                    }
+                }
+            }
+            Out::File(f) => f.file.borrow_mut().write_all(data).is_ok(),
+            Out::Capture(b) => {
+                b.borrow_mut().extend_from_slice(data);
+                true
+            }
+            Out::Null => true,
+        }
+    }
+
+    pub fn out(&mut self, s: &str) -> bool {
+        let o = self.io.stdout.clone();
+        self.write_to(&o, s.as_bytes())
+    }
+
+    pub fn out_bytes(&mut self, s: &[u8]) -> bool {
+        let o = self.io.stdout.clone();
+        self.write_to(&o, s)
+    }
+
+    pub fn err(&mut self, s: &str) {
+        let o = self.io.stderr.clone();
+        self.write_to(&o, s.as_bytes());
+    }
+
+    /// `sh: MESSAGE` on the current stderr.
+    pub fn errmsg(&mut self, msg: &str) {
+        let s = format!("{}: {}\n", self.name, msg);
+        self.err(&s);
+    }
+
+    // ------------------------------------------------------------ input
+
+    /// Read one byte from the current stdin (unbuffered for fd 0 so that children see the rest).
+    pub fn read_byte(&mut self) -> Option<u8> {
+        match &self.io.stdin {
+            In::Fd0 => {
+                self.flush_stdout();
+                let mut b = [0u8; 1];
+                let mut f =
+                    std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0) });
+                loop {
+                    match f.read(&mut b) {
+                        Ok(0) => return None,
+                        Ok(_) => return Some(b[0]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => return None,
+                    }
+                }
+            }
+            In::File(f) => {
+                let mut buf = f.buf.borrow_mut();
+                if buf.1 >= buf.0.len() {
+                    let start = buf.2 + buf.0.len() as u64;
+                    let mut chunk = vec![0u8; 8192];
+                    let n = f.file.borrow_mut().read(&mut chunk).unwrap_or(0);
+                    chunk.truncate(n);
+                    *buf = (chunk, 0, start);
+                    if n == 0 {
+                        return None;
+                    }
+                }
+                let b = buf.0[buf.1];
+                buf.1 += 1;
+                Some(b)
+            }
+            In::Data(d) => {
+                let mut d = d.borrow_mut();
+                if d.1 < d.0.len() {
+                    let b = d.0[d.1];
+                    d.1 += 1;
+                    Some(b)
+                } else {
+                    None
+                }
+            }
+            In::Null => None,
+        }
+    }
+
+    // ------------------------------------------------------------ running scripts
+
+    /// Run a whole script, parsing it one top-level command at a time (like dash).
+    pub fn run_script(&mut self, src: &str) -> i32 {
+        let mut p = Parser::new(src);
+        loop {
+            let prog = match p.next_complete_command() {
+                Ok(Some(prog)) => prog,
+                Ok(None) => break,
+                Err(e) => {
+                    self.errmsg(&e.to_string());
+                    self.status = 2;
+                    return self.finish(2);
+                }
+            };
+            self.line = p.line();
+            match self.exec_program(&prog) {
+                Ok(_) => {}
+                Err(Flow::Exit(n)) => return self.finish(n),
+                Err(Flow::Return(n)) => {
+                    // `return` outside a function: like dash, end the script
+                    self.status = n;
+                    return self.finish(n);
+                }
+                Err(Flow::Break(_)) | Err(Flow::Continue(_)) => {}
+            }
+        }
+        let st = self.status;
+        self.finish(st)
+    }
+
+    /// Run the EXIT trap and flush; returns the final status.
+    pub fn finish(&mut self, status: i32) -> i32 {
+        self.status = status;
+        if let Some(t) = self.exit_trap.take() {
+            if let Ok(prog) = parse::parse(&t) {
+                let _ = self.exec_program(&prog);
+            }
+        }
+        self.flush_stdout();
+        status
+    }
+
+    pub fn exec_program(&mut self, p: &Program) -> R {
+        let mut st = self.status;
+        for ao in &p.items {
+            st = self.exec_and_or(ao)?;
+        }
+        Ok(st)
+    }
+
+    fn exec_and_or(&mut self, ao: &AndOr) -> R {
+        let n = ao.rest.len();
+        if n > 0 {
+            self.errexit_off += 1;
+        }
+        let r = self.exec_pipeline(&ao.first);
+        let mut st = match r {
+            Ok(s) => s,
+            Err(e) => {
+                if n > 0 {
+                    self.errexit_off -= 1;
+                }
+                return Err(e);
+            }
+        };
+        let mut last_bang = ao.first.bang;
+        for (i, (op, p)) in ao.rest.iter().enumerate() {
+            let run = match op {
+                AndOrOp::And => st == 0,
+                AndOrOp::Or => st != 0,
+            };
+            if !run {
+                continue;
+            }
+            let is_last = i == n - 1;
+            if is_last {
+                self.errexit_off -= 1;
+            }
+            let r = self.exec_pipeline(p);
+            if !is_last {
+                if let Err(e) = r {
+                    self.errexit_off -= 1;
+                    return Err(e);
+                }
+            }
+            st = r?;
+            last_bang = p.bang;
+            if is_last {
+                // errexit applies to the last pipeline
+                self.status = st;
+                if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
+                    return Err(Flow::Exit(st));
+                }
+                return Ok(st);
+            }
+        }
+        if n > 0 {
+            // the last pipeline was skipped: errexit does not apply
+            self.errexit_off -= 1;
+            self.status = st;
+            return Ok(st);
+        }
+        self.status = st;
+        if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
+            return Err(Flow::Exit(st));
+        }
+        Ok(st)
+    }
+
+    fn exec_pipeline(&mut self, p: &Pipeline) -> R {
+        if p.bang {
+            self.errexit_off += 1;
+        }
+        let r = if p.cmds.len() == 1 {
+            self.exec_command(&p.cmds[0])
+        } else {
+            self.exec_multi(&p.cmds)
+        };
+        if p.bang {
+            self.errexit_off -= 1;
+        }
+        let st = r?;
+        let st = if p.bang { (st == 0) as i32 } else { st };
+        self.status = st;
+        Ok(st)
+    }
+
+    pub fn exec_command(&mut self, c: &Command) -> R {
+        match c {
+            Command::Simple(s) => self.exec_simple(s),
+            Command::Compound(cc, redirs) => {
+                let saved = self.io.clone();
+                if let Err(msg) = self.apply_redirs(redirs) {
+                    self.io = saved;
+                    self.errmsg(&msg);
+                    self.status = 1;
+                    return Ok(1);
+                }
+                let r = self.exec_compound(cc);
+                self.io = saved;
+                r
+            }
+            Command::FuncDef(name, body) => {
+                self.funcs.insert(name.clone(), body.clone());
+                self.status = 0;
+                Ok(0)
+            }
+        }
+    }
+
+    fn cond(&mut self, p: &Program) -> R {
+        self.errexit_off += 1;
+        let r = self.exec_program(p);
+        self.errexit_off -= 1;
+        r
+    }
+
+    fn exec_compound(&mut self, c: &Compound) -> R {
+        match c {
+            Compound::Brace(p) => self.exec_program(p),
+            Compound::Subshell(p) => self.subshell(|sh| sh.exec_program(p)),
+            Compound::If { branches, else_ } => {
+                for (c, b) in branches {
+                    if self.cond(c)? == 0 {
+                        return self.exec_program(b);
+                    }
+                }
+                match else_ {
+                    Some(e) => self.exec_program(e),
+                    None => {
+                        self.status = 0;
+                        Ok(0)
+                    }
+                }
+            }
+            Compound::For { var, words, body } => {
+                let items = match words {
+                    Some(ws) => self.expand_words(ws)?,
+                    None => self.params.clone(),
+                };
+                let mut st = 0;
+                self.loop_depth += 1;
+                for it in items {
+                    if let Err(m) = self.set_var(var, &it) {
+                        self.errmsg(&m);
+                        self.loop_depth -= 1;
+                        return Err(Flow::Exit(2));
+                    }
+                    match self.exec_program(body) {
+                        Ok(s) => st = s,
+                        Err(Flow::Break(n)) => {
+                            if n > 1 {
+                                self.loop_depth -= 1;
+                                return Err(Flow::Break(n - 1));
+                            }
+                            st = 0;
+                            break;
+                        }
+                        Err(Flow::Continue(n)) => {
+                            if n > 1 {
+                                self.loop_depth -= 1;
+                                return Err(Flow::Continue(n - 1));
+                            }
+                            st = 0;
+                        }
+                        Err(e) => {
+                            self.loop_depth -= 1;
+                            return Err(e);
+                        }
+                    }
+                }
+                self.loop_depth -= 1;
+                self.status = st;
+                Ok(st)
+            }
+            Compound::While { cond, body, until } => {
+                let mut st = 0;
+                self.loop_depth += 1;
+                loop {
+                    let c = match self.cond(cond) {
+                        Ok(c) => c,
+                        Err(Flow::Break(n)) => {
+                            self.loop_depth -= 1;
+                            if n > 1 {
+                                return Err(Flow::Break(n - 1));
+                            }
+                            break;
+                        }
+                        Err(Flow::Continue(n)) => {
+                            if n > 1 {
+                                self.loop_depth -= 1;
+                                return Err(Flow::Continue(n - 1));
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            self.loop_depth -= 1;
+                            return Err(e);
+                        }
+                    };
+                    if (c == 0) == *until {
+                        self.loop_depth -= 1;
+                        break;
+                    }
+                    match self.exec_program(body) {
+                        Ok(s) => st = s,
+                        Err(Flow::Break(n)) => {
+                            self.loop_depth -= 1;
+                            if n > 1 {
+                                return Err(Flow::Break(n - 1));
+                            }
+                            st = 0;
+                            break;
+                        }
+                        Err(Flow::Continue(n)) => {
+                            if n > 1 {
+                                self.loop_depth -= 1;
+                                return Err(Flow::Continue(n - 1));
+                            }
+                        }
+                        Err(e) => {
+                            self.loop_depth -= 1;
+                            return Err(e);
+                        }
+                    }
+                }
+                self.status = st;
+                Ok(st)
+            }
+            Compound::Case { word, arms } => {
+                let subject = self.expand_string(word)?;
+                let subj: Vec<char> = subject.chars().collect();
+                let mut matched = false;
+                let mut st = 0;
+                for arm in arms {
+                    if !matched {
+                        for p in &arm.patterns {
+                            let pat = self.expand_pattern(p)?;
+                            if crate::expand::pat_match(&pat, &subj) {
+                                matched = true;
+                                break;
+                            }
+                        }
+                    }
+                    if matched {
+                        st = self.exec_program(&arm.body)?;
+                        if !arm.fallthrough {
+                            break;
+                        }
+                    }
+                }
+                self.status = st;
+                Ok(st)
+            }
+            Compound::Arith(w) => {
+                let s = self.expand_string(w)?;
+                let v = self.arith(&s)?;
+                Ok((v == 0) as i32)
+            }
+            Compound::Test(words) => self.dbl_bracket(words),
+        }
+    }
+
+    /// Run `f` as a subshell in this instance: variables, functions, options, cwd and traps are
+    /// restored afterwards; `exit` ends only the subshell.
+    pub fn subshell<F: FnOnce(&mut Shell) -> R>(&mut self, f: F) -> R {
+        let saved = Saved {
+            vars: self.vars.clone(),
+            funcs: self.funcs.clone(),
+            params: self.params.clone(),
+            opts: self.opts.clone(),
+            cwd: self.cwd.clone(),
+            exit_trap: self.exit_trap.take(),
+            locals: std::mem::take(&mut self.locals),
+            io: self.io.clone(),
+        };
+        let loop_depth = std::mem::replace(&mut self.loop_depth, 0);
+        let func_depth = self.func_depth;
+        let errexit_off = self.errexit_off;
+        let r = f(self);
+        let st = match r {
+            Ok(s) => s,
+            Err(Flow::Exit(s)) => s,
+            Err(Flow::Return(s)) => s,
+            Err(_) => self.status,
+        };
+        // the subshell's EXIT trap runs at its end
+        if let Some(t) = self.exit_trap.take() {
+            if let Ok(prog) = parse::parse(&t) {
+                let _ = self.exec_program(&prog);
+            }
+        }
+        self.vars = saved.vars;
+        self.funcs = saved.funcs;
+        self.params = saved.params;
+        self.opts = saved.opts;
+        if self.cwd != saved.cwd {
+            let _ = std::env::set_current_dir(&saved.cwd);
+        }
+        self.cwd = saved.cwd;
+        self.exit_trap = saved.exit_trap;
+        self.locals = saved.locals;
+        self.io = saved.io;
+        self.loop_depth = loop_depth;
+        self.func_depth = func_depth;
+        self.errexit_off = errexit_off;
+        self.status = st;
+        Ok(st)
+    }
+
+    /// `$(…)`: run in a subshell with stdout captured; trailing newlines removed.
+    pub fn command_subst(&mut self, p: &Program) -> Result<String, Flow> {
+        let buf = Rc::new(RefCell::new(Vec::new()));
+        let b2 = buf.clone();
+        let st = self.subshell(move |sh| {
+            sh.io.stdout = Out::Capture(b2);
+            sh.exec_program(p)
+        })?;
+        self.subst_status = Some(st);
+        let mut v = std::mem::take(&mut *buf.borrow_mut());
+        while v.last() == Some(&b'\n') {
+            v.pop();
+        }
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    // ------------------------------------------------------------ redirections (in-shell)
+
+    fn abs_path(&self, p: &str) -> String {
+        if p.starts_with('/') {
+            p.to_string()
+        } else if self.cwd == "/" {
+            format!("/{p}")
+        } else {
+            format!("{}/{}", self.cwd, p)
+        }
+    }
+
+    fn open_out(&self, path: &str, append: bool) -> Result<Out, String> {
+        if path == "/dev/null" {
+            return Ok(Out::Null);
+        }
+        if path == "/dev/stdout" {
+            return Ok(self.io.stdout.clone());
+        }
+        if path == "/dev/stderr" {
+            return Ok(self.io.stderr.clone());
+        }
+        let abs = self.abs_path(path);
+        if self.opts.noclobber && !append && std::path::Path::new(&abs).is_file() {
+            return Err(format!("cannot create {path}: File exists"));
+        }
+        let mut o = std::fs::OpenOptions::new();
+        if append {
+            o.append(true).create(true);
+        } else {
+            o.write(true).create(true).truncate(true);
+        }
+        match o.open(&abs) {
+            Ok(f) => Ok(Out::File(Rc::new(OutFile {
+                path: abs,
+                file: RefCell::new(f),
+            }))),
+            Err(e) => Err(format!("cannot create {path}: {}", io_err_msg(&e))),
+        }
+    }
+
+    fn open_in(&self, path: &str) -> Result<In, String> {
+        if path == "/dev/null" {
+            return Ok(In::Null);
+        }
+        if path == "/dev/stdin" {
+            return Ok(self.io.stdin.clone());
+        }
+        let abs = self.abs_path(path);
+        match std::fs::File::open(&abs) {
+            Ok(f) => {
+                if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                    return Err(format!("{path}: Is a directory"));
+                }
+                Ok(In::File(Rc::new(InFile {
+                    path: abs,
+                    file: RefCell::new(f),
+                    buf: RefCell::new((Vec::new(), 0, 0)),
+                })))
+            }
+            Err(e) => Err(format!("cannot open {path}: {}", io_err_msg(&e))),
+        }
+    }
+
+    fn heredoc_text(&mut self, hd: &Rc<RefCell<HereDoc>>) -> Result<String, Flow> {
+        let h = hd.borrow().clone();
+        match &h.parts {
+            Some(parts) => self.expand_parts_string(parts),
+            None => Ok(h.raw.clone()),
+        }
+    }
+
+    /// Apply redirections to `self.io` (for builtins, functions and compound commands).
+    /// Err carries the message (without the `sh: ` prefix).
+    pub fn apply_redirs(&mut self, redirs: &[Redir]) -> Result<(), String> {
+        for r in redirs {
+            let fd = r.fd.unwrap_or(match r.op {
+                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                _ => 1,
+            });
+            if fd > 2 {
+                return Err(format!("{fd}: file descriptors above 2: not supported"));
+            }
+            match &r.op {
+                RedirOp::HereDoc(hd) => {
+                    let t = self
+                        .heredoc_text(hd)
+                        .map_err(|_| "here-document expansion failed".to_string())?;
+                    self.set_in(fd, In::Data(Rc::new(RefCell::new((t.into_bytes(), 0)))))?;
+                }
+                RedirOp::HereString => {
+                    let mut t = self
+                        .expand_string(&r.target)
+                        .map_err(|_| "expansion failed".to_string())?;
+                    t.push('\n');
+                    self.set_in(fd, In::Data(Rc::new(RefCell::new((t.into_bytes(), 0)))))?;
+                }
+                op => {
+                    let target = self
+                        .expand_string(&r.target)
+                        .map_err(|_| "expansion failed".to_string())?;
+                    match op {
+                        RedirOp::In => {
+                            let i = self.open_in(&target)?;
+                            self.set_in(fd, i)?;
+                        }
+                        RedirOp::ReadWrite => {
+                            let abs = self.abs_path(&target);
+                            std::fs::OpenOptions::new()
+                                .read(true)
+                                .write(true)
+                                .create(true)
+                                .truncate(false)
+                                .open(&abs)
+                                .map_err(|e| format!("cannot open {target}: {}", io_err_msg(&e)))?;
+                            let i = self.open_in(&target)?;
+                            self.set_in(fd, i)?;
+                        }
+                        RedirOp::Out | RedirOp::Append => {
+                            let o = self.open_out(&target, matches!(op, RedirOp::Append))?;
+                            self.set_out(fd, o)?;
+                        }
+                        RedirOp::OutErr => {
+                            let o = self.open_out(&target, false)?;
+                            self.io.stdout = o.clone();
+                            self.io.stderr = o;
+                        }
+                        RedirOp::DupOut | RedirOp::DupIn => {
+                            if target == "-" {
+                                if fd == 0 {
+                                    self.io.stdin = In::Null;
+                                } else {
+                                    self.set_out(fd, Out::Null)?;
+                                }
+                                continue;
+                            }
+                            match target.as_str() {
+                                "0" if fd == 0 => {}
+                                "1" if fd != 0 => {
+                                    let o = self.io.stdout.clone();
+                                    self.set_out(fd, o)?;
+                                }
+                                "2" if fd != 0 => {
+                                    let o = self.io.stderr.clone();
+                                    self.set_out(fd, o)?;
+                                }
+                                t if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
+                                    return Err(format!("{t}: bad file descriptor (only 0, 1 and 2 exist)"));
+                                }
+                                t if matches!(op, RedirOp::DupOut) && fd == 1 && r.fd.is_none() => {
+                                    // `>&word` with a file name (bash): same as &>
+                                    let o = self.open_out(t, false)?;
+                                    self.io.stdout = o.clone();
+                                    self.io.stderr = o;
+                                }
+                                t => return Err(format!("{t}: bad file descriptor")),
+                            }
+                        }
+                        _ => unreachable!(),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_in(&mut self, fd: u32, i: In) -> Result<(), String> {
+        if fd != 0 {
+            return Err(format!(
+                "{fd}: input redirection of an output descriptor: not supported"
+            ));
+        }
+        self.io.stdin = i;
+        Ok(())
+    }
+
+    fn set_out(&mut self, fd: u32, o: Out) -> Result<(), String> {
+        match fd {
+            1 => self.io.stdout = o,
+            2 => self.io.stderr = o,
+            0 => return Err("0: output redirection of standard input: not supported".into()),
+            _ => unreachable!(),
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ simple commands
+
+    fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
+        self.line = cmd.line;
+        self.subst_status = None;
+        let argv = match self.expand_words(&cmd.words) {
+            Ok(a) => a,
+            Err(e) => return Err(e),
+        };
+        if argv.is_empty() {
+            // assignments only (and redirections for their side effects)
+            for (name, w) in &cmd.assigns {
+                let v = self.expand_assign(w)?;
+                if self.opts.xtrace {
+                    let s = format!("{}{}={}\n", self.ps4(), name, shell_quote(&v));
+                    self.err(&s);
+                }
+                if let Err(m) = self.set_var(name, &v) {
+                    self.errmsg(&m);
+                    return Err(Flow::Exit(2));
+                }
+            }
+            let st = self.subst_status.unwrap_or(0);
+            if !cmd.redirs.is_empty() {
+                let saved = self.io.clone();
+                let r = self.apply_redirs(&cmd.redirs);
+                self.io = saved;
+                if let Err(m) = r {
+                    self.errmsg(&m);
+                    self.status = 1;
+                    return Ok(1);
+                }
+            }
+            self.status = st;
+            return Ok(st);
+        }
+        let mut assigns = Vec::new();
+        for (name, w) in &cmd.assigns {
+            assigns.push((name.clone(), self.expand_assign(w)?));
+        }
+        if self.opts.xtrace {
+            let mut s = self.ps4();
+            for (n, v) in &assigns {
+                s.push_str(&format!("{}={} ", n, shell_quote(v)));
+            }
+            s.push_str(&argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+            s.push('\n');
+            self.err(&s);
+        }
+        let name = argv[0].clone();
+        if crate::builtins::is_special_builtin(&name) {
+            for (n, v) in &assigns {
+                if let Err(m) = self.set_var(n, v) {
+                    self.errmsg(&m);
+                    return Err(Flow::Exit(2));
+                }
+            }
+            return self.run_builtin_redir(&argv, &cmd.redirs);
+        }
+        if let Some(body) = self.funcs.get(&name).cloned() {
+            return self.with_temp_assigns(&assigns, |sh| {
+                let saved = sh.io.clone();
+                if let Err(m) = sh.apply_redirs(&cmd.redirs) {
+                    sh.io = saved;
+                    sh.errmsg(&m);
+                    return Ok(1);
+                }
+                let r = sh.call_function(&name, &body, &argv[1..]);
+                sh.io = saved;
+                r
+            });
+        }
+        if crate::builtins::is_builtin(&name, self.bash) {
+            return self.with_temp_assigns(&assigns, |sh| sh.run_builtin_redir(&argv, &cmd.redirs));
+        }
+        // external command
+        let st = self.run_external(argv, assigns, &cmd.redirs)?;
+        self.status = st;
+        Ok(st)
+    }
+
+    fn ps4(&self) -> String {
+        self.get_var("PS4").unwrap_or_else(|| "+ ".into())
+    }
+
+    fn with_temp_assigns<F: FnOnce(&mut Shell) -> R>(&mut self, assigns: &[(String, String)], f: F) -> R {
+        if assigns.is_empty() {
+            return f(self);
+        }
+        let mut saved = Vec::new();
+        for (n, v) in assigns {
+            saved.push((n.clone(), self.vars.get(n).cloned()));
+            let e = self.vars.entry(n.clone()).or_insert(Var {
+                value: String::new(),
+                exported: true,
+                readonly: false,
+            });
+            if e.readonly {
+                continue;
+            }
+            e.value = v.clone();
+            e.exported = true;
+        }
+        let r = f(self);
+        for (n, old) in saved.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.vars.insert(n, v);
+                }
+                None => {
+                    self.vars.remove(&n);
+                }
+            }
+        }
+        r
+    }
+
+    fn run_builtin_redir(&mut self, argv: &[String], redirs: &[Redir]) -> R {
+        let saved = self.io.clone();
+        if let Err(m) = self.apply_redirs(redirs) {
+            self.io = saved;
+            self.errmsg(&m);
+            self.status = 1;
+            if crate::builtins::is_special_builtin(&argv[0]) {
+                return Err(Flow::Exit(1));
+            }
+            return Ok(1);
+        }
+        let keep_io = argv[0] == "exec" && argv.len() == 1;
+        let r = crate::builtins::run_builtin(self, argv);
+        if !keep_io {
+            self.io = saved;
+        }
+        if let Ok(st) = r {
+            self.status = st;
+        }
+        r
+    }
+
+    pub fn call_function(&mut self, _name: &str, body: &Rc<Command>, args: &[String]) -> R {
+        if self.func_depth >= MAX_FUNC_DEPTH {
+            self.errmsg(&format!(
+                "{_name}: maximum function nesting depth ({MAX_FUNC_DEPTH}) exceeded"
+            ));
+            return Err(Flow::Exit(2));
+        }
+        let saved_params = std::mem::replace(&mut self.params, args.to_vec());
+        self.func_depth += 1;
+        self.locals.push(Vec::new());
+        let saved_loop = std::mem::replace(&mut self.loop_depth, 0);
+        let r = self.exec_command(body);
+        self.loop_depth = saved_loop;
+        let frame = self.locals.pop().unwrap_or_default();
+        for (n, old) in frame.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.vars.insert(n, v);
+                }
+                None => {
+                    self.vars.remove(&n);
+                }
+            }
+        }
+        self.func_depth -= 1;
+        self.params = saved_params;
+        let st = match r {
+            Ok(s) => s,
+            Err(Flow::Return(s)) => s,
+            Err(e) => return Err(e),
+        };
+        self.status = st;
+        Ok(st)
+    }
+
+    /// Resolve a command name to the argv the host should start: scripts with a `#!` line or a
+    /// path are rewritten to their interpreter. Err is (status, message).
+    pub fn resolve_program(&self, mut argv: Vec<String>) -> Result<Vec<String>, (i32, String)> {
+        let name = argv[0].clone();
+        if !name.contains('/') {
+            if is_known_program(&name) {
+                return Ok(argv);
+            }
+            return Err((127, format!("{name}: command not found")));
+        }
+        let abs = self.abs_path(&name);
+        let p = std::path::Path::new(&abs);
+        if p.is_dir() {
+            return Err((126, format!("{name}: Permission denied")));
+        }
+        if p.is_file() {
+            let mut head = [0u8; 256];
+            let n = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+            let head = &head[..n];
+            if head.starts_with(b"#!") {
+                let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+                let line = String::from_utf8_lossy(&head[2..line_end]).trim().to_string();
+                let mut parts = line.split_whitespace();
+                let interp = parts.next().unwrap_or("sh");
+                let mut base = interp.rsplit('/').next().unwrap_or(interp).to_string();
+                let mut rest: Vec<String> = parts.map(|s| s.to_string()).collect();
+                if base == "env" {
+                    rest.retain(|a| a != "-S");
+                    if rest.is_empty() {
+                        return Err((127, format!("{name}: bad interpreter")));
+                    }
+                    base = rest.remove(0);
+                }
+                let base = match base.as_str() {
+                    b if b.starts_with("python") => "python3".to_string(),
+                    b => b.to_string(),
+                };
+                if !is_known_program(&base) {
+                    return Err((
+                        127,
+                        format!("{name}: {interp}: bad interpreter: No such file or directory"),
+                    ));
+                }
+                let mut v = vec![base];
+                v.extend(rest);
+                v.push(name);
+                v.extend(argv.drain(1..));
+                return Ok(v);
+            }
+            // no #!: run it with sh (what shells do on ENOEXEC)
+            let mut v = vec!["sh".to_string(), name];
+            v.extend(argv.drain(1..));
+            return Ok(v);
+        }
+        // /bin/ls, /usr/bin/env … name our programs even though no such file exists in the sandbox
+        let (dir, base) = name.rsplit_once('/').unwrap();
+        if matches!(dir, "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin") && is_known_program(base) {
+            argv[0] = base.to_string();
+            return Ok(argv);
+        }
+        Err((127, format!("{name}: not found")))
+    }
+
+    fn run_external(&mut self, argv: Vec<String>, assigns: Vec<(String, String)>, redirs: &[Redir]) -> R {
+        let argv = match self.resolve_program(argv) {
+            Ok(a) => a,
+            Err((st, msg)) => {
+                // still perform the redirections (files get created, like a real shell)
+                let saved = self.io.clone();
+                let r = self.apply_redirs(redirs);
+                let m2 = r.err();
+                if let Some(m) = m2 {
+                    self.io = saved;
+                    self.errmsg(&m);
+                    return Ok(1);
+                }
+                self.errmsg(&msg);
+                self.io = saved;
+                return Ok(st);
+            }
+        };
+        let mut env = self.exported_env();
+        for (n, v) in assigns {
+            env.retain(|(k, _)| *k != n);
+            env.push((n, v));
+        }
+        let stage = match self.build_stage(argv, env, redirs, false, false) {
+            Ok(s) => s,
+            Err(m) => {
+                self.errmsg(&m);
+                return Ok(1);
+            }
+        };
+        let statuses = self.spawn_stages(vec![stage])?;
+        Ok(statuses.last().copied().unwrap_or(0))
+    }
+
+    fn out_sink(&self, o: &Out, fdnum: u8) -> Sink {
+        match o {
+            Out::Fd1 => Sink::Parent(1),
+            Out::Fd2 => Sink::Parent(2),
+            Out::Null => Sink::Null,
+            Out::File(f) => Sink::File {
+                path: f.path.clone(),
+                mode: "append",
+                id: Rc::as_ptr(f) as usize,
+            },
+            Out::Capture(b) => Sink::Capture(Rc::as_ptr(b) as usize),
+        }
+        .with_fd(fdnum)
+    }
+
+    /// Build one stage: base streams come from the shell's current I/O context (or the adjacent
+    /// pipe), then the command's own redirections are resolved on top.
+    fn build_stage(
+        &mut self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        redirs: &[Redir],
+        pipe_in: bool,
+        pipe_out: bool,
+    ) -> Result<Stage, String> {
+        let mut stdin: Stream = if pipe_in {
+            Stream::Named("pipe")
+        } else {
+            match &self.io.stdin {
+                In::Fd0 => Stream::Named("inherit"),
+                In::Null => Stream::Named("null"),
+                In::File(f) => {
+                    let b = f.buf.borrow();
+                    let off = b.2 + b.1 as u64;
+                    Stream::File {
+                        file: f.path.clone(),
+                        mode: "read",
+                        offset: Some(off),
+                    }
+                }
+                In::Data(d) => {
+                    let d = d.borrow();
+                    Stream::Data {
+                        data: String::from_utf8_lossy(&d.0[d.1..]).into_owned(),
+                    }
+                }
+            }
+        };
+        let mut out = if pipe_out {
+            Sink::Pipe
+        } else {
+            self.out_sink(&self.io.stdout, 1)
+        };
+        let mut err = self.out_sink(&self.io.stderr, 2);
+        let mut file_id = 1usize; // ids for files opened by this stage's own redirections
+        for r in redirs {
+            let fd = r.fd.unwrap_or(match r.op {
+                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                _ => 1,
+            });
+            if fd > 2 {
+                return Err(format!("{fd}: file descriptors above 2: not supported"));
+            }
+            match &r.op {
+                RedirOp::HereDoc(hd) => {
+                    let t = self
+                        .heredoc_text(hd)
+                        .map_err(|_| "here-document expansion failed".to_string())?;
+                    if fd != 0 {
+                        return Err("here-document on an output descriptor: not supported".into());
+                    }
+                    stdin = Stream::Data { data: t };
+                }
+                RedirOp::HereString => {
+                    let mut t = self
+                        .expand_string(&r.target)
+                        .map_err(|_| "expansion failed".to_string())?;
+                    t.push('\n');
+                    stdin = Stream::Data { data: t };
+                }
+                op => {
+                    let target = self
+                        .expand_string(&r.target)
+                        .map_err(|_| "expansion failed".to_string())?;
+                    let file_sink = |mode: &'static str, id: &mut usize| -> Sink {
+                        *id += 1;
+                        match target.as_str() {
+                            "/dev/null" => Sink::Null,
+                            _ => Sink::File {
+                                path: target.clone(),
+                                mode,
+                                id: *id,
+                            },
+                        }
+                    };
+                    match op {
+                        RedirOp::In | RedirOp::ReadWrite => {
+                            if fd != 0 {
+                                return Err(format!("{fd}<: not supported"));
+                            }
+                            stdin = match target.as_str() {
+                                "/dev/null" => Stream::Named("null"),
+                                "/dev/stdin" => stdin,
+                                _ => Stream::File {
+                                    file: target.clone(),
+                                    mode: "read",
+                                    offset: None,
+                                },
+                            };
+                        }
+                        RedirOp::Out | RedirOp::Append => {
+                            let mode = if matches!(op, RedirOp::Append) {
+                                "append"
+                            } else {
+                                "write"
+                            };
+                            if self.opts.noclobber
+                                && mode == "write"
+                                && std::path::Path::new(&self.abs_path(&target)).is_file()
+                            {
+                                return Err(format!("cannot create {target}: File exists"));
+                            }
+                            let s = match target.as_str() {
+                                "/dev/stdout" => out.clone(),
+                                "/dev/stderr" => err.clone(),
+                                _ => file_sink(mode, &mut file_id),
+                            };
+                            match fd {
+                                1 => out = s,
+                                2 => err = s,
+                                _ => return Err("0>: not supported".into()),
+                            }
+                        }
+                        RedirOp::OutErr => {
+                            let s = file_sink("write", &mut file_id);
+                            out = s.clone();
+                            err = s;
+                        }
+                        RedirOp::DupOut | RedirOp::DupIn => match (fd, target.as_str()) {
+                            (0, "-") => stdin = Stream::Named("null"),
+                            (0, "0") => {}
+                            (1, "-") => out = Sink::Null,
+                            (2, "-") => err = Sink::Null,
+                            (1, "1") | (2, "2") => {}
+                            (1, "2") => out = err.clone(),
+                            (2, "1") => err = out.clone(),
+                            (1, t) if r.fd.is_none() && !t.chars().all(|c| c.is_ascii_digit()) => {
+                                let s = file_sink("write", &mut file_id);
+                                out = s.clone();
+                                err = s;
+                            }
+                            (_, t) => return Err(format!("{t}: bad file descriptor")),
+                        },
+                        _ => unreachable!(),
+                    }
+                }
+            }
+        }
+        // files named by redirections that were then overridden must still be created/truncated
+        for r in redirs {
+            if let RedirOp::Out | RedirOp::Append | RedirOp::OutErr = r.op {
+                if let Ok(t) = self.expand_string(&r.target) {
+                    let used = [&out, &err]
+                        .iter()
+                        .any(|s| matches!(s, Sink::File { path, .. } if *path == t));
+                    if !used && !t.starts_with("/dev/") {
+                        let abs = self.abs_path(&t);
+                        let mut o = std::fs::OpenOptions::new();
+                        if matches!(r.op, RedirOp::Append) {
+                            o.append(true).create(true);
+                        } else {
+                            o.write(true).create(true).truncate(true);
+                        }
+                        o.open(&abs)
+                            .map_err(|e| format!("cannot create {t}: {}", io_err_msg(&e)))?;
+                    }
+                }
+            }
+        }
+        let (stdout, stderr) = sinks_to_streams(&out, &err);
+        self.pending_captures.push((out, err));
+        Ok(Stage {
+            argv,
+            env,
+            cwd: self.cwd.clone(),
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// A resolved output destination of a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    /// This shell's own fd 1 or 2 (`fd` = the stream it is used for: 1 or 2).
+    Parent(u8),
+    ParentAs(u8, u8),
+    Pipe,
+    Null,
+    File {
+        path: String,
+        mode: &'static str,
+        id: usize,
+    },
+    Capture(usize),
+}
+
+impl Sink {
+    fn with_fd(self, _fd: u8) -> Sink {
+        self
+    }
+}
+
+fn sinks_to_streams(out: &Sink, err: &Sink) -> (Stream, Stream) {
+    let plain = |s: &Sink, fd: u8| -> Stream {
+        match s {
+            Sink::Parent(p) | Sink::ParentAs(p, _) => {
+                if *p == fd {
+                    Stream::Named("inherit")
+                } else if *p == 1 {
+                    Stream::Named("parent_stdout")
+                } else {
+                    Stream::Named("parent_stderr")
+                }
+            }
+            Sink::Pipe => Stream::Named("pipe"),
+            Sink::Null => Stream::Named("null"),
+            Sink::File { path, mode, .. } => Stream::File {
+                file: path.clone(),
+                mode,
+                offset: None,
+            },
+            Sink::Capture(_) => Stream::Named("capture"),
+        }
+    };
+    let so = plain(out, 1);
+    if out == err {
+        // same destination: stderr is a dup of stdout (for Parent(1) both ways work)
+        return (so, Stream::Named("stdout"));
+    }
+    let se = plain(err, 2);
+    (so, se)
+}
+
+impl Shell {
+    /// Spawn stages through the host; route captured output into the right buffers; return statuses.
+    pub fn spawn_stages(&mut self, stages: Vec<Stage>) -> Result<Vec<i32>, Flow> {
+        let captures = std::mem::take(&mut self.pending_captures);
+        self.flush_stdout();
+        for o in [&self.io.stdout, &self.io.stderr] {
+            if let Out::File(f) = o {
+                let _ = f.file.borrow_mut().flush();
+            }
+        }
+        let n = stages.len();
+        let req = Request { stages };
+        let res: SpawnResult = self.spawner.spawn(&req);
+        if let Some(e) = &res.error {
+            let m = e.clone();
+            self.errmsg(&m);
+            return Ok(vec![126; n]);
+        }
+        // In-shell files that children appended to: move our offsets to the end.
+        for o in [&self.io.stdout, &self.io.stderr] {
+            if let Out::File(f) = o {
+                let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
+            }
+        }
+        // Where do captured stdout/stderr go? (the capture buffers are those of the io context)
+        let find_buf = |id: usize, io: &Io| -> Option<Rc<RefCell<Vec<u8>>>> {
+            for o in [&io.stdout, &io.stderr] {
+                if let Out::Capture(b) = o {
+                    if Rc::as_ptr(b) as usize == id {
+                        return Some(b.clone());
+                    }
+                }
+            }
+            None
+        };
+        let mut out_buf = None;
+        let mut err_buf = None;
+        for (o, e) in &captures {
+            if let Sink::Capture(id) = o {
+                out_buf = find_buf(*id, &self.io);
+            }
+            if let Sink::Capture(id) = e {
+                if o != e {
+                    err_buf = find_buf(*id, &self.io);
+                } else if out_buf.is_none() {
+                    out_buf = find_buf(*id, &self.io);
+                }
+            }
+        }
+        if !res.stdout.is_empty() {
+            match &out_buf {
+                Some(b) => b.borrow_mut().extend_from_slice(res.stdout.as_bytes()),
+                None => {
+                    let o = self.io.stdout.clone();
+                    self.write_to(&o, res.stdout.as_bytes());
+                }
+            }
+        }
+        if !res.stderr.is_empty() {
+            match &err_buf {
+                Some(b) => b.borrow_mut().extend_from_slice(res.stderr.as_bytes()),
+                None => match &out_buf {
+                    Some(b) => b.borrow_mut().extend_from_slice(res.stderr.as_bytes()),
+                    None => {
+                        let o = self.io.stderr.clone();
+                        self.write_to(&o, res.stderr.as_bytes());
+                    }
+                },
+            }
+        }
+        let mut st = res.statuses;
+        st.resize(n, 0);
+        Ok(st)
+    }
+
+    /// A multi-stage pipeline: every stage is a fresh instance.
+    fn exec_multi(&mut self, cmds: &[Command]) -> R {
+        let n = cmds.len();
+        let mut stages = Vec::with_capacity(n);
+        let mut pre_status: Vec<Option<i32>> = vec![None; n];
+        for (i, c) in cmds.iter().enumerate() {
+            let pipe_in = i > 0;
+            let pipe_out = i + 1 < n;
+            let mut ext: Option<(Vec<String>, Vec<(String, String)>, &[Redir])> = None;
+            if let Command::Simple(s) = c {
+                if !s.words.is_empty() {
+                    let argv = self.expand_words(&s.words)?;
+                    if let Some(name) = argv.first() {
+                        if !self.funcs.contains_key(name) && !crate::builtins::is_builtin(name, self.bash) {
+                            let mut env = self.exported_env();
+                            for (nm, w) in &s.assigns {
+                                let v = self.expand_assign(w)?;
+                                env.retain(|(k, _)| k != nm);
+                                env.push((nm.clone(), v));
+                            }
+                            let argv = match self.resolve_program(argv.clone()) {
+                                Ok(a) => a,
+                                Err((st, msg)) => {
+                                    // the stage reports the error itself (unknown programs end with 127)
+                                    pre_status[i] = Some(st);
+                                    let _ = msg;
+                                    argv
+                                }
+                            };
+                            ext = Some((argv, env, &s.redirs));
+                        }
+                    }
+                }
+            }
+            let stage = match ext {
+                Some((argv, env, redirs)) => self.build_stage(argv, env, redirs, pipe_in, pipe_out),
+                None => {
+                    let src = self.child_source(c);
+                    let mut argv = vec![self.name.clone(), "-c".into(), src, self.arg0.clone()];
+                    argv.extend(self.params.iter().cloned());
+                    let env = self.exported_env();
+                    self.build_stage(argv, env, &[], pipe_in, pipe_out)
+                }
+            };
+            match stage {
+                Ok(s) => stages.push(s),
+                Err(m) => {
+                    self.errmsg(&m);
+                    // replace by a stage that fails
+                    let env = self.exported_env();
+                    let s = self
+                        .build_stage(vec!["false".into()], env, &[], pipe_in, pipe_out)
+                        .map_err(|_| Flow::Exit(2))?;
+                    stages.push(s);
+                }
+            }
+        }
+        let _ = pre_status;
+        let st = self.spawn_stages(stages)?;
+        let last = *st.last().unwrap_or(&0);
+        let r = if self.opts.pipefail {
+            st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+        } else {
+            last
+        };
+        self.status = r;
+        Ok(r)
+    }
+
+    /// The `sh -c` text for a pipeline stage run in a child shell: function definitions,
+    /// non-exported variables and options first, then the command.
+    pub fn child_source(&self, c: &Command) -> String {
+        let mut s = String::new();
+        let mut fnames: Vec<&String> = self.funcs.keys().collect();
+        fnames.sort();
+        for name in fnames {
+            let body = &self.funcs[name];
+            s.push_str(&parse::unparse_command(&Command::FuncDef(name.clone(), body.clone())));
+        }
+        let mut vnames: Vec<&String> = self.vars.keys().collect();
+        vnames.sort();
+        for name in vnames {
+            let v = &self.vars[name];
+            if v.exported || matches!(name.as_str(), "PPID" | "OPTIND") {
+                continue;
+            }
+            s.push_str(&format!("{}={}\n", name, shell_quote(&v.value)));
+        }
+        if self.status != 0 {
+            s.push_str(&format!("(exit {})\n", self.status));
+        }
+        let mut flags = String::new();
+        if self.opts.errexit {
+            flags.push('e');
+        }
+        if self.opts.nounset {
+            flags.push('u');
+        }
+        if self.opts.xtrace {
+            flags.push('x');
+        }
+        if self.opts.noglob {
+            flags.push('f');
+        }
+        if self.opts.noclobber {
+            flags.push('C');
+        }
+        if !flags.is_empty() {
+            s.push_str(&format!("set -{flags}\n"));
+        }
+        if self.opts.pipefail {
+            s.push_str("set -o pipefail\n");
+        }
+        s.push_str(&parse::unparse_command(c));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::{Request, SpawnResult, Spawner, Stream};
+    use std::sync::{Arc, Mutex};
+
+    /// Records requests; answers with canned output (stdout = argv joined, status from argv[0]).
+    #[derive(Clone, Default)]
+    struct Mock(Arc<Mutex<Vec<Request>>>);
+
+    impl Spawner for Mock {
+        fn spawn(&mut self, req: &Request) -> SpawnResult {
+            self.0.lock().unwrap().push(req.clone());
+            let statuses = req
+                .stages
+                .iter()
+                .map(|s| if s.argv.iter().any(|a| a == "--fail") { 3 } else { 0 })
+                .collect();
+            let last = req.stages.last().unwrap();
+            let stdout = if last.stdout == Stream::Named("capture") {
+                format!("{}\n", last.argv.join(" "))
+            } else {
+                String::new()
+            };
+            SpawnResult {
+                statuses,
+                stdout,
+                stderr: String::new(),
+                error: None,
+            }
+        }
+    }
+
+    fn run(src: &str) -> (String, i32, Vec<Request>) {
+        let mock = Mock::default();
+        let mut sh = Shell::new(Box::new(mock.clone()), false);
+        let buf = Rc::new(RefCell::new(Vec::new()));
+        sh.io.stdout = Out::Capture(buf.clone());
+        sh.io.stderr = Out::Null;
+        let st = sh.run_script(src);
+        let out = String::from_utf8_lossy(&buf.borrow()).into_owned();
+        let reqs = mock.0.lock().unwrap().clone();
+        (out, st, reqs)
+    }
+
+    #[test]
+    fn builtins_run_in_process() {
+        let (out, st, reqs) = run("x=5; echo $((x*2)); f() { echo \"f:$1\"; }; f a; [ 1 -lt 2 ] && echo ok");
+        assert_eq!(out, "10\nf:a\nok\n");
+        assert_eq!(st, 0);
+        assert!(reqs.is_empty(), "no spawn for builtins: {reqs:?}");
+    }
+
+    #[test]
+    fn external_command_request() {
+        let (_, st, reqs) = run("export K=v; ls -l dir > out.txt 2>&1");
+        assert_eq!(st, 0);
+        assert_eq!(reqs.len(), 1);
+        let s = &reqs[0].stages[0];
+        assert_eq!(s.argv, ["ls", "-l", "dir"]);
+        assert!(s.env.contains(&("K".into(), "v".into())));
+        assert_eq!(
+            s.stdout,
+            Stream::File {
+                file: "out.txt".into(),
+                mode: "write",
+                offset: None
+            }
+        );
+        assert_eq!(s.stderr, Stream::Named("stdout"));
+    }
+
+    #[test]
+    fn pipeline_stages_and_child_shell_prelude() {
+        let (_, _, reqs) = run("v=1; g() { echo g; }; echo hi | wc -l | g");
+        let st = &reqs[0].stages;
+        assert_eq!(st.len(), 3);
+        assert_eq!(st[0].argv[0..2], ["sh".to_string(), "-c".to_string()]);
+        assert!(
+            st[0].argv[2].contains("g() {") && st[0].argv[2].contains("v=1") && st[0].argv[2].ends_with("echo hi\n")
+        );
+        assert_eq!(st[0].stdout, Stream::Named("pipe"));
+        assert_eq!(st[1].argv, ["wc", "-l"]);
+        assert_eq!(
+            (&st[1].stdin, &st[1].stdout),
+            (&Stream::Named("pipe"), &Stream::Named("pipe"))
+        );
+        assert_eq!(st[2].stdin, Stream::Named("pipe"));
+    }
+
+    #[test]
+    fn command_substitution_captures_child_output() {
+        let (out, _, reqs) = run("x=$(ls a b); echo \"[$x]\"");
+        assert_eq!(out, "[ls a b]\n");
+        assert_eq!(reqs[0].stages[0].stdout, Stream::Named("capture"));
+    }
+
+    #[test]
+    fn heredoc_goes_as_data() {
+        let (_, _, reqs) = run("n=2; cat <<EOF\nv=$n\nEOF");
+        assert_eq!(reqs[0].stages[0].stdin, Stream::Data { data: "v=2\n".into() });
+    }
+
+    #[test]
+    fn unknown_command_is_127_without_spawning() {
+        let (_, st, reqs) = run("nosuchprog_x");
+        assert_eq!(st, 127);
+        assert!(reqs.is_empty());
+    }
+
+    #[test]
+    fn statuses_flow_back_and_set_e() {
+        let (out, st, _) = run("ls --fail; echo $?; set -e; ls --fail; echo no");
+        // (the test's stdout is a capture buffer, so the mock's "output" shows up too)
+        assert_eq!(out, "ls --fail\n3\nls --fail\n");
+        assert_eq!(st, 3);
+    }
+
+    #[test]
+    fn unsupported_is_exit_2() {
+        let (_, st, _) = run("echo a & echo b");
+        assert_eq!(st, 2);
+        let (_, st, _) = run("kill 1");
+        assert_eq!(st, 2);
+    }
+
+    #[test]
+    fn subshell_restores_state() {
+        let (out, _, _) = run("x=1; (x=2; f() { :; }; exit 4); echo $? $x; type f >/dev/null 2>&1 || echo nof");
+        assert_eq!(out, "4 1\nnof\n");
+    }
+}

@@ -1,0 +1,1286 @@
+//! Word expansion: parameters, command substitution, arithmetic, field splitting, pathname
+//! expansion, patterns.
+
+use crate::ast::*;
+use crate::exec::{Flow, Shell};
+
+/// A character of an expanded word and whether it is quoted (not special for globbing).
+pub type PChar = (char, bool);
+
+#[derive(Default)]
+struct Fields {
+    done: Vec<Vec<PChar>>,
+    cur: Vec<PChar>,
+    /// The current field exists even if empty (it contained quotes).
+    started: bool,
+    /// Last thing appended was a whitespace field separator.
+    after_ws_split: bool,
+}
+
+impl Fields {
+    fn push_lit(&mut self, s: &str, quoted: bool) {
+        for c in s.chars() {
+            self.cur.push((c, quoted));
+        }
+        if quoted {
+            self.started = true;
+        }
+        if !s.is_empty() {
+            self.after_ws_split = false;
+        }
+    }
+    fn end_field(&mut self) {
+        if self.started || !self.cur.is_empty() {
+            self.done.push(std::mem::take(&mut self.cur));
+        }
+        self.started = false;
+    }
+    /// Append the result of an unquoted expansion, splitting on IFS.
+    fn push_split(&mut self, s: &str, ifs: &str) {
+        for c in s.chars() {
+            if ifs.contains(c) {
+                if c == ' ' || c == '\t' || c == '\n' {
+                    if self.started || !self.cur.is_empty() {
+                        self.end_field();
+                        self.after_ws_split = true;
+                    }
+                } else {
+                    if !self.after_ws_split {
+                        self.started = true;
+                        self.end_field();
+                    }
+                    self.after_ws_split = false;
+                }
+            } else {
+                self.cur.push((c, false));
+                self.after_ws_split = false;
+            }
+        }
+    }
+    fn finish(mut self) -> Vec<Vec<PChar>> {
+        self.end_field();
+        self.done
+    }
+}
+
+fn chars_to_string(v: &[PChar]) -> String {
+    v.iter().map(|c| c.0).collect()
+}
+
+impl Shell {
+    fn ifs(&self) -> String {
+        self.get_var("IFS").unwrap_or_else(|| " \t\n".into())
+    }
+
+    /// Expand words into fields (with splitting and pathname expansion).
+    pub fn expand_words(&mut self, words: &[Word]) -> Result<Vec<String>, Flow> {
+        let mut out = Vec::new();
+        for w in words {
+            let fields = self.expand_word_fields(w)?;
+            for f in fields {
+                self.glob_field(&f, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn expand_word_fields(&mut self, w: &Word) -> Result<Vec<Vec<PChar>>, Flow> {
+        if self.bash {
+            if let Some(alts) = crate::expand::brace_expand(w) {
+                let mut all = Vec::new();
+                for a in alts {
+                    let mut f = Fields::default();
+                    self.expand_parts_into(&a.parts, &mut f, false)?;
+                    all.extend(f.finish());
+                }
+                return Ok(all);
+            }
+        }
+        let mut f = Fields::default();
+        self.expand_parts_into(&w.parts, &mut f, false)?;
+        Ok(f.finish())
+    }
+
+    fn glob_field(&self, f: &[PChar], out: &mut Vec<String>) {
+        let has_glob = !self.opts.noglob && f.iter().any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+        if has_glob {
+            let matches = glob(f, &self.cwd_for_glob());
+            if !matches.is_empty() {
+                out.extend(matches);
+                return;
+            }
+        }
+        out.push(chars_to_string(f));
+    }
+
+    fn cwd_for_glob(&self) -> String {
+        self.cwd.clone()
+    }
+
+    /// Expand a word to a single string: no field splitting, no globbing (redirection targets,
+    /// case subjects, here-strings).
+    pub fn expand_string(&mut self, w: &Word) -> Result<String, Flow> {
+        let v = self.expand_nosplit(&w.parts)?;
+        Ok(chars_to_string(&v))
+    }
+
+    /// Assignment values: tilde is expanded, no splitting/globbing.
+    pub fn expand_assign(&mut self, w: &Word) -> Result<String, Flow> {
+        self.expand_string(w)
+    }
+
+    pub fn expand_parts_string(&mut self, parts: &[WordPart]) -> Result<String, Flow> {
+        let v = self.expand_nosplit(parts)?;
+        Ok(chars_to_string(&v))
+    }
+
+    /// A pattern (case, `${v#pat}`): quoted characters match literally.
+    pub fn expand_pattern(&mut self, w: &Word) -> Result<Vec<PChar>, Flow> {
+        self.expand_nosplit(&w.parts)
+    }
+
+    fn expand_nosplit(&mut self, parts: &[WordPart]) -> Result<Vec<PChar>, Flow> {
+        let mut f = Fields::default();
+        self.expand_parts_into(parts, &mut f, true)?;
+        // join all fields (there is only one unless "$@" produced several)
+        let done = f.finish();
+        let mut v = Vec::new();
+        for (i, d) in done.into_iter().enumerate() {
+            if i > 0 {
+                v.push((' ', true));
+            }
+            v.extend(d);
+        }
+        Ok(v)
+    }
+
+    /// `nosplit`: the context does no field splitting (assignments, case, redirections).
+    fn expand_parts_into(&mut self, parts: &[WordPart], f: &mut Fields, nosplit: bool) -> Result<(), Flow> {
+        for p in parts {
+            match p {
+                WordPart::Lit(s) => f.push_lit(s, false),
+                WordPart::Quoted(s) => f.push_lit(s, true),
+                WordPart::Tilde(user) => {
+                    let home = if user.is_empty() {
+                        self.get_var("HOME").unwrap_or_else(|| "/".into())
+                    } else if user == "root" {
+                        "/root".into()
+                    } else {
+                        format!("~{user}")
+                    };
+                    f.push_lit(&home, true);
+                }
+                WordPart::Dq(inner) => {
+                    f.started = true;
+                    self.expand_dq(inner, f)?;
+                }
+                WordPart::Param(pe) => {
+                    if (pe.name == "@" || pe.name == "*") && pe.op == ParamOp::Plain && !nosplit {
+                        let ifs = self.ifs();
+                        let params = self.params.clone();
+                        for (i, a) in params.iter().enumerate() {
+                            if i > 0 {
+                                f.end_field();
+                            }
+                            f.push_split(a, &ifs);
+                        }
+                        continue;
+                    }
+                    let v = self.expand_param(pe, false)?;
+                    if let Some(v) = v {
+                        if nosplit {
+                            f.push_lit(&v, false);
+                            // expansion results are not glob-quoted but must not be treated as
+                            // quoted either; in nosplit contexts (patterns) they stay unquoted
+                        } else {
+                            let ifs = self.ifs();
+                            f.push_split(&v, &ifs);
+                        }
+                    }
+                }
+                WordPart::Cmd(prog) => {
+                    let v = self.command_subst(prog)?;
+                    if nosplit {
+                        f.push_lit(&v, false);
+                    } else {
+                        let ifs = self.ifs();
+                        f.push_split(&v, &ifs);
+                    }
+                }
+                WordPart::Arith(inner) => {
+                    let s = self.expand_parts_string(inner)?;
+                    let v = self.arith(&s)?;
+                    let v = v.to_string();
+                    if nosplit {
+                        f.push_lit(&v, false);
+                    } else {
+                        let ifs = self.ifs();
+                        f.push_split(&v, &ifs);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expand_dq(&mut self, inner: &[WordPart], f: &mut Fields) -> Result<(), Flow> {
+        for p in inner {
+            match p {
+                WordPart::Param(pe) if pe.name == "@" && pe.op == ParamOp::Plain => {
+                    let params = self.params.clone();
+                    for (i, a) in params.iter().enumerate() {
+                        if i > 0 {
+                            f.end_field();
+                            f.started = true;
+                        }
+                        f.push_lit(a, true);
+                    }
+                    if params.is_empty() && f.cur.is_empty() {
+                        // "$@" with no parameters yields no field unless other text is present
+                        f.started = inner.len() > 1 || !f.cur.is_empty();
+                    }
+                }
+                WordPart::Param(pe) => {
+                    if let Some(v) = self.expand_param(pe, true)? {
+                        f.push_lit(&v, true);
+                    }
+                }
+                WordPart::Cmd(prog) => {
+                    let v = self.command_subst(prog)?;
+                    f.push_lit(&v, true);
+                }
+                WordPart::Arith(inner) => {
+                    let s = self.expand_parts_string(inner)?;
+                    let v = self.arith(&s)?;
+                    f.push_lit(&v.to_string(), true);
+                }
+                WordPart::Quoted(s) | WordPart::Lit(s) => f.push_lit(s, true),
+                WordPart::Dq(i) => self.expand_dq(i, f)?,
+                WordPart::Tilde(u) => f.push_lit(&format!("~{u}"), true),
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of a parameter, `None` if unset.
+    pub fn param_value(&mut self, name: &str) -> Option<String> {
+        match name {
+            "?" => Some(self.status.to_string()),
+            "#" => Some(self.params.len().to_string()),
+            "@" | "*" => {
+                let sep = match self.get_var("IFS") {
+                    Some(s) => s.chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    None => " ".into(),
+                };
+                Some(self.params.join(&sep))
+            }
+            "0" => Some(self.arg0.clone()),
+            "$" => Some("1".into()),
+            "!" => None,
+            "-" => {
+                let mut s = String::new();
+                if self.opts.errexit {
+                    s.push('e');
+                }
+                if self.opts.noglob {
+                    s.push('f');
+                }
+                if self.opts.nounset {
+                    s.push('u');
+                }
+                if self.opts.xtrace {
+                    s.push('x');
+                }
+                Some(s)
+            }
+            n if n.chars().all(|c| c.is_ascii_digit()) => {
+                let i: usize = n.parse().ok()?;
+                self.params.get(i - 1).cloned()
+            }
+            "RANDOM" => Some((self.next_random() % 32768).to_string()),
+            "LINENO" => Some(self.line.to_string()),
+            "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
+            n => self.get_var(n),
+        }
+    }
+
+    fn expand_param(&mut self, pe: &ParamExp, in_dq: bool) -> Result<Option<String>, Flow> {
+        let _ = in_dq;
+        let val = self.param_value(&pe.name);
+        let is_set = val.is_some();
+        let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+        let check_unset = |sh: &mut Shell, val: &Option<String>| -> Result<(), Flow> {
+            if val.is_none() && sh.opts.nounset && pe.name != "@" && pe.name != "*" {
+                let m = format!("{}: parameter not set", pe.name);
+                sh.errmsg(&m);
+                return Err(Flow::Exit(2));
+            }
+            Ok(())
+        };
+        match pe.op {
+            ParamOp::Plain => {
+                check_unset(self, &val)?;
+                Ok(val)
+            }
+            ParamOp::Length => {
+                check_unset(self, &val)?;
+                Ok(Some(val.unwrap_or_default().chars().count().to_string()))
+            }
+            ParamOp::Default { colon } => {
+                if if colon { nonempty } else { is_set } {
+                    Ok(val)
+                } else {
+                    Ok(Some(self.expand_parts_string(&pe.arg)?))
+                }
+            }
+            ParamOp::Assign { colon } => {
+                if if colon { nonempty } else { is_set } {
+                    Ok(val)
+                } else {
+                    let v = self.expand_parts_string(&pe.arg)?;
+                    if !crate::parse::is_name(&pe.name) {
+                        let m = format!("{}: bad variable name", pe.name);
+                        self.errmsg(&m);
+                        return Err(Flow::Exit(2));
+                    }
+                    if let Err(m) = self.set_var(&pe.name, &v) {
+                        self.errmsg(&m);
+                        return Err(Flow::Exit(2));
+                    }
+                    Ok(Some(v))
+                }
+            }
+            ParamOp::Error { colon } => {
+                if if colon { nonempty } else { is_set } {
+                    Ok(val)
+                } else {
+                    let m = self.expand_parts_string(&pe.arg)?;
+                    let m = if m.is_empty() {
+                        "parameter null or not set".to_string()
+                    } else {
+                        m
+                    };
+                    let msg = format!("{}: {}", pe.name, m);
+                    self.errmsg(&msg);
+                    Err(Flow::Exit(2))
+                }
+            }
+            ParamOp::Alt { colon } => {
+                if if colon { nonempty } else { is_set } {
+                    Ok(Some(self.expand_parts_string(&pe.arg)?))
+                } else {
+                    Ok(Some(String::new()))
+                }
+            }
+            ParamOp::RemoveSmallestPrefix
+            | ParamOp::RemoveLargestPrefix
+            | ParamOp::RemoveSmallestSuffix
+            | ParamOp::RemoveLargestSuffix => {
+                check_unset(self, &val)?;
+                let v: Vec<char> = val.unwrap_or_default().chars().collect();
+                let pat = self.expand_nosplit(&pe.arg)?;
+                let n = v.len();
+                let r = match pe.op {
+                    ParamOp::RemoveSmallestPrefix => {
+                        (0..=n).find(|&i| pat_match(&pat, &v[..i])).map(|i| v[i..].to_vec())
+                    }
+                    ParamOp::RemoveLargestPrefix => (0..=n)
+                        .rev()
+                        .find(|&i| pat_match(&pat, &v[..i]))
+                        .map(|i| v[i..].to_vec()),
+                    ParamOp::RemoveSmallestSuffix => (0..=n)
+                        .rev()
+                        .find(|&i| pat_match(&pat, &v[i..]))
+                        .map(|i| v[..i].to_vec()),
+                    _ => (0..=n).find(|&i| pat_match(&pat, &v[i..])).map(|i| v[..i].to_vec()),
+                };
+                Ok(Some(r.unwrap_or(v).into_iter().collect()))
+            }
+            ParamOp::Replace { all, anchor } => {
+                check_unset(self, &val)?;
+                let v: Vec<char> = val.unwrap_or_default().chars().collect();
+                let pat = self.expand_nosplit(&pe.arg)?;
+                let rep = match &pe.arg2 {
+                    Some(a) => self.expand_parts_string(a)?,
+                    None => String::new(),
+                };
+                let mut out = String::new();
+                let n = v.len();
+                let mut i = 0;
+                let mut replaced = false;
+                while i <= n {
+                    if (all || !replaced) && (anchor != b'#' || i == 0) {
+                        let ends: Vec<usize> = if anchor == b'%' {
+                            vec![n]
+                        } else {
+                            (i..=n).rev().collect()
+                        };
+                        let mut hit = None;
+                        for e in ends {
+                            if e < i {
+                                continue;
+                            }
+                            if (e > i || pat.is_empty()) && pat_match(&pat, &v[i..e]) {
+                                hit = Some(e);
+                                break;
+                            }
+                        }
+                        if let Some(e) = hit {
+                            if e > i {
+                                out.push_str(&rep);
+                                replaced = true;
+                                i = e;
+                                continue;
+                            }
+                        }
+                    }
+                    if i < n {
+                        out.push(v[i]);
+                    }
+                    i += 1;
+                }
+                Ok(Some(out))
+            }
+            ParamOp::Substring => {
+                check_unset(self, &val)?;
+                let v: Vec<char> = val.unwrap_or_default().chars().collect();
+                let off_s = self.expand_parts_string(&pe.arg)?;
+                let off = self.arith(&off_s)?;
+                let n = v.len() as i64;
+                let start = if off < 0 { (n + off).max(0) } else { off.min(n) };
+                let end = match &pe.arg2 {
+                    Some(a) => {
+                        let l = self.expand_parts_string(a)?;
+                        let l = self.arith(&l)?;
+                        if l < 0 {
+                            (n + l).max(start)
+                        } else {
+                            (start + l).min(n)
+                        }
+                    }
+                    None => n,
+                };
+                Ok(Some(v[start as usize..end.max(start) as usize].iter().collect()))
+            }
+            ParamOp::Case { upper, all } => {
+                check_unset(self, &val)?;
+                let v = val.unwrap_or_default();
+                let conv = |s: &str| if upper { s.to_uppercase() } else { s.to_lowercase() };
+                if all {
+                    Ok(Some(conv(&v)))
+                } else {
+                    let mut c = v.chars();
+                    Ok(Some(match c.next() {
+                        Some(f) => conv(&f.to_string()) + c.as_str(),
+                        None => String::new(),
+                    }))
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ arithmetic
+
+    pub fn arith(&mut self, expr: &str) -> Result<i64, Flow> {
+        let toks = match arith_lex(expr) {
+            Ok(t) => t,
+            Err(e) => {
+                let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
+                self.errmsg(&m);
+                return Err(Flow::Exit(2));
+            }
+        };
+        let mut p = Arith {
+            toks,
+            pos: 0,
+            sh: self,
+            depth: 0,
+        };
+        let r = p.expr(true);
+        let r = match r {
+            Ok(v) if p.pos == p.toks.len() => Ok(v),
+            Ok(_) => Err("syntax error".to_string()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
+                self.errmsg(&m);
+                Err(Flow::Exit(2))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ [[ ]]
+
+    pub fn dbl_bracket(&mut self, words: &[TestWord]) -> Result<i32, Flow> {
+        // Expand operands (no splitting/globbing); keep the right side of == / != / =~ as pattern.
+        let mut args: Vec<(String, Option<Vec<PChar>>, bool)> = Vec::new(); // (text, pattern, is_op)
+        let mut i = 0;
+        while i < words.len() {
+            match &words[i] {
+                TestWord::Op(o) => args.push((o.clone(), None, true)),
+                TestWord::Word(w) => {
+                    let prev_is_match = matches!(args.last(), Some((o, _, false)) if o == "==" || o == "=" || o == "!=")
+                        && w.raw != "]]";
+                    let is_opword = matches!(w.raw.as_str(), "==" | "=" | "!=" | "=~" | "!" | "-a" | "-o")
+                        || (w.raw.starts_with('-') && w.raw.len() <= 3 && w.as_literal().is_some());
+                    if prev_is_match {
+                        let pat = self.expand_pattern(w)?;
+                        args.push((chars_to_string(&pat), Some(pat), false));
+                    } else {
+                        let s = self.expand_string(w)?;
+                        args.push((s, None, is_opword && w.as_literal().is_some()));
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut p = DblTest {
+            args: &args,
+            pos: 0,
+            sh: self,
+        };
+        let r = p.or();
+        match r {
+            Ok(b) if p.pos == args.len() => Ok(if b { 0 } else { 1 }),
+            Ok(_) | Err(_) => {
+                self.errmsg("[[: syntax error");
+                Ok(2)
+            }
+        }
+    }
+}
+
+struct DblTest<'a> {
+    args: &'a [(String, Option<Vec<PChar>>, bool)],
+    pos: usize,
+    sh: &'a mut Shell,
+}
+
+impl DblTest<'_> {
+    fn peek(&self) -> Option<&str> {
+        self.args.get(self.pos).map(|a| a.0.as_str())
+    }
+    fn or(&mut self) -> Result<bool, ()> {
+        let mut v = self.and()?;
+        while self.peek() == Some("||") {
+            self.pos += 1;
+            let r = self.and()?;
+            v = v || r;
+        }
+        Ok(v)
+    }
+    fn and(&mut self) -> Result<bool, ()> {
+        let mut v = self.not()?;
+        while self.peek() == Some("&&") {
+            self.pos += 1;
+            let r = self.not()?;
+            v = v && r;
+        }
+        Ok(v)
+    }
+    fn not(&mut self) -> Result<bool, ()> {
+        if self.peek() == Some("!") {
+            self.pos += 1;
+            return Ok(!self.not()?);
+        }
+        self.prim()
+    }
+    fn prim(&mut self) -> Result<bool, ()> {
+        if self.peek() == Some("(") {
+            self.pos += 1;
+            let v = self.or()?;
+            if self.peek() != Some(")") {
+                return Err(());
+            }
+            self.pos += 1;
+            return Ok(v);
+        }
+        let a = self.args.get(self.pos).ok_or(())?.clone();
+        // binary?
+        if let Some(op) = self.args.get(self.pos + 1).map(|x| x.0.clone()) {
+            let is_bin = matches!(
+                op.as_str(),
+                "==" | "="
+                    | "!="
+                    | "=~"
+                    | "<"
+                    | ">"
+                    | "-eq"
+                    | "-ne"
+                    | "-lt"
+                    | "-le"
+                    | "-gt"
+                    | "-ge"
+                    | "-nt"
+                    | "-ot"
+                    | "-ef"
+            );
+            if is_bin && self.pos + 2 < self.args.len() + 1 {
+                let b = self.args.get(self.pos + 2).ok_or(())?.clone();
+                self.pos += 3;
+                return Ok(match op.as_str() {
+                    "==" | "=" => pat_match(b.1.as_deref().unwrap_or(&[]), &a.0.chars().collect::<Vec<_>>()),
+                    "!=" => !pat_match(b.1.as_deref().unwrap_or(&[]), &a.0.chars().collect::<Vec<_>>()),
+                    "=~" => match regex::Regex::new(&b.0) {
+                        Ok(re) => re.is_match(&a.0),
+                        Err(_) => return Err(()),
+                    },
+                    "<" => a.0 < b.0,
+                    ">" => a.0 > b.0,
+                    _ => {
+                        let x = self.sh.arith(&a.0).map_err(|_| ())?;
+                        let y = self.sh.arith(&b.0).map_err(|_| ())?;
+                        match op.as_str() {
+                            "-eq" => x == y,
+                            "-ne" => x != y,
+                            "-lt" => x < y,
+                            "-le" => x <= y,
+                            "-gt" => x > y,
+                            _ => x >= y,
+                        }
+                    }
+                });
+            }
+        }
+        if a.2 && a.0.starts_with('-') && a.0.len() == 2 {
+            if let Some(b) = self.args.get(self.pos + 1) {
+                let args = vec![a.0.clone(), b.0.clone()];
+                self.pos += 2;
+                return Ok(crate::builtins::test_eval(&args, &self.sh.cwd).map_err(|_| ())?);
+            }
+        }
+        self.pos += 1;
+        Ok(!a.0.is_empty())
+    }
+}
+
+// ---------------------------------------------------------------- arithmetic
+
+#[derive(Debug, Clone, PartialEq)]
+enum AT {
+    Num(i64),
+    Name(String),
+    Op(&'static str),
+}
+
+const AOPS: &[&str] = &[
+    "<<=", ">>=", "**", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=", "%=", "&=", "^=", "|=",
+    "++", "--", "+", "-", "*", "/", "%", "<", ">", "&", "^", "|", "!", "~", "?", ":", "=", "(", ")", ",",
+];
+
+fn arith_lex(s: &str) -> Result<Vec<AT>, String> {
+    let c: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let mut v = Vec::new();
+    while i < c.len() {
+        let ch = c[i];
+        if ch.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if ch.is_ascii_digit() {
+            let st = i;
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '#') {
+                i += 1;
+            }
+            let t: String = c[st..i].iter().collect();
+            let n = parse_int(&t).ok_or_else(|| format!("bad number \"{t}\""))?;
+            v.push(AT::Num(n));
+            continue;
+        }
+        if ch.is_ascii_alphabetic() || ch == '_' {
+            let st = i;
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_') {
+                i += 1;
+            }
+            v.push(AT::Name(c[st..i].iter().collect()));
+            continue;
+        }
+        let mut found = false;
+        for op in AOPS {
+            let oc: Vec<char> = op.chars().collect();
+            if c[i..].starts_with(&oc) {
+                v.push(AT::Op(op));
+                i += oc.len();
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(format!("unexpected character '{ch}'"));
+        }
+    }
+    Ok(v)
+}
+
+fn parse_int(t: &str) -> Option<i64> {
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return i64::from_str_radix(h, 16).ok();
+    }
+    if let Some((b, d)) = t.split_once('#') {
+        let base: u32 = b.parse().ok()?;
+        if !(2..=36).contains(&base) {
+            return None;
+        }
+        return i64::from_str_radix(d, base).ok();
+    }
+    if t.len() > 1 && t.starts_with('0') {
+        return i64::from_str_radix(&t[1..], 8).ok();
+    }
+    t.parse().ok()
+}
+
+struct Arith<'a> {
+    toks: Vec<AT>,
+    pos: usize,
+    sh: &'a mut Shell,
+    depth: usize,
+}
+
+type AR = Result<i64, String>;
+
+impl Arith<'_> {
+    fn peek_op(&self) -> Option<&'static str> {
+        match self.toks.get(self.pos) {
+            Some(AT::Op(o)) => Some(o),
+            _ => None,
+        }
+    }
+    fn var(&mut self, name: &str) -> AR {
+        let v = self.sh.param_value(name);
+        match v {
+            None => {
+                if self.sh.opts.nounset {
+                    return Err(format!("{name}: parameter not set"));
+                }
+                Ok(0)
+            }
+            Some(s) => {
+                let t = s.trim();
+                if t.is_empty() {
+                    return Ok(0);
+                }
+                if let Some(n) = parse_int(t).or_else(|| t.strip_prefix('-').and_then(parse_int).map(|n| -n)) {
+                    return Ok(n);
+                }
+                if self.depth > 20 {
+                    return Err("expression recursion level exceeded".into());
+                }
+                let toks = arith_lex(t)?;
+                let mut p = Arith {
+                    toks,
+                    pos: 0,
+                    sh: self.sh,
+                    depth: self.depth + 1,
+                };
+                let r = p.expr(true)?;
+                if p.pos != p.toks.len() {
+                    return Err(format!("bad value \"{t}\" for {name}"));
+                }
+                Ok(r)
+            }
+        }
+    }
+    fn assign(&mut self, name: &str, v: i64, eval: bool) -> Result<(), String> {
+        if eval {
+            self.sh.set_var(name, &v.to_string())?;
+        }
+        Ok(())
+    }
+    /// comma expression
+    fn expr(&mut self, eval: bool) -> AR {
+        let mut v = self.assign_expr(eval)?;
+        while self.peek_op() == Some(",") {
+            self.pos += 1;
+            v = self.assign_expr(eval)?;
+        }
+        Ok(v)
+    }
+    fn assign_expr(&mut self, eval: bool) -> AR {
+        if let (Some(AT::Name(n)), Some(AT::Op(op))) =
+            (self.toks.get(self.pos).cloned(), self.toks.get(self.pos + 1).cloned())
+        {
+            if matches!(
+                op,
+                "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "<<=" | ">>=" | "&=" | "^=" | "|="
+            ) {
+                self.pos += 2;
+                let rhs = self.assign_expr(eval)?;
+                let v = if op == "=" {
+                    rhs
+                } else {
+                    let cur = if eval { self.var(&n)? } else { 0 };
+                    binop(&op[..op.len() - 1], cur, rhs, eval)?
+                };
+                self.assign(&n, v, eval)?;
+                return Ok(v);
+            }
+        }
+        self.ternary(eval)
+    }
+    fn ternary(&mut self, eval: bool) -> AR {
+        let c = self.binary(1, eval)?;
+        if self.peek_op() == Some("?") {
+            self.pos += 1;
+            let a = self.expr(eval && c != 0)?;
+            if self.peek_op() != Some(":") {
+                return Err("expecting ':'".into());
+            }
+            self.pos += 1;
+            let b = self.ternary(eval && c == 0)?;
+            return Ok(if c != 0 { a } else { b });
+        }
+        Ok(c)
+    }
+    fn binary(&mut self, min_prec: u8, eval: bool) -> AR {
+        let mut lhs = self.unary(eval)?;
+        loop {
+            let Some(op) = self.peek_op() else { break };
+            let prec = match op {
+                "||" => 1,
+                "&&" => 2,
+                "|" => 3,
+                "^" => 4,
+                "&" => 5,
+                "==" | "!=" => 6,
+                "<" | ">" | "<=" | ">=" => 7,
+                "<<" | ">>" => 8,
+                "+" | "-" => 9,
+                "*" | "/" | "%" => 10,
+                "**" => 11,
+                _ => break,
+            };
+            if prec < min_prec {
+                break;
+            }
+            self.pos += 1;
+            let next_min = if op == "**" { prec } else { prec + 1 };
+            if op == "&&" {
+                let r = self.binary(next_min, eval && lhs != 0)?;
+                lhs = (lhs != 0 && r != 0) as i64;
+                continue;
+            }
+            if op == "||" {
+                let r = self.binary(next_min, eval && lhs == 0)?;
+                lhs = (lhs != 0 || r != 0) as i64;
+                continue;
+            }
+            let rhs = self.binary(next_min, eval)?;
+            lhs = binop(op, lhs, rhs, eval)?;
+        }
+        Ok(lhs)
+    }
+    fn unary(&mut self, eval: bool) -> AR {
+        match self.toks.get(self.pos).cloned() {
+            Some(AT::Op("-")) => {
+                self.pos += 1;
+                Ok(self.unary(eval)?.wrapping_neg())
+            }
+            Some(AT::Op("+")) => {
+                self.pos += 1;
+                self.unary(eval)
+            }
+            Some(AT::Op("!")) => {
+                self.pos += 1;
+                Ok((self.unary(eval)? == 0) as i64)
+            }
+            Some(AT::Op("~")) => {
+                self.pos += 1;
+                Ok(!self.unary(eval)?)
+            }
+            Some(AT::Op(op @ ("++" | "--"))) => {
+                self.pos += 1;
+                let Some(AT::Name(n)) = self.toks.get(self.pos).cloned() else {
+                    return Err("bad ++/--".into());
+                };
+                self.pos += 1;
+                let v = self.var(&n)? + if op == "++" { 1 } else { -1 };
+                self.assign(&n, v, eval)?;
+                Ok(v)
+            }
+            _ => self.postfix(eval),
+        }
+    }
+    fn postfix(&mut self, eval: bool) -> AR {
+        match self.toks.get(self.pos).cloned() {
+            Some(AT::Num(n)) => {
+                self.pos += 1;
+                Ok(n)
+            }
+            Some(AT::Name(n)) => {
+                self.pos += 1;
+                let v = self.var(&n)?;
+                if let Some(op @ ("++" | "--")) = self.peek_op() {
+                    self.pos += 1;
+                    self.assign(&n, v + if op == "++" { 1 } else { -1 }, eval)?;
+                }
+                Ok(v)
+            }
+            Some(AT::Op("(")) => {
+                self.pos += 1;
+                let v = self.expr(eval)?;
+                if self.peek_op() != Some(")") {
+                    return Err("missing ')'".into());
+                }
+                self.pos += 1;
+                Ok(v)
+            }
+            Some(t) => Err(format!("unexpected {t:?}").replace("Op(", "").replace(')', "")),
+            None => Err("missing operand".into()),
+        }
+    }
+}
+
+fn binop(op: &str, a: i64, b: i64, eval: bool) -> AR {
+    Ok(match op {
+        "+" => a.wrapping_add(b),
+        "-" => a.wrapping_sub(b),
+        "*" => a.wrapping_mul(b),
+        "/" | "%" => {
+            if b == 0 {
+                if !eval {
+                    return Ok(0);
+                }
+                return Err("division by zero".into());
+            }
+            if op == "/" {
+                a.wrapping_div(b)
+            } else {
+                a.wrapping_rem(b)
+            }
+        }
+        "**" => {
+            if b < 0 {
+                return Err("exponent less than 0".into());
+            }
+            a.wrapping_pow(b.min(u32::MAX as i64) as u32)
+        }
+        "<<" => a.wrapping_shl(b as u32),
+        ">>" => a.wrapping_shr(b as u32),
+        "<" => (a < b) as i64,
+        ">" => (a > b) as i64,
+        "<=" => (a <= b) as i64,
+        ">=" => (a >= b) as i64,
+        "==" => (a == b) as i64,
+        "!=" => (a != b) as i64,
+        "&" => a & b,
+        "^" => a ^ b,
+        "|" => a | b,
+        _ => return Err(format!("bad operator {op}")),
+    })
+}
+
+// ---------------------------------------------------------------- patterns
+
+/// Match a shell pattern (`*`, `?`, `[…]`; quoted characters literal) against a whole string.
+pub fn pat_match(p: &[PChar], s: &[char]) -> bool {
+    let (mut pi, mut si) = (0usize, 0usize);
+    let (mut star_p, mut star_s) = (usize::MAX, 0usize);
+    while si < s.len() {
+        if pi < p.len() {
+            let (c, q) = p[pi];
+            if !q && c == '*' {
+                star_p = pi;
+                star_s = si;
+                pi += 1;
+                continue;
+            }
+            if !q && c == '?' {
+                pi += 1;
+                si += 1;
+                continue;
+            }
+            if !q && c == '[' {
+                if let Some((matched, next)) = bracket(p, pi, s[si]) {
+                    if matched {
+                        pi = next;
+                        si += 1;
+                        continue;
+                    }
+                } else if s[si] == '[' {
+                    pi += 1;
+                    si += 1;
+                    continue;
+                }
+            } else if c == s[si] {
+                pi += 1;
+                si += 1;
+                continue;
+            }
+        }
+        if star_p != usize::MAX {
+            pi = star_p + 1;
+            star_s += 1;
+            si = star_s;
+            continue;
+        }
+        return false;
+    }
+    while pi < p.len() && p[pi] == ('*', false) {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// A bracket expression at p[start] == '['. Returns (matched, index after `]`), or None if not a
+/// valid bracket expression.
+fn bracket(p: &[PChar], start: usize, ch: char) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let mut negate = false;
+    if i < p.len() && !p[i].1 && (p[i].0 == '!' || p[i].0 == '^') {
+        negate = true;
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < p.len() {
+        let (c, q) = p[i];
+        if c == ']' && !q && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if c == '[' && !q && i + 1 < p.len() && p[i + 1].0 == ':' {
+            // character class
+            let rest: String = p[i + 2..].iter().map(|x| x.0).collect();
+            if let Some(end) = rest.find(":]") {
+                let class = &rest[..end];
+                let m = match class {
+                    "alpha" => ch.is_alphabetic(),
+                    "digit" => ch.is_ascii_digit(),
+                    "alnum" => ch.is_alphanumeric(),
+                    "upper" => ch.is_uppercase(),
+                    "lower" => ch.is_lowercase(),
+                    "space" => ch.is_whitespace(),
+                    "blank" => ch == ' ' || ch == '\t',
+                    "punct" => ch.is_ascii_punctuation(),
+                    "xdigit" => ch.is_ascii_hexdigit(),
+                    "print" => !ch.is_control(),
+                    "graph" => !ch.is_control() && ch != ' ',
+                    "cntrl" => ch.is_control(),
+                    _ => false,
+                };
+                matched |= m;
+                i += 2 + class.chars().count() + 2;
+                continue;
+            }
+        }
+        if i + 2 < p.len() && p[i + 1] == ('-', false) && p[i + 2].0 != ']' {
+            let hi = p[i + 2].0;
+            if c <= ch && ch <= hi {
+                matched = true;
+            }
+            i += 3;
+            continue;
+        }
+        if c == ch {
+            matched = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Pathname expansion of one field. Returns sorted matches (empty if none).
+pub fn glob(pat: &[PChar], cwd: &str) -> Vec<String> {
+    let absolute = pat.first().map(|c| c.0) == Some('/');
+    // split into components
+    let mut comps: Vec<Vec<PChar>> = vec![Vec::new()];
+    for &c in pat {
+        if c.0 == '/' {
+            comps.push(Vec::new());
+        } else {
+            comps.last_mut().unwrap().push(c);
+        }
+    }
+    let mut results: Vec<String> = vec![if absolute { "/".to_string() } else { String::new() }];
+    let start = if absolute { 1 } else { 0 };
+    let ncomp = comps.len();
+    for (ci, comp) in comps.iter().enumerate().skip(start) {
+        let last = ci + 1 == ncomp;
+        let has_glob = comp.iter().any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+        let mut next = Vec::new();
+        for base in &results {
+            if comp.is_empty() {
+                // trailing slash or `//`
+                next.push(format!("{base}{}", if last { "" } else { "" }));
+                continue;
+            }
+            if !has_glob {
+                let name: String = comp.iter().map(|c| c.0).collect();
+                let p = format!("{base}{name}");
+                let full = if p.starts_with('/') {
+                    p.clone()
+                } else {
+                    format!("{cwd}/{p}")
+                };
+                if std::fs::symlink_metadata(&full).is_ok() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let dir = if base.is_empty() {
+                cwd.to_string()
+            } else if base.starts_with('/') {
+                base.clone()
+            } else {
+                format!("{cwd}/{base}")
+            };
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut names: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let explicit_dot = comp.first().map(|c| c.0) == Some('.');
+            for n in names {
+                if n.starts_with('.') && !explicit_dot {
+                    continue;
+                }
+                let nc: Vec<char> = n.chars().collect();
+                if pat_match(comp, &nc) {
+                    let p = format!("{base}{n}");
+                    if !last {
+                        let full = if p.starts_with('/') {
+                            p.clone()
+                        } else {
+                            format!("{cwd}/{p}")
+                        };
+                        if !std::path::Path::new(&full).is_dir() {
+                            continue;
+                        }
+                    }
+                    next.push(p);
+                }
+            }
+        }
+        results = next
+            .into_iter()
+            .map(|p| if last { p } else { format!("{p}/") })
+            .collect();
+        if results.is_empty() {
+            return results;
+        }
+    }
+    results.sort();
+    results
+}
+
+/// bash brace expansion on the unquoted literal parts of a word: `{a,b}` and `{1..5}`.
+pub fn brace_expand(w: &Word) -> Option<Vec<Word>> {
+    // only handle the simple case where the braces are inside one Lit part
+    for (i, p) in w.parts.iter().enumerate() {
+        let WordPart::Lit(s) = p else { continue };
+        let Some(open) = s.find('{') else { continue };
+        let mut depth = 0;
+        let mut close = None;
+        for (j, ch) in s[open..].char_indices() {
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(open + j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let close = close?;
+        let inner = &s[open + 1..close];
+        let pre = &s[..open];
+        let post = &s[close + 1..];
+        let alts: Vec<String> = if let Some((a, b)) = inner.split_once("..") {
+            let (a2, step) = match b.split_once("..") {
+                Some((b2, st)) => (b2, st.parse::<i64>().ok()?.abs().max(1)),
+                None => (b, 1),
+            };
+            if let (Ok(x), Ok(y)) = (a.parse::<i64>(), a2.parse::<i64>()) {
+                let width = if (a.starts_with('0') && a.len() > 1) || (a2.starts_with('0') && a2.len() > 1) {
+                    a.len().max(a2.len())
+                } else {
+                    0
+                };
+                let mut v = Vec::new();
+                let mut k = x;
+                if (x - y).abs() / step > 100_000 {
+                    return None;
+                }
+                loop {
+                    v.push(format!("{k:0width$}"));
+                    if k == y {
+                        break;
+                    }
+                    if x < y {
+                        k += step;
+                        if k > y {
+                            break;
+                        }
+                    } else {
+                        k -= step;
+                        if k < y {
+                            break;
+                        }
+                    }
+                }
+                v
+            } else if a.chars().count() == 1 && a2.chars().count() == 1 {
+                let (x, y) = (a.chars().next()? as u32, a2.chars().next()? as u32);
+                let r: Vec<u32> = if x <= y {
+                    (x..=y).collect()
+                } else {
+                    (y..=x).rev().collect()
+                };
+                r.into_iter()
+                    .filter_map(char::from_u32)
+                    .map(|c| c.to_string())
+                    .collect()
+            } else {
+                return None;
+            }
+        } else {
+            // split on top-level commas
+            let mut v = Vec::new();
+            let mut depth = 0;
+            let mut cur = String::new();
+            for ch in inner.chars() {
+                match ch {
+                    '{' => {
+                        depth += 1;
+                        cur.push(ch)
+                    }
+                    '}' => {
+                        depth -= 1;
+                        cur.push(ch)
+                    }
+                    ',' if depth == 0 => v.push(std::mem::take(&mut cur)),
+                    _ => cur.push(ch),
+                }
+            }
+            v.push(cur);
+            if v.len() < 2 {
+                return None;
+            }
+            v
+        };
+        let mut out = Vec::new();
+        for a in alts {
+            let mut parts = w.parts[..i].to_vec();
+            parts.push(WordPart::Lit(format!("{pre}{a}{post}")));
+            parts.extend(w.parts[i + 1..].iter().cloned());
+            let nw = Word {
+                raw: w.raw.clone(),
+                parts,
+            };
+            match brace_expand(&nw) {
+                Some(more) => out.extend(more),
+                None => out.push(nw),
+            }
+        }
+        return Some(out);
+    }
+    None
+}

@@ -1,0 +1,140 @@
+//! wasmbox shell guest: a POSIX-sh subset and coreutils-style applets in one WASI command module.
+//! See ABI.md for the host interface.
+
+pub mod applets;
+pub mod ast;
+pub mod builtins;
+pub mod exec;
+pub mod expand;
+pub mod parse;
+pub mod spawn;
+pub mod text;
+
+use std::io::Read;
+
+/// The multicall entry point: dispatch on the basename of argv[0]. Returns the exit status.
+pub fn main_entry(args: Vec<String>) -> i32 {
+    // WASI libc starts every process in `/`: move to $PWD.
+    if let Ok(pwd) = std::env::var("PWD") {
+        if pwd.starts_with('/') {
+            let _ = std::env::set_current_dir(&pwd);
+        }
+    }
+    let argv0 = args.first().cloned().unwrap_or_else(|| "sh".into());
+    let name = argv0
+        .rsplit('/')
+        .next()
+        .unwrap_or(&argv0)
+        .trim_start_matches('-')
+        .to_string();
+    match name.as_str() {
+        "sh" | "dash" | "wasmbox-sh" => shell_main(&args, false),
+        "bash" => shell_main(&args, true),
+        _ => applets::run(&name, args),
+    }
+}
+
+fn usage_error(sh_name: &str, msg: &str) -> i32 {
+    eprintln!("{sh_name}: {msg}");
+    2
+}
+
+/// `sh [-eux…] [-o opt] (-c STRING [NAME [ARG…]] | FILE [ARG…] | -s [ARG…])`
+pub fn shell_main(args: &[String], bash: bool) -> i32 {
+    let mut sh = exec::Shell::new(spawn::default_spawner(), bash);
+    let sh_name = sh.name.clone();
+    let mut i = 1;
+    let mut command: Option<bool> = None;
+    let mut from_stdin = false;
+    let mut set_args: Vec<String> = Vec::new();
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" || a == "-" {
+            i += 1;
+            break;
+        }
+        if a == "--version" {
+            println!("wasmbox sh {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        if a == "--list" {
+            println!("{}", applets::applet_names().join("\n"));
+            return 0;
+        }
+        if a.starts_with("--") {
+            // bash long options we can ignore
+            match a.as_str() {
+                "--norc" | "--noprofile" | "--posix" | "--login" => {
+                    i += 1;
+                    continue;
+                }
+                _ => return usage_error(&sh_name, &format!("{a}: not supported")),
+            }
+        }
+        let (on, flags) = match (a.strip_prefix('-'), a.strip_prefix('+')) {
+            (Some(f), _) if !f.is_empty() => (true, f),
+            (_, Some(f)) if !f.is_empty() => (false, f),
+            _ => break,
+        };
+        for c in flags.chars() {
+            match c {
+                'c' => command = Some(true),
+                's' => from_stdin = true,
+                'i' | 'l' => {}
+                'o' => {
+                    i += 1;
+                    let Some(o) = args.get(i) else {
+                        return usage_error(&sh_name, "-o: option requires an argument");
+                    };
+                    set_args.push(format!("{}o", if on { '-' } else { '+' }));
+                    set_args.push(o.clone());
+                }
+                c => set_args.push(format!("{}{c}", if on { '-' } else { '+' })),
+            }
+        }
+        i += 1;
+    }
+    let mut k = 0;
+    while k < set_args.len() {
+        let mut a = vec!["set".to_string(), set_args[k].clone()];
+        if set_args[k].ends_with('o') && set_args[k].len() == 2 {
+            k += 1;
+            a.push(set_args[k].clone());
+        }
+        match builtins::run_builtin(&mut sh, &a) {
+            Ok(0) => {}
+            _ => return 2,
+        }
+        k += 1;
+    }
+    let rest = &args[i.min(args.len())..];
+    let src = if command == Some(true) {
+        let Some(s) = rest.first() else {
+            return usage_error(&sh_name, "-c requires an argument");
+        };
+        if let Some(n) = rest.get(1) {
+            sh.arg0 = n.clone();
+            sh.params = rest[2..].to_vec();
+        } else {
+            sh.params = Vec::new();
+        }
+        s.clone()
+    } else if !from_stdin && !rest.is_empty() {
+        let file = &rest[0];
+        sh.arg0 = file.clone();
+        sh.params = rest[1..].to_vec();
+        match std::fs::read(file) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => {
+                eprintln!("{sh_name}: 0: cannot open {file}: {}", exec::io_err_msg(&e));
+                return if bash { 127 } else { 2 };
+            }
+        }
+    } else {
+        sh.params = rest.to_vec();
+        let mut s = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    sh.run_script(&src)
+}

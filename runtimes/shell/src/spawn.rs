@@ -1,0 +1,363 @@
+//! Running other programs. WASI preview 1 has no fork/exec, so every external command and every
+//! pipeline stage is started by the host through the `wasmbox.spawn` import (see ABI.md). The
+//! executor only sees the [`Spawner`] trait; natively (tests) [`NativeSpawner`] implements the same
+//! request with `std::process`.
+
+use serde::{Deserialize, Serialize};
+
+/// Where one standard stream of a stage goes / comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Stream {
+    /// "inherit", "pipe", "null", "capture", "stdout", "stderr", "parent_stdout", "parent_stderr"
+    Named(&'static str),
+    File {
+        file: String,
+        mode: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+    },
+    Data {
+        data: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stage {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub stdin: Stream,
+    pub stdout: Stream,
+    pub stderr: Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SpawnResult {
+    #[serde(default)]
+    pub statuses: Vec<i32>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl SpawnResult {
+    pub fn refused(msg: impl Into<String>) -> Self {
+        SpawnResult {
+            error: Some(msg.into()),
+            ..Default::default()
+        }
+    }
+}
+
+pub trait Spawner {
+    fn spawn(&mut self, req: &Request) -> SpawnResult;
+}
+
+/// The spawner for this build: the host import on wasm32, std::process natively.
+pub fn default_spawner() -> Box<dyn Spawner> {
+    #[cfg(target_family = "wasm")]
+    {
+        Box::new(HostSpawner)
+    }
+    #[cfg(not(target_family = "wasm"))]
+    {
+        Box::new(NativeSpawner::default())
+    }
+}
+
+/// End this instance with `status` (0–255), after flushing stdio.
+pub fn exit_process(status: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(target_family = "wasm")]
+    unsafe {
+        host::exit(status & 0xff)
+    }
+    #[cfg(not(target_family = "wasm"))]
+    std::process::exit(status & 0xff)
+}
+
+#[cfg(target_family = "wasm")]
+mod host {
+    #[link(wasm_import_module = "wasmbox")]
+    extern "C" {
+        pub fn spawn(req_ptr: *const u8, req_len: i32) -> i32;
+        pub fn spawn_result(buf_ptr: *mut u8, buf_len: i32) -> i32;
+        pub fn exit(status: i32) -> !;
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub struct HostSpawner;
+
+#[cfg(target_family = "wasm")]
+impl Spawner for HostSpawner {
+    fn spawn(&mut self, req: &Request) -> SpawnResult {
+        let json = match serde_json::to_vec(req) {
+            Ok(j) => j,
+            Err(e) => return SpawnResult::refused(format!("bad spawn request: {e}")),
+        };
+        let n = unsafe { host::spawn(json.as_ptr(), json.len() as i32) };
+        if n < 0 {
+            return SpawnResult::refused(format!("spawn request rejected ({n})"));
+        }
+        let mut buf = vec![0u8; n as usize];
+        let got = unsafe { host::spawn_result(buf.as_mut_ptr(), n) };
+        buf.truncate(got.max(0) as usize);
+        match serde_json::from_slice::<SpawnResult>(&buf) {
+            Ok(r) => r,
+            Err(e) => SpawnResult::refused(format!("bad spawn result: {e}")),
+        }
+    }
+}
+
+/// Runs stages as native processes: the program itself (current executable, or `exe`) for sh and
+/// the applets, `python3`/`node` from PATH for python/node. Used by the native tests.
+#[cfg(not(target_family = "wasm"))]
+#[derive(Default)]
+pub struct NativeSpawner {
+    pub exe: Option<std::path::PathBuf>,
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl Spawner for NativeSpawner {
+    fn spawn(&mut self, req: &Request) -> SpawnResult {
+        native::run(self.exe.clone(), req)
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+mod native {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    enum Sink {
+        Stdio(Stdio),
+        Capture(std::io::PipeWriter),
+    }
+
+    fn dup_stdout() -> std::io::Result<Stdio> {
+        Ok(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+    }
+    fn dup_stderr() -> std::io::Result<Stdio> {
+        Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+    }
+
+    fn open(path: &str, cwd: &str, mode: &str, offset: Option<u64>) -> std::io::Result<std::fs::File> {
+        let p = std::path::Path::new(cwd).join(path);
+        let mut o = std::fs::OpenOptions::new();
+        match mode {
+            "read" => o.read(true),
+            "append" => o.append(true).create(true),
+            "readwrite" => o.read(true).write(true).create(true),
+            _ => o.write(true).create(true).truncate(true),
+        };
+        let mut f = o.open(p)?;
+        if let Some(off) = offset {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(off))?;
+        }
+        Ok(f)
+    }
+
+    pub fn run(exe: Option<std::path::PathBuf>, req: &Request) -> SpawnResult {
+        let exe = exe.unwrap_or_else(|| std::env::current_exe().expect("current_exe"));
+        let n = req.stages.len();
+        let mut statuses = vec![0; n];
+        let (cap_out_r, cap_out_w) = std::io::pipe().expect("pipe");
+        let (cap_err_r, cap_err_w) = std::io::pipe().expect("pipe");
+        let t_out = std::thread::spawn(move || {
+            let mut r = cap_out_r;
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut r = cap_err_r;
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        });
+        let mut children: Vec<Option<std::process::Child>> = Vec::new();
+        let mut prev_pipe: Option<std::io::PipeReader> = None;
+        let mut feeders = Vec::new();
+        for (i, st) in req.stages.iter().enumerate() {
+            let next_pipe = if i + 1 < n {
+                Some(std::io::pipe().expect("pipe"))
+            } else {
+                None
+            };
+            let mut errmsg: Option<String> = None;
+            // stdin
+            let stdin: Stdio = match &st.stdin {
+                Stream::Named("pipe") => prev_pipe.take().map(Stdio::from).unwrap_or(Stdio::null()),
+                Stream::Named("null") => Stdio::null(),
+                Stream::File { file, offset, .. } => match open(file, &st.cwd, "read", *offset) {
+                    Ok(f) => Stdio::from(f),
+                    Err(e) => {
+                        errmsg = Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
+                        Stdio::null()
+                    }
+                },
+                Stream::Data { data } => {
+                    let (r, mut w) = std::io::pipe().expect("pipe");
+                    let d = data.clone().into_bytes();
+                    feeders.push(std::thread::spawn(move || {
+                        let _ = w.write_all(&d);
+                    }));
+                    Stdio::from(r)
+                }
+                _ => Stdio::inherit(),
+            };
+            let mk_out = |s: &Stream, is_err: bool, errmsg: &mut Option<String>| -> Option<Sink> {
+                Some(match s {
+                    Stream::Named("pipe") => {
+                        Sink::Stdio(Stdio::from(next_pipe.as_ref().map(|p| p.1.try_clone().unwrap())?))
+                    }
+                    Stream::Named("null") => Sink::Stdio(Stdio::null()),
+                    Stream::Named("capture") => Sink::Capture(if is_err {
+                        cap_err_w.try_clone().unwrap()
+                    } else {
+                        cap_out_w.try_clone().unwrap()
+                    }),
+                    Stream::Named("inherit") => {
+                        Sink::Stdio(if is_err { dup_stderr().ok()? } else { dup_stdout().ok()? })
+                    }
+                    Stream::Named("parent_stdout") => Sink::Stdio(dup_stdout().ok()?),
+                    Stream::Named("parent_stderr") | Stream::Named("stderr") => Sink::Stdio(dup_stderr().ok()?),
+                    Stream::Named("stdout") => Sink::Stdio(dup_stdout().ok()?),
+                    Stream::File { file, mode, offset } => match open(file, &st.cwd, mode, *offset) {
+                        Ok(f) => Sink::Stdio(Stdio::from(f)),
+                        Err(e) => {
+                            *errmsg = Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
+                            Sink::Stdio(Stdio::null())
+                        }
+                    },
+                    _ => return None,
+                })
+            };
+            // stdout first, then stderr; dups share the same description.
+            let (stdout, stderr): (Stdio, Stdio);
+            let to_stdio = |s: Sink| match s {
+                Sink::Stdio(s) => s,
+                Sink::Capture(w) => Stdio::from(w),
+            };
+            let dup_of = |s: &Sink| -> Option<Sink> {
+                match s {
+                    Sink::Capture(w) => Some(Sink::Capture(w.try_clone().ok()?)),
+                    Sink::Stdio(_) => None,
+                }
+            };
+            if matches!(st.stderr, Stream::Named("stdout")) {
+                let o = mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
+                let e = match (&o, &st.stdout) {
+                    (Sink::Capture(_), _) => dup_of(&o).unwrap(),
+                    (_, Stream::Named("pipe")) => mk_out(&st.stdout, false, &mut errmsg).unwrap(),
+                    (_, Stream::Named("inherit")) | (_, Stream::Named("parent_stdout")) => {
+                        Sink::Stdio(dup_stdout().unwrap())
+                    }
+                    (_, Stream::Named("parent_stderr")) => Sink::Stdio(dup_stderr().unwrap()),
+                    (_, Stream::Named("null")) => Sink::Stdio(Stdio::null()),
+                    (_, Stream::File { file, .. }) => match open(file, &st.cwd, "append", None) {
+                        Ok(f) => Sink::Stdio(Stdio::from(f)),
+                        Err(_) => Sink::Stdio(Stdio::null()),
+                    },
+                    _ => Sink::Stdio(Stdio::null()),
+                };
+                stdout = to_stdio(o);
+                stderr = to_stdio(e);
+            } else if matches!(st.stdout, Stream::Named("stderr")) {
+                let e = mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
+                let o = match (&e, &st.stderr) {
+                    (Sink::Capture(_), _) => dup_of(&e).unwrap(),
+                    (_, Stream::Named("inherit")) | (_, Stream::Named("parent_stderr")) => {
+                        Sink::Stdio(dup_stderr().unwrap())
+                    }
+                    (_, Stream::Named("parent_stdout")) => Sink::Stdio(dup_stdout().unwrap()),
+                    (_, Stream::Named("pipe")) => mk_out(&st.stderr, true, &mut errmsg).unwrap(),
+                    (_, Stream::File { file, .. }) => match open(file, &st.cwd, "append", None) {
+                        Ok(f) => Sink::Stdio(Stdio::from(f)),
+                        Err(_) => Sink::Stdio(Stdio::null()),
+                    },
+                    _ => Sink::Stdio(Stdio::null()),
+                };
+                stdout = to_stdio(o);
+                stderr = to_stdio(e);
+            } else {
+                stdout = to_stdio(mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
+                stderr = to_stdio(mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
+            }
+            if let Some((r, _w)) = next_pipe {
+                prev_pipe = Some(r);
+            }
+            if let Some(msg) = errmsg {
+                // like the wasm host: report on the stage's stderr, status 1, do not run it
+                let _ = std::io::stderr().write_all(msg.as_bytes());
+                statuses[i] = 1;
+                children.push(None);
+                drop((stdin, stdout, stderr));
+                continue;
+            }
+            let name = st.argv.first().cloned().unwrap_or_default();
+            let mut cmd = match name.as_str() {
+                "python" | "python3" => Command::new("python3"),
+                "node" | "nodejs" => Command::new("node"),
+                _ => {
+                    let mut c = Command::new(&exe);
+                    c.arg0(&name);
+                    c
+                }
+            };
+            cmd.args(&st.argv[1..])
+                .env_clear()
+                .envs(st.env.iter().map(|(k, v)| (k, v)))
+                .env("PWD", &st.cwd);
+            cmd.current_dir(&st.cwd).stdin(stdin).stdout(stdout).stderr(stderr);
+            match cmd.spawn() {
+                Ok(c) => children.push(Some(c)),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "sh: {name}: {e}");
+                    statuses[i] = 127;
+                    children.push(None);
+                }
+            }
+            drop(cmd);
+        }
+        drop(prev_pipe);
+        drop(cap_out_w);
+        drop(cap_err_w);
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Some(c) = c {
+                let st = c.wait().map(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                });
+                statuses[i] = st.unwrap_or(127);
+            }
+        }
+        for f in feeders {
+            let _ = f.join();
+        }
+        let out = t_out.join().unwrap_or_default();
+        let err = t_err.join().unwrap_or_default();
+        SpawnResult {
+            statuses,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+            error: None,
+        }
+    }
+}

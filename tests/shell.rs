@@ -1,0 +1,289 @@
+//! The shell runtime end to end: `sh.wasm` (runtimes/shell) in the engine with the host side of
+//! its spawn ABI (src/engine/spawn.rs): the seed examples of issue 4, a differential table
+//! against Debian's dash, and the limits (timeouts, pipes that end, fork bombs).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wasmbox::config::Settings;
+use wasmbox::engine::{ExecResult, Termination};
+use wasmbox::exec::{Executor, RunRequest};
+use wasmbox::runtimes::Language;
+use wasmbox::sandbox::SandboxFs;
+
+/// One executor for the whole test binary (compiling the modules once): the same wiring as
+/// `wasmbox run -l bash` and `/commands/run`.
+async fn executor() -> &'static Executor {
+    static EXEC: tokio::sync::OnceCell<Executor> = tokio::sync::OnceCell::const_new();
+    EXEC.get_or_init(|| async {
+        common::ensure_runtimes();
+        let mut settings = Settings::from_env();
+        settings.limits.memory_bytes = 256 << 20;
+        let exec = Executor::new(&settings).expect("executor");
+        exec.warm_up(Language::Bash).await.expect("prepare sh.wasm");
+        exec
+    })
+    .await
+}
+
+/// Runs `sh -c SCRIPT` in the sandbox `fs` (cwd /workspace) with extra environment.
+async fn sh_in(
+    fs: &SandboxFs,
+    script: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> ExecResult {
+    let exec = executor().await;
+    let mut request = RunRequest::new(Language::Bash, script, timeout);
+    // The dash table was recorded in the C locale with HOME=/root.
+    request.env = [("HOME", "/root"), ("LC_ALL", "C")]
+        .iter()
+        .chain(env.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
+    exec.run(fs, &BTreeMap::new(), request)
+        .await
+        .expect("execute")
+}
+
+fn sandbox() -> (tempfile::TempDir, SandboxFs) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = SandboxFs::create(dir.path().join("sb")).expect("sandbox fs");
+    (dir, fs)
+}
+
+async fn sh(script: &str) -> ExecResult {
+    let (_d, fs) = sandbox();
+    sh_in(&fs, script, &[], Duration::from_secs(30)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_examples() {
+    let (_d, fs) = sandbox();
+    let ws = fs.root().join("workspace");
+    std::fs::write(ws.join("data.txt"), "a\nb\nc\n").unwrap();
+    let t = Duration::from_secs(60);
+
+    let r = sh_in(&fs, "echo $MY_VAR", &[("MY_VAR", "hello from env")], t).await;
+    assert_eq!((r.stdout.as_str(), r.exit_code), ("hello from env\n", 0));
+
+    let r = sh_in(&fs, "ls -la /workspace", &[], t).await;
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("data.txt"), "{}", r.stdout);
+
+    let r = sh_in(&fs, "cat /workspace/data.txt | wc -l", &[], t).await;
+    assert_eq!((r.stdout.as_str(), r.exit_code), ("3\n", 0), "{}", r.stderr);
+
+    let r = sh_in(&fs, "echo 'Hello, World!'", &[], t).await;
+    assert_eq!(r.stdout, "Hello, World!\n");
+
+    let r = sh_in(&fs, "ls -la && pwd", &[], t).await;
+    assert_eq!(r.exit_code, 0);
+    assert!(
+        r.stdout.contains("data.txt") && r.stdout.ends_with("/workspace\n"),
+        "{}",
+        r.stdout
+    );
+
+    let r = sh_in(&fs, "uname -a", &[], t).await;
+    assert_eq!(r.exit_code, 0);
+    assert!(
+        r.stdout.contains("wasmbox") && r.stdout.contains("WebAssembly"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("Linux"));
+
+    let r = sh_in(&fs, "ls /nonexistent", &[], t).await;
+    assert_eq!(r.exit_code, 2);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("/nonexistent"), "{}", r.stderr);
+
+    std::fs::write(
+        ws.join("process.py"),
+        "with open('result.csv', 'w') as f:\n    f.write('a,b\\n1,2\\n')\nprint('processed')\n",
+    )
+    .unwrap();
+    let r = sh_in(
+        &fs,
+        "mkdir -p /workspace/output && python process.py && mv result.csv /workspace/output/",
+        &[],
+        t,
+    )
+    .await;
+    assert_eq!(r.exit_code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "processed\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("output/result.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    script: String,
+    stdout: String,
+    status: i32,
+}
+
+/// dash run natively on the same snippet, in a fresh directory (None if dash is missing).
+fn dash(script: &str) -> Option<(String, i32)> {
+    let dir = tempfile::tempdir().ok()?;
+    let out = Command::new("dash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .env("LC_ALL", "C")
+        .env("PWD", dir.path())
+        .output()
+        .ok()?;
+    Some((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    ))
+}
+
+/// Every snippet of runtimes/shell/tests/cases.txt (covering each construct the shell supports)
+/// gives dash's stdout and exit status. The expectations recorded from dash are checked against a
+/// live dash too when one is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_table_against_dash() {
+    let cases: Vec<Case> =
+        serde_json::from_str(include_str!("../runtimes/shell/tests/cases.json")).unwrap();
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    let mut failures = Vec::new();
+    for c in &cases {
+        if let Some((out, st)) = dash(&c.script) {
+            assert_eq!(
+                (&out, st),
+                (&c.stdout, c.status),
+                "recorded expectation for {} is stale (rerun record_cases.py)",
+                c.name
+            );
+        }
+        let r = sh(&c.script).await;
+        if r.stdout != c.stdout || r.exit_code != c.status {
+            failures.push(format!(
+                "--- {}\n{}expected ({}): {:?}\n     got ({}): {:?}\nstderr: {}",
+                c.name, c.script, c.status, c.stdout, r.exit_code, r.stdout, r.stderr
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} snippets differ from dash:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_loop_and_sleep_stop_at_the_timeout() {
+    let (_d, fs) = sandbox();
+    for script in [
+        "while true; do :; done",
+        "sleep 100",
+        "echo start; sleep 100 | cat",
+    ] {
+        let started = Instant::now();
+        let r = sh_in(&fs, script, &[], Duration::from_secs(2)).await;
+        assert_eq!(r.termination, Termination::TimedOut, "{script}: {r:?}");
+        assert_eq!(r.exit_code, 124);
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{script} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_producers_end_with_their_reader() {
+    let r = sh("yes | head -n 3").await;
+    assert_eq!(
+        (r.stdout.as_str(), r.exit_code),
+        ("y\ny\ny\n", 0),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr, "");
+    let r = sh("while :; do echo x; done | head -n 2; echo $?").await;
+    assert_eq!(r.stdout, "x\nx\n0\n", "{}", r.stderr);
+    let r = sh("seq 1 1000000 | head -n 1").await;
+    assert_eq!(r.stdout, "1\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_bombs_are_bounded_and_fail_cleanly() {
+    let started = Instant::now();
+    let (_d, fs) = sandbox();
+    let r = sh_in(&fs, "f(){ f|f; }; f", &[], Duration::from_secs(60)).await;
+    assert_eq!(r.termination, Termination::Exited, "{r:?}");
+    assert_ne!(r.exit_code, 0);
+    assert!(r.stderr.contains("spawn limit reached"), "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // the background variant is refused before anything runs
+    let r = sh("f(){ f|f& }; f").await;
+    assert_eq!(r.exit_code, 2);
+    assert!(r.stderr.contains("not supported"), "{}", r.stderr);
+    // and the engine is fine afterwards
+    let r = sh("echo ok | cat").await;
+    assert_eq!(r.stdout, "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_redirections_and_programs() {
+    let (_d, fs) = sandbox();
+    let t = Duration::from_secs(30);
+    // 126/127 travel through the wasmbox.exit import
+    let r = sh_in(&fs, "nosuchcmd", &[], t).await;
+    assert_eq!(r.exit_code, 127);
+    assert!(
+        r.stderr.contains("sh: nosuchcmd: command not found"),
+        "{}",
+        r.stderr
+    );
+    let r = sh_in(&fs, "exit 126", &[], t).await;
+    assert_eq!(r.exit_code, 126);
+    // files written by children land in the sandbox; reads come back through pipes and captures
+    let r = sh_in(
+        &fs,
+        "printf 'b\\na\\n' > in.txt; sort < in.txt > out.txt 2>&1; x=$(cat out.txt | tr a-z A-Z); echo \"$x\"",
+        &[],
+        t,
+    )
+    .await;
+    assert_eq!(r.stdout, "A\nB\n", "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(fs.root().join("workspace/out.txt")).unwrap(),
+        "a\nb\n"
+    );
+    // redirections cannot leave the sandbox
+    let r = sh_in(&fs, "cat < ../../../../etc/passwd | wc -l", &[], t).await;
+    assert!(
+        !r.stdout
+            .trim()
+            .starts_with(|c: char| c.is_ascii_digit() && c != '0'),
+        "{r:?}"
+    );
+    // scripts with #! lines, python and node from the shell
+    std::fs::write(
+        fs.root().join("workspace/s.sh"),
+        "#!/bin/sh\necho \"script $1\"\n",
+    )
+    .unwrap();
+    let r = sh_in(&fs, "./s.sh arg && sh s.sh two", &[], t).await;
+    assert_eq!(r.stdout, "script arg\nscript two\n", "{}", r.stderr);
+    let r = sh_in(&fs, "python3 -c 'print(6*7)' | wc -c", &[], t).await;
+    assert_eq!(r.stdout.trim(), "3", "{}", r.stderr);
+    let r = sh_in(&fs, "node -e 'console.log(1+1)'", &[], t).await;
+    assert_eq!(r.stdout, "2\n", "{}", r.stderr);
+}
