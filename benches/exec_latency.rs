@@ -89,24 +89,46 @@ fn main() {
     let fs = SandboxFs::create(dir.path()).expect("sandbox dir");
     let env = BTreeMap::new();
 
-    let scenarios: [(Language, &str, &str, &str, &[&str]); 2] = [
+    // The shell pipeline reads a file in the sandbox; the native one reads the same file.
+    std::fs::write(fs.root().join("workspace/f.txt"), "a\nb\nc\n").expect("fixture");
+    let fixture = fs.root().join("workspace/f.txt");
+    let native_pipeline = format!("cat {} | wc -l", fixture.display());
+    let scenarios: [(Language, &str, &str, &str, &str, Vec<&str>); 4] = [
         (
             Language::Python,
             "print('hello')",
+            "hello\n",
             "python3 -c",
             "python3",
-            &["-c", "print('hello')"],
+            vec!["-c", "print('hello')"],
         ),
         (
             Language::JavaScript,
             "console.log('hello')",
+            "hello\n",
             "node -e",
             "node",
-            &["-e", "console.log('hello')"],
+            vec!["-e", "console.log('hello')"],
+        ),
+        (
+            Language::Bash,
+            "echo hello",
+            "hello\n",
+            "sh -c 'echo hello'",
+            "sh",
+            vec!["-c", "echo hello"],
+        ),
+        (
+            Language::Bash,
+            "cat f.txt | wc -l",
+            "3\n",
+            "sh -c 'cat f | wc -l'",
+            "sh",
+            vec!["-c", &native_pipeline],
         ),
     ];
     let mut rows = Vec::new();
-    for (language, code, native_name, program, args) in scenarios {
+    for (language, code, expected, native_name, program, args) in scenarios {
         executor
             .ensure_installed(language)
             .expect("runtime installed");
@@ -118,19 +140,24 @@ fn main() {
                 let started = Instant::now();
                 let result = rt.block_on(exec.run(&fs, &env, request)).expect("run");
                 samples.push(started.elapsed());
-                assert_eq!(result.stdout, "hello\n", "{result:?}");
+                assert_eq!(result.stdout, expected, "{result:?}");
             }
             stats(
-                &format!("wasmbox {language} ({label})"),
+                &format!("wasmbox {language} `{code}` ({label})"),
                 samples.split_off(3),
             )
         };
         let snapshot = measure(&executor, "library, warm engine");
-        let command = measure(&plain, "library, no snapshot");
+        let has_snapshot = executor
+            .runtimes()
+            .invocation(language, code)
+            .is_ok_and(|inv| inv.snapshot.is_some());
         let native =
-            native(program, args, iters).map(|s| stats(&format!("native `{native_name}`"), s));
+            native(program, &args, iters).map(|s| stats(&format!("native `{native_name}`"), s));
         rows.push((snapshot, native.clone()));
-        rows.push((command, native));
+        if has_snapshot {
+            rows.push((measure(&plain, "library, no snapshot"), native));
+        }
     }
 
     let mut table = String::from("| scenario | p50 ms | p99 ms | mean ms | wasmbox p50 / native p50 |\n|---|---:|---:|---:|---:|\n");
