@@ -14,6 +14,33 @@ use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
 use wasmbox::sandbox::SandboxFs;
 
+/// One measured program: wasmbox runs `code`, natively `program args…` does the same.
+struct Scenario {
+    language: Language,
+    code: &'static str,
+    expected: &'static str,
+    program: &'static str,
+    args: Vec<String>,
+}
+
+impl Scenario {
+    fn new(
+        language: Language,
+        code: &'static str,
+        expected: &'static str,
+        program: &'static str,
+        args: &[&str],
+    ) -> Self {
+        Self {
+            language,
+            code,
+            expected,
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Stats {
     name: String,
@@ -93,42 +120,49 @@ fn main() {
     std::fs::write(fs.root().join("workspace/f.txt"), "a\nb\nc\n").expect("fixture");
     let fixture = fs.root().join("workspace/f.txt");
     let native_pipeline = format!("cat {} | wc -l", fixture.display());
-    let scenarios: [(Language, &str, &str, &str, &str, Vec<&str>); 4] = [
-        (
+    let scenarios = [
+        Scenario::new(
             Language::Python,
             "print('hello')",
             "hello\n",
-            "python3 -c",
             "python3",
-            vec!["-c", "print('hello')"],
+            &["-c", "print('hello')"],
         ),
-        (
+        Scenario::new(
             Language::JavaScript,
             "console.log('hello')",
             "hello\n",
-            "node -e",
             "node",
-            vec!["-e", "console.log('hello')"],
+            &["-e", "console.log('hello')"],
         ),
-        (
+        Scenario::new(
             Language::Bash,
             "echo hello",
             "hello\n",
-            "sh -c 'echo hello'",
             "sh",
-            vec!["-c", "echo hello"],
+            &["-c", "echo hello"],
         ),
-        (
+        Scenario::new(
             Language::Bash,
             "cat f.txt | wc -l",
             "3\n",
-            "sh -c 'cat f | wc -l'",
             "sh",
-            vec!["-c", &native_pipeline],
+            &["-c", &native_pipeline],
         ),
     ];
     let mut rows = Vec::new();
-    for (language, code, expected, native_name, program, args) in scenarios {
+    for Scenario {
+        language,
+        code,
+        expected,
+        program,
+        args,
+    } in scenarios
+    {
+        let native_name = format!(
+            "{program} {} `{code}`",
+            args.first().map(String::as_str).unwrap_or("")
+        );
         executor
             .ensure_installed(language)
             .expect("runtime installed");
@@ -152,8 +186,12 @@ fn main() {
             .runtimes()
             .invocation(language, code)
             .is_ok_and(|inv| inv.snapshot.is_some());
-        let native =
-            native(program, &args, iters).map(|s| stats(&format!("native `{native_name}`"), s));
+        let native = native(
+            program,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            iters,
+        )
+        .map(|s| stats(&format!("native {native_name}"), s));
         rows.push((snapshot, native.clone()));
         if has_snapshot {
             rows.push((measure(&plain, "library, no snapshot"), native));
