@@ -415,7 +415,18 @@ fn run() -> Result<()> {
     let md = opts.out_dir.join("cold_start.md");
     std::fs::write(&md, &report).with_context(|| format!("writing {}", md.display()))?;
     let png = opts.out_dir.join("cold_start.png");
-    chart(&png, &workloads, &rows).with_context(|| format!("drawing {}", png.display()))?;
+    let subtitle = format!(
+        "{}, {} CPU(s), {}; {}{}",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        first_line("/proc/cpuinfo", "model name").unwrap_or_default(),
+        reproduce(&opts),
+        others.map_or(String::new(), |p| format!(
+            "; other processes used {p:.0}% of the CPU meanwhile"
+        )),
+    );
+    chart(&png, &subtitle, &workloads, &rows)
+        .with_context(|| format!("drawing {}", png.display()))?;
     eprintln!(
         "cold_start: wrote {} and {} ({:.0} s in all)",
         md.display(),
@@ -1185,7 +1196,7 @@ fn register_font(path: &Path) -> Result<()> {
 
 /// Grouped bars (one group per language and client count, one bar per path): p50 latency on
 /// top, throughput below, both on log scales.
-fn chart(path: &Path, workloads: &[Workload], rows: &[Row]) -> Result<()> {
+fn chart(path: &Path, subtitle: &str, workloads: &[Workload], rows: &[Row]) -> Result<()> {
     let mut groups = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
         for clients in CONCURRENCY {
@@ -1207,18 +1218,28 @@ fn chart(path: &Path, workloads: &[Workload], rows: &[Row]) -> Result<()> {
     let labels: Vec<String> = groups.iter().map(|(_, l, _)| l.clone()).collect();
     let root = BitMapBackend::new(path, (1600, 1000)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let (title, body) = root.split_vertically(40);
+    let (title, body) = root.split_vertically(64);
     title
         .draw(&Text::new(
             "wasmbox cold start: print / console.log / echo 'hello', fresh instance per execution",
-            (800, 12),
+            (800, 10),
             ("sans-serif", 22)
                 .into_font()
                 .color(&BLACK)
                 .pos(Pos::new(HPos::Center, VPos::Top)),
         ))
         .map_err(plot_err)?;
-    let (top, bottom) = body.split_vertically(480);
+    title
+        .draw(&Text::new(
+            subtitle.to_string(),
+            (800, 40),
+            ("sans-serif", 14)
+                .into_font()
+                .color(&RGBColor(80, 80, 80))
+                .pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(plot_err)?;
+    let (top, bottom) = body.split_vertically(470);
     panel(
         &top,
         "p50 latency per execution (ms, log scale; lower is better)",
@@ -1265,8 +1286,11 @@ where
     ensure!(!values.is_empty(), "nothing to plot");
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
-    let lo = 10f64.powf(min.log10().floor());
-    let hi = 10f64.powf((max * 3.0).log10().ceil());
+    // Just below a power of ten, so that the axis labels it.
+    let lo = 10f64.powf(min.log10().floor()) * 0.999;
+    // Room above the bars for the value labels (and the legend, on the panel that has it).
+    let headroom = if legend { 3.0 } else { 1.5 };
+    let hi = 10f64.powf((max * headroom).log10().ceil());
     let groups = labels.len();
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
