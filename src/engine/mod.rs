@@ -164,6 +164,32 @@ pub struct ExecResult {
 }
 
 impl ExecResult {
+    /// The result of an execution that ended with `termination`: the captured output, with a
+    /// note on stderr when the host stopped the program.
+    pub(crate) fn collect(
+        stdout: &CapturedOutput,
+        stderr: &CapturedOutput,
+        termination: Termination,
+        exit_code: i32,
+        duration: Duration,
+        limits: &Limits,
+    ) -> Self {
+        if let Some(note) = termination_note(&termination, limits) {
+            stderr.append(note.as_bytes());
+        }
+        let (stdout, stdout_truncated) = stdout.contents();
+        let (stderr, stderr_truncated) = stderr.contents();
+        Self {
+            stdout,
+            stderr,
+            exit_code,
+            termination,
+            stdout_truncated,
+            stderr_truncated,
+            duration,
+        }
+    }
+
     /// Exited with status 0.
     pub fn success(&self) -> bool {
         self.termination == Termination::Exited && self.exit_code == 0
@@ -422,21 +448,14 @@ impl Engine {
                 deadline,
             )
             .await?;
-        let duration = started.elapsed();
-        if let Some(note) = termination_note(&termination, &spec.limits) {
-            stderr.append(note.as_bytes());
-        }
-        let (stdout_text, stdout_truncated) = stdout.contents();
-        let (stderr_text, stderr_truncated) = stderr.contents();
-        Ok(ExecResult {
-            stdout: stdout_text,
-            stderr: stderr_text,
-            exit_code,
+        Ok(ExecResult::collect(
+            &stdout,
+            &stderr,
             termination,
-            stdout_truncated,
-            stderr_truncated,
-            duration,
-        })
+            exit_code,
+            started.elapsed(),
+            &spec.limits,
+        ))
     }
 
     /// A fresh store for one instance: WASI context (argv, env, mounts, the given streams),

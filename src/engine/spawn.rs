@@ -27,8 +27,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
 
 use super::{
-    termination_note, CapturedOutput, Engine, EngineError, Entry, ExecResult, ExecSpec, HostState,
-    Limits, Mount, PreparedModule, Termination,
+    CapturedOutput, Engine, EngineError, Entry, ExecResult, ExecSpec, HostState, Limits, Mount,
+    PreparedModule, Termination,
 };
 
 /// Bytes buffered in one pipe between two stages before the writer waits.
@@ -206,21 +206,14 @@ impl Engine {
         let (termination, exit_code) = self
             .run_instance_with(module, &spec, stdin, out, err, deadline, Some(state))
             .await?;
-        let duration = started.elapsed();
-        if let Some(note) = termination_note(&termination, &spec.limits) {
-            stderr.append(note.as_bytes());
-        }
-        let (stdout_text, stdout_truncated) = stdout.contents();
-        let (stderr_text, stderr_truncated) = stderr.contents();
-        Ok(ExecResult {
-            stdout: stdout_text,
-            stderr: stderr_text,
-            exit_code,
+        Ok(ExecResult::collect(
+            &stdout,
+            &stderr,
             termination,
-            stdout_truncated,
-            stderr_truncated,
-            duration,
-        })
+            exit_code,
+            started.elapsed(),
+            &spec.limits,
+        ))
     }
 }
 
