@@ -109,6 +109,14 @@ def install_atomically(ctx: Context, name: str, write, dest: Path, expect_sha: s
             os.unlink(tmp)
 
 
+def read_stamp(stamp: Path) -> dict:
+    """What a build stamp recorded (its inputs and artifact hashes); {} if absent or unreadable."""
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def write_text_atomically(dest: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
@@ -275,10 +283,7 @@ def fetch_crate(name: str, spec: dict, ctx: Context) -> Path:
     inputs = qjs_stamp_inputs(spec)
 
     if dest.exists() and not ctx.force:
-        try:
-            recorded = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            recorded = {}
+        recorded = read_stamp(stamp)
         reactor = spec.get("reactor_file")
         reactor_ok = not reactor or (ctx.cache / reactor).exists()
         if recorded.get("inputs") == inputs and recorded.get("sha256") == sha256_file(dest) and reactor_ok:
@@ -462,10 +467,7 @@ def fetch_local(name: str, spec: dict, ctx: Context) -> Path:
     stamp = dest.with_name(dest.name + ".stamp")
     inputs = shell_inputs()
     if dest.exists() and not ctx.force:
-        try:
-            recorded = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            recorded = {}
+        recorded = read_stamp(stamp)
         if recorded.get("inputs") == inputs and recorded.get("sha256") == sha256_file(dest):
             log(f"{name}: up to date ({dest})")
             return dest

@@ -100,10 +100,7 @@ def fetch(name: str, spec: dict, ctx, f) -> Path:
         "exclude": sorted(STDLIB_EXCLUDE_DIRS | STDLIB_EXCLUDE_FILES),
     }
     if module_dest.exists() and zip_dest.exists() and not ctx.force:
-        try:
-            recorded = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            recorded = {}
+        recorded = f.read_stamp(stamp)
         if (recorded.get("inputs") == inputs
                 and recorded.get("sha256") == f.sha256_file(module_dest)
                 and recorded.get("stdlib_sha256") == f.sha256_file(zip_dest)):
