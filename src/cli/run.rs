@@ -93,7 +93,7 @@ impl RunArgs {
         request.env = self.env.into_iter().collect();
         request.workdir = self.workdir;
 
-        let (fs, base_env, _temp) = match &self.sandbox {
+        let (fs, base_env, temp) = match &self.sandbox {
             Some(id) => {
                 let store = SandboxStore::open(&settings.data_dir)?;
                 let sandbox = store.get(id)?;
@@ -113,6 +113,8 @@ impl RunArgs {
                 let fs = SandboxFs::create(temp.path()).map_err(|e| {
                     CliError::Other(format!("cannot create a temporary sandbox: {e}"))
                 })?;
+                // Removed below without recursion: the guest shapes the tree (see sandbox::remove_tree).
+                let temp = temp.keep();
                 (fs, BTreeMap::new(), Some(temp))
             }
         };
@@ -123,7 +125,13 @@ impl RunArgs {
                 .run(&fs, &base_env, request)
                 .await
                 .map_err(CliError::from)
-        })?;
+        });
+        if let Some(temp) = temp {
+            if let Err(e) = wasmbox::sandbox::remove_tree(&temp) {
+                eprintln!("wasmbox: warning: could not remove {}: {e}", temp.display());
+            }
+        }
+        let result = result?;
         let report = report(&result, language);
         report.print(format);
         Ok(exit_status(&result))

@@ -15,6 +15,9 @@ use crate::engine::Mount;
 /// The default working directory inside every sandbox.
 pub const WORKSPACE: &str = "/workspace";
 
+/// Directories every sandbox tree has at its root.
+const SYSTEM_DIRS: [&str; 2] = ["workspace", "tmp"];
+
 /// Errors resolving guest paths.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
@@ -37,11 +40,40 @@ pub struct SandboxFs {
 }
 
 impl SandboxFs {
-    /// Creates (if needed) the tree at `root` with `workspace/` and `tmp/`.
+    /// Opens the tree at `root` (creating it if needed) and makes sure it has its `workspace/`
+    /// and `tmp/` directories.
+    ///
+    /// The guest owns everything inside, so either may have been removed or replaced by a file
+    /// or a symlink; such an entry is replaced by a fresh, empty directory (as a boot clears
+    /// `/tmp`), so one bad run cannot break every later call. All of it goes through cap-std:
+    /// a symlink the guest left is removed, never followed.
     pub fn create(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("workspace"))?;
-        std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(&root)?;
+        Self::open(root)
+    }
+
+    /// Like [`Self::create`] for a tree that must exist already (a sandbox deleted meanwhile
+    /// must not come back as an empty directory).
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        let dir = Dir::open_ambient_dir(&root, ambient_authority())?;
+        for name in SYSTEM_DIRS {
+            match dir.symlink_metadata(name) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => {
+                    tracing::info!(path = %root.display(), entry = name, "replacing a non-directory with the sandbox's system directory");
+                    dir.remove_file(name)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            match dir.create_dir(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Self { root })
     }
 
@@ -165,5 +197,23 @@ mod tests {
             .expect("symlink");
         assert!(fs.ensure_workdir("/workspace/out/x").is_err());
         assert!(!outside.path().join("x").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn replaced_system_directories_heal_without_following_links() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("keep"), "x").expect("write");
+        let fs = SandboxFs::create(tmp.path()).expect("create");
+        std::fs::remove_dir(tmp.path().join("tmp")).expect("rmdir");
+        std::fs::write(tmp.path().join("tmp"), "not a dir").expect("file");
+        std::fs::remove_dir(tmp.path().join("workspace")).expect("rmdir");
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("workspace")).expect("link");
+        let healed = SandboxFs::create(fs.root()).expect("heal");
+        assert!(healed.root().join("tmp").is_dir());
+        let workspace = std::fs::symlink_metadata(tmp.path().join("workspace")).expect("meta");
+        assert!(workspace.is_dir() && !workspace.file_type().is_symlink());
+        assert!(outside.path().join("keep").exists());
     }
 }

@@ -2,6 +2,7 @@
 //! restarted server (or a later CLI call) finds them again.
 
 pub mod fs;
+mod tree;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -13,9 +14,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 pub use fs::{PathError, SandboxFs, WORKSPACE};
+pub use tree::{disk_usage, remove_tree};
 
 const META_FILE: &str = "sandbox.json";
 const FS_DIR: &str = "fs";
+/// Beside `sandboxes/` in the data dir: deleted sandboxes wait here to be removed.
+const TRASH_DIR: &str = "trash";
 
 /// Errors of the sandbox registry.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +74,15 @@ pub struct NewSandbox {
 }
 
 /// The registry of sandboxes under one data directory.
+///
+/// Deleting a sandbox renames its directory into the trash (atomic: after that it is gone,
+/// even if the process dies a moment later) and [`Self::purge_trash`] removes the files later,
+/// off the request path and without recursion (see `tree.rs`); a restarted server finishes
+/// whatever an earlier one left in the trash.
 #[derive(Debug)]
 pub struct SandboxStore {
     dir: PathBuf,
+    trash: PathBuf,
     sandboxes: RwLock<HashMap<String, Sandbox>>,
 }
 
@@ -80,10 +90,13 @@ impl SandboxStore {
     /// Opens (creating if needed) the store under `data_dir`, loading every persisted sandbox.
     pub fn open(data_dir: &Path) -> Result<Self, SandboxError> {
         let dir = data_dir.join("sandboxes");
-        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let trash = data_dir.join(TRASH_DIR);
+        for path in [&dir, &trash] {
+            std::fs::create_dir_all(path).map_err(|source| SandboxError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let mut sandboxes = HashMap::new();
         let entries = std::fs::read_dir(&dir).map_err(|source| SandboxError::Io {
             path: dir.clone(),
@@ -105,6 +118,7 @@ impl SandboxStore {
         }
         Ok(Self {
             dir,
+            trash,
             sandboxes: RwLock::new(sandboxes),
         })
     }
@@ -113,11 +127,19 @@ impl SandboxStore {
         self.dir.join(id)
     }
 
+    /// Where the tree of sandbox `id` lives (whether or not the sandbox exists).
+    pub fn fs_root(&self, id: &str) -> PathBuf {
+        self.sandbox_dir(id).join(FS_DIR)
+    }
+
     /// The directory tree of sandbox `id` (the guest's `/`).
     pub fn files(&self, id: &str) -> Result<SandboxFs, SandboxError> {
         self.get(id)?;
-        let root = self.sandbox_dir(id).join(FS_DIR);
-        SandboxFs::create(&root).map_err(|source| SandboxError::Io { path: root, source })
+        let root = self.fs_root(id);
+        SandboxFs::open(&root).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => SandboxError::NotFound(id.to_string()),
+            _ => SandboxError::Io { path: root, source },
+        })
     }
 
     /// Creates and persists a new sandbox with an empty `/workspace` and `/tmp`.
@@ -129,9 +151,7 @@ impl SandboxStore {
             status: SandboxStatus::Running,
             env: new.env,
             created_at: now,
-            expires_at: new.timeout_seconds.map(|s| {
-                now + ChronoDuration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
-            }),
+            expires_at: new.timeout_seconds.and_then(|s| expiry(now, s)),
             timeout_seconds: new.timeout_seconds,
         };
         let root = self.sandbox_dir(&sandbox.id).join(FS_DIR);
@@ -188,17 +208,62 @@ impl SandboxStore {
         Ok(changed)
     }
 
-    /// Deletes sandbox `id` with all its files.
+    /// Deletes sandbox `id`: its directory moves into the trash at once; call
+    /// [`Self::purge_trash`] to remove the files.
     pub fn delete(&self, id: &str) -> Result<(), SandboxError> {
-        if self.write_lock().remove(id).is_none() {
+        let mut sandboxes = self.write_lock();
+        if !sandboxes.contains_key(id) {
             return Err(SandboxError::NotFound(id.to_string()));
         }
-        let dir = self.sandbox_dir(id);
-        std::fs::remove_dir_all(&dir).map_err(|source| SandboxError::Io { path: dir, source })
+        self.move_to_trash(id)?;
+        sandboxes.remove(id);
+        Ok(())
     }
 
-    /// Deletes every expired sandbox; returns how many were reaped.
-    pub fn reap_expired(&self) -> usize {
+    fn move_to_trash(&self, id: &str) -> Result<(), SandboxError> {
+        let from = self.sandbox_dir(id);
+        let stamp = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let to = self.trash.join(format!("{id}.{stamp}"));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SandboxError::Io { path: from, source }),
+        }
+    }
+
+    /// Moves `relative` (inside the tree `dir`) into the trash, so a tree of any shape leaves
+    /// the sandbox in one atomic step; [`Self::purge_trash`] removes it.
+    pub fn discard(&self, dir: &cap_std::fs::Dir, relative: &Path) -> io::Result<()> {
+        let trash = cap_std::fs::Dir::open_ambient_dir(&self.trash, cap_std::ambient_authority())?;
+        let stamp = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        dir.rename(relative, &trash, format!("discarded.{stamp}.{}", new_id()))
+    }
+
+    /// Removes everything in the trash; returns how many trees were removed. Slow for big
+    /// trees: run it off the request path.
+    pub fn purge_trash(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.trash) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|entry| match tree::remove_tree(&entry.path()) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "removing a deleted sandbox's files failed");
+                    false
+                }
+            })
+            .count()
+    }
+
+    /// Bytes the files of sandbox `id` occupy on disk.
+    pub fn disk_usage(&self, id: &str) -> io::Result<u64> {
+        tree::disk_usage(&self.sandbox_dir(id).join(FS_DIR))
+    }
+
+    /// Moves every expired sandbox to the trash; returns the ids reaped.
+    pub fn reap_expired(&self) -> Vec<String> {
         let now = Utc::now();
         let expired: Vec<String> = {
             let sandboxes = self.sandboxes.read().unwrap_or_else(|e| e.into_inner());
@@ -209,12 +274,18 @@ impl SandboxStore {
                 .collect()
         };
         expired
-            .iter()
+            .into_iter()
             .filter(|id| {
-                self.write_lock().remove(id.as_str());
-                std::fs::remove_dir_all(self.sandbox_dir(id)).is_ok()
+                let mut sandboxes = self.write_lock();
+                match self.move_to_trash(id) {
+                    Ok(()) => sandboxes.remove(id).is_some(),
+                    Err(e) => {
+                        tracing::warn!(sandbox = %id, error = %e, "reaping an expired sandbox failed");
+                        false
+                    }
+                }
             })
-            .count()
+            .collect()
     }
 
     fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Sandbox>> {
@@ -237,6 +308,13 @@ impl SandboxStore {
         std::fs::write(&tmp, json).map_err(io_err)?;
         std::fs::rename(&tmp, &path).map_err(io_err)
     }
+}
+
+/// When a sandbox created at `now` with a timeout of `seconds` expires; `None` when that lies
+/// beyond what a timestamp can hold (as good as never).
+pub fn expiry(now: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
+    let seconds = i64::try_from(seconds).ok()?;
+    now.checked_add_signed(ChronoDuration::try_seconds(seconds)?)
 }
 
 /// A fresh sandbox id: `sbx_` and 16 random lowercase letters and digits.
@@ -282,6 +360,8 @@ mod tests {
             Some("1")
         );
         reopened.delete(&sb.id).expect("delete");
+        assert!(!tmp.path().join("sandboxes").join(&sb.id).exists());
+        reopened.purge_trash();
         assert!(matches!(
             reopened.get(&sb.id),
             Err(SandboxError::NotFound(_))
@@ -300,7 +380,14 @@ mod tests {
             .expect("update");
         // `update` refuses expired sandboxes only after the change, so the expiry sticks.
         assert!(store.get(&sb.id).is_err());
-        assert_eq!(store.reap_expired(), 1);
+        assert_eq!(store.reap_expired(), vec![sb.id.clone()]);
         assert!(!tmp.path().join("sandboxes").join(&sb.id).exists());
+        assert_eq!(store.purge_trash(), 1);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("trash"))
+                .expect("trash")
+                .count(),
+            0
+        );
     }
 }
