@@ -20,7 +20,21 @@ pub struct Settings {
     pub snapshots: bool,
     /// Default per-execution limits (`WASMBOX_MEMORY_MB`, `WASMBOX_OUTPUT_BYTES`, `WASMBOX_FUEL`).
     pub limits: Limits,
+    /// Upper bound for the sum of the memory caps of live instances (`WASMBOX_MEMORY_BUDGET_MB`,
+    /// default three quarters of the machine's RAM).
+    pub memory_budget_bytes: u64,
+    /// Instances one sandbox may run at once, shell children included
+    /// (`WASMBOX_MAX_SANDBOX_INSTANCES`, default a quarter of the pool, at least 4).
+    pub max_sandbox_instances: u32,
+    /// Bytes a sandbox's files may occupy (`WASMBOX_DISK_QUOTA_MB`, default 1024).
+    pub disk_quota_bytes: u64,
+    /// Files one instance may hold open (`WASMBOX_MAX_OPEN_FILES`, default 256).
+    pub max_open_files: u32,
 }
+
+/// Descriptors of the process's limit kept for the server itself (listening, connections, its
+/// own files); guests share the rest.
+pub const FD_RESERVE: u64 = 2048;
 
 impl Settings {
     /// Reads the settings from the environment.
@@ -39,10 +53,11 @@ impl Settings {
         let cache_dir = env_path("WASMBOX_CACHE_DIR")
             .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("wasmbox"));
         let defaults = Limits::default();
+        let max_instances = env_number("WASMBOX_MAX_INSTANCES").unwrap_or(128);
         Self {
             data_dir,
             cache_dir,
-            max_instances: env_number("WASMBOX_MAX_INSTANCES").unwrap_or(128),
+            max_instances,
             snapshots: std::env::var("WASMBOX_SNAPSHOTS").map_or(true, |v| v.trim() != "0"),
             limits: Limits {
                 timeout: Duration::from_secs(60),
@@ -50,9 +65,50 @@ impl Settings {
                     .map_or(defaults.memory_bytes, |mb| mb << 20),
                 output_bytes: env_number("WASMBOX_OUTPUT_BYTES").unwrap_or(defaults.output_bytes),
                 fuel: env_number("WASMBOX_FUEL"),
+                // In-process callers wait for capacity; the server sets its `--queue-wait`.
+                admission_wait: Duration::from_secs(30),
+                ..defaults
             },
+            memory_budget_bytes: env_number::<u64>("WASMBOX_MEMORY_BUDGET_MB")
+                .map_or_else(default_memory_budget, |mb| mb << 20),
+            max_sandbox_instances: env_number("WASMBOX_MAX_SANDBOX_INSTANCES")
+                .unwrap_or((max_instances / 4).max(4)),
+            disk_quota_bytes: env_number::<u64>("WASMBOX_DISK_QUOTA_MB").unwrap_or(1024) << 20,
+            max_open_files: env_number("WASMBOX_MAX_OPEN_FILES").unwrap_or(256),
         }
     }
+
+    /// Descriptors all guests together may hold: the process's open-file limit less
+    /// [`FD_RESERVE`].
+    pub fn max_guest_fds(&self) -> u64 {
+        open_file_limit().saturating_sub(FD_RESERVE).max(64)
+    }
+}
+
+/// Three quarters of the machine's RAM (8 GiB if it cannot be read).
+fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map(|kib| kib << 10);
+    total.map_or(8 << 30, |bytes| bytes / 4 * 3)
+}
+
+/// The process's soft limit on open files.
+fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {

@@ -2,12 +2,14 @@
 //! directory and environment, and hands the execution to the [`Engine`].
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
 use crate::engine::{
-    Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits, PreparedModule,
+    DiskQuota, Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits, PreparedModule,
+    Tenant,
 };
 use crate::runtimes::{Invocation, Language, RuntimeError, Runtimes};
 use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
@@ -57,6 +59,12 @@ pub struct Executor {
     limits: Limits,
     /// Each language's loaded module, so the hot path does no file-system checks.
     prepared: std::sync::Mutex<std::collections::HashMap<Language, Arc<PreparedModule>>>,
+    /// The engine's view of each sandbox tree that has run code (by its root): its instance
+    /// share, cancellation and disk quota, kept across executions so the quota's measurement
+    /// is reused.
+    tenants: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Tenant>>>,
+    max_sandbox_instances: u32,
+    disk_quota_bytes: u64,
 }
 
 impl Executor {
@@ -68,13 +76,65 @@ impl Executor {
             max_instances: settings.max_instances,
             max_memory_bytes: settings.limits.memory_bytes.max(64 << 20),
             fuel: settings.limits.fuel.is_some(),
+            memory_budget_bytes: settings.memory_budget_bytes,
+            max_open_files: settings.max_open_files,
+            max_guest_fds: settings.max_guest_fds(),
         })?;
         Ok(Self {
             engine,
             runtimes,
             limits: settings.limits.clone(),
             prepared: Default::default(),
+            tenants: Default::default(),
+            max_sandbox_instances: settings.max_sandbox_instances,
+            disk_quota_bytes: settings.disk_quota_bytes,
         })
+    }
+
+    /// How long an execution waits for a free instance before it is refused
+    /// ([`EngineError::Busy`]); zero (the default) refuses at once.
+    pub fn set_admission_wait(&mut self, wait: Duration) {
+        self.limits.admission_wait = wait;
+    }
+
+    /// Bytes a sandbox's files may occupy.
+    pub fn disk_quota_bytes(&self) -> u64 {
+        self.disk_quota_bytes
+    }
+
+    /// The tenant of the sandbox whose tree is `fs`, created on first use (which measures the
+    /// tree once).
+    pub fn tenant(&self, fs: &SandboxFs) -> Arc<Tenant> {
+        if let Some(tenant) = self.tenants_lock().get(fs.root()) {
+            return tenant.clone();
+        }
+        let root = fs.root().to_path_buf();
+        let quota = DiskQuota::new(
+            self.disk_quota_bytes,
+            Box::new(move || crate::sandbox::disk_usage(&root)),
+        );
+        let tenant = Arc::new(Tenant::new(
+            self.max_sandbox_instances,
+            Some(Arc::new(quota)),
+        ));
+        self.tenants_lock()
+            .entry(fs.root().to_path_buf())
+            .or_insert(tenant)
+            .clone()
+    }
+
+    /// Stops every running execution in the sandbox tree at `root` (it is being deleted) and
+    /// forgets it.
+    pub fn cancel_sandbox(&self, root: &Path) {
+        if let Some(tenant) = self.tenants_lock().remove(root) {
+            tenant.cancel();
+        }
+    }
+
+    fn tenants_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PathBuf, Arc<Tenant>>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The engine (for callers that run modules directly, such as benches).
@@ -126,7 +186,9 @@ impl Executor {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `request` in the sandbox tree `fs`, starting from the sandbox environment `base_env`.
+    /// Runs `request` in the sandbox tree `fs`, starting from the sandbox environment
+    /// `base_env`. The execution counts against the sandbox's instance share and disk quota and
+    /// is stopped if the sandbox is deleted meanwhile ([`Self::cancel_sandbox`]).
     pub async fn run(
         &self,
         fs: &SandboxFs,
@@ -154,6 +216,7 @@ impl Executor {
             stdin: request.stdin,
             limits: Limits {
                 timeout: request.timeout,
+                tenant: Some(self.tenant(fs)),
                 ..self.limits.clone()
             },
         };

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::engine::ExecResult;
+use crate::engine::{ExecResult, Termination};
 use crate::exec::RunRequest;
 use crate::runtimes::Language;
 use crate::sandbox::{Sandbox, SandboxStatus};
@@ -135,8 +135,18 @@ async fn run_in(
     validate_env(&run.env)?;
     let language = run.language;
     let fs = app.store.files(&sandbox.id)?;
-    let _permit = app.acquire_execution_slot().await?;
     let result = app.executor.run(&fs, &sandbox.env, run).await?;
+    if result.termination == Termination::Cancelled {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SANDBOX_NOT_FOUND",
+            format!(
+                "Sandbox not found: {} was deleted while the code ran",
+                sandbox.id
+            ),
+        )
+        .with_detail("sandbox_id", sandbox.id.as_str()));
+    }
     Ok(Json(execution_response(&result, language)))
 }
 

@@ -179,11 +179,7 @@ pub async fn delete(
     _: AccountAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let state = app.clone();
-    let target = id.clone();
-    tokio::task::spawn_blocking(move || state.store.delete(&target))
-        .await
-        .map_err(|e| ApiError::internal(format!("delete task failed: {e}")))??;
+    app.delete_sandbox(&id)?;
     tracing::info!(%id, "sandbox deleted");
     Ok(Json(
         json!({ "id": id, "sandbox_id": id, "status": "deleted", "message": "Sandbox deleted" }),

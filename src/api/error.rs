@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+use crate::engine::{EngineError, Refusal};
 use crate::exec::ExecError;
 use crate::runtimes::RuntimeError;
 use crate::sandbox::{PathError, SandboxError};
@@ -31,6 +32,8 @@ pub struct ApiError {
     pub details: Map<String, Value>,
     /// Seconds a client should wait before retrying (429).
     pub retry_after: Option<u64>,
+    /// What went wrong inside, for the log only (500s).
+    cause: Option<String>,
 }
 
 impl ApiError {
@@ -42,6 +45,7 @@ impl ApiError {
             path: None,
             details: Map::new(),
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -51,10 +55,24 @@ impl ApiError {
     }
 
     /// 500 for faults of the server itself (never for anything a request or user code did).
-    pub fn internal(message: impl Into<String>) -> Self {
-        let message = message.into();
-        tracing::error!(%message, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    /// The cause is logged with the request id; the body says only that something failed, so
+    /// no host path or internal message reaches a client.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut err = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "internal server error; the server log has the details under this request id",
+        );
+        err.cause = Some(cause.into());
+        err
+    }
+
+    /// 429 `RATE_LIMITED`: come back in `retry_after` seconds.
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+            .with_detail("retry_after_seconds", retry_after);
+        err.retry_after = Some(retry_after);
+        err
     }
 
     /// 404 `SANDBOX_NOT_FOUND`. The JS SDK turns a 404 whose message says "sandbox … not found"
@@ -262,7 +280,22 @@ impl From<ExecError> for ApiError {
                 api.message = format!("working directory: {}", api.message);
                 api
             }
-            ExecError::Engine(e) => Self::internal(e.to_string()),
+            ExecError::Engine(EngineError::Busy(refusal)) => match refusal {
+                Refusal::HostBusy { .. } | Refusal::TenantBusy { .. } => {
+                    Self::busy(format!("{refusal}; retry shortly"), 1)
+                }
+                Refusal::Cancelled => Self::new(
+                    StatusCode::NOT_FOUND,
+                    "SANDBOX_NOT_FOUND",
+                    "Sandbox not found: it was deleted while the code was waiting or running",
+                ),
+                Refusal::TooLarge { .. } => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "LIMIT_EXCEEDED",
+                    refusal.to_string(),
+                ),
+            },
+            ExecError::Engine(e) => Self::internal(format!("{e:?}")),
         }
     }
 }
@@ -292,7 +325,14 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
-        tracing::debug!(%method, %path, status = %err.status, code = err.code, message = %err.message, "request failed");
+        match &err.cause {
+            Some(cause) => {
+                tracing::error!(%request_id, %method, %path, %cause, "internal error")
+            }
+            None => {
+                tracing::debug!(%method, %path, status = %err.status, code = err.code, message = %err.message, "request failed")
+            }
+        }
         response = err.render(plane, &request_id);
     } else if is_plain_error(&response) {
         // A rejection or layer that answered in plain text: same message, our body.

@@ -5,7 +5,9 @@
 //! refuses to follow a symlink out of the tree (also 403). A host path such as `/etc/passwd`
 //! simply names a file inside the sandbox, which usually does not exist (404 `FILE_NOT_FOUND`).
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
@@ -19,6 +21,7 @@ use cap_std::fs::{Dir, Metadata, Permissions, PermissionsExt};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::engine::DiskQuota;
 use crate::sandbox::fs::{normalize, to_guest};
 use crate::sandbox::{Sandbox, WORKSPACE};
 
@@ -28,9 +31,17 @@ use super::extract::{too_large, ApiJson, ApiQuery};
 use super::models::{iso, FileEntry, MkdirRequest, PathQuery, WriteFileRequest};
 use super::AppState;
 
+/// Largest file `/files/read` returns inside a JSON body; larger ones are refused with a pointer
+/// to `/files/download`, which streams.
+pub const READ_LIMIT: u64 = 10 << 20;
+/// Entries `/files/list` returns at most (the response says when it stopped there).
+pub const LIST_LIMIT: usize = 10_000;
+
 /// A guest path resolved against one sandbox's tree.
 struct Target {
     dir: Dir,
+    /// The sandbox's disk quota, charged for what the API writes.
+    quota: Option<Arc<DiskQuota>>,
     /// Relative to the sandbox root; `.` for the root itself.
     relative: PathBuf,
     /// Normalised absolute guest path, for responses and errors.
@@ -49,6 +60,7 @@ impl Target {
         let dir = files.dir().map_err(|e| {
             ApiError::internal(format!("opening the tree of sandbox {}: {e}", sandbox.id))
         })?;
+        let quota = app.executor.tenant(&files).disk().cloned();
         let guest = to_guest(&relative);
         let relative = if relative.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -57,6 +69,7 @@ impl Target {
         };
         Ok(Self {
             dir,
+            quota,
             relative,
             guest,
         })
@@ -117,11 +130,15 @@ pub async fn read(
     .await
 }
 
-fn read_file(target: &Target) -> Result<Vec<u8>, ApiError> {
-    let meta = target
+/// The file at `target`, opened for reading, with its size; refused when larger than `limit`.
+/// The size is the file's apparent one, so a sparse file cannot slip past as small.
+fn open_file(target: &Target, limit: u64, advice: &str) -> Result<(std::fs::File, u64), ApiError> {
+    let file = target
         .dir
-        .metadata(&target.relative)
-        .map_err(|e| target.err(e))?;
+        .open(&target.relative)
+        .map_err(|e| target.err(e))?
+        .into_std();
+    let meta = file.metadata().map_err(|e| target.err(e))?;
     if meta.is_dir() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -130,7 +147,32 @@ fn read_file(target: &Target) -> Result<Vec<u8>, ApiError> {
         )
         .with_path(&target.guest));
     }
-    target.dir.read(&target.relative).map_err(|e| target.err(e))
+    if meta.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "FILE_TOO_LARGE",
+            format!(
+                "{} is {} bytes, more than the {limit} bytes this endpoint returns{advice}",
+                target.guest,
+                meta.len()
+            ),
+        )
+        .with_path(&target.guest)
+        .with_detail("size", meta.len())
+        .with_detail("limit", limit));
+    }
+    Ok((file, meta.len()))
+}
+
+/// The contents of the file at `target`, at most [`READ_LIMIT`] bytes.
+fn read_file(target: &Target) -> Result<Vec<u8>, ApiError> {
+    let (file, size) = open_file(target, READ_LIMIT, "; use /files/download")?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // The file may grow after the size check: never read past the limit.
+    file.take(READ_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| target.err(e))?;
+    Ok(bytes)
 }
 
 /// `GET /files/download?path=`: the raw bytes.
@@ -145,9 +187,13 @@ pub async fn download(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let bytes = blocking(move || read_file(&target)).await?;
-    let mut response = Body::from(bytes).into_response();
+    let limit = app.executor.disk_quota_bytes();
+    let (file, size) = blocking(move || open_file(&target, limit, "")).await?;
+    // Streamed in chunks: the server holds a few KiB of the file at a time, however big.
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), size);
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -236,17 +282,78 @@ fn store_file(
         }
         _ => {}
     }
-    target
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if let Some(quota) = &target.quota {
+        if !quota.try_charge(size.saturating_add(crate::engine::ENTRY_BYTES)) {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "STORAGE_FULL",
+                format!(
+                    "writing {} bytes to {} would exceed the sandbox's disk quota of {} MiB",
+                    bytes.len(),
+                    target.guest,
+                    quota.limit() >> 20
+                ),
+            )
+            .with_path(&target.guest)
+            .with_detail("quota_bytes", quota.limit()));
+        }
+    }
+    let is_symlink = target
         .dir
-        .write(&target.relative, bytes)
-        .map_err(|e| target.err(e))?;
-    if let Some(mode) = mode {
+        .symlink_metadata(&target.relative)
+        .is_ok_and(|m| m.is_symlink());
+    if is_symlink {
+        // Write through the link as before (cap-std refuses one that leads out of the tree);
+        // renaming over it would silently replace the link with a file.
         target
             .dir
-            .set_permissions(&target.relative, Permissions::from_mode(mode))
+            .write(&target.relative, bytes)
             .map_err(|e| target.err(e))?;
+        if let Some(mode) = mode {
+            target
+                .dir
+                .set_permissions(&target.relative, Permissions::from_mode(mode))
+                .map_err(|e| target.err(e))?;
+        }
+    } else {
+        replace_file(target, bytes, mode).map_err(|e| target.err(e))?;
     }
     Ok(bytes.len())
+}
+
+/// Writes `bytes` to a new file beside `target` and renames it over `target`, so a crash at any
+/// moment leaves either the old content or the new, never a truncated file.
+fn replace_file(target: &Target, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    let name = target
+        .relative
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix: u64 = rand::random();
+    let temp = target
+        .relative
+        .with_file_name(format!(".{name}.wasmbox-{suffix:016x}"));
+    let written = (|| {
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let mut file = target.dir.open_with(&temp, &options)?;
+        file.write_all(bytes)?;
+        let permissions = match (mode, target.dir.metadata(&target.relative)) {
+            (Some(mode), _) => Some(Permissions::from_mode(mode)),
+            // Replacing keeps the old file's permissions.
+            (None, Ok(old)) => Some(old.permissions()),
+            (None, Err(_)) => None,
+        };
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
+        target.dir.rename(&temp, &target.dir, &target.relative)
+    })();
+    if written.is_err() {
+        let _ = target.dir.remove_file(&temp);
+    }
+    written
 }
 
 /// `create_dir_all` that reports why an existing non-directory is in the way (a symlink
@@ -319,7 +426,12 @@ pub async fn list(
             .read_dir(&target.relative)
             .map_err(|e| target.err(e))?;
         let mut files = Vec::new();
+        let mut truncated = false;
         for entry in entries {
+            if files.len() >= LIST_LIMIT {
+                truncated = true;
+                break;
+            }
             let entry = entry.map_err(|e| target.err(e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             // DirEntry::metadata does not follow symlinks: a link is listed as what it is.
@@ -333,9 +445,11 @@ pub async fn list(
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let count = files.len();
-        Ok(Json(
-            json!({ "path": target.guest, "files": files, "count": count }),
-        ))
+        let mut body = json!({ "path": target.guest, "files": files, "count": count });
+        if truncated {
+            body["truncated"] = json!(true);
+        }
+        Ok(Json(body))
     })
     .await
 }
@@ -425,11 +539,19 @@ pub async fn remove(
             .symlink_metadata(&target.relative)
             .map_err(|e| target.err(e))?;
         if meta.is_dir() {
-            target.dir.remove_dir_all(&target.relative)
+            // The guest shaped this tree: move it out in one step and let housekeeping
+            // remove it without recursion.
+            app.store.discard(&target.dir, &target.relative)
         } else {
             target.dir.remove_file(&target.relative)
         }
         .map_err(|e| target.err(e))?;
+        if let Some(quota) = &target.quota {
+            quota.freed();
+        }
+        if meta.is_dir() {
+            app.housekeeping.notify_one();
+        }
         Ok(Json(json!({ "success": true, "path": target.guest })))
     })
     .await

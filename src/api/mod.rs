@@ -20,12 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Settings;
 use crate::exec::{ExecError, Executor};
@@ -88,10 +86,9 @@ pub struct ServerState {
     store: SandboxStore,
     executor: Executor,
     auth: auth::Auth,
-    /// Execution slots: as many as the engine's instance pool.
-    slots: Arc<Semaphore>,
     max_concurrency: usize,
-    queue_wait: Duration,
+    /// Wakes the housekeeping task early (after a delete, to empty the trash).
+    housekeeping: tokio::sync::Notify,
     /// `public_host` of a sandbox is `<public_base>/sandboxes/<id>`.
     public_base: String,
     memory_mb: u64,
@@ -100,31 +97,14 @@ pub struct ServerState {
 type AppState = Arc<ServerState>;
 
 impl ServerState {
-    /// Waits up to `queue_wait` for an execution slot; 429 when none frees up.
-    async fn acquire_execution_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        let acquire = self.slots.clone().acquire_owned();
-        let permit = if self.queue_wait.is_zero() {
-            self.slots.clone().try_acquire_owned().ok()
-        } else {
-            tokio::time::timeout(self.queue_wait, acquire)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        };
-        permit.ok_or_else(|| {
-            let retry = self.queue_wait.as_secs().max(1);
-            let mut err = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                format!(
-                    "all {} execution slots are busy; retry in {retry} s",
-                    self.max_concurrency
-                ),
-            )
-            .with_detail("retry_after_seconds", retry);
-            err.retry_after = Some(retry);
-            err
-        })
+    /// Deletes sandbox `id`: its directory moves to the trash (from then on it is gone, even
+    /// across a crash), its running executions are stopped, and its files are removed in the
+    /// background.
+    fn delete_sandbox(&self, id: &str) -> Result<(), SandboxError> {
+        self.store.delete(id)?;
+        self.executor.cancel_sandbox(&self.store.fs_root(id));
+        self.housekeeping.notify_one();
+        Ok(())
     }
 }
 
@@ -147,7 +127,8 @@ impl Server {
                 path: data_dir.join("server"),
                 source,
             })?;
-        let executor = Executor::new(settings)?;
+        let mut executor = Executor::new(settings)?;
+        executor.set_admission_wait(config.queue_wait);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -168,9 +149,8 @@ impl Server {
             store,
             executor,
             auth,
-            slots: Arc::new(Semaphore::new(max_concurrency)),
             max_concurrency,
-            queue_wait: config.queue_wait,
+            housekeeping: tokio::sync::Notify::new(),
             public_base,
             memory_mb: settings.limits.memory_bytes >> 20,
         });
@@ -200,7 +180,7 @@ impl Server {
     ) -> Result<(), ServeError> {
         let state = self.state;
         warm_up(&state);
-        let reaper = tokio::spawn(reap_forever(state.clone()));
+        let reaper = tokio::spawn(housekeeping(state.clone()));
         let stopping = Arc::new(tokio::sync::Notify::new());
         let signal = stopping.clone();
         let app = router(state);
@@ -297,16 +277,27 @@ fn warm_up(state: &AppState) {
     }
 }
 
-/// Deletes expired sandboxes every [`REAP_INTERVAL`].
-async fn reap_forever(state: AppState) {
+/// Every [`REAP_INTERVAL`] (and when woken): moves expired sandboxes to the trash, stops their
+/// executions, and empties the trash — including what a crashed or killed server left there.
+async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     loop {
-        tick.tick().await;
-        let state = state.clone();
-        match tokio::task::spawn_blocking(move || state.store.reap_expired()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reaped = n, "expired sandboxes deleted"),
-            Err(e) => tracing::warn!(error = %e, "reaper task failed"),
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.housekeeping.notified() => {}
+        }
+        let worker = state.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let reaped = worker.store.reap_expired();
+            for id in &reaped {
+                worker.executor.cancel_sandbox(&worker.store.fs_root(id));
+            }
+            (reaped.len(), worker.store.purge_trash())
+        });
+        match work.await {
+            Ok((0, _)) => {}
+            Ok((reaped, _)) => tracing::info!(reaped, "expired sandboxes deleted"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
         }
     }
 }

@@ -5,10 +5,13 @@
 //! mounts, stdin, [`Limits`]) and get back an [`ExecResult`]; a guest failure (non-zero exit, trap,
 //! timeout, memory exhaustion) is a result, never an `Err`.
 
+mod admission;
 mod cache;
 pub mod output;
 mod preinit;
+mod quota;
 pub mod spawn;
+mod wasi_limits;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +29,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+pub use admission::{HostBudget, Refusal, Tenant, Ticket};
 pub use output::CapturedOutput;
 pub use preinit::SnapshotRecipe;
+pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
 pub use spawn::{Interpreter, SpawnConfig};
+pub use wasi_limits::FdBudget;
 
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -54,6 +60,9 @@ pub enum EngineError {
     Instantiate(String),
     #[error("pre-initialising a snapshot failed: {0}")]
     Snapshot(String),
+    /// No instance could be admitted (in time): retry later.
+    #[error(transparent)]
+    Busy(#[from] Refusal),
 }
 
 /// Engine-wide settings, fixed for the life of the process.
@@ -67,6 +76,12 @@ pub struct EngineConfig {
     pub max_memory_bytes: u64,
     /// Meter fuel so executions can carry a deterministic CPU budget (costs throughput).
     pub fuel: bool,
+    /// Upper bound for the sum of the memory caps of all live instances.
+    pub memory_budget_bytes: u64,
+    /// Files one instance may hold open at once.
+    pub max_open_files: u32,
+    /// Host descriptors all guests together may hold open.
+    pub max_guest_fds: u64,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +91,9 @@ impl Default for EngineConfig {
             max_instances: 128,
             max_memory_bytes: 2 << 30,
             fuel: false,
+            memory_budget_bytes: 16 << 30,
+            max_open_files: 256,
+            max_guest_fds: 8192,
         }
     }
 }
@@ -91,6 +109,10 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Deterministic CPU budget in fuel units; only honoured when the engine meters fuel.
     pub fuel: Option<u64>,
+    /// The sandbox this execution belongs to: its instance share, cancellation and disk quota.
+    pub tenant: Option<Arc<Tenant>>,
+    /// How long the execution may wait for a free instance before it is refused.
+    pub admission_wait: Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +122,8 @@ impl Default for Limits {
             memory_bytes: 512 << 20,
             output_bytes: 1 << 20,
             fuel: None,
+            tenant: None,
+            admission_wait: Duration::ZERO,
         }
     }
 }
@@ -149,6 +173,8 @@ pub enum Termination {
     MemoryLimit,
     /// The guest trapped (stack overflow, `unreachable`, …).
     Trapped,
+    /// Stopped because its sandbox was deleted.
+    Cancelled,
 }
 
 /// The outcome of one execution.
@@ -176,6 +202,17 @@ impl ExecResult {
     ) -> Self {
         if let Some(note) = termination_note(&termination, limits) {
             stderr.append(note.as_bytes());
+        }
+        if let Some(quota) = limits.tenant.as_ref().and_then(|t| t.disk()) {
+            if quota.take_refused() {
+                stderr.append(
+                    format!(
+                        "\nwasmbox: disk quota of {} MiB exceeded (writes failed with ENOSPC)\n",
+                        quota.limit() >> 20
+                    )
+                    .as_bytes(),
+                );
+            }
         }
         let (stdout, stdout_truncated) = stdout.contents();
         let (stderr, stderr_truncated) = stderr.contents();
@@ -223,6 +260,9 @@ pub struct HostState {
     /// The shell's `wasmbox.spawn` import (None: the import refuses).
     spawn: Option<spawn::SpawnState>,
     limiter: MemoryLimiter,
+    open_files: wasi_limits::OpenFiles,
+    /// Where file writes are charged (the sandbox's quota).
+    disk: Option<Arc<DiskQuota>>,
 }
 
 /// Caps linear memory and remembers whether it refused a growth, so a later trap can be blamed
@@ -307,6 +347,8 @@ struct EngineInner {
     linker: Linker<HostState>,
     config: EngineConfig,
     modules: Mutex<HashMap<PathBuf, ModuleSlot>>,
+    budget: Arc<HostBudget>,
+    fds: Arc<FdBudget>,
     /// Serialises snapshot generation so concurrent first uses make one snapshot, not several.
     snapshot_lock: tokio::sync::Mutex<()>,
     _ticker: EpochTicker,
@@ -351,8 +393,11 @@ impl Engine {
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
             .map_err(|e| EngineError::Config(e.to_string()))?;
+        wasi_limits::add_to_linker(&mut linker)?;
         add_host_imports(&mut linker)?;
 
+        let budget = Arc::new(HostBudget::new(slots, config.memory_budget_bytes));
+        let fds = Arc::new(FdBudget::new(config.max_guest_fds));
         let ticker = EpochTicker::start(wasmtime.clone());
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -360,6 +405,8 @@ impl Engine {
                 linker,
                 config,
                 modules: Mutex::new(HashMap::new()),
+                budget,
+                fds,
                 snapshot_lock: tokio::sync::Mutex::new(()),
                 _ticker: ticker,
             }),
@@ -369,6 +416,41 @@ impl Engine {
     /// The configuration this engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The host-wide instance and memory budget every instance is admitted from.
+    pub fn budget(&self) -> &Arc<HostBudget> {
+        &self.inner.budget
+    }
+
+    /// Descriptors held by guests.
+    pub fn guest_fds(&self) -> &FdBudget {
+        &self.inner.fds
+    }
+
+    /// The memory cap an instance under `limits` is admitted with.
+    fn memory_cap(&self, limits: &Limits) -> u64 {
+        limits.memory_bytes.min(self.inner.config.max_memory_bytes)
+    }
+
+    /// Admits a request's top-level instance, waiting up to `limits.admission_wait`.
+    pub(crate) async fn admit(&self, limits: &Limits) -> Result<Ticket, EngineError> {
+        Ok(self
+            .inner
+            .budget
+            .admit(
+                self.memory_cap(limits),
+                limits.tenant.as_ref(),
+                limits.admission_wait,
+            )
+            .await?)
+    }
+
+    /// Admits a shell child now or not at all (as `fork` fails with `EAGAIN`).
+    pub(crate) fn admit_child(&self, limits: &Limits) -> Result<Ticket, Refusal> {
+        self.inner
+            .budget
+            .try_admit(self.memory_cap(limits), limits.tenant.as_ref(), true)
     }
 
     /// Loads (compiling on first use, from the on-disk cache afterwards) and links the module at
@@ -433,6 +515,7 @@ impl Engine {
         module: &PreparedModule,
         spec: ExecSpec,
     ) -> Result<ExecResult, EngineError> {
+        let _ticket = self.admit(&spec.limits).await?;
         let stdout = CapturedOutput::new(spec.limits.output_bytes);
         let stderr = CapturedOutput::new(spec.limits.output_bytes);
         let started = Instant::now();
@@ -486,12 +569,7 @@ impl Engine {
                     reason: e.to_string(),
                 })?;
         }
-        let memory_cap = usize::try_from(
-            spec.limits
-                .memory_bytes
-                .min(self.inner.config.max_memory_bytes),
-        )
-        .unwrap_or(usize::MAX);
+        let memory_cap = usize::try_from(self.memory_cap(&spec.limits)).unwrap_or(usize::MAX);
         let state = HostState {
             wasi: wasi.build_p1(),
             spawn: None,
@@ -499,6 +577,11 @@ impl Engine {
                 max_bytes: memory_cap,
                 refused: false,
             },
+            open_files: wasi_limits::OpenFiles::new(
+                self.inner.config.max_open_files,
+                self.inner.fds.clone(),
+            ),
+            disk: spec.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
         };
         let mut store = Store::new(&self.inner.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
@@ -574,11 +657,20 @@ impl Engine {
             };
             Ok::<_, EngineError>(classify(result, store.data().limiter.refused))
         };
-        match tokio::time::timeout_at(deadline.into(), run).await {
-            Ok(outcome) => outcome,
-            // The guest was parked in a host call (sleep, read) when time ran out; dropping the
-            // future drops the store and frees the instance.
-            Err(_) => Ok((Termination::TimedOut, EXIT_TIMEOUT)),
+        let cancelled = async {
+            match &spec.limits.tenant {
+                Some(tenant) => tenant.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Either way out drops the future, which drops the store and frees the instance, even
+        // when the guest is parked in a host call (sleep, read).
+        tokio::select! {
+            outcome = tokio::time::timeout_at(deadline.into(), run) => match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => Ok((Termination::TimedOut, EXIT_TIMEOUT)),
+            },
+            () = cancelled => Ok((Termination::Cancelled, EXIT_MEMORY)),
         }
     }
 }
@@ -625,6 +717,7 @@ fn termination_note(termination: &Termination, limits: &Limits) -> Option<String
             limits.memory_bytes >> 20
         )),
         Termination::Trapped => Some("\nwasmbox: the program crashed (WebAssembly trap)\n".into()),
+        Termination::Cancelled => Some("\nwasmbox: stopped: the sandbox was deleted\n".into()),
     }
 }
 

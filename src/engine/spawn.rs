@@ -27,8 +27,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
 
 use super::{
-    CapturedOutput, Engine, EngineError, Entry, ExecResult, ExecSpec, HostState, Limits, Mount,
-    PreparedModule, Termination,
+    CapturedOutput, DiskQuota, Engine, EngineError, Entry, ExecResult, ExecSpec, HostState, Limits,
+    Mount, PreparedModule, Termination,
 };
 
 /// Bytes buffered in one pipe between two stages before the writer waits.
@@ -185,6 +185,7 @@ impl Engine {
         spec: ExecSpec,
         spawn: SpawnConfig,
     ) -> Result<ExecResult, EngineError> {
+        let _ticket = self.admit(&spec.limits).await?;
         let stdout = CapturedOutput::new(spec.limits.output_bytes);
         let stderr = CapturedOutput::new(spec.limits.output_bytes);
         let started = Instant::now();
@@ -462,7 +463,8 @@ pub(crate) enum Sink {
     Captured(CapturedOutput),
     /// The flag is the writing instance's "SIGPIPE received" mark.
     Pipe(PipeWriter, Arc<AtomicBool>),
-    File(Arc<Mutex<std::fs::File>>),
+    /// A file opened for a redirection; writes are charged to the sandbox's disk quota.
+    File(Arc<Mutex<std::fs::File>>, Option<Arc<DiskQuota>>),
     Null,
 }
 
@@ -479,11 +481,20 @@ impl Sink {
         match self {
             Sink::Captured(c) => c.append(bytes),
             Sink::Pipe(p, flag) => p.push(bytes).map_err(|e| sigpipe(e, flag))?,
-            Sink::File(f) => f
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_all(bytes)
-                .map_err(|e| StreamError::LastOperationFailed(e.into()))?,
+            Sink::File(f, quota) => {
+                let charged = quota
+                    .as_ref()
+                    .is_none_or(|q| q.try_charge(u64::try_from(bytes.len()).unwrap_or(u64::MAX)));
+                if !charged {
+                    return Err(StreamError::LastOperationFailed(
+                        std::io::Error::from(std::io::ErrorKind::StorageFull).into(),
+                    ));
+                }
+                f.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write_all(bytes)
+                    .map_err(|e| StreamError::LastOperationFailed(e.into()))?
+            }
             Sink::Null => {}
         }
         Ok(())
@@ -900,7 +911,10 @@ fn build_io(
                 } else {
                     let mode = mode.as_deref().unwrap_or("write");
                     match open_in_sandbox(&ctx.mounts, &cwd, file, mode, *offset) {
-                        Ok(f) => Sink::File(Arc::new(Mutex::new(f))),
+                        Ok(f) => Sink::File(
+                            Arc::new(Mutex::new(f)),
+                            ctx.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
+                        ),
                         Err(e) => {
                             error.get_or_insert(format!("sh: {file}: {e}\n"));
                             Sink::Null
@@ -966,6 +980,18 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
     }
     let mut guards: Vec<Option<LiveGuard>> =
         (0..n).map(|_| Some(LiveGuard(ctx.tree.clone()))).collect();
+    // Every stage is an instance of the host's pool: admit them all before starting any.
+    let mut tickets = Vec::with_capacity(n);
+    for _ in 0..n {
+        match ctx.engine.admit_child(&ctx.limits) {
+            Ok(ticket) => tickets.push(Some(ticket)),
+            Err(refusal) => {
+                return SpawnResponse::refused(format!(
+                    "cannot start a program: resource temporarily unavailable ({refusal})"
+                ))
+            }
+        }
+    }
 
     let caps = (
         CapturedOutput::new(ctx.limits.output_bytes),
@@ -1058,8 +1084,10 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
         let engine = ctx.engine.clone();
         let deadline = ctx.deadline;
         let guard = guards[i].take();
+        let ticket = tickets[i].take();
         let task = tokio::spawn(async move {
             let _guard = guard;
+            let _ticket = ticket;
             let StageIo {
                 sigpipe,
                 stdin,
