@@ -26,7 +26,31 @@ impl ServerProcess {
     /// Starts `wasmbox serve --listen 127.0.0.1:0 --data-dir DATA ARGS…` with `envs` and waits
     /// for its "listening on" line.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_with_fd_limit(data_dir, args, envs, None)
+    }
+
+    /// [`Self::start`] with the server's open-file limit (soft and hard) set to `nofile`.
+    pub fn start_with_fd_limit(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmbox"));
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt;
+            let rlimit = rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit.clone())
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -64,6 +88,33 @@ impl ServerProcess {
             }
         };
         Self { child, url, log }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory now, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib << 10)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log(&self) -> String {
