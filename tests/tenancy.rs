@@ -105,7 +105,9 @@ impl DataDir {
     }
 
     fn path(&self) -> &Path {
-        self.0.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        self.0
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 }
 
@@ -187,11 +189,20 @@ fn deep_trees_are_deleted_and_reaped_without_crashing() {
     let (mut server, api) = start(data.path(), &[], &[]);
     let victim = Victim::start(&api);
     let deleted = api.create_default();
-    let expiring = api.create(json!({ "template_name": "code-interpreter", "timeout_seconds": 5 }));
+    let expiring = api.create_default();
     for sbx in [&deleted, &expiring] {
         let r = run(&api, sbx, "python", &deep_tree_code(25_000), 120);
         assert_eq!(stdout(&r), "built\n", "{r}");
     }
+    // One is deleted, the other left to the expiry reaper.
+    api.send(
+        api.control(
+            Method::PUT,
+            &format!("/v1/sandboxes/{}/timeout", expiring.id),
+        )
+        .json(&json!({ "timeout_seconds": 1 })),
+    )
+    .expect(200);
     api.delete(&deleted);
     let sandboxes = data.path().join("sandboxes");
     let trash = data.path().join("trash");
@@ -221,7 +232,7 @@ fn pipelines_never_overfill_the_instance_pool() {
     );
     let victim = Victim::start(&api);
     let long = vec!["sleep 6"; 31].join(" | ");
-    let short = vec!["sleep 6"; 7].join(" | ");
+    let short = ["sleep 6"; 7].join(" | ");
     let one = api.create_default();
     let many: Vec<Sbx> = (0..5).map(|_| api.create_default()).collect();
     let mut attacks = Vec::new();
@@ -323,8 +334,8 @@ fn memory_caps_of_live_instances_stay_within_the_budget() {
     let baseline = server.rss();
     let victim = Victim::start(&api);
     let stage = "python3 -c 'x = bytearray(200 << 20); import time; time.sleep(3); print(len(x))'";
-    let pipeline = vec![stage; 12].join(" | ");
-    let small = vec![stage; 3].join(" | ");
+    let pipeline = [stage; 12].join(" | ");
+    let small = [stage; 3].join(" | ");
     let attackers: Vec<_> = [pipeline.clone(), small.clone(), small]
         .into_iter()
         .map(|line| {

@@ -31,9 +31,9 @@ pub struct ApiError {
     pub path: Option<String>,
     pub details: Map<String, Value>,
     /// Seconds a client should wait before retrying (429).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
     /// What went wrong inside, for the log only (500s).
-    cause: Option<String>,
+    cause: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -63,12 +63,12 @@ impl ApiError {
             "INTERNAL_ERROR",
             "internal server error; the server log has the details under this request id",
         );
-        err.cause = Some(cause.into());
+        err.cause = Some(cause.into().into_boxed_str());
         err
     }
 
     /// 429 `RATE_LIMITED`: come back in `retry_after` seconds.
-    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+    pub fn busy(message: impl Into<String>, retry_after: u32) -> Self {
         let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
             .with_detail("retry_after_seconds", retry_after);
         err.retry_after = Some(retry_after);

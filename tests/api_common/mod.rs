@@ -46,7 +46,7 @@ impl ServerProcess {
             // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
             unsafe {
                 cmd.pre_exec(move || {
-                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit.clone())
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
                         .map_err(std::io::Error::from)
                 });
             }
