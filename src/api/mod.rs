@@ -26,6 +26,7 @@ use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Settings;
 use crate::exec::{ExecError, Executor};
@@ -273,6 +274,7 @@ fn router(state: AppState) -> Router {
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(error::request_context))
         .with_state(state)
 }
