@@ -11,6 +11,7 @@ mod control;
 mod error;
 mod extract;
 mod files;
+pub mod listener;
 mod models;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ use crate::sandbox::{SandboxError, SandboxStore};
 
 pub use auth::KeySource;
 pub use error::ApiError;
+pub use listener::ConnectionLimits;
 
 /// Largest request body in general.
 pub const BODY_LIMIT: usize = 10 << 20;
@@ -82,6 +84,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long an execution waits for a free slot before the request gets 429.
     pub queue_wait: Duration,
+    /// Connection cap, header and idle timeouts.
+    pub connections: ConnectionLimits,
 }
 
 /// Shared state of the handlers.
@@ -135,6 +139,7 @@ pub struct Server {
     state: AppState,
     local_addr: SocketAddr,
     key_source: KeySource,
+    connections: ConnectionLimits,
 }
 
 impl Server {
@@ -149,13 +154,10 @@ impl Server {
                 source,
             })?;
         let executor = Executor::new(settings)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listener::bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
         let public_base = match &config.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
@@ -180,6 +182,7 @@ impl Server {
             state,
             local_addr,
             key_source,
+            connections: config.connections,
         })
     }
 
@@ -195,6 +198,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then lets running requests finish for a short grace
     /// period (dropping the rest cancels their executions, which frees their instances).
+    /// Accept errors never end it (see [`listener`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -202,26 +206,16 @@ impl Server {
         let state = self.state;
         warm_up(&state);
         let reaper = tokio::spawn(reap_forever(state.clone()));
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let signal = stopping.clone();
-        let app = router(state);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.notify_one();
-        });
-        let grace = async {
-            stopping.notified().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let outcome = tokio::select! {
-            result = serve => result.map_err(ServeError::from),
-            () = grace => {
-                tracing::warn!("requests still running after the shutdown grace period; cancelling them");
-                Ok(())
-            }
-        };
+        listener::serve(
+            self.listener,
+            router(state),
+            self.connections,
+            shutdown,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         reaper.abort();
-        outcome
+        Ok(())
     }
 }
 
