@@ -38,7 +38,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::{json, Value};
 
-use wasmbox::api::{Server, ServerConfig};
+use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
 use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
@@ -339,6 +339,7 @@ fn run() -> Result<()> {
             api_key: Some(API_KEY.into()),
             public_url: None,
             queue_wait: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
         }))
         .context("starting the server")?;
     let base_url = format!("http://{}", server.local_addr());

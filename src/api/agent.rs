@@ -20,8 +20,8 @@ use super::auth::SandboxAccess;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::models::{
-    iso, validate_env, CommandRequest, EnvResponse, EnvUpdate, EnvVars, ExecuteRequest,
-    ExecutionResponse,
+    check_env_limits, iso, validate_env, CommandRequest, EnvResponse, EnvUpdate, EnvVars,
+    ExecuteRequest, ExecutionResponse,
 };
 use super::AppState;
 
@@ -262,13 +262,28 @@ fn set_env(
     merge: bool,
 ) -> Result<Json<EnvResponse>, ApiError> {
     validate_env(&vars)?;
+    // The caps apply to the result, checked under the store's lock so concurrent PATCHes cannot
+    // each pass against an older environment.
+    let mut over_limit = None;
     let updated = app.store.update(&sandbox.id, |s| {
-        if merge {
-            s.env.extend(vars);
+        let env = if merge {
+            let mut env = s.env.clone();
+            env.extend(vars);
+            env
         } else {
-            s.env = vars;
+            vars
+        };
+        match check_env_limits(&env) {
+            Ok(()) => s.env = env,
+            Err(e) => over_limit = Some(e),
         }
     })?;
+    if let Some(err) = over_limit {
+        return Err(ApiError::bad_request(format!(
+            "the sandbox environment would be too large: {err}"
+        ))
+        .with_detail("field", "env_vars"));
+    }
     Ok(Json(EnvResponse {
         env_vars: updated.env,
     }))

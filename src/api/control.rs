@@ -22,6 +22,8 @@ use super::AppState;
 /// Page size when `limit` is absent, and the largest accepted.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
+/// Longest sandbox lifetime (`timeout_seconds`) a request may ask for: ten years.
+const MAX_SANDBOX_TIMEOUT_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// The template used when a create request names none.
 const DEFAULT_TEMPLATE: &str = "code-interpreter";
 
@@ -102,12 +104,17 @@ pub async fn create(
     })?;
     let env = request.env_vars.unwrap_or_default();
     validate_env(&env)?;
+    // 0 means "no expiry" here (as before); any other value passes the same check as an update.
+    let timeout_seconds = request.timeout_seconds.filter(|s| *s > 0);
+    if let Some(seconds) = timeout_seconds {
+        expiry_after(seconds)?;
+    }
     let store = app.clone();
     let sandbox = tokio::task::spawn_blocking(move || {
         store.store.create(NewSandbox {
             template: template.name.to_string(),
             env,
-            timeout_seconds: request.timeout_seconds.filter(|s| *s > 0),
+            timeout_seconds,
         })
     })
     .await
@@ -200,22 +207,33 @@ pub async fn set_timeout(
                 .with_detail("field", "timeout_seconds"),
         );
     }
-    let offset = i64::try_from(seconds)
-        .ok()
-        .and_then(ChronoDuration::try_seconds)
-        .ok_or_else(|| {
-            ApiError::bad_request("timeout_seconds is too large")
-                .with_detail("field", "timeout_seconds")
-        })?;
-    let expires_at = Utc::now().checked_add_signed(offset).ok_or_else(|| {
-        ApiError::bad_request("timeout_seconds is too large")
-            .with_detail("field", "timeout_seconds")
-    })?;
+    let expires_at = expiry_after(seconds)?;
     let sandbox = app.store.update(&id, |s| {
         s.timeout_seconds = Some(seconds);
         s.expires_at = Some(expires_at);
     })?;
     Ok(Json(sandbox_info(&app, &sandbox)))
+}
+
+/// When a sandbox given `seconds` to live from now expires; 400 naming `timeout_seconds` past
+/// [`MAX_SANDBOX_TIMEOUT_SECONDS`]. The cap sits far below chrono's range, so the store's own
+/// `now + timeout` a moment later cannot overflow either.
+fn expiry_after(seconds: u64) -> Result<DateTime<Utc>, ApiError> {
+    let too_large = || {
+        ApiError::bad_request(format!(
+            "timeout_seconds must be at most {MAX_SANDBOX_TIMEOUT_SECONDS} (10 years)"
+        ))
+        .with_detail("field", "timeout_seconds")
+        .with_detail("limit", MAX_SANDBOX_TIMEOUT_SECONDS)
+    };
+    if seconds > MAX_SANDBOX_TIMEOUT_SECONDS {
+        return Err(too_large());
+    }
+    i64::try_from(seconds)
+        .ok()
+        .and_then(ChronoDuration::try_seconds)
+        .and_then(|offset| Utc::now().checked_add_signed(offset))
+        .ok_or_else(too_large)
 }
 
 /// `POST /v1/sandboxes/{id}/token/refresh`.

@@ -6,6 +6,7 @@
 //! Rendering in one place also catches extractor rejections and fallbacks, so no response is
 //! ever axum's plain text.
 
+use std::any::Any;
 use std::io;
 
 use axum::extract::Request;
@@ -317,13 +318,20 @@ impl Plane {
     }
 }
 
+tokio::task_local! {
+    /// The id of the request being handled, for what is logged outside a handler (a panic).
+    static REQUEST_ID: String;
+}
+
 /// Middleware: gives every request an id (`X-Request-ID`) and renders [`ApiError`] bodies.
 pub async fn request_context(request: Request, next: Next) -> Response {
     let plane = Plane::of(request.uri().path());
     let request_id = new_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let mut response = next.run(request).await;
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
+        .await;
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         match &err.cause {
             Some(cause) => {
@@ -352,6 +360,25 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The answer to a handler that panicked (`CatchPanicLayer`, inside [`request_context`]): the
+/// usual 500 body, rendered by `request_context`; the panic message goes to the log with the
+/// request id, never to the client.
+pub fn panic_response(panic: Box<dyn Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let request_id = REQUEST_ID.try_with(String::clone).unwrap_or_default();
+    tracing::error!(%request_id, panic = message, "request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "internal server error",
+    )
+    .into_response()
 }
 
 fn is_plain_error(response: &Response) -> bool {
@@ -406,4 +433,47 @@ pub async fn method_not_allowed(request: Request) -> ApiError {
             request.uri().path()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    /// A panicking handler answers with our JSON 500 and a request id, and the service survives.
+    #[tokio::test]
+    async fn a_panic_is_a_json_500() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail")
+        }
+        let app = Router::new()
+            .route("/sandboxes/x/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn(request_context));
+        for _ in 0..2 {
+            let request = Request::get("/sandboxes/x/boom")
+                .body(Body::empty())
+                .expect("request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let header_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .expect("x-request-id");
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .expect("body");
+            let body: Value = serde_json::from_slice(&bytes).expect("JSON body");
+            assert_eq!(body["code"], "INTERNAL_ERROR", "{body}");
+            assert_eq!(body["request_id"], header_id.as_str(), "{body}");
+            assert!(!body.to_string().contains("secret"), "{body}");
+        }
+    }
 }

@@ -18,8 +18,9 @@ pub struct BodyLimit(pub usize);
 /// before the client reads it.
 const DRAIN_CAP: usize = 256 << 20;
 
-/// A JSON body. The content type is not checked (curl users forget it; the SDKs always send
-/// it), and an empty body reads as `{}` so body-less POSTs work.
+/// A JSON object body. The content type is not checked (curl users forget it; the SDKs always
+/// send it), and an empty body reads as `{}` so body-less POSTs work. Anything but an object is
+/// a 400: serde would otherwise read an array such as `[]` as a struct with every field absent.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -31,10 +32,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .get::<BodyLimit>()
             .map_or(super::BODY_LIMIT, |l| l.0);
         let bytes = read_body(request, limit).await?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let text: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object ({...})",
+                ))
+            }
         };
         let mut deserializer = serde_json::Deserializer::from_slice(text);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;

@@ -11,6 +11,7 @@ mod control;
 mod error;
 mod extract;
 mod files;
+pub mod listener;
 mod models;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Settings;
 use crate::exec::{ExecError, Executor};
@@ -32,6 +34,7 @@ use crate::sandbox::{SandboxError, SandboxStore};
 
 pub use auth::KeySource;
 pub use error::ApiError;
+pub use listener::ConnectionLimits;
 
 /// Largest request body in general.
 pub const BODY_LIMIT: usize = 10 << 20;
@@ -79,6 +82,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long an execution waits for a free slot before the request gets 429.
     pub queue_wait: Duration,
+    /// Connection cap, header and idle timeouts.
+    pub connections: ConnectionLimits,
 }
 
 /// Shared state of the handlers.
@@ -114,6 +119,7 @@ pub struct Server {
     state: AppState,
     local_addr: SocketAddr,
     key_source: KeySource,
+    connections: ConnectionLimits,
 }
 
 impl Server {
@@ -127,15 +133,14 @@ impl Server {
                 path: data_dir.join("server"),
                 source,
             })?;
+        // Before the engine sizes its guest-descriptor budget from the limit.
+        listener::raise_fd_limit();
         let mut executor = Executor::new(settings)?;
         executor.set_admission_wait(config.queue_wait);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listener::bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
         let public_base = match &config.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
@@ -159,6 +164,7 @@ impl Server {
             state,
             local_addr,
             key_source,
+            connections: config.connections,
         })
     }
 
@@ -174,6 +180,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then lets running requests finish for a short grace
     /// period (dropping the rest cancels their executions, which frees their instances).
+    /// Accept errors never end it (see [`listener`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -181,26 +188,16 @@ impl Server {
         let state = self.state;
         warm_up(&state);
         let reaper = tokio::spawn(housekeeping(state.clone()));
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let signal = stopping.clone();
-        let app = router(state);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.notify_one();
-        });
-        let grace = async {
-            stopping.notified().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let outcome = tokio::select! {
-            result = serve => result.map_err(ServeError::from),
-            () = grace => {
-                tracing::warn!("requests still running after the shutdown grace period; cancelling them");
-                Ok(())
-            }
-        };
+        listener::serve(
+            self.listener,
+            router(state),
+            self.connections,
+            shutdown,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         reaper.abort();
-        outcome
+        Ok(())
     }
 }
 
@@ -253,6 +250,7 @@ fn router(state: AppState) -> Router {
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(error::request_context))
         .with_state(state)
 }

@@ -3,8 +3,10 @@
 //! `organization_id`, ISO-8601 timestamps ending in `Z`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,6 +19,126 @@ pub fn iso(at: DateTime<Utc>) -> String {
 
 /// Environment variables as sent by clients; validated with [`validate_env`].
 pub type EnvVars = BTreeMap<String, String>;
+
+/// Most variables one environment (a sandbox's, or one request's) may hold. A sandbox's
+/// environment is persisted and rewritten on every change, and copied into every execution, so
+/// it has to stay small; these caps are far above what programs need.
+pub const MAX_ENV_VARS: usize = 256;
+/// Longest environment variable name, in bytes.
+pub const MAX_ENV_NAME_BYTES: usize = 256;
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 64 << 10;
+/// Most bytes of names plus values in one environment.
+pub const MAX_ENV_TOTAL_BYTES: usize = 256 << 10;
+
+/// An environment over one of the size caps.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvLimitError {
+    #[error("more than {MAX_ENV_VARS} environment variables (limit {MAX_ENV_VARS})")]
+    TooManyVars,
+    #[error("an environment variable name is longer than {MAX_ENV_NAME_BYTES} bytes (limit {MAX_ENV_NAME_BYTES})")]
+    NameTooLong,
+    #[error("environment variable '{0}' is longer than {MAX_ENV_VALUE_BYTES} bytes (limit {MAX_ENV_VALUE_BYTES})")]
+    ValueTooLong(String),
+    #[error("environment variables total more than {MAX_ENV_TOTAL_BYTES} bytes (limit {MAX_ENV_TOTAL_BYTES})")]
+    TooLarge,
+}
+
+/// Running totals of an environment checked against the caps one variable at a time, so an
+/// oversized request is refused before it is all in memory.
+#[derive(Default)]
+struct EnvBudget {
+    vars: usize,
+    bytes: usize,
+}
+
+impl EnvBudget {
+    fn add(&mut self, name: &str, value: &str) -> Result<(), EnvLimitError> {
+        self.vars += 1;
+        self.bytes = self.bytes.saturating_add(name.len() + value.len());
+        if self.vars > MAX_ENV_VARS {
+            Err(EnvLimitError::TooManyVars)
+        } else if name.len() > MAX_ENV_NAME_BYTES {
+            Err(EnvLimitError::NameTooLong)
+        } else if value.len() > MAX_ENV_VALUE_BYTES {
+            Err(EnvLimitError::ValueTooLong(name.to_string()))
+        } else if self.bytes > MAX_ENV_TOTAL_BYTES {
+            Err(EnvLimitError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Checks a whole environment (e.g. a sandbox's after a merge) against the size caps.
+pub fn check_env_limits(env: &EnvVars) -> Result<(), EnvLimitError> {
+    let mut budget = EnvBudget::default();
+    env.iter()
+        .try_for_each(|(name, value)| budget.add(name, value))
+}
+
+/// Deserializes an environment object, failing as soon as it passes a size cap (the error
+/// names the field through `serde_path_to_error`).
+fn bounded_env<'de, D: Deserializer<'de>>(deserializer: D) -> Result<EnvVars, D::Error> {
+    struct BoundedEnv;
+
+    impl<'de> Visitor<'de> for BoundedEnv {
+        type Value = EnvVars;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of string values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVars, A::Error> {
+            let mut env = EnvVars::new();
+            let mut budget = EnvBudget::default();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                budget.add(&name, &value).map_err(de::Error::custom)?;
+                env.insert(name, value);
+            }
+            Ok(env)
+        }
+    }
+
+    deserializer.deserialize_map(BoundedEnv)
+}
+
+fn optional_bounded_env<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<EnvVars>, D::Error> {
+    #[derive(Deserialize)]
+    struct Bounded(#[serde(deserialize_with = "bounded_env")] EnvVars);
+    Ok(Option::<Bounded>::deserialize(deserializer)?.map(|b| b.0))
+}
+
+/// A string a program receives as code or argv. WASI passes those as C strings, so a NUL would
+/// silently cut everything after it off; it is refused instead.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct NulFree(String);
+
+impl TryFrom<String> for NulFree {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.contains('\0') {
+            Err("must not contain NUL characters (\\u0000)")
+        } else {
+            Ok(NulFree(text))
+        }
+    }
+}
+
+fn nul_free<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(NulFree::deserialize(deserializer)?.0)
+}
+
+fn optional_nul_free_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    let list = Option::<Vec<NulFree>>::deserialize(deserializer)?;
+    Ok(list.map(|items| items.into_iter().map(|item| item.0).collect()))
+}
 
 /// Rejects names and values a process environment cannot hold.
 pub fn validate_env(env: &EnvVars) -> Result<(), ApiError> {
@@ -49,7 +171,7 @@ pub struct CreateSandboxRequest {
     pub template_id: Option<Value>,
     #[serde(default, alias = "timeout")]
     pub timeout_seconds: Option<u64>,
-    #[serde(default, alias = "env")]
+    #[serde(default, alias = "env", deserialize_with = "optional_bounded_env")]
     pub env_vars: Option<EnvVars>,
 }
 
@@ -148,6 +270,7 @@ pub struct Template {
 /// `POST /execute`.
 #[derive(Debug, Deserialize)]
 pub struct ExecuteRequest {
+    #[serde(deserialize_with = "nul_free")]
     pub code: String,
     #[serde(default)]
     pub language: Option<String>,
@@ -155,21 +278,22 @@ pub struct ExecuteRequest {
     pub workdir: Option<String>,
     #[serde(default, alias = "timeout_seconds")]
     pub timeout: Option<f64>,
-    #[serde(default, alias = "env_vars")]
+    #[serde(default, alias = "env_vars", deserialize_with = "optional_bounded_env")]
     pub env: Option<EnvVars>,
 }
 
 /// `POST /commands/run`: `{command, args}` runs argv, `{command}` alone is a shell line.
 #[derive(Debug, Deserialize)]
 pub struct CommandRequest {
+    #[serde(deserialize_with = "nul_free")]
     pub command: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_nul_free_list")]
     pub args: Option<Vec<String>>,
     #[serde(default, alias = "working_dir", alias = "cwd")]
     pub workdir: Option<String>,
     #[serde(default, alias = "timeout_seconds")]
     pub timeout: Option<f64>,
-    #[serde(default, alias = "env_vars")]
+    #[serde(default, alias = "env_vars", deserialize_with = "optional_bounded_env")]
     pub env: Option<EnvVars>,
 }
 
@@ -195,7 +319,7 @@ pub struct ExecutionResponse {
 /// `PUT`/`PATCH /env`.
 #[derive(Debug, Deserialize)]
 pub struct EnvUpdate {
-    #[serde(alias = "env")]
+    #[serde(alias = "env", deserialize_with = "bounded_env")]
     pub env_vars: EnvVars,
     /// PATCH merges unless this is `false`.
     #[serde(default)]

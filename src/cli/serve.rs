@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use wasmbox::api::{shutdown_signal, KeySource, Server, ServerConfig};
+use wasmbox::api::listener::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+use wasmbox::api::{shutdown_signal, ConnectionLimits, KeySource, Server, ServerConfig};
 use wasmbox::config::Settings;
 
 use super::CliError;
@@ -36,6 +39,20 @@ pub struct ServeArgs {
     /// Seconds an execution waits for a free instance before the request gets 429.
     #[arg(long, default_value_t = 10.0)]
     queue_wait: f64,
+
+    /// Seconds a client has to send a complete request head (from its first byte, or from
+    /// connecting for a connection's first request) before the connection is closed.
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
+    header_timeout: f64,
+
+    /// Seconds a connection may stay open without a request after its last response.
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
+
+    /// Most connections open at once (lowered to fit the open-file limit). At the cap, the
+    /// connection idle the longest is closed to make room.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 impl ServeArgs {
@@ -47,6 +64,16 @@ impl ServeArgs {
         if !self.queue_wait.is_finite() || self.queue_wait < 0.0 {
             return Err(CliError::Usage(
                 "--queue-wait must be a non-negative number of seconds".into(),
+            ));
+        }
+        let connections = ConnectionLimits {
+            header_timeout: positive_seconds("--header-timeout", self.header_timeout)?,
+            idle_timeout: positive_seconds("--idle-timeout", self.idle_timeout)?,
+            max_connections: self.max_connections,
+        };
+        if connections.max_connections == 0 {
+            return Err(CliError::Usage(
+                "--max-connections must be at least 1".into(),
             ));
         }
         if let Some(url) = &self.public_url {
@@ -62,6 +89,7 @@ impl ServeArgs {
             api_key: self.api_key,
             public_url: self.public_url,
             queue_wait: Duration::from_secs_f64(self.queue_wait),
+            connections,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -86,5 +114,17 @@ impl ServeArgs {
             eprintln!("wasmbox: stopped");
             Ok(ExitCode::SUCCESS)
         })
+    }
+}
+
+/// A duration flag: a positive number of seconds (at most a day, which also keeps it
+/// representable).
+fn positive_seconds(flag: &str, seconds: f64) -> Result<Duration, CliError> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(CliError::Usage(format!(
+            "{flag} must be a number of seconds above 0 and at most 86400"
+        )))
     }
 }
