@@ -46,18 +46,35 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// Failures of the host to set up or run an execution. Guest failures are not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The module file cannot be read: the runtimes are not installed (here).
     #[error("runtime module {path} is not available ({reason}); run `wasmbox runtimes fetch`")]
-    ModuleMissing { path: PathBuf, reason: String },
+    ModuleMissing {
+        /// The module file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// Cranelift rejected the module.
     #[error("compiling WebAssembly module failed: {0}")]
     Compile(String),
+    /// The on-disk cache of compiled modules could not be read or written.
     #[error("compiled-module cache: {0}")]
     Cache(String),
+    /// The engine, linker or store could not be configured as asked.
     #[error("engine configuration: {0}")]
     Config(String),
+    /// A host directory could not be preopened for the guest.
     #[error("cannot mount {path} into the sandbox: {reason}")]
-    Mount { path: PathBuf, reason: String },
+    Mount {
+        /// The host directory.
+        path: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// The module could not be linked or instantiated (missing import or entry point).
     #[error("instantiating the module failed: {0}")]
     Instantiate(String),
+    /// Running the initialiser of a snapshot failed.
     #[error("pre-initialising a snapshot failed: {0}")]
     Snapshot(String),
     /// No instance could be admitted (in time): retry later.
@@ -131,8 +148,11 @@ impl Default for Limits {
 /// A host directory made visible to the guest.
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// The directory on the host.
     pub host: PathBuf,
+    /// Where the guest sees it (e.g. `/workspace`).
     pub guest: String,
+    /// Whether the guest may change it; read-only mounts hold the runtimes' libraries.
     pub writable: bool,
 }
 
@@ -150,12 +170,17 @@ pub enum Entry {
 /// Everything one execution needs besides the module.
 #[derive(Clone, Debug, Default)]
 pub struct ExecSpec {
+    /// Where the module is entered.
     pub entry: Entry,
+    /// The guest's argv, `argv[0]` included.
     pub argv: Vec<String>,
     /// The guest's complete environment: nothing of the host's leaks in.
     pub env: Vec<(String, String)>,
+    /// The only host directories the guest can see.
     pub mounts: Vec<Mount>,
+    /// The guest's whole standard input (then EOF).
     pub stdin: Vec<u8>,
+    /// Time, memory, output and tenancy limits.
     pub limits: Limits,
 }
 
@@ -180,12 +205,19 @@ pub enum Termination {
 /// The outcome of one execution.
 #[derive(Clone, Debug)]
 pub struct ExecResult {
+    /// Captured standard output (lossy UTF-8, at most `Limits::output_bytes`).
     pub stdout: String,
+    /// Captured standard error, with a note when the host stopped the program.
     pub stderr: String,
+    /// The exit status; for host-stopped programs the conventional one (124, 137, 134).
     pub exit_code: i32,
+    /// Why the execution ended.
     pub termination: Termination,
+    /// Standard output went over the cap and was cut.
     pub stdout_truncated: bool,
+    /// Standard error went over the cap and was cut.
     pub stderr_truncated: bool,
+    /// Wall-clock time from start to end.
     pub duration: Duration,
 }
 

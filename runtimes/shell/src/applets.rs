@@ -30,8 +30,8 @@ uu! {
 }
 
 const OURS: &[&str] = &[
-    "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep", "fgrep", "sed",
-    "env", "xargs", "find", "hostname", "nproc", "arch", "which",
+    "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
+    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -40,7 +40,11 @@ pub fn is_applet(name: &str) -> bool {
 
 /// All applet names (for `--list`).
 pub fn applet_names() -> Vec<&'static str> {
-    let mut v: Vec<&str> = OURS.iter().copied().chain(UU.iter().map(|(n, _)| *n)).collect();
+    let mut v: Vec<&str> = OURS
+        .iter()
+        .copied()
+        .chain(UU.iter().map(|(n, _)| *n))
+        .collect();
     v.sort();
     v
 }

@@ -78,6 +78,9 @@ pub enum Flow {
 pub type R = Result<i32, Flow>;
 
 /// State saved around a subshell run in-process.
+/// An external pipeline stage: its argv, environment and redirections.
+type External<'a> = (Vec<String>, Vec<(String, String)>, &'a [Redir]);
+
 struct Saved {
     vars: HashMap<String, Var>,
     funcs: HashMap<String, Rc<Command>>,
@@ -405,8 +408,11 @@ impl Shell {
             In::Fd0 => {
                 self.flush_stdout();
                 let mut b = [0u8; 1];
-                let mut f =
-                    std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0) });
+                // SAFETY: fd 0 stays open for the life of the process and ManuallyDrop never
+                // closes it; a raw File (not io::stdin) reads without read-ahead.
+                let mut f = std::mem::ManuallyDrop::new(unsafe {
+                    <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+                });
                 loop {
                     match f.read(&mut b) {
                         Ok(0) => return None,
@@ -890,7 +896,11 @@ impl Shell {
     pub fn apply_redirs(&mut self, redirs: &[Redir]) -> Result<(), String> {
         for r in redirs {
             let fd = r.fd.unwrap_or(match r.op {
-                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                RedirOp::In
+                | RedirOp::DupIn
+                | RedirOp::HereDoc(_)
+                | RedirOp::HereString
+                | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
             if fd > 2 {
@@ -960,7 +970,9 @@ impl Shell {
                                     self.set_out(fd, o)?;
                                 }
                                 t if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
-                                    return Err(format!("{t}: bad file descriptor (only 0, 1 and 2 exist)"));
+                                    return Err(format!(
+                                        "{t}: bad file descriptor (only 0, 1 and 2 exist)"
+                                    ));
                                 }
                                 t if matches!(op, RedirOp::DupOut) && fd == 1 && r.fd.is_none() => {
                                     // `>&word` with a file name (bash): same as &>
@@ -1004,10 +1016,7 @@ impl Shell {
     fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
         self.line = cmd.line;
         self.subst_status = None;
-        let argv = match self.expand_words(&cmd.words) {
-            Ok(a) => a,
-            Err(e) => return Err(e),
-        };
+        let argv = self.expand_words(&cmd.words)?;
         if argv.is_empty() {
             // assignments only (and redirections for their side effects)
             for (name, w) in &cmd.assigns {
@@ -1044,7 +1053,13 @@ impl Shell {
             for (n, v) in &assigns {
                 s.push_str(&format!("{}={} ", n, shell_quote(v)));
             }
-            s.push_str(&argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+            s.push_str(
+                &argv
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             s.push('\n');
             self.err(&s);
         }
@@ -1084,7 +1099,11 @@ impl Shell {
         self.get_var("PS4").unwrap_or_else(|| "+ ".into())
     }
 
-    fn with_temp_assigns<F: FnOnce(&mut Shell) -> R>(&mut self, assigns: &[(String, String)], f: F) -> R {
+    fn with_temp_assigns<F: FnOnce(&mut Shell) -> R>(
+        &mut self,
+        assigns: &[(String, String)],
+        f: F,
+    ) -> R {
         if assigns.is_empty() {
             return f(self);
         }
@@ -1190,11 +1209,15 @@ impl Shell {
         }
         if p.is_file() {
             let mut head = [0u8; 256];
-            let n = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+            let n = std::fs::File::open(p)
+                .and_then(|mut f| f.read(&mut head))
+                .unwrap_or(0);
             let head = &head[..n];
             if head.starts_with(b"#!") {
                 let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-                let line = String::from_utf8_lossy(&head[2..line_end]).trim().to_string();
+                let line = String::from_utf8_lossy(&head[2..line_end])
+                    .trim()
+                    .to_string();
                 let mut parts = line.split_whitespace();
                 let interp = parts.next().unwrap_or("sh");
                 let mut base = interp.rsplit('/').next().unwrap_or(interp).to_string();
@@ -1229,14 +1252,23 @@ impl Shell {
         }
         // /bin/ls, /usr/bin/env … name our programs even though no such file exists in the sandbox
         let (dir, base) = name.rsplit_once('/').unwrap();
-        if matches!(dir, "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin") && is_known_program(base) {
+        if matches!(
+            dir,
+            "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin"
+        ) && is_known_program(base)
+        {
             argv[0] = base.to_string();
             return Ok(argv);
         }
         Err((127, format!("{name}: not found")))
     }
 
-    fn run_external(&mut self, argv: Vec<String>, assigns: Vec<(String, String)>, redirs: &[Redir]) -> R {
+    fn run_external(
+        &mut self,
+        argv: Vec<String>,
+        assigns: Vec<(String, String)>,
+        redirs: &[Redir],
+    ) -> R {
         let argv = match self.resolve_program(argv) {
             Ok(a) => a,
             Err((st, msg)) => {
@@ -1327,7 +1359,11 @@ impl Shell {
         let mut file_id = 1usize; // ids for files opened by this stage's own redirections
         for r in redirs {
             let fd = r.fd.unwrap_or(match r.op {
-                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                RedirOp::In
+                | RedirOp::DupIn
+                | RedirOp::HereDoc(_)
+                | RedirOp::HereString
+                | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
             if fd > 2 {
@@ -1598,12 +1634,14 @@ impl Shell {
         for (i, c) in cmds.iter().enumerate() {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
-            let mut ext: Option<(Vec<String>, Vec<(String, String)>, &[Redir])> = None;
+            let mut ext: Option<External<'_>> = None;
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
                     if let Some(name) = argv.first() {
-                        if !self.funcs.contains_key(name) && !crate::builtins::is_builtin(name, self.bash) {
+                        if !self.funcs.contains_key(name)
+                            && !crate::builtins::is_builtin(name, self.bash)
+                        {
                             let mut env = self.exported_env();
                             for (nm, w) in &s.assigns {
                                 let v = self.expand_assign(w)?;
@@ -1667,7 +1705,10 @@ impl Shell {
         fnames.sort();
         for name in fnames {
             let body = &self.funcs[name];
-            s.push_str(&parse::unparse_command(&Command::FuncDef(name.clone(), body.clone())));
+            s.push_str(&parse::unparse_command(&Command::FuncDef(
+                name.clone(),
+                body.clone(),
+            )));
         }
         let mut vnames: Vec<&String> = self.vars.keys().collect();
         vnames.sort();
@@ -1724,7 +1765,13 @@ mod tests {
             let statuses = req
                 .stages
                 .iter()
-                .map(|s| if s.argv.iter().any(|a| a == "--fail") { 3 } else { 0 })
+                .map(|s| {
+                    if s.argv.iter().any(|a| a == "--fail") {
+                        3
+                    } else {
+                        0
+                    }
+                })
                 .collect();
             let last = req.stages.last().unwrap();
             let stdout = if last.stdout == Stream::Named("capture") {
@@ -1755,7 +1802,8 @@ mod tests {
 
     #[test]
     fn builtins_run_in_process() {
-        let (out, st, reqs) = run("x=5; echo $((x*2)); f() { echo \"f:$1\"; }; f a; [ 1 -lt 2 ] && echo ok");
+        let (out, st, reqs) =
+            run("x=5; echo $((x*2)); f() { echo \"f:$1\"; }; f a; [ 1 -lt 2 ] && echo ok");
         assert_eq!(out, "10\nf:a\nok\n");
         assert_eq!(st, 0);
         assert!(reqs.is_empty(), "no spawn for builtins: {reqs:?}");
@@ -1787,7 +1835,9 @@ mod tests {
         assert_eq!(st.len(), 3);
         assert_eq!(st[0].argv[0..2], ["sh".to_string(), "-c".to_string()]);
         assert!(
-            st[0].argv[2].contains("g() {") && st[0].argv[2].contains("v=1") && st[0].argv[2].ends_with("echo hi\n")
+            st[0].argv[2].contains("g() {")
+                && st[0].argv[2].contains("v=1")
+                && st[0].argv[2].ends_with("echo hi\n")
         );
         assert_eq!(st[0].stdout, Stream::Named("pipe"));
         assert_eq!(st[1].argv, ["wc", "-l"]);
@@ -1808,7 +1858,12 @@ mod tests {
     #[test]
     fn heredoc_goes_as_data() {
         let (_, _, reqs) = run("n=2; cat <<EOF\nv=$n\nEOF");
-        assert_eq!(reqs[0].stages[0].stdin, Stream::Data { data: "v=2\n".into() });
+        assert_eq!(
+            reqs[0].stages[0].stdin,
+            Stream::Data {
+                data: "v=2\n".into()
+            }
+        );
     }
 
     #[test]
@@ -1836,7 +1891,8 @@ mod tests {
 
     #[test]
     fn subshell_restores_state() {
-        let (out, _, _) = run("x=1; (x=2; f() { :; }; exit 4); echo $? $x; type f >/dev/null 2>&1 || echo nof");
+        let (out, _, _) =
+            run("x=1; (x=2; f() { :; }; exit 4); echo $? $x; type f >/dev/null 2>&1 || echo nof");
         assert_eq!(out, "4 1\nnof\n");
     }
 }

@@ -80,6 +80,7 @@ pub fn exit_process(status: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     #[cfg(target_family = "wasm")]
+    // SAFETY: `wasmbox.exit` takes a plain status and never returns.
     unsafe {
         host::exit(status & 0xff)
     }
@@ -107,11 +108,13 @@ impl Spawner for HostSpawner {
             Ok(j) => j,
             Err(e) => return SpawnResult::refused(format!("bad spawn request: {e}")),
         };
+        // SAFETY: the host reads exactly `json.len()` bytes from this live buffer.
         let n = unsafe { host::spawn(json.as_ptr(), json.len() as i32) };
         if n < 0 {
             return SpawnResult::refused(format!("spawn request rejected ({n})"));
         }
         let mut buf = vec![0u8; n as usize];
+        // SAFETY: the host writes at most `n` bytes, the buffer's length.
         let got = unsafe { host::spawn_result(buf.as_mut_ptr(), n) };
         buf.truncate(got.max(0) as usize);
         match serde_json::from_slice::<SpawnResult>(&buf) {
@@ -156,7 +159,12 @@ mod native {
         Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
     }
 
-    fn open(path: &str, cwd: &str, mode: &str, offset: Option<u64>) -> std::io::Result<std::fs::File> {
+    fn open(
+        path: &str,
+        cwd: &str,
+        mode: &str,
+        offset: Option<u64>,
+    ) -> std::io::Result<std::fs::File> {
         let p = std::path::Path::new(cwd).join(path);
         let mut o = std::fs::OpenOptions::new();
         match mode {
@@ -224,25 +232,31 @@ mod native {
             };
             let mk_out = |s: &Stream, is_err: bool, errmsg: &mut Option<String>| -> Option<Sink> {
                 Some(match s {
-                    Stream::Named("pipe") => {
-                        Sink::Stdio(Stdio::from(next_pipe.as_ref().map(|p| p.1.try_clone().unwrap())?))
-                    }
+                    Stream::Named("pipe") => Sink::Stdio(Stdio::from(
+                        next_pipe.as_ref().map(|p| p.1.try_clone().unwrap())?,
+                    )),
                     Stream::Named("null") => Sink::Stdio(Stdio::null()),
                     Stream::Named("capture") => Sink::Capture(if is_err {
                         cap_err_w.try_clone().unwrap()
                     } else {
                         cap_out_w.try_clone().unwrap()
                     }),
-                    Stream::Named("inherit") => {
-                        Sink::Stdio(if is_err { dup_stderr().ok()? } else { dup_stdout().ok()? })
-                    }
+                    Stream::Named("inherit") => Sink::Stdio(if is_err {
+                        dup_stderr().ok()?
+                    } else {
+                        dup_stdout().ok()?
+                    }),
                     Stream::Named("parent_stdout") => Sink::Stdio(dup_stdout().ok()?),
-                    Stream::Named("parent_stderr") | Stream::Named("stderr") => Sink::Stdio(dup_stderr().ok()?),
+                    Stream::Named("parent_stderr") | Stream::Named("stderr") => {
+                        Sink::Stdio(dup_stderr().ok()?)
+                    }
                     Stream::Named("stdout") => Sink::Stdio(dup_stdout().ok()?),
-                    Stream::File { file, mode, offset } => match open(file, &st.cwd, mode, *offset) {
+                    Stream::File { file, mode, offset } => match open(file, &st.cwd, mode, *offset)
+                    {
                         Ok(f) => Sink::Stdio(Stdio::from(f)),
                         Err(e) => {
-                            *errmsg = Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
+                            *errmsg =
+                                Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
                             Sink::Stdio(Stdio::null())
                         }
                     },
@@ -262,7 +276,8 @@ mod native {
                 }
             };
             if matches!(st.stderr, Stream::Named("stdout")) {
-                let o = mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
+                let o =
+                    mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
                 let e = match (&o, &st.stdout) {
                     (Sink::Capture(_), _) => dup_of(&o).unwrap(),
                     (_, Stream::Named("pipe")) => mk_out(&st.stdout, false, &mut errmsg).unwrap(),
@@ -297,8 +312,12 @@ mod native {
                 stdout = to_stdio(o);
                 stderr = to_stdio(e);
             } else {
-                stdout = to_stdio(mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
-                stderr = to_stdio(mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
+                stdout = to_stdio(
+                    mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())),
+                );
+                stderr = to_stdio(
+                    mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())),
+                );
             }
             if let Some((r, _w)) = next_pipe {
                 prev_pipe = Some(r);
@@ -325,7 +344,10 @@ mod native {
                 .env_clear()
                 .envs(st.env.iter().map(|(k, v)| (k, v)))
                 .env("PWD", &st.cwd);
-            cmd.current_dir(&st.cwd).stdin(stdin).stdout(stdout).stderr(stderr);
+            cmd.current_dir(&st.cwd)
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr);
             match cmd.spawn() {
                 Ok(c) => children.push(Some(c)),
                 Err(e) => {
