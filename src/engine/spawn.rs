@@ -19,9 +19,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+use wasmbox_spawn_abi::{Input, Output, OutputMode, Request, Response, Stage};
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
@@ -573,67 +573,6 @@ impl StdoutStream for Sink {
     }
 }
 
-// ------------------------------------------------------------------------- request / result
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Redirect {
-    Named(String),
-    File {
-        file: String,
-        #[serde(default)]
-        mode: Option<String>,
-        #[serde(default)]
-        offset: Option<u64>,
-    },
-    Data {
-        data: String,
-    },
-}
-
-fn inherit() -> Redirect {
-    Redirect::Named("inherit".into())
-}
-
-#[derive(Debug, Deserialize)]
-struct StageReq {
-    argv: Vec<String>,
-    #[serde(default)]
-    env: Vec<(String, String)>,
-    #[serde(default)]
-    cwd: Option<String>,
-    #[serde(default = "inherit")]
-    stdin: Redirect,
-    #[serde(default = "inherit")]
-    stdout: Redirect,
-    #[serde(default = "inherit")]
-    stderr: Redirect,
-}
-
-#[derive(Debug, Deserialize)]
-struct SpawnRequest {
-    stages: Vec<StageReq>,
-}
-
-#[derive(Debug, Serialize)]
-struct SpawnResponse {
-    statuses: Vec<i32>,
-    stdout: String,
-    stderr: String,
-    error: Option<String>,
-}
-
-impl SpawnResponse {
-    fn refused(msg: impl Into<String>) -> Self {
-        SpawnResponse {
-            statuses: Vec::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            error: Some(msg.into()),
-        }
-    }
-}
-
 // ----------------------------------------------------------------------------- file access
 
 /// Lexically normalise an absolute guest path.
@@ -669,12 +608,13 @@ fn io_message(e: &std::io::Error) -> String {
     }
 }
 
-/// Open a guest path inside the sandbox's mounts (cap-std: no escape through `..` or symlinks).
+/// Open a guest path inside the sandbox's mounts (cap-std: no escape through `..` or symlinks),
+/// for reading when `write` is `None`.
 fn open_in_sandbox(
     mounts: &[Mount],
     cwd: &str,
     path: &str,
-    mode: &str,
+    write: Option<OutputMode>,
     offset: Option<u64>,
 ) -> Result<std::fs::File, String> {
     let abs = if path.starts_with('/') {
@@ -692,18 +632,17 @@ fn open_in_sandbox(
         .ok_or_else(|| "No such file or directory".to_string())?;
     let rel = abs[mount.guest.trim_end_matches('/').len()..].trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    let writing = mode != "read";
-    if writing && !mount.writable {
+    if write.is_some() && !mount.writable {
         return Err("Read-only file system".into());
     }
     let dir = cap_std::fs::Dir::open_ambient_dir(&mount.host, cap_std::ambient_authority())
         .map_err(|e| io_message(&e))?;
     let mut o = cap_std::fs::OpenOptions::new();
-    match mode {
-        "read" => o.read(true),
-        "append" => o.append(true).create(true),
-        "readwrite" => o.read(true).write(true).create(true),
-        _ => o.write(true).create(true).truncate(true),
+    match write {
+        None => o.read(true),
+        Some(OutputMode::Append) => o.append(true).create(true),
+        Some(OutputMode::ReadWrite) => o.read(true).write(true).create(true),
+        Some(OutputMode::Write) => o.write(true).create(true).truncate(true),
     };
     let f = dir.open_with(rel, &o).map_err(|e| io_message(&e))?;
     let mut f = f.into_std();
@@ -749,9 +688,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
                         return Ok(-3);
                     };
                     let ctx = state.child_context();
-                    let response = match serde_json::from_slice::<SpawnRequest>(&req) {
+                    // An unknown stream name or mode is refused here, whole, with the reason.
+                    let response = match serde_json::from_slice::<Request>(&req) {
                         Ok(r) => run_request(ctx, r).await,
-                        Err(e) => SpawnResponse::refused(format!("bad spawn request: {e}")),
+                        Err(e) => Response::refused(format!("bad spawn request: {e}")),
                     };
                     let json = serde_json::to_vec(&response).unwrap_or_default();
                     let n = json.len() as i32;
@@ -855,26 +795,24 @@ struct StageIo {
 
 fn build_io(
     ctx: &ChildContext,
-    st: &StageReq,
+    st: &Stage,
     i: usize,
     pipes: &[Pipe],
     caps: &(CapturedOutput, CapturedOutput),
 ) -> StageIo {
-    let cwd = st.cwd.clone().unwrap_or_else(|| "/".into());
+    let cwd = st.cwd.as_str();
     let sigpipe = Arc::new(AtomicBool::new(false));
     let mut error = None;
     let stdin = match &st.stdin {
-        Redirect::Named(n) => match n.as_str() {
-            "pipe" if i > 0 => Source::Pipe(pipes[i - 1].reader()),
-            "pipe" | "null" => Source::Empty,
-            _ => ctx.stdin.clone(),
-        },
-        Redirect::Data { data } => Source::data(data.clone().into_bytes()),
-        Redirect::File { file, offset, .. } => {
+        Input::Pipe if i > 0 => Source::Pipe(pipes[i - 1].reader()),
+        Input::Pipe | Input::Null => Source::Empty,
+        Input::Inherit => ctx.stdin.clone(),
+        Input::Data(data) => Source::data(data.clone().into_bytes()),
+        Input::File { file, offset } => {
             if file == "/dev/null" {
                 Source::Empty
             } else {
-                match open_in_sandbox(&ctx.mounts, &cwd, file, "read", *offset) {
+                match open_in_sandbox(&ctx.mounts, cwd, file, None, *offset) {
                     Ok(f) => Source::File(Arc::new(Mutex::new(f))),
                     Err(e) => {
                         error = Some(format!("sh: {file}: {e}\n"));
@@ -884,33 +822,30 @@ fn build_io(
             }
         }
     };
-    let out_of = |r: &Redirect, is_err: bool, error: &mut Option<String>| -> Option<Sink> {
+    let out_of = |r: &Output, is_err: bool, error: &mut Option<String>| -> Option<Sink> {
         Some(match r {
-            Redirect::Named(n) => match n.as_str() {
-                "pipe" if i < pipes.len() => Sink::Pipe(pipes[i].writer(), sigpipe.clone()),
-                "pipe" | "null" => Sink::Null,
-                "capture" => Sink::Captured(if is_err {
-                    caps.1.clone()
+            Output::Pipe if i < pipes.len() => Sink::Pipe(pipes[i].writer(), sigpipe.clone()),
+            Output::Pipe | Output::Null => Sink::Null,
+            Output::Capture => Sink::Captured(if is_err {
+                caps.1.clone()
+            } else {
+                caps.0.clone()
+            }),
+            Output::ParentStdout => ctx.stdout.for_instance(&sigpipe),
+            Output::ParentStderr => ctx.stderr.for_instance(&sigpipe),
+            Output::Stdout | Output::Stderr => return None, // dup of the other stream, resolved below
+            Output::Inherit => {
+                if is_err {
+                    ctx.stderr.for_instance(&sigpipe)
                 } else {
-                    caps.0.clone()
-                }),
-                "parent_stdout" => ctx.stdout.for_instance(&sigpipe),
-                "parent_stderr" => ctx.stderr.for_instance(&sigpipe),
-                "stdout" | "stderr" => return None, // dup of the other stream, resolved below
-                _ => {
-                    if is_err {
-                        ctx.stderr.for_instance(&sigpipe)
-                    } else {
-                        ctx.stdout.for_instance(&sigpipe)
-                    }
+                    ctx.stdout.for_instance(&sigpipe)
                 }
-            },
-            Redirect::File { file, mode, offset } => {
+            }
+            Output::File { file, mode, offset } => {
                 if file == "/dev/null" {
                     Sink::Null
                 } else {
-                    let mode = mode.as_deref().unwrap_or("write");
-                    match open_in_sandbox(&ctx.mounts, &cwd, file, mode, *offset) {
+                    match open_in_sandbox(&ctx.mounts, cwd, file, Some(*mode), *offset) {
                         Ok(f) => Sink::File(
                             Arc::new(Mutex::new(f)),
                             ctx.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
@@ -922,7 +857,6 @@ fn build_io(
                     }
                 }
             }
-            Redirect::Data { .. } => Sink::Null,
         })
     };
     let out = out_of(&st.stdout, false, &mut error);
@@ -945,19 +879,14 @@ fn build_io(
     }
 }
 
-async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
+async fn run_request(ctx: ChildContext, req: Request) -> Response {
     let n = req.stages.len();
     if n == 0 {
-        return SpawnResponse {
-            statuses: vec![],
-            stdout: String::new(),
-            stderr: String::new(),
-            error: None,
-        };
+        return Response::default();
     }
     let cfg = ctx.config.clone();
     if ctx.depth + 1 > cfg.max_depth {
-        return SpawnResponse::refused(format!(
+        return Response::refused(format!(
             "spawn limit reached (nesting deeper than {})",
             cfg.max_depth
         ));
@@ -965,7 +894,7 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
     // Reserve the instances up front so a pipeline starts whole or not at all.
     let total = ctx.tree.total.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
     if total > cfg.max_total {
-        return SpawnResponse::refused(format!(
+        return Response::refused(format!(
             "spawn limit reached ({} programs per execution)",
             cfg.max_total
         ));
@@ -973,7 +902,7 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
     let live = ctx.tree.live.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
     if live > cfg.max_concurrent {
         ctx.tree.live.fetch_sub(n as u32, Ordering::SeqCst);
-        return SpawnResponse::refused(format!(
+        return Response::refused(format!(
             "spawn limit reached ({} programs at once)",
             cfg.max_concurrent
         ));
@@ -986,7 +915,7 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
         match ctx.engine.admit_child(&ctx.limits) {
             Ok(ticket) => tickets.push(Some(ticket)),
             Err(refusal) => {
-                return SpawnResponse::refused(format!(
+                return Response::refused(format!(
                     "cannot start a program: resource temporarily unavailable ({refusal})"
                 ))
             }
@@ -1028,7 +957,7 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
             tasks.push(None);
             continue; // dropping `io` closes this stage's pipe ends
         }
-        let cwd = st.cwd.clone().unwrap_or_else(|| "/".into());
+        let cwd = st.cwd;
         let (module_path, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
             Ok(r) => r,
             Err(msg) => {
@@ -1135,7 +1064,7 @@ async fn run_request(ctx: ChildContext, req: SpawnRequest) -> SpawnResponse {
     drop(aborts);
     let (out, _) = caps.0.contents();
     let (err, _) = caps.1.contents();
-    SpawnResponse {
+    Response {
         statuses,
         stdout: out,
         stderr: err,

@@ -2,7 +2,7 @@
 
 use crate::ast::*;
 use crate::parse::{self, is_name, Parser};
-use crate::spawn::{Request, SpawnResult, Spawner, Stage, Stream};
+use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner, Stage};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
@@ -1309,7 +1309,7 @@ impl Shell {
             Out::Null => Sink::Null,
             Out::File(f) => Sink::File {
                 path: f.path.clone(),
-                mode: "append",
+                mode: OutputMode::Append,
                 id: Rc::as_ptr(f) as usize,
             },
             Out::Capture(b) => Sink::Capture(Rc::as_ptr(b) as usize),
@@ -1327,26 +1327,23 @@ impl Shell {
         pipe_in: bool,
         pipe_out: bool,
     ) -> Result<Stage, String> {
-        let mut stdin: Stream = if pipe_in {
-            Stream::Named("pipe")
+        let mut stdin = if pipe_in {
+            Input::Pipe
         } else {
             match &self.io.stdin {
-                In::Fd0 => Stream::Named("inherit"),
-                In::Null => Stream::Named("null"),
+                In::Fd0 => Input::Inherit,
+                In::Null => Input::Null,
                 In::File(f) => {
                     let b = f.buf.borrow();
                     let off = b.2 + b.1 as u64;
-                    Stream::File {
+                    Input::File {
                         file: f.path.clone(),
-                        mode: "read",
                         offset: Some(off),
                     }
                 }
                 In::Data(d) => {
                     let d = d.borrow();
-                    Stream::Data {
-                        data: String::from_utf8_lossy(&d.0[d.1..]).into_owned(),
-                    }
+                    Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
                 }
             }
         };
@@ -1377,20 +1374,20 @@ impl Shell {
                     if fd != 0 {
                         return Err("here-document on an output descriptor: not supported".into());
                     }
-                    stdin = Stream::Data { data: t };
+                    stdin = Input::Data(t);
                 }
                 RedirOp::HereString => {
                     let mut t = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
                     t.push('\n');
-                    stdin = Stream::Data { data: t };
+                    stdin = Input::Data(t);
                 }
                 op => {
                     let target = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
-                    let file_sink = |mode: &'static str, id: &mut usize| -> Sink {
+                    let file_sink = |mode: OutputMode, id: &mut usize| -> Sink {
                         *id += 1;
                         match target.as_str() {
                             "/dev/null" => Sink::Null,
@@ -1407,23 +1404,22 @@ impl Shell {
                                 return Err(format!("{fd}<: not supported"));
                             }
                             stdin = match target.as_str() {
-                                "/dev/null" => Stream::Named("null"),
+                                "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
-                                _ => Stream::File {
+                                _ => Input::File {
                                     file: target.clone(),
-                                    mode: "read",
                                     offset: None,
                                 },
                             };
                         }
                         RedirOp::Out | RedirOp::Append => {
                             let mode = if matches!(op, RedirOp::Append) {
-                                "append"
+                                OutputMode::Append
                             } else {
-                                "write"
+                                OutputMode::Write
                             };
                             if self.opts.noclobber
-                                && mode == "write"
+                                && mode == OutputMode::Write
                                 && std::path::Path::new(&self.abs_path(&target)).is_file()
                             {
                                 return Err(format!("cannot create {target}: File exists"));
@@ -1440,12 +1436,12 @@ impl Shell {
                             }
                         }
                         RedirOp::OutErr => {
-                            let s = file_sink("write", &mut file_id);
+                            let s = file_sink(OutputMode::Write, &mut file_id);
                             out = s.clone();
                             err = s;
                         }
                         RedirOp::DupOut | RedirOp::DupIn => match (fd, target.as_str()) {
-                            (0, "-") => stdin = Stream::Named("null"),
+                            (0, "-") => stdin = Input::Null,
                             (0, "0") => {}
                             (1, "-") => out = Sink::Null,
                             (2, "-") => err = Sink::Null,
@@ -1453,7 +1449,7 @@ impl Shell {
                             (1, "2") => out = err.clone(),
                             (2, "1") => err = out.clone(),
                             (1, t) if r.fd.is_none() && !t.chars().all(|c| c.is_ascii_digit()) => {
-                                let s = file_sink("write", &mut file_id);
+                                let s = file_sink(OutputMode::Write, &mut file_id);
                                 out = s.clone();
                                 err = s;
                             }
@@ -1508,7 +1504,7 @@ pub enum Sink {
     Null,
     File {
         path: String,
-        mode: &'static str,
+        mode: OutputMode,
         id: usize,
     },
     Capture(usize),
@@ -1520,32 +1516,32 @@ impl Sink {
     }
 }
 
-fn sinks_to_streams(out: &Sink, err: &Sink) -> (Stream, Stream) {
-    let plain = |s: &Sink, fd: u8| -> Stream {
+fn sinks_to_streams(out: &Sink, err: &Sink) -> (Output, Output) {
+    let plain = |s: &Sink, fd: u8| -> Output {
         match s {
             Sink::Parent(p) | Sink::ParentAs(p, _) => {
                 if *p == fd {
-                    Stream::Named("inherit")
+                    Output::Inherit
                 } else if *p == 1 {
-                    Stream::Named("parent_stdout")
+                    Output::ParentStdout
                 } else {
-                    Stream::Named("parent_stderr")
+                    Output::ParentStderr
                 }
             }
-            Sink::Pipe => Stream::Named("pipe"),
-            Sink::Null => Stream::Named("null"),
-            Sink::File { path, mode, .. } => Stream::File {
+            Sink::Pipe => Output::Pipe,
+            Sink::Null => Output::Null,
+            Sink::File { path, mode, .. } => Output::File {
                 file: path.clone(),
-                mode,
+                mode: *mode,
                 offset: None,
             },
-            Sink::Capture(_) => Stream::Named("capture"),
+            Sink::Capture(_) => Output::Capture,
         }
     };
     let so = plain(out, 1);
     if out == err {
         // same destination: stderr is a dup of stdout (for Parent(1) both ways work)
-        return (so, Stream::Named("stdout"));
+        return (so, Output::Stdout);
     }
     let se = plain(err, 2);
     (so, se)
@@ -1563,7 +1559,7 @@ impl Shell {
         }
         let n = stages.len();
         let req = Request { stages };
-        let res: SpawnResult = self.spawner.spawn(&req);
+        let res: Response = self.spawner.spawn(&req);
         if let Some(e) = &res.error {
             let m = e.clone();
             self.errmsg(&m);
@@ -1752,7 +1748,7 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{Request, SpawnResult, Spawner, Stream};
+    use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner};
     use std::sync::{Arc, Mutex};
 
     /// Records requests; answers with canned output (stdout = argv joined, status from argv[0]).
@@ -1760,7 +1756,7 @@ mod tests {
     struct Mock(Arc<Mutex<Vec<Request>>>);
 
     impl Spawner for Mock {
-        fn spawn(&mut self, req: &Request) -> SpawnResult {
+        fn spawn(&mut self, req: &Request) -> Response {
             self.0.lock().unwrap().push(req.clone());
             let statuses = req
                 .stages
@@ -1774,12 +1770,12 @@ mod tests {
                 })
                 .collect();
             let last = req.stages.last().unwrap();
-            let stdout = if last.stdout == Stream::Named("capture") {
+            let stdout = if last.stdout == Output::Capture {
                 format!("{}\n", last.argv.join(" "))
             } else {
                 String::new()
             };
-            SpawnResult {
+            Response {
                 statuses,
                 stdout,
                 stderr: String::new(),
@@ -1819,13 +1815,13 @@ mod tests {
         assert!(s.env.contains(&("K".into(), "v".into())));
         assert_eq!(
             s.stdout,
-            Stream::File {
+            Output::File {
                 file: "out.txt".into(),
-                mode: "write",
+                mode: OutputMode::Write,
                 offset: None
             }
         );
-        assert_eq!(s.stderr, Stream::Named("stdout"));
+        assert_eq!(s.stderr, Output::Stdout);
     }
 
     #[test]
@@ -1839,31 +1835,23 @@ mod tests {
                 && st[0].argv[2].contains("v=1")
                 && st[0].argv[2].ends_with("echo hi\n")
         );
-        assert_eq!(st[0].stdout, Stream::Named("pipe"));
+        assert_eq!(st[0].stdout, Output::Pipe);
         assert_eq!(st[1].argv, ["wc", "-l"]);
-        assert_eq!(
-            (&st[1].stdin, &st[1].stdout),
-            (&Stream::Named("pipe"), &Stream::Named("pipe"))
-        );
-        assert_eq!(st[2].stdin, Stream::Named("pipe"));
+        assert_eq!((&st[1].stdin, &st[1].stdout), (&Input::Pipe, &Output::Pipe));
+        assert_eq!(st[2].stdin, Input::Pipe);
     }
 
     #[test]
     fn command_substitution_captures_child_output() {
         let (out, _, reqs) = run("x=$(ls a b); echo \"[$x]\"");
         assert_eq!(out, "[ls a b]\n");
-        assert_eq!(reqs[0].stages[0].stdout, Stream::Named("capture"));
+        assert_eq!(reqs[0].stages[0].stdout, Output::Capture);
     }
 
     #[test]
     fn heredoc_goes_as_data() {
         let (_, _, reqs) = run("n=2; cat <<EOF\nv=$n\nEOF");
-        assert_eq!(
-            reqs[0].stages[0].stdin,
-            Stream::Data {
-                data: "v=2\n".into()
-            }
-        );
+        assert_eq!(reqs[0].stages[0].stdin, Input::Data("v=2\n".into()));
     }
 
     #[test]
