@@ -26,13 +26,13 @@ use wasmtime::{
 };
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use admission::{HostBudget, Refusal, Tenant, Ticket};
 pub use output::CapturedOutput;
 pub use preinit::SnapshotRecipe;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
+use spawn::{InstanceIo, Sink, Source, SpawnState};
 pub use spawn::{Interpreter, SpawnConfig};
 pub use wasi_limits::FdBudget;
 
@@ -290,7 +290,7 @@ impl PreparedModule {
 pub struct HostState {
     wasi: WasiP1Ctx,
     /// The shell's `wasmbox.spawn` import (None: the import refuses).
-    spawn: Option<spawn::SpawnState>,
+    spawn: Option<SpawnState>,
     limiter: MemoryLimiter,
     open_files: wasi_limits::OpenFiles,
     /// Where file writes are charged (the sandbox's quota).
@@ -547,21 +547,43 @@ impl Engine {
         module: &PreparedModule,
         spec: ExecSpec,
     ) -> Result<ExecResult, EngineError> {
+        self.execute_captured(module, spec, None).await
+    }
+
+    /// Like [`Engine::execute`], for the shell: the guest may start programs through the
+    /// `wasmbox.spawn` import, as configured by `spawn`. Children share the execution's deadline,
+    /// memory cap, mounts and (when they inherit them) its captured stdout/stderr.
+    pub async fn execute_with_spawn(
+        &self,
+        module: &PreparedModule,
+        spec: ExecSpec,
+        spawn: SpawnConfig,
+    ) -> Result<ExecResult, EngineError> {
+        self.execute_captured(module, spec, Some(spawn)).await
+    }
+
+    /// One top-level execution, with or without the spawn import: admission, captured output,
+    /// the same stream types a shell's children get.
+    async fn execute_captured(
+        &self,
+        module: &PreparedModule,
+        spec: ExecSpec,
+        spawn: Option<SpawnConfig>,
+    ) -> Result<ExecResult, EngineError> {
         let _ticket = self.admit(&spec.limits).await?;
         let stdout = CapturedOutput::new(spec.limits.output_bytes);
         let stderr = CapturedOutput::new(spec.limits.output_bytes);
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
-        let stdin = MemoryInputPipe::new(spec.stdin.clone());
+        let io = InstanceIo {
+            stdin: Source::data(spec.stdin.clone()),
+            stdout: Sink::Captured(stdout.clone()),
+            stderr: Sink::Captured(stderr.clone()),
+        };
+        let spawn =
+            spawn.map(|config| SpawnState::root(self.clone(), config, &spec, deadline, &io));
         let (termination, exit_code) = self
-            .run_instance(
-                module,
-                &spec,
-                stdin,
-                stdout.clone(),
-                stderr.clone(),
-                deadline,
-            )
+            .run_instance(module, &spec, io, deadline, spawn)
             .await?;
         Ok(ExecResult::collect(
             &stdout,
@@ -633,34 +655,18 @@ impl Engine {
         Ok(store)
     }
 
-    /// Instantiates `module` and runs its entry with the given streams until it ends or
-    /// `deadline` passes. Returns how it ended and the exit status to report.
+    /// Instantiates `module` and runs its entry with the given streams (and, for the shell and
+    /// its children, spawn state) until it ends, `deadline` passes or its tenant is cancelled.
+    /// Returns how it ended and the exit status to report.
     pub(crate) async fn run_instance(
         &self,
         module: &PreparedModule,
         spec: &ExecSpec,
-        stdin: impl StdinStream + 'static,
-        stdout: impl StdoutStream + 'static,
-        stderr: impl StdoutStream + 'static,
+        io: InstanceIo,
         deadline: Instant,
+        spawn: Option<SpawnState>,
     ) -> Result<(Termination, i32), EngineError> {
-        self.run_instance_with(module, spec, stdin, stdout, stderr, deadline, None)
-            .await
-    }
-
-    /// [`Self::run_instance`] with the shell's spawn state (see `spawn.rs`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn run_instance_with(
-        &self,
-        module: &PreparedModule,
-        spec: &ExecSpec,
-        stdin: impl StdinStream + 'static,
-        stdout: impl StdoutStream + 'static,
-        stderr: impl StdoutStream + 'static,
-        deadline: Instant,
-        spawn: Option<spawn::SpawnState>,
-    ) -> Result<(Termination, i32), EngineError> {
-        let mut store = self.new_store(spec, stdin, stdout, stderr, deadline)?;
+        let mut store = self.new_store(spec, io.stdin, io.stdout, io.stderr, deadline)?;
         store.data_mut().spawn = spawn;
 
         let run = async {
