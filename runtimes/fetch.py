@@ -446,15 +446,18 @@ def fetch_cpython_wasi(name: str, spec: dict, ctx: Context) -> Path:
 
 
 SHELL_DIR = Path(__file__).resolve().parent / "shell"
+# The wasmbox.spawn wire types, a path dependency of the shell (and of the host).
+SPAWN_ABI_DIR = Path(__file__).resolve().parent / "spawn-abi"
 
 
 def shell_inputs() -> str:
-    """sha256 over everything the shell guest is built from."""
+    """sha256 over everything the shell guest is built from: its crate and the spawn ABI crate."""
     h = hashlib.sha256()
     files = [SHELL_DIR / f for f in ("Cargo.toml", "Cargo.lock", "build.sh", ".cargo/config.toml")]
     files += sorted((SHELL_DIR / "src").rglob("*.rs"))
+    files += [SPAWN_ABI_DIR / "Cargo.toml"] + sorted((SPAWN_ABI_DIR / "src").rglob("*.rs"))
     for f in files:
-        h.update(str(f.relative_to(SHELL_DIR)).encode() + b"\0" + f.read_bytes() + b"\0")
+        h.update(str(f.relative_to(HERE)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -17,10 +17,13 @@ use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
 /// Errors that stop an execution from starting (never the program's own failure).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    /// The language's runtime is unknown or not installed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The engine could not load or start the module.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The working directory is outside the sandbox or cannot be created.
     #[error("working directory: {0}")]
     Workdir(#[from] PathError),
 }
@@ -28,13 +31,17 @@ pub enum ExecError {
 /// One request to run code.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
+    /// The interpreter to run `code` with.
     pub language: Language,
+    /// The program text.
     pub code: String,
     /// Request-level environment; wins over the sandbox's.
     pub env: BTreeMap<String, String>,
     /// Guest working directory (created if missing); `/workspace` when `None`.
     pub workdir: Option<String>,
+    /// Wall-clock budget of the execution.
     pub timeout: Duration,
+    /// The program's standard input.
     pub stdin: Vec<u8>,
 }
 

@@ -25,11 +25,15 @@ use super::models::iso;
 /// An error answer: status, machine-readable code, a message a user can act on.
 #[derive(Clone, Debug)]
 pub struct ApiError {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// Stable machine-readable code (`INVALID_REQUEST`, …) clients branch on.
     pub code: &'static str,
+    /// What went wrong, worded for the user.
     pub message: String,
     /// The guest path a file error is about.
     pub path: Option<String>,
+    /// Extra fields a client can act on (the limit that was hit, the offending field).
     pub details: Map<String, Value>,
     /// Seconds a client should wait before retrying (429).
     pub retry_after: Option<u32>,
@@ -38,6 +42,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error answer with no details; add them with the `with_*` builders.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -93,6 +98,7 @@ impl ApiError {
         self.with_detail("path", path)
     }
 
+    /// Adds one machine-readable detail to the body.
     pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_string(), value.into());
         self

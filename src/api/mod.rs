@@ -50,22 +50,31 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// Failures starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why binding failed.
         #[source]
         source: std::io::Error,
     },
+    /// The account key or signing secret could not be read or created.
     #[error("server credentials in {path}: {source}")]
     Secrets {
+        /// The credentials file.
         path: PathBuf,
+        /// Why it could not be used.
         #[source]
         source: std::io::Error,
     },
+    /// The sandbox registry could not be opened.
     #[error(transparent)]
     Store(#[from] SandboxError),
+    /// The runtimes or the engine could not be set up.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The accept loop failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -75,6 +84,7 @@ pub enum ServeError {
 pub struct ServerConfig {
     /// Data directory, cache directory, instance pool size and limits.
     pub settings: Settings,
+    /// Address the HTTP service listens on.
     pub listen: SocketAddr,
     /// Required account key; `None` uses (or generates) `<data-dir>/server/api_key`.
     pub api_key: Option<String>,

@@ -21,13 +21,26 @@ use super::quota::DiskQuota;
 pub enum Refusal {
     /// Every pool slot or the whole memory budget is in use (by anyone).
     #[error("the host is at capacity ({slots} instances, {memory_mb} MiB of memory caps in use)")]
-    HostBusy { slots: u32, memory_mb: u64 },
+    HostBusy {
+        /// Pool slots in use.
+        slots: u32,
+        /// Memory caps of the live instances, summed.
+        memory_mb: u64,
+    },
     /// This sandbox already runs as many instances as one sandbox may.
     #[error("this sandbox already runs {max} instances at once, its limit")]
-    TenantBusy { max: u32 },
+    TenantBusy {
+        /// Instances one sandbox may run at once.
+        max: u32,
+    },
     /// The instance's memory cap is larger than the whole budget.
     #[error("a memory cap of {cap_mb} MiB exceeds the host's memory budget of {budget_mb} MiB")]
-    TooLarge { cap_mb: u64, budget_mb: u64 },
+    TooLarge {
+        /// The instance's memory cap.
+        cap_mb: u64,
+        /// The host's memory budget for all instances.
+        budget_mb: u64,
+    },
     /// The sandbox was deleted.
     #[error("the sandbox was deleted")]
     Cancelled,

@@ -26,13 +26,13 @@ use wasmtime::{
 };
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use admission::{HostBudget, Refusal, Tenant, Ticket};
 pub use output::CapturedOutput;
 pub use preinit::SnapshotRecipe;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
+use spawn::{InstanceIo, Sink, Source, SpawnState};
 pub use spawn::{Interpreter, SpawnConfig};
 pub use wasi_limits::FdBudget;
 
@@ -46,18 +46,35 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// Failures of the host to set up or run an execution. Guest failures are not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The module file cannot be read: the runtimes are not installed (here).
     #[error("runtime module {path} is not available ({reason}); run `wasmbox runtimes fetch`")]
-    ModuleMissing { path: PathBuf, reason: String },
+    ModuleMissing {
+        /// The module file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// Cranelift rejected the module.
     #[error("compiling WebAssembly module failed: {0}")]
     Compile(String),
+    /// The on-disk cache of compiled modules could not be read or written.
     #[error("compiled-module cache: {0}")]
     Cache(String),
+    /// The engine, linker or store could not be configured as asked.
     #[error("engine configuration: {0}")]
     Config(String),
+    /// A host directory could not be preopened for the guest.
     #[error("cannot mount {path} into the sandbox: {reason}")]
-    Mount { path: PathBuf, reason: String },
+    Mount {
+        /// The host directory.
+        path: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// The module could not be linked or instantiated (missing import or entry point).
     #[error("instantiating the module failed: {0}")]
     Instantiate(String),
+    /// Running the initialiser of a snapshot failed.
     #[error("pre-initialising a snapshot failed: {0}")]
     Snapshot(String),
     /// No instance could be admitted (in time): retry later.
@@ -131,8 +148,11 @@ impl Default for Limits {
 /// A host directory made visible to the guest.
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// The directory on the host.
     pub host: PathBuf,
+    /// Where the guest sees it (e.g. `/workspace`).
     pub guest: String,
+    /// Whether the guest may change it; read-only mounts hold the runtimes' libraries.
     pub writable: bool,
 }
 
@@ -150,12 +170,17 @@ pub enum Entry {
 /// Everything one execution needs besides the module.
 #[derive(Clone, Debug, Default)]
 pub struct ExecSpec {
+    /// Where the module is entered.
     pub entry: Entry,
+    /// The guest's argv, `argv[0]` included.
     pub argv: Vec<String>,
     /// The guest's complete environment: nothing of the host's leaks in.
     pub env: Vec<(String, String)>,
+    /// The only host directories the guest can see.
     pub mounts: Vec<Mount>,
+    /// The guest's whole standard input (then EOF).
     pub stdin: Vec<u8>,
+    /// Time, memory, output and tenancy limits.
     pub limits: Limits,
 }
 
@@ -180,12 +205,19 @@ pub enum Termination {
 /// The outcome of one execution.
 #[derive(Clone, Debug)]
 pub struct ExecResult {
+    /// Captured standard output (lossy UTF-8, at most `Limits::output_bytes`).
     pub stdout: String,
+    /// Captured standard error, with a note when the host stopped the program.
     pub stderr: String,
+    /// The exit status; for host-stopped programs the conventional one (124, 137, 134).
     pub exit_code: i32,
+    /// Why the execution ended.
     pub termination: Termination,
+    /// Standard output went over the cap and was cut.
     pub stdout_truncated: bool,
+    /// Standard error went over the cap and was cut.
     pub stderr_truncated: bool,
+    /// Wall-clock time from start to end.
     pub duration: Duration,
 }
 
@@ -258,7 +290,7 @@ impl PreparedModule {
 pub struct HostState {
     wasi: WasiP1Ctx,
     /// The shell's `wasmbox.spawn` import (None: the import refuses).
-    spawn: Option<spawn::SpawnState>,
+    spawn: Option<SpawnState>,
     limiter: MemoryLimiter,
     open_files: wasi_limits::OpenFiles,
     /// Where file writes are charged (the sandbox's quota).
@@ -515,21 +547,43 @@ impl Engine {
         module: &PreparedModule,
         spec: ExecSpec,
     ) -> Result<ExecResult, EngineError> {
+        self.execute_captured(module, spec, None).await
+    }
+
+    /// Like [`Engine::execute`], for the shell: the guest may start programs through the
+    /// `wasmbox.spawn` import, as configured by `spawn`. Children share the execution's deadline,
+    /// memory cap, mounts and (when they inherit them) its captured stdout/stderr.
+    pub async fn execute_with_spawn(
+        &self,
+        module: &PreparedModule,
+        spec: ExecSpec,
+        spawn: SpawnConfig,
+    ) -> Result<ExecResult, EngineError> {
+        self.execute_captured(module, spec, Some(spawn)).await
+    }
+
+    /// One top-level execution, with or without the spawn import: admission, captured output,
+    /// the same stream types a shell's children get.
+    async fn execute_captured(
+        &self,
+        module: &PreparedModule,
+        spec: ExecSpec,
+        spawn: Option<SpawnConfig>,
+    ) -> Result<ExecResult, EngineError> {
         let _ticket = self.admit(&spec.limits).await?;
         let stdout = CapturedOutput::new(spec.limits.output_bytes);
         let stderr = CapturedOutput::new(spec.limits.output_bytes);
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
-        let stdin = MemoryInputPipe::new(spec.stdin.clone());
+        let io = InstanceIo {
+            stdin: Source::data(spec.stdin.clone()),
+            stdout: Sink::Captured(stdout.clone()),
+            stderr: Sink::Captured(stderr.clone()),
+        };
+        let spawn =
+            spawn.map(|config| SpawnState::root(self.clone(), config, &spec, deadline, &io));
         let (termination, exit_code) = self
-            .run_instance(
-                module,
-                &spec,
-                stdin,
-                stdout.clone(),
-                stderr.clone(),
-                deadline,
-            )
+            .run_instance(module, &spec, io, deadline, spawn)
             .await?;
         Ok(ExecResult::collect(
             &stdout,
@@ -601,34 +655,18 @@ impl Engine {
         Ok(store)
     }
 
-    /// Instantiates `module` and runs its entry with the given streams until it ends or
-    /// `deadline` passes. Returns how it ended and the exit status to report.
+    /// Instantiates `module` and runs its entry with the given streams (and, for the shell and
+    /// its children, spawn state) until it ends, `deadline` passes or its tenant is cancelled.
+    /// Returns how it ended and the exit status to report.
     pub(crate) async fn run_instance(
         &self,
         module: &PreparedModule,
         spec: &ExecSpec,
-        stdin: impl StdinStream + 'static,
-        stdout: impl StdoutStream + 'static,
-        stderr: impl StdoutStream + 'static,
+        io: InstanceIo,
         deadline: Instant,
+        spawn: Option<SpawnState>,
     ) -> Result<(Termination, i32), EngineError> {
-        self.run_instance_with(module, spec, stdin, stdout, stderr, deadline, None)
-            .await
-    }
-
-    /// [`Self::run_instance`] with the shell's spawn state (see `spawn.rs`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn run_instance_with(
-        &self,
-        module: &PreparedModule,
-        spec: &ExecSpec,
-        stdin: impl StdinStream + 'static,
-        stdout: impl StdoutStream + 'static,
-        stderr: impl StdoutStream + 'static,
-        deadline: Instant,
-        spawn: Option<spawn::SpawnState>,
-    ) -> Result<(Termination, i32), EngineError> {
-        let mut store = self.new_store(spec, stdin, stdout, stderr, deadline)?;
+        let mut store = self.new_store(spec, io.stdin, io.stdout, io.stderr, deadline)?;
         store.data_mut().spawn = spawn;
 
         let run = async {

@@ -39,8 +39,11 @@ pub const SUPPORT_GUEST_DIR: &str = "/usr/lib/wasmbox";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
+    /// CPython 3.12.
     Python,
+    /// QuickJS with a Node-like prelude.
     JavaScript,
+    /// Our POSIX shell guest in bash mode.
     Bash,
 }
 
@@ -86,24 +89,39 @@ impl fmt::Display for Language {
 /// Errors about languages and runtime artifacts.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// A language name nobody knows.
     #[error("unknown language '{0}' (supported: python, javascript, bash)")]
     UnknownLanguage(String),
+    /// A known language wasmbox does not run.
     #[error("language '{0}' is not supported by wasmbox (supported: python, javascript, bash)")]
     Unsupported(String),
+    /// A supported language whose runtime this build cannot provide.
     #[error("the {0} runtime is not available yet")]
     NotAvailable(Language),
+    /// `runtimes/manifest.toml` is missing or malformed.
     #[error("runtime manifest: {0}")]
     Manifest(String),
+    /// The runtime's files are not in the cache.
     #[error("the {runtime} runtime is not installed at {path}: {hint}")]
     NotInstalled {
+        /// The runtime's name in the manifest.
         runtime: String,
+        /// Where its module was expected.
         path: PathBuf,
+        /// How to install it.
         hint: String,
     },
+    /// `runtimes/fetch.py` failed or could not be started.
     #[error("fetching runtimes failed: {0}")]
     Fetch(String),
+    /// The files a runtime needs beside its module (preludes, site packages) could not be written.
     #[error("writing support files to {path}: {reason}")]
-    Support { path: PathBuf, reason: String },
+    Support {
+        /// The directory being written.
+        path: PathBuf,
+        /// Why writing failed.
+        reason: String,
+    },
 }
 
 impl FromStr for Language {
@@ -149,9 +167,13 @@ struct ManifestMount {
 /// An interpreter invocation: which module, with which argv and extra environment.
 #[derive(Clone, Debug)]
 pub struct Invocation {
+    /// The interpreter's module file.
     pub module: PathBuf,
+    /// `_start`, or the export of a pre-initialised reactor.
     pub entry: Entry,
+    /// The interpreter's argv, `argv[0]` included.
     pub argv: Vec<String>,
+    /// Environment the interpreter needs (e.g. `PYTHONPATH`), added to the user's.
     pub env: Vec<(String, String)>,
     /// Set when `module` is a reactor to run from a pre-initialised snapshot made this way.
     pub snapshot: Option<SnapshotRecipe>,

@@ -21,13 +21,18 @@ const SYSTEM_DIRS: [&str; 2] = ["workspace", "tmp"];
 /// Errors resolving guest paths.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
+    /// The path points outside the sandbox (through `..` or a symlink).
     #[error("path '{0}' is not allowed: it leaves the sandbox")]
     Escapes(String),
+    /// The path is empty, relative where it must not be, or holds a NUL.
     #[error("path '{0}' is not valid")]
     Invalid(String),
+    /// The file system refused the operation.
     #[error("{path}: {source}")]
     Io {
+        /// The guest path.
         path: String,
+        /// The underlying failure.
         #[source]
         source: io::Error,
     },

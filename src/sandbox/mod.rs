@@ -24,37 +24,54 @@ const TRASH_DIR: &str = "trash";
 /// Errors of the sandbox registry.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// No sandbox has this id (or it expired).
     #[error("sandbox '{0}' not found")]
     NotFound(String),
+    /// The registry on disk could not be read or written.
     #[error("sandbox store at {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying failure.
         #[source]
         source: io::Error,
     },
+    /// A sandbox's metadata file does not parse.
     #[error("sandbox metadata at {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The metadata file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Lifecycle state as the HopX API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxStatus {
+    /// Accepts executions.
     Running,
+    /// Refuses executions until resumed.
     Paused,
 }
 
 /// Persisted description of one sandbox.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sandbox {
+    /// The id clients address it by (also its directory name).
     pub id: String,
+    /// The template it was created from (the HopX name, e.g. `code-interpreter`).
     pub template: String,
+    /// Whether it accepts executions.
     pub status: SandboxStatus,
     /// Environment every execution in this sandbox starts with (request env wins over it).
     pub env: BTreeMap<String, String>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When the sandbox is reaped; `None` keeps it until deleted.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The lifetime asked for at creation; `expires_at` is derived from it.
     pub timeout_seconds: Option<u64>,
 }
 
@@ -68,8 +85,11 @@ impl Sandbox {
 /// What a new sandbox starts with.
 #[derive(Clone, Debug, Default)]
 pub struct NewSandbox {
+    /// The template name to record.
     pub template: String,
+    /// Environment every execution in it starts with.
     pub env: BTreeMap<String, String>,
+    /// Lifetime in seconds; `None` keeps it until deleted.
     pub timeout_seconds: Option<u64>,
 }
 

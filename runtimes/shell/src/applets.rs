@@ -1,7 +1,7 @@
 //! The multicall dispatcher: applets by argv[0] basename. uutils crates where they work on WASI,
 //! our own code for the rest (grep, sed, uname, env, xargs, find, echo/printf/test).
 
-use crate::spawn::{default_spawner, Request, Stage, Stream};
+use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 
@@ -30,8 +30,8 @@ uu! {
 }
 
 const OURS: &[&str] = &[
-    "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep", "fgrep", "sed",
-    "env", "xargs", "find", "hostname", "nproc", "arch", "which",
+    "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
+    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -40,7 +40,11 @@ pub fn is_applet(name: &str) -> bool {
 
 /// All applet names (for `--list`).
 pub fn applet_names() -> Vec<&'static str> {
-    let mut v: Vec<&str> = OURS.iter().copied().chain(UU.iter().map(|(n, _)| *n)).collect();
+    let mut v: Vec<&str> = OURS
+        .iter()
+        .copied()
+        .chain(UU.iter().map(|(n, _)| *n))
+        .collect();
     v.sort();
     v
 }
@@ -188,7 +192,7 @@ fn cwd() -> String {
 }
 
 /// Run one command through the host, with this instance's streams.
-fn spawn_one(argv: Vec<String>, env: Vec<(String, String)>, stdin: Stream) -> i32 {
+fn spawn_one(argv: Vec<String>, env: Vec<(String, String)>, stdin: Input) -> i32 {
     let _ = std::io::stdout().flush();
     let name = argv[0].clone();
     let argv = if crate::exec::is_known_program(&name) || name.contains('/') {
@@ -203,8 +207,8 @@ fn spawn_one(argv: Vec<String>, env: Vec<(String, String)>, stdin: Stream) -> i3
             env,
             cwd: cwd(),
             stdin,
-            stdout: Stream::Named("inherit"),
-            stderr: Stream::Named("inherit"),
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
         }],
     };
     let r = default_spawner().spawn(&req);
@@ -248,7 +252,7 @@ fn env(args: &[String]) -> i32 {
         }
         return 0;
     }
-    spawn_one(args[i..].to_vec(), vars, Stream::Named("inherit"))
+    spawn_one(args[i..].to_vec(), vars, Input::Inherit)
 }
 
 fn xargs(args: &[String]) -> i32 {
@@ -324,13 +328,13 @@ fn xargs(args: &[String]) -> i32 {
         if no_run_empty || replace.is_some() {
             return 0;
         }
-        return norm(spawn_one(cmd, env, Stream::Named("null")));
+        return norm(spawn_one(cmd, env, Input::Null));
     }
     let mut worst = 0;
     if let Some(r) = replace {
         for it in items {
             let argv: Vec<String> = cmd.iter().map(|a| a.replace(&r, &it)).collect();
-            let st = spawn_one(argv, env.clone(), Stream::Named("null"));
+            let st = spawn_one(argv, env.clone(), Input::Null);
             if st != 0 {
                 worst = worst.max(norm(st));
             }
@@ -341,7 +345,7 @@ fn xargs(args: &[String]) -> i32 {
     for c in items.chunks(chunk) {
         let mut argv = cmd.clone();
         argv.extend(c.iter().cloned());
-        let st = spawn_one(argv, env.clone(), Stream::Named("null"));
+        let st = spawn_one(argv, env.clone(), Input::Null);
         if st == 127 || st == 126 {
             return st;
         }

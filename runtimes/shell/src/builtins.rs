@@ -4,13 +4,14 @@ use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
 const SPECIAL: &[&str] = &[
-    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "trap",
-    "unset",
+    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
+    "shift", "trap", "unset",
 ];
 
 const REGULAR: &[&str] = &[
-    "true", "false", "echo", "printf", "test", "[", "cd", "pwd", "read", "local", "type", "command", "hash", "wait",
-    "umask", "getopts", "alias", "unalias", "jobs", "fg", "bg", "kill", "ulimit", "times",
+    "true", "false", "echo", "printf", "test", "[", "cd", "pwd", "read", "local", "type",
+    "command", "hash", "wait", "umask", "getopts", "alias", "unalias", "jobs", "fg", "bg", "kill",
+    "ulimit", "times",
 ];
 
 const BASH_ONLY: &[&str] = &[
@@ -52,11 +53,18 @@ pub fn is_special_builtin(name: &str) -> bool {
 }
 
 pub fn is_builtin(name: &str, bash: bool) -> bool {
-    SPECIAL.contains(&name) || REGULAR.contains(&name) || BASH_ONLY.contains(&name) || (bash && name == "source")
+    SPECIAL.contains(&name)
+        || REGULAR.contains(&name)
+        || BASH_ONLY.contains(&name)
+        || (bash && name == "source")
 }
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-    SPECIAL.iter().chain(REGULAR.iter()).chain(BASH_ONLY.iter()).copied()
+    SPECIAL
+        .iter()
+        .chain(REGULAR.iter())
+        .chain(BASH_ONLY.iter())
+        .copied()
 }
 
 fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
@@ -204,7 +212,10 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             let src = match std::fs::read_to_string(file) {
                 Ok(s) => s,
                 Err(e) => {
-                    sh.errmsg(&format!("{name}: cannot open {file}: {}", crate::exec::io_err_msg(&e)));
+                    sh.errmsg(&format!(
+                        "{name}: cannot open {file}: {}",
+                        crate::exec::io_err_msg(&e)
+                    ));
                     return Err(Flow::Exit(2));
                 }
             };
@@ -326,7 +337,14 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
                         || crate::exec::is_known_program(a)
                         || matches!(
                             a.as_str(),
-                            "if" | "then" | "else" | "fi" | "for" | "while" | "case" | "do" | "done"
+                            "if" | "then"
+                                | "else"
+                                | "fi"
+                                | "for"
+                                | "while"
+                                | "case"
+                                | "do"
+                                | "done"
                         );
                     if known {
                         let s = if mode == 'v' {
@@ -422,7 +440,8 @@ fn builtin_cd(sh: &mut Shell, args: &[String]) -> R {
     } else {
         normalize(&format!("{}/{}", sh.cwd, target))
     };
-    let ok = std::fs::metadata(&new).map(|m| m.is_dir()).unwrap_or(false) && std::env::set_current_dir(&new).is_ok();
+    let ok = std::fs::metadata(&new).map(|m| m.is_dir()).unwrap_or(false)
+        && std::env::set_current_dir(&new).is_ok();
     if !ok {
         let why = match std::fs::metadata(&new) {
             Ok(m) if !m.is_dir() => "Not a directory",
@@ -832,7 +851,7 @@ fn builtin_trap(sh: &mut Shell, args: &[String]) -> R {
         return Ok(0);
     }
     let (action, sigs) = if args[0].chars().all(|c| c.is_ascii_digit()) && args.len() == 1 {
-        ("-".to_string(), &args[..])
+        ("-".to_string(), args)
     } else {
         (args[0].clone(), &args[1..])
     };
@@ -847,8 +866,8 @@ fn builtin_trap(sh: &mut Shell, args: &[String]) -> R {
                 };
             }
             // Signals are never delivered inside the sandbox: accepting these traps is exact.
-            "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "ALRM" | "CHLD" | "1" | "2" | "3" | "13"
-            | "15" => {}
+            "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "ALRM" | "CHLD" | "1"
+            | "2" | "3" | "13" | "15" => {}
             other => {
                 sh.errmsg(&format!("trap: {other}: not supported"));
                 return Ok(2);
@@ -871,7 +890,11 @@ fn builtin_getopts(sh: &mut Shell, args: &[String]) -> R {
         sh.params.clone()
     };
     let silent = optstring.starts_with(':');
-    let mut optind: usize = sh.get_var("OPTIND").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let mut optind: usize = sh
+        .get_var("OPTIND")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut pos = sh.getopts_pos;
     let set = |sh: &mut Shell, optind: usize, pos: usize| {
         let _ = sh.set_var("OPTIND", &optind.to_string());
@@ -1237,7 +1260,10 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
             }
             let mut width: Option<usize> = None;
             if i < f.len() && f[i] == '*' {
-                let w = args.get(ai).map(|a| printf_num(a).unwrap_or(0)).unwrap_or(0);
+                let w = args
+                    .get(ai)
+                    .map(|a| printf_num(a).unwrap_or(0))
+                    .unwrap_or(0);
                 ai += 1;
                 consumed = true;
                 if w < 0 {
@@ -1258,7 +1284,10 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
             if i < f.len() && f[i] == '.' {
                 i += 1;
                 if i < f.len() && f[i] == '*' {
-                    let p = args.get(ai).map(|a| printf_num(a).unwrap_or(0)).unwrap_or(0);
+                    let p = args
+                        .get(ai)
+                        .map(|a| printf_num(a).unwrap_or(0))
+                        .unwrap_or(0);
                     ai += 1;
                     consumed = true;
                     prec = Some(p.max(0) as usize);
@@ -1351,7 +1380,12 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                     } else {
                         ""
                     };
-                    pad(format!("{sign}{digits}"), width, left, zero && prec.is_none())
+                    pad(
+                        format!("{sign}{digits}"),
+                        width,
+                        left,
+                        zero && prec.is_none(),
+                    )
                 }
                 'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
                     let v = match printf_float(&a) {
@@ -1464,7 +1498,10 @@ fn file_test(op: &str, path: &str) -> bool {
                 m.is_dir() || {
                     let mut b = [0u8; 2];
                     use std::io::Read;
-                    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b == b"#!"
+                    std::fs::File::open(path)
+                        .and_then(|mut f| f.read_exact(&mut b))
+                        .is_ok()
+                        && &b == b"#!"
                 }
             }
         }
@@ -1475,8 +1512,8 @@ fn file_test(op: &str, path: &str) -> bool {
 }
 
 const UNARY: &[&str] = &[
-    "-e", "-f", "-d", "-h", "-L", "-s", "-r", "-w", "-x", "-p", "-S", "-b", "-c", "-g", "-u", "-k", "-t", "-O", "-G",
-    "-n", "-z", "-a",
+    "-e", "-f", "-d", "-h", "-L", "-s", "-r", "-w", "-x", "-p", "-S", "-b", "-c", "-g", "-u", "-k",
+    "-t", "-O", "-G", "-n", "-z", "-a",
 ];
 const BINARY: &[&str] = &[
     "=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef",

@@ -2,7 +2,7 @@
 
 use crate::ast::*;
 use crate::parse::{self, is_name, Parser};
-use crate::spawn::{Request, SpawnResult, Spawner, Stage, Stream};
+use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner, Stage};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
@@ -78,6 +78,9 @@ pub enum Flow {
 pub type R = Result<i32, Flow>;
 
 /// State saved around a subshell run in-process.
+/// An external pipeline stage: its argv, environment and redirections.
+type External<'a> = (Vec<String>, Vec<(String, String)>, &'a [Redir]);
+
 struct Saved {
     vars: HashMap<String, Var>,
     funcs: HashMap<String, Rc<Command>>,
@@ -405,8 +408,11 @@ impl Shell {
             In::Fd0 => {
                 self.flush_stdout();
                 let mut b = [0u8; 1];
-                let mut f =
-                    std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0) });
+                // SAFETY: fd 0 stays open for the life of the process and ManuallyDrop never
+                // closes it; a raw File (not io::stdin) reads without read-ahead.
+                let mut f = std::mem::ManuallyDrop::new(unsafe {
+                    <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+                });
                 loop {
                     match f.read(&mut b) {
                         Ok(0) => return None,
@@ -890,7 +896,11 @@ impl Shell {
     pub fn apply_redirs(&mut self, redirs: &[Redir]) -> Result<(), String> {
         for r in redirs {
             let fd = r.fd.unwrap_or(match r.op {
-                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                RedirOp::In
+                | RedirOp::DupIn
+                | RedirOp::HereDoc(_)
+                | RedirOp::HereString
+                | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
             if fd > 2 {
@@ -960,7 +970,9 @@ impl Shell {
                                     self.set_out(fd, o)?;
                                 }
                                 t if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
-                                    return Err(format!("{t}: bad file descriptor (only 0, 1 and 2 exist)"));
+                                    return Err(format!(
+                                        "{t}: bad file descriptor (only 0, 1 and 2 exist)"
+                                    ));
                                 }
                                 t if matches!(op, RedirOp::DupOut) && fd == 1 && r.fd.is_none() => {
                                     // `>&word` with a file name (bash): same as &>
@@ -1004,10 +1016,7 @@ impl Shell {
     fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
         self.line = cmd.line;
         self.subst_status = None;
-        let argv = match self.expand_words(&cmd.words) {
-            Ok(a) => a,
-            Err(e) => return Err(e),
-        };
+        let argv = self.expand_words(&cmd.words)?;
         if argv.is_empty() {
             // assignments only (and redirections for their side effects)
             for (name, w) in &cmd.assigns {
@@ -1044,7 +1053,13 @@ impl Shell {
             for (n, v) in &assigns {
                 s.push_str(&format!("{}={} ", n, shell_quote(v)));
             }
-            s.push_str(&argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+            s.push_str(
+                &argv
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             s.push('\n');
             self.err(&s);
         }
@@ -1084,7 +1099,11 @@ impl Shell {
         self.get_var("PS4").unwrap_or_else(|| "+ ".into())
     }
 
-    fn with_temp_assigns<F: FnOnce(&mut Shell) -> R>(&mut self, assigns: &[(String, String)], f: F) -> R {
+    fn with_temp_assigns<F: FnOnce(&mut Shell) -> R>(
+        &mut self,
+        assigns: &[(String, String)],
+        f: F,
+    ) -> R {
         if assigns.is_empty() {
             return f(self);
         }
@@ -1190,11 +1209,15 @@ impl Shell {
         }
         if p.is_file() {
             let mut head = [0u8; 256];
-            let n = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+            let n = std::fs::File::open(p)
+                .and_then(|mut f| f.read(&mut head))
+                .unwrap_or(0);
             let head = &head[..n];
             if head.starts_with(b"#!") {
                 let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-                let line = String::from_utf8_lossy(&head[2..line_end]).trim().to_string();
+                let line = String::from_utf8_lossy(&head[2..line_end])
+                    .trim()
+                    .to_string();
                 let mut parts = line.split_whitespace();
                 let interp = parts.next().unwrap_or("sh");
                 let mut base = interp.rsplit('/').next().unwrap_or(interp).to_string();
@@ -1229,14 +1252,23 @@ impl Shell {
         }
         // /bin/ls, /usr/bin/env … name our programs even though no such file exists in the sandbox
         let (dir, base) = name.rsplit_once('/').unwrap();
-        if matches!(dir, "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin") && is_known_program(base) {
+        if matches!(
+            dir,
+            "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin"
+        ) && is_known_program(base)
+        {
             argv[0] = base.to_string();
             return Ok(argv);
         }
         Err((127, format!("{name}: not found")))
     }
 
-    fn run_external(&mut self, argv: Vec<String>, assigns: Vec<(String, String)>, redirs: &[Redir]) -> R {
+    fn run_external(
+        &mut self,
+        argv: Vec<String>,
+        assigns: Vec<(String, String)>,
+        redirs: &[Redir],
+    ) -> R {
         let argv = match self.resolve_program(argv) {
             Ok(a) => a,
             Err((st, msg)) => {
@@ -1277,7 +1309,7 @@ impl Shell {
             Out::Null => Sink::Null,
             Out::File(f) => Sink::File {
                 path: f.path.clone(),
-                mode: "append",
+                mode: OutputMode::Append,
                 id: Rc::as_ptr(f) as usize,
             },
             Out::Capture(b) => Sink::Capture(Rc::as_ptr(b) as usize),
@@ -1295,26 +1327,23 @@ impl Shell {
         pipe_in: bool,
         pipe_out: bool,
     ) -> Result<Stage, String> {
-        let mut stdin: Stream = if pipe_in {
-            Stream::Named("pipe")
+        let mut stdin = if pipe_in {
+            Input::Pipe
         } else {
             match &self.io.stdin {
-                In::Fd0 => Stream::Named("inherit"),
-                In::Null => Stream::Named("null"),
+                In::Fd0 => Input::Inherit,
+                In::Null => Input::Null,
                 In::File(f) => {
                     let b = f.buf.borrow();
                     let off = b.2 + b.1 as u64;
-                    Stream::File {
+                    Input::File {
                         file: f.path.clone(),
-                        mode: "read",
                         offset: Some(off),
                     }
                 }
                 In::Data(d) => {
                     let d = d.borrow();
-                    Stream::Data {
-                        data: String::from_utf8_lossy(&d.0[d.1..]).into_owned(),
-                    }
+                    Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
                 }
             }
         };
@@ -1327,7 +1356,11 @@ impl Shell {
         let mut file_id = 1usize; // ids for files opened by this stage's own redirections
         for r in redirs {
             let fd = r.fd.unwrap_or(match r.op {
-                RedirOp::In | RedirOp::DupIn | RedirOp::HereDoc(_) | RedirOp::HereString | RedirOp::ReadWrite => 0,
+                RedirOp::In
+                | RedirOp::DupIn
+                | RedirOp::HereDoc(_)
+                | RedirOp::HereString
+                | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
             if fd > 2 {
@@ -1341,20 +1374,20 @@ impl Shell {
                     if fd != 0 {
                         return Err("here-document on an output descriptor: not supported".into());
                     }
-                    stdin = Stream::Data { data: t };
+                    stdin = Input::Data(t);
                 }
                 RedirOp::HereString => {
                     let mut t = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
                     t.push('\n');
-                    stdin = Stream::Data { data: t };
+                    stdin = Input::Data(t);
                 }
                 op => {
                     let target = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
-                    let file_sink = |mode: &'static str, id: &mut usize| -> Sink {
+                    let file_sink = |mode: OutputMode, id: &mut usize| -> Sink {
                         *id += 1;
                         match target.as_str() {
                             "/dev/null" => Sink::Null,
@@ -1371,23 +1404,22 @@ impl Shell {
                                 return Err(format!("{fd}<: not supported"));
                             }
                             stdin = match target.as_str() {
-                                "/dev/null" => Stream::Named("null"),
+                                "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
-                                _ => Stream::File {
+                                _ => Input::File {
                                     file: target.clone(),
-                                    mode: "read",
                                     offset: None,
                                 },
                             };
                         }
                         RedirOp::Out | RedirOp::Append => {
                             let mode = if matches!(op, RedirOp::Append) {
-                                "append"
+                                OutputMode::Append
                             } else {
-                                "write"
+                                OutputMode::Write
                             };
                             if self.opts.noclobber
-                                && mode == "write"
+                                && mode == OutputMode::Write
                                 && std::path::Path::new(&self.abs_path(&target)).is_file()
                             {
                                 return Err(format!("cannot create {target}: File exists"));
@@ -1404,12 +1436,12 @@ impl Shell {
                             }
                         }
                         RedirOp::OutErr => {
-                            let s = file_sink("write", &mut file_id);
+                            let s = file_sink(OutputMode::Write, &mut file_id);
                             out = s.clone();
                             err = s;
                         }
                         RedirOp::DupOut | RedirOp::DupIn => match (fd, target.as_str()) {
-                            (0, "-") => stdin = Stream::Named("null"),
+                            (0, "-") => stdin = Input::Null,
                             (0, "0") => {}
                             (1, "-") => out = Sink::Null,
                             (2, "-") => err = Sink::Null,
@@ -1417,7 +1449,7 @@ impl Shell {
                             (1, "2") => out = err.clone(),
                             (2, "1") => err = out.clone(),
                             (1, t) if r.fd.is_none() && !t.chars().all(|c| c.is_ascii_digit()) => {
-                                let s = file_sink("write", &mut file_id);
+                                let s = file_sink(OutputMode::Write, &mut file_id);
                                 out = s.clone();
                                 err = s;
                             }
@@ -1472,7 +1504,7 @@ pub enum Sink {
     Null,
     File {
         path: String,
-        mode: &'static str,
+        mode: OutputMode,
         id: usize,
     },
     Capture(usize),
@@ -1484,32 +1516,32 @@ impl Sink {
     }
 }
 
-fn sinks_to_streams(out: &Sink, err: &Sink) -> (Stream, Stream) {
-    let plain = |s: &Sink, fd: u8| -> Stream {
+fn sinks_to_streams(out: &Sink, err: &Sink) -> (Output, Output) {
+    let plain = |s: &Sink, fd: u8| -> Output {
         match s {
             Sink::Parent(p) | Sink::ParentAs(p, _) => {
                 if *p == fd {
-                    Stream::Named("inherit")
+                    Output::Inherit
                 } else if *p == 1 {
-                    Stream::Named("parent_stdout")
+                    Output::ParentStdout
                 } else {
-                    Stream::Named("parent_stderr")
+                    Output::ParentStderr
                 }
             }
-            Sink::Pipe => Stream::Named("pipe"),
-            Sink::Null => Stream::Named("null"),
-            Sink::File { path, mode, .. } => Stream::File {
+            Sink::Pipe => Output::Pipe,
+            Sink::Null => Output::Null,
+            Sink::File { path, mode, .. } => Output::File {
                 file: path.clone(),
-                mode,
+                mode: *mode,
                 offset: None,
             },
-            Sink::Capture(_) => Stream::Named("capture"),
+            Sink::Capture(_) => Output::Capture,
         }
     };
     let so = plain(out, 1);
     if out == err {
         // same destination: stderr is a dup of stdout (for Parent(1) both ways work)
-        return (so, Stream::Named("stdout"));
+        return (so, Output::Stdout);
     }
     let se = plain(err, 2);
     (so, se)
@@ -1527,7 +1559,7 @@ impl Shell {
         }
         let n = stages.len();
         let req = Request { stages };
-        let res: SpawnResult = self.spawner.spawn(&req);
+        let res: Response = self.spawner.spawn(&req);
         if let Some(e) = &res.error {
             let m = e.clone();
             self.errmsg(&m);
@@ -1598,12 +1630,14 @@ impl Shell {
         for (i, c) in cmds.iter().enumerate() {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
-            let mut ext: Option<(Vec<String>, Vec<(String, String)>, &[Redir])> = None;
+            let mut ext: Option<External<'_>> = None;
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
                     if let Some(name) = argv.first() {
-                        if !self.funcs.contains_key(name) && !crate::builtins::is_builtin(name, self.bash) {
+                        if !self.funcs.contains_key(name)
+                            && !crate::builtins::is_builtin(name, self.bash)
+                        {
                             let mut env = self.exported_env();
                             for (nm, w) in &s.assigns {
                                 let v = self.expand_assign(w)?;
@@ -1667,7 +1701,10 @@ impl Shell {
         fnames.sort();
         for name in fnames {
             let body = &self.funcs[name];
-            s.push_str(&parse::unparse_command(&Command::FuncDef(name.clone(), body.clone())));
+            s.push_str(&parse::unparse_command(&Command::FuncDef(
+                name.clone(),
+                body.clone(),
+            )));
         }
         let mut vnames: Vec<&String> = self.vars.keys().collect();
         vnames.sort();
@@ -1711,7 +1748,7 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{Request, SpawnResult, Spawner, Stream};
+    use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner};
     use std::sync::{Arc, Mutex};
 
     /// Records requests; answers with canned output (stdout = argv joined, status from argv[0]).
@@ -1719,20 +1756,26 @@ mod tests {
     struct Mock(Arc<Mutex<Vec<Request>>>);
 
     impl Spawner for Mock {
-        fn spawn(&mut self, req: &Request) -> SpawnResult {
+        fn spawn(&mut self, req: &Request) -> Response {
             self.0.lock().unwrap().push(req.clone());
             let statuses = req
                 .stages
                 .iter()
-                .map(|s| if s.argv.iter().any(|a| a == "--fail") { 3 } else { 0 })
+                .map(|s| {
+                    if s.argv.iter().any(|a| a == "--fail") {
+                        3
+                    } else {
+                        0
+                    }
+                })
                 .collect();
             let last = req.stages.last().unwrap();
-            let stdout = if last.stdout == Stream::Named("capture") {
+            let stdout = if last.stdout == Output::Capture {
                 format!("{}\n", last.argv.join(" "))
             } else {
                 String::new()
             };
-            SpawnResult {
+            Response {
                 statuses,
                 stdout,
                 stderr: String::new(),
@@ -1755,7 +1798,8 @@ mod tests {
 
     #[test]
     fn builtins_run_in_process() {
-        let (out, st, reqs) = run("x=5; echo $((x*2)); f() { echo \"f:$1\"; }; f a; [ 1 -lt 2 ] && echo ok");
+        let (out, st, reqs) =
+            run("x=5; echo $((x*2)); f() { echo \"f:$1\"; }; f a; [ 1 -lt 2 ] && echo ok");
         assert_eq!(out, "10\nf:a\nok\n");
         assert_eq!(st, 0);
         assert!(reqs.is_empty(), "no spawn for builtins: {reqs:?}");
@@ -1771,13 +1815,13 @@ mod tests {
         assert!(s.env.contains(&("K".into(), "v".into())));
         assert_eq!(
             s.stdout,
-            Stream::File {
+            Output::File {
                 file: "out.txt".into(),
-                mode: "write",
+                mode: OutputMode::Write,
                 offset: None
             }
         );
-        assert_eq!(s.stderr, Stream::Named("stdout"));
+        assert_eq!(s.stderr, Output::Stdout);
     }
 
     #[test]
@@ -1787,28 +1831,27 @@ mod tests {
         assert_eq!(st.len(), 3);
         assert_eq!(st[0].argv[0..2], ["sh".to_string(), "-c".to_string()]);
         assert!(
-            st[0].argv[2].contains("g() {") && st[0].argv[2].contains("v=1") && st[0].argv[2].ends_with("echo hi\n")
+            st[0].argv[2].contains("g() {")
+                && st[0].argv[2].contains("v=1")
+                && st[0].argv[2].ends_with("echo hi\n")
         );
-        assert_eq!(st[0].stdout, Stream::Named("pipe"));
+        assert_eq!(st[0].stdout, Output::Pipe);
         assert_eq!(st[1].argv, ["wc", "-l"]);
-        assert_eq!(
-            (&st[1].stdin, &st[1].stdout),
-            (&Stream::Named("pipe"), &Stream::Named("pipe"))
-        );
-        assert_eq!(st[2].stdin, Stream::Named("pipe"));
+        assert_eq!((&st[1].stdin, &st[1].stdout), (&Input::Pipe, &Output::Pipe));
+        assert_eq!(st[2].stdin, Input::Pipe);
     }
 
     #[test]
     fn command_substitution_captures_child_output() {
         let (out, _, reqs) = run("x=$(ls a b); echo \"[$x]\"");
         assert_eq!(out, "[ls a b]\n");
-        assert_eq!(reqs[0].stages[0].stdout, Stream::Named("capture"));
+        assert_eq!(reqs[0].stages[0].stdout, Output::Capture);
     }
 
     #[test]
     fn heredoc_goes_as_data() {
         let (_, _, reqs) = run("n=2; cat <<EOF\nv=$n\nEOF");
-        assert_eq!(reqs[0].stages[0].stdin, Stream::Data { data: "v=2\n".into() });
+        assert_eq!(reqs[0].stages[0].stdin, Input::Data("v=2\n".into()));
     }
 
     #[test]
@@ -1836,7 +1879,8 @@ mod tests {
 
     #[test]
     fn subshell_restores_state() {
-        let (out, _, _) = run("x=1; (x=2; f() { :; }; exit 4); echo $? $x; type f >/dev/null 2>&1 || echo nof");
+        let (out, _, _) =
+            run("x=1; (x=2; f() { :; }; exit 4); echo $? $x; type f >/dev/null 2>&1 || echo nof");
         assert_eq!(out, "4 1\nnof\n");
     }
 }

@@ -102,7 +102,9 @@ impl Shell {
     }
 
     fn glob_field(&self, f: &[PChar], out: &mut Vec<String>) {
-        let has_glob = !self.opts.noglob && f.iter().any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+        let has_glob = !self.opts.noglob
+            && f.iter()
+                .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
         if has_glob {
             let matches = glob(f, &self.cwd_for_glob());
             if !matches.is_empty() {
@@ -155,7 +157,12 @@ impl Shell {
     }
 
     /// `nosplit`: the context does no field splitting (assignments, case, redirections).
-    fn expand_parts_into(&mut self, parts: &[WordPart], f: &mut Fields, nosplit: bool) -> Result<(), Flow> {
+    fn expand_parts_into(
+        &mut self,
+        parts: &[WordPart],
+        f: &mut Fields,
+        nosplit: bool,
+    ) -> Result<(), Flow> {
         for p in parts {
             match p {
                 WordPart::Lit(s) => f.push_lit(s, false),
@@ -381,9 +388,9 @@ impl Shell {
                 let pat = self.expand_nosplit(&pe.arg)?;
                 let n = v.len();
                 let r = match pe.op {
-                    ParamOp::RemoveSmallestPrefix => {
-                        (0..=n).find(|&i| pat_match(&pat, &v[..i])).map(|i| v[i..].to_vec())
-                    }
+                    ParamOp::RemoveSmallestPrefix => (0..=n)
+                        .find(|&i| pat_match(&pat, &v[..i]))
+                        .map(|i| v[i..].to_vec()),
                     ParamOp::RemoveLargestPrefix => (0..=n)
                         .rev()
                         .find(|&i| pat_match(&pat, &v[..i]))
@@ -392,7 +399,9 @@ impl Shell {
                         .rev()
                         .find(|&i| pat_match(&pat, &v[i..]))
                         .map(|i| v[..i].to_vec()),
-                    _ => (0..=n).find(|&i| pat_match(&pat, &v[i..])).map(|i| v[..i].to_vec()),
+                    _ => (0..=n)
+                        .find(|&i| pat_match(&pat, &v[i..]))
+                        .map(|i| v[..i].to_vec()),
                 };
                 Ok(Some(r.unwrap_or(v).into_iter().collect()))
             }
@@ -447,7 +456,11 @@ impl Shell {
                 let off_s = self.expand_parts_string(&pe.arg)?;
                 let off = self.arith(&off_s)?;
                 let n = v.len() as i64;
-                let start = if off < 0 { (n + off).max(0) } else { off.min(n) };
+                let start = if off < 0 {
+                    (n + off).max(0)
+                } else {
+                    off.min(n)
+                };
                 let end = match &pe.arg2 {
                     Some(a) => {
                         let l = self.expand_parts_string(a)?;
@@ -460,12 +473,20 @@ impl Shell {
                     }
                     None => n,
                 };
-                Ok(Some(v[start as usize..end.max(start) as usize].iter().collect()))
+                Ok(Some(
+                    v[start as usize..end.max(start) as usize].iter().collect(),
+                ))
             }
             ParamOp::Case { upper, all } => {
                 check_unset(self, &val)?;
                 let v = val.unwrap_or_default();
-                let conv = |s: &str| if upper { s.to_uppercase() } else { s.to_lowercase() };
+                let conv = |s: &str| {
+                    if upper {
+                        s.to_uppercase()
+                    } else {
+                        s.to_lowercase()
+                    }
+                };
                 if all {
                     Ok(Some(conv(&v)))
                 } else {
@@ -524,8 +545,11 @@ impl Shell {
                 TestWord::Word(w) => {
                     let prev_is_match = matches!(args.last(), Some((o, _, false)) if o == "==" || o == "=" || o == "!=")
                         && w.raw != "]]";
-                    let is_opword = matches!(w.raw.as_str(), "==" | "=" | "!=" | "=~" | "!" | "-a" | "-o")
-                        || (w.raw.starts_with('-') && w.raw.len() <= 3 && w.as_literal().is_some());
+                    let is_opword =
+                        matches!(w.raw.as_str(), "==" | "=" | "!=" | "=~" | "!" | "-a" | "-o")
+                            || (w.raw.starts_with('-')
+                                && w.raw.len() <= 3
+                                && w.as_literal().is_some());
                     if prev_is_match {
                         let pat = self.expand_pattern(w)?;
                         args.push((chars_to_string(&pat), Some(pat), false));
@@ -622,8 +646,14 @@ impl DblTest<'_> {
                 let b = self.args.get(self.pos + 2).ok_or(())?.clone();
                 self.pos += 3;
                 return Ok(match op.as_str() {
-                    "==" | "=" => pat_match(b.1.as_deref().unwrap_or(&[]), &a.0.chars().collect::<Vec<_>>()),
-                    "!=" => !pat_match(b.1.as_deref().unwrap_or(&[]), &a.0.chars().collect::<Vec<_>>()),
+                    "==" | "=" => pat_match(
+                        b.1.as_deref().unwrap_or(&[]),
+                        &a.0.chars().collect::<Vec<_>>(),
+                    ),
+                    "!=" => !pat_match(
+                        b.1.as_deref().unwrap_or(&[]),
+                        &a.0.chars().collect::<Vec<_>>(),
+                    ),
                     "=~" => match regex::Regex::new(&b.0) {
                         Ok(re) => re.is_match(&a.0),
                         Err(_) => return Err(()),
@@ -649,7 +679,7 @@ impl DblTest<'_> {
             if let Some(b) = self.args.get(self.pos + 1) {
                 let args = vec![a.0.clone(), b.0.clone()];
                 self.pos += 2;
-                return Ok(crate::builtins::test_eval(&args, &self.sh.cwd).map_err(|_| ())?);
+                return crate::builtins::test_eval(&args, &self.sh.cwd).map_err(|_| ());
             }
         }
         self.pos += 1;
@@ -667,8 +697,9 @@ enum AT {
 }
 
 const AOPS: &[&str] = &[
-    "<<=", ">>=", "**", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=", "%=", "&=", "^=", "|=",
-    "++", "--", "+", "-", "*", "/", "%", "<", ">", "&", "^", "|", "!", "~", "?", ":", "=", "(", ")", ",",
+    "<<=", ">>=", "**", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=",
+    "%=", "&=", "^=", "|=", "++", "--", "+", "-", "*", "/", "%", "<", ">", "&", "^", "|", "!", "~",
+    "?", ":", "=", "(", ")", ",",
 ];
 
 fn arith_lex(s: &str) -> Result<Vec<AT>, String> {
@@ -763,7 +794,9 @@ impl Arith<'_> {
                 if t.is_empty() {
                     return Ok(0);
                 }
-                if let Some(n) = parse_int(t).or_else(|| t.strip_prefix('-').and_then(parse_int).map(|n| -n)) {
+                if let Some(n) =
+                    parse_int(t).or_else(|| t.strip_prefix('-').and_then(parse_int).map(|n| -n))
+                {
                     return Ok(n);
                 }
                 if self.depth > 20 {
@@ -800,9 +833,10 @@ impl Arith<'_> {
         Ok(v)
     }
     fn assign_expr(&mut self, eval: bool) -> AR {
-        if let (Some(AT::Name(n)), Some(AT::Op(op))) =
-            (self.toks.get(self.pos).cloned(), self.toks.get(self.pos + 1).cloned())
-        {
+        if let (Some(AT::Name(n)), Some(AT::Op(op))) = (
+            self.toks.get(self.pos).cloned(),
+            self.toks.get(self.pos + 1).cloned(),
+        ) {
             if matches!(
                 op,
                 "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "<<=" | ">>=" | "&=" | "^=" | "|="
@@ -837,8 +871,7 @@ impl Arith<'_> {
     }
     fn binary(&mut self, min_prec: u8, eval: bool) -> AR {
         let mut lhs = self.unary(eval)?;
-        loop {
-            let Some(op) = self.peek_op() else { break };
+        while let Some(op) = self.peek_op() {
             let prec = match op {
                 "||" => 1,
                 "&&" => 2,
@@ -928,7 +961,9 @@ impl Arith<'_> {
                 self.pos += 1;
                 Ok(v)
             }
-            Some(t) => Err(format!("unexpected {t:?}").replace("Op(", "").replace(')', "")),
+            Some(t) => Err(format!("unexpected {t:?}")
+                .replace("Op(", "")
+                .replace(')', "")),
             None => Err("missing operand".into()),
         }
     }
@@ -1095,17 +1130,23 @@ pub fn glob(pat: &[PChar], cwd: &str) -> Vec<String> {
             comps.last_mut().unwrap().push(c);
         }
     }
-    let mut results: Vec<String> = vec![if absolute { "/".to_string() } else { String::new() }];
+    let mut results: Vec<String> = vec![if absolute {
+        "/".to_string()
+    } else {
+        String::new()
+    }];
     let start = if absolute { 1 } else { 0 };
     let ncomp = comps.len();
     for (ci, comp) in comps.iter().enumerate().skip(start) {
         let last = ci + 1 == ncomp;
-        let has_glob = comp.iter().any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+        let has_glob = comp
+            .iter()
+            .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
         let mut next = Vec::new();
         for base in &results {
             if comp.is_empty() {
                 // trailing slash or `//`
-                next.push(format!("{base}{}", if last { "" } else { "" }));
+                next.push(base.clone());
                 continue;
             }
             if !has_glob {
@@ -1128,7 +1169,9 @@ pub fn glob(pat: &[PChar], cwd: &str) -> Vec<String> {
             } else {
                 format!("{cwd}/{base}")
             };
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut names: Vec<String> = rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -1199,7 +1242,9 @@ pub fn brace_expand(w: &Word) -> Option<Vec<Word>> {
                 None => (b, 1),
             };
             if let (Ok(x), Ok(y)) = (a.parse::<i64>(), a2.parse::<i64>()) {
-                let width = if (a.starts_with('0') && a.len() > 1) || (a2.starts_with('0') && a2.len() > 1) {
+                let width = if (a.starts_with('0') && a.len() > 1)
+                    || (a2.starts_with('0') && a2.len() > 1)
+                {
                     a.len().max(a2.len())
                 } else {
                     0

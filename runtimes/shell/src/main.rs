@@ -1,7 +1,9 @@
 //! `sh.wasm`: multicall WASI command module (see ABI.md).
 
 fn main() {
-    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     #[cfg(target_family = "wasm")]
     {
         let st = wasmbox_sh::main_entry(args);

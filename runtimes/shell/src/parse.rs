@@ -37,12 +37,13 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "<<<", "<<-", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "|&", ";", "&", "|", "<", ">", "(",
-    ")",
+    "<<<", "<<-", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "|&", ";", "&",
+    "|", "<", ">", "(", ")",
 ];
 
 const KEYWORDS: &[&str] = &[
-    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "in", "{", "}", "!",
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
+    "in", "{", "}", "!",
 ];
 
 pub fn is_name(s: &str) -> bool {
@@ -55,7 +56,10 @@ pub fn is_name(s: &str) -> bool {
 }
 
 fn is_meta(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')')
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
+    )
 }
 
 pub struct Parser {
@@ -199,7 +203,9 @@ impl Parser {
                 _ => break,
             }
         }
-        let Some(c) = self.ch() else { return Ok(Tok::Eof) };
+        let Some(c) = self.ch() else {
+            return Ok(Tok::Eof);
+        };
         if c == '\n' {
             self.bump();
             self.read_heredocs()?;
@@ -287,7 +293,10 @@ impl Parser {
         if self.ch() == Some('~') {
             let mut end = self.pos + 1;
             while let Some(&c) = self.src.get(end) {
-                if c == '/' || is_meta(c) || !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+                if c == '/'
+                    || is_meta(c)
+                    || !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                {
                     break;
                 }
                 end += 1;
@@ -601,7 +610,10 @@ impl Parser {
         if self.ch() == Some('#') && !matches!(self.ch_at(1), Some('}') | None) {
             // ${#name}; but ${#-…}/${#?…} are ops on $# — treat `#` followed by name/special as length
             let n = self.ch_at(1).unwrap();
-            if n == '_' || n.is_ascii_alphanumeric() || "@*?$!#-".contains(n) && self.ch_at(2) == Some('}') {
+            if n == '_'
+                || n.is_ascii_alphanumeric()
+                || "@*?$!#-".contains(n) && self.ch_at(2) == Some('}')
+            {
                 length = true;
                 self.pos += 1;
             }
@@ -661,7 +673,13 @@ impl Parser {
             (Some('#'), _) => (1, ParamOp::RemoveSmallestPrefix),
             (Some('%'), Some('%')) => (2, ParamOp::RemoveLargestSuffix),
             (Some('%'), _) => (1, ParamOp::RemoveSmallestSuffix),
-            (Some('/'), Some('/')) => (2, ParamOp::Replace { all: true, anchor: 0 }),
+            (Some('/'), Some('/')) => (
+                2,
+                ParamOp::Replace {
+                    all: true,
+                    anchor: 0,
+                },
+            ),
             (Some('/'), Some('#')) => (
                 2,
                 ParamOp::Replace {
@@ -676,8 +694,20 @@ impl Parser {
                     anchor: b'%',
                 },
             ),
-            (Some('/'), _) => (1, ParamOp::Replace { all: false, anchor: 0 }),
-            (Some('^'), Some('^')) => (2, ParamOp::Case { upper: true, all: true }),
+            (Some('/'), _) => (
+                1,
+                ParamOp::Replace {
+                    all: false,
+                    anchor: 0,
+                },
+            ),
+            (Some('^'), Some('^')) => (
+                2,
+                ParamOp::Case {
+                    upper: true,
+                    all: true,
+                },
+            ),
             (Some('^'), _) => (
                 1,
                 ParamOp::Case {
@@ -738,10 +768,17 @@ impl Parser {
         if self.bump() != Some('}') && !matches!(op, ParamOp::Replace { .. } | ParamOp::Substring) {
             return self.eof_err("unterminated ${…}");
         }
-        if matches!(op, ParamOp::Replace { .. } | ParamOp::Substring) && self.src.get(self.pos - 1) != Some(&'}') {
+        if matches!(op, ParamOp::Replace { .. } | ParamOp::Substring)
+            && self.src.get(self.pos - 1) != Some(&'}')
+        {
             return self.eof_err("unterminated ${…}");
         }
-        Ok(WordPart::Param(Box::new(ParamExp { name, op, arg, arg2 })))
+        Ok(WordPart::Param(Box::new(ParamExp {
+            name,
+            op,
+            arg,
+            arg2,
+        })))
     }
 
     /// The word inside `${name OP word}`, up to one of `stops` at brace depth 0.
@@ -1193,7 +1230,7 @@ impl Parser {
                 fallthrough,
             });
             self.skip_newlines()?;
-            if !fallthrough && !self.peek_kw("esac")? && matches!(arms.last(), Some(_)) {
+            if !fallthrough && !self.peek_kw("esac")? && !arms.is_empty() {
                 // previous arm must have ended with ;; unless esac follows
             }
             if matches!(self.peek()?, Tok::Eof) {
@@ -1211,7 +1248,9 @@ impl Parser {
             match self.next()? {
                 Tok::Word(w) if w.raw == "]]" => break,
                 Tok::Word(w) => words.push(TestWord::Word(w)),
-                Tok::Op(o @ ("&&" | "||" | "(" | ")" | "<" | ">")) => words.push(TestWord::Op(o.to_string())),
+                Tok::Op(o @ ("&&" | "||" | "(" | ")" | "<" | ">")) => {
+                    words.push(TestWord::Op(o.to_string()))
+                }
                 Tok::Eof => return self.eof_err("unexpected end of file (expecting \"]]\")"),
                 Tok::Newline => {}
                 _ => return self.err("unexpected token in [[ … ]]"),
@@ -1270,7 +1309,9 @@ impl Parser {
         self.next()?;
         let target = match self.next()? {
             Tok::Word(w) => w,
-            Tok::Eof => return self.eof_err("unexpected end of file (expecting a redirection target)"),
+            Tok::Eof => {
+                return self.eof_err("unexpected end of file (expecting a redirection target)")
+            }
             _ => return self.err("expecting a word after redirection"),
         };
         if let RedirOp::HereDoc(hd) = &rop {
@@ -1281,7 +1322,11 @@ impl Parser {
             drop(h);
             self.pending.push(hd.clone());
         }
-        Ok(Some(Redir { fd, op: rop, target }))
+        Ok(Some(Redir {
+            fd,
+            op: rop,
+            target,
+        }))
     }
 
     fn parse_simple(&mut self) -> PResult<Command> {
@@ -1299,7 +1344,9 @@ impl Parser {
             }
             match self.peek()? {
                 Tok::Word(_) => {
-                    let Tok::Word(w) = self.next()? else { unreachable!() };
+                    let Tok::Word(w) = self.next()? else {
+                        unreachable!()
+                    };
                     if cmd.words.is_empty() {
                         if let Some((name, value)) = split_assignment(&w) {
                             cmd.assigns.push((name, value));
@@ -1714,25 +1761,34 @@ mod tests {
     fn expansions() {
         let p = parse("echo ${x:-d} ${#y} $((1+2)) $(cmd arg) `bq` ~/p ${v%%.*}").unwrap();
         let s = simple(&p, 0);
-        assert!(matches!(&s.words[1].parts[0], WordPart::Param(pe) if pe.op == ParamOp::Default { colon: true }));
+        assert!(
+            matches!(&s.words[1].parts[0], WordPart::Param(pe) if pe.op == ParamOp::Default { colon: true })
+        );
         assert!(matches!(&s.words[2].parts[0], WordPart::Param(pe) if pe.op == ParamOp::Length));
         assert!(matches!(&s.words[3].parts[0], WordPart::Arith(_)));
         assert!(matches!(&s.words[4].parts[0], WordPart::Cmd(_)));
         assert!(matches!(&s.words[5].parts[0], WordPart::Cmd(_)));
         assert!(matches!(&s.words[6].parts[0], WordPart::Tilde(u) if u.is_empty()));
-        assert!(matches!(&s.words[7].parts[0], WordPart::Param(pe) if pe.op == ParamOp::RemoveLargestSuffix));
+        assert!(
+            matches!(&s.words[7].parts[0], WordPart::Param(pe) if pe.op == ParamOp::RemoveLargestSuffix)
+        );
     }
 
     #[test]
     fn heredocs() {
-        let p = parse("cat <<EOF; cat <<-'X'\nhello $name\nEOF\n\tliteral $v\n\tX\necho after").unwrap();
+        let p = parse("cat <<EOF; cat <<-'X'\nhello $name\nEOF\n\tliteral $v\n\tX\necho after")
+            .unwrap();
         assert_eq!(p.items.len(), 3);
         let s = simple(&p, 0);
-        let RedirOp::HereDoc(h) = &s.redirs[0].op else { panic!() };
+        let RedirOp::HereDoc(h) = &s.redirs[0].op else {
+            panic!()
+        };
         assert_eq!(h.borrow().raw, "hello $name\n");
         assert!(h.borrow().parts.is_some());
         let s = simple(&p, 1);
-        let RedirOp::HereDoc(h) = &s.redirs[0].op else { panic!() };
+        let RedirOp::HereDoc(h) = &s.redirs[0].op else {
+            panic!()
+        };
         assert_eq!(h.borrow().raw, "literal $v\n");
         assert!(h.borrow().quoted && h.borrow().parts.is_none());
     }

@@ -1,65 +1,13 @@
 //! Running other programs. WASI preview 1 has no fork/exec, so every external command and every
 //! pipeline stage is started by the host through the `wasmbox.spawn` import (see ABI.md). The
+//! request and response types are the `wasmbox-spawn-abi` crate's, shared with the host. The
 //! executor only sees the [`Spawner`] trait; natively (tests) [`NativeSpawner`] implements the same
 //! request with `std::process`.
 
-use serde::{Deserialize, Serialize};
-
-/// Where one standard stream of a stage goes / comes from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Stream {
-    /// "inherit", "pipe", "null", "capture", "stdout", "stderr", "parent_stdout", "parent_stderr"
-    Named(&'static str),
-    File {
-        file: String,
-        mode: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        offset: Option<u64>,
-    },
-    Data {
-        data: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stage {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: String,
-    pub stdin: Stream,
-    pub stdout: Stream,
-    pub stderr: Stream,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Request {
-    pub stages: Vec<Stage>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct SpawnResult {
-    #[serde(default)]
-    pub statuses: Vec<i32>,
-    #[serde(default)]
-    pub stdout: String,
-    #[serde(default)]
-    pub stderr: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl SpawnResult {
-    pub fn refused(msg: impl Into<String>) -> Self {
-        SpawnResult {
-            error: Some(msg.into()),
-            ..Default::default()
-        }
-    }
-}
+pub use wasmbox_spawn_abi::{Input, Output, OutputMode, Request, Response, Stage};
 
 pub trait Spawner {
-    fn spawn(&mut self, req: &Request) -> SpawnResult;
+    fn spawn(&mut self, req: &Request) -> Response;
 }
 
 /// The spawner for this build: the host import on wasm32, std::process natively.
@@ -80,6 +28,7 @@ pub fn exit_process(status: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     #[cfg(target_family = "wasm")]
+    // SAFETY: `wasmbox.exit` takes a plain status and never returns.
     unsafe {
         host::exit(status & 0xff)
     }
@@ -102,21 +51,23 @@ pub struct HostSpawner;
 
 #[cfg(target_family = "wasm")]
 impl Spawner for HostSpawner {
-    fn spawn(&mut self, req: &Request) -> SpawnResult {
+    fn spawn(&mut self, req: &Request) -> Response {
         let json = match serde_json::to_vec(req) {
             Ok(j) => j,
-            Err(e) => return SpawnResult::refused(format!("bad spawn request: {e}")),
+            Err(e) => return Response::refused(format!("bad spawn request: {e}")),
         };
+        // SAFETY: the host reads exactly `json.len()` bytes from this live buffer.
         let n = unsafe { host::spawn(json.as_ptr(), json.len() as i32) };
         if n < 0 {
-            return SpawnResult::refused(format!("spawn request rejected ({n})"));
+            return Response::refused(format!("spawn request rejected ({n})"));
         }
         let mut buf = vec![0u8; n as usize];
+        // SAFETY: the host writes at most `n` bytes, the buffer's length.
         let got = unsafe { host::spawn_result(buf.as_mut_ptr(), n) };
         buf.truncate(got.max(0) as usize);
-        match serde_json::from_slice::<SpawnResult>(&buf) {
+        match serde_json::from_slice::<Response>(&buf) {
             Ok(r) => r,
-            Err(e) => SpawnResult::refused(format!("bad spawn result: {e}")),
+            Err(e) => Response::refused(format!("bad spawn result: {e}")),
         }
     }
 }
@@ -131,7 +82,7 @@ pub struct NativeSpawner {
 
 #[cfg(not(target_family = "wasm"))]
 impl Spawner for NativeSpawner {
-    fn spawn(&mut self, req: &Request) -> SpawnResult {
+    fn spawn(&mut self, req: &Request) -> Response {
         native::run(self.exe.clone(), req)
     }
 }
@@ -156,14 +107,19 @@ mod native {
         Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
     }
 
-    fn open(path: &str, cwd: &str, mode: &str, offset: Option<u64>) -> std::io::Result<std::fs::File> {
+    fn open(
+        path: &str,
+        cwd: &str,
+        mode: Option<OutputMode>,
+        offset: Option<u64>,
+    ) -> std::io::Result<std::fs::File> {
         let p = std::path::Path::new(cwd).join(path);
         let mut o = std::fs::OpenOptions::new();
         match mode {
-            "read" => o.read(true),
-            "append" => o.append(true).create(true),
-            "readwrite" => o.read(true).write(true).create(true),
-            _ => o.write(true).create(true).truncate(true),
+            None => o.read(true),
+            Some(OutputMode::Append) => o.append(true).create(true),
+            Some(OutputMode::ReadWrite) => o.read(true).write(true).create(true),
+            Some(OutputMode::Write) => o.write(true).create(true).truncate(true),
         };
         let mut f = o.open(p)?;
         if let Some(off) = offset {
@@ -173,7 +129,7 @@ mod native {
         Ok(f)
     }
 
-    pub fn run(exe: Option<std::path::PathBuf>, req: &Request) -> SpawnResult {
+    pub fn run(exe: Option<std::path::PathBuf>, req: &Request) -> Response {
         let exe = exe.unwrap_or_else(|| std::env::current_exe().expect("current_exe"));
         let n = req.stages.len();
         let mut statuses = vec![0; n];
@@ -203,16 +159,16 @@ mod native {
             let mut errmsg: Option<String> = None;
             // stdin
             let stdin: Stdio = match &st.stdin {
-                Stream::Named("pipe") => prev_pipe.take().map(Stdio::from).unwrap_or(Stdio::null()),
-                Stream::Named("null") => Stdio::null(),
-                Stream::File { file, offset, .. } => match open(file, &st.cwd, "read", *offset) {
+                Input::Pipe => prev_pipe.take().map(Stdio::from).unwrap_or(Stdio::null()),
+                Input::Null => Stdio::null(),
+                Input::File { file, offset } => match open(file, &st.cwd, None, *offset) {
                     Ok(f) => Stdio::from(f),
                     Err(e) => {
                         errmsg = Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
                         Stdio::null()
                     }
                 },
-                Stream::Data { data } => {
+                Input::Data(data) => {
                     let (r, mut w) = std::io::pipe().expect("pipe");
                     let d = data.clone().into_bytes();
                     feeders.push(std::thread::spawn(move || {
@@ -220,33 +176,36 @@ mod native {
                     }));
                     Stdio::from(r)
                 }
-                _ => Stdio::inherit(),
+                Input::Inherit => Stdio::inherit(),
             };
-            let mk_out = |s: &Stream, is_err: bool, errmsg: &mut Option<String>| -> Option<Sink> {
+            let mk_out = |s: &Output, is_err: bool, errmsg: &mut Option<String>| -> Option<Sink> {
                 Some(match s {
-                    Stream::Named("pipe") => {
-                        Sink::Stdio(Stdio::from(next_pipe.as_ref().map(|p| p.1.try_clone().unwrap())?))
-                    }
-                    Stream::Named("null") => Sink::Stdio(Stdio::null()),
-                    Stream::Named("capture") => Sink::Capture(if is_err {
+                    Output::Pipe => Sink::Stdio(Stdio::from(
+                        next_pipe.as_ref().map(|p| p.1.try_clone().unwrap())?,
+                    )),
+                    Output::Null => Sink::Stdio(Stdio::null()),
+                    Output::Capture => Sink::Capture(if is_err {
                         cap_err_w.try_clone().unwrap()
                     } else {
                         cap_out_w.try_clone().unwrap()
                     }),
-                    Stream::Named("inherit") => {
-                        Sink::Stdio(if is_err { dup_stderr().ok()? } else { dup_stdout().ok()? })
-                    }
-                    Stream::Named("parent_stdout") => Sink::Stdio(dup_stdout().ok()?),
-                    Stream::Named("parent_stderr") | Stream::Named("stderr") => Sink::Stdio(dup_stderr().ok()?),
-                    Stream::Named("stdout") => Sink::Stdio(dup_stdout().ok()?),
-                    Stream::File { file, mode, offset } => match open(file, &st.cwd, mode, *offset) {
-                        Ok(f) => Sink::Stdio(Stdio::from(f)),
-                        Err(e) => {
-                            *errmsg = Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
-                            Sink::Stdio(Stdio::null())
+                    Output::Inherit => Sink::Stdio(if is_err {
+                        dup_stderr().ok()?
+                    } else {
+                        dup_stdout().ok()?
+                    }),
+                    Output::ParentStdout | Output::Stdout => Sink::Stdio(dup_stdout().ok()?),
+                    Output::ParentStderr | Output::Stderr => Sink::Stdio(dup_stderr().ok()?),
+                    Output::File { file, mode, offset } => {
+                        match open(file, &st.cwd, Some(*mode), *offset) {
+                            Ok(f) => Sink::Stdio(Stdio::from(f)),
+                            Err(e) => {
+                                *errmsg =
+                                    Some(format!("sh: {file}: {}\n", crate::exec::io_err_msg(&e)));
+                                Sink::Stdio(Stdio::null())
+                            }
                         }
-                    },
-                    _ => return None,
+                    }
                 })
             };
             // stdout first, then stderr; dups share the same description.
@@ -261,44 +220,53 @@ mod native {
                     Sink::Stdio(_) => None,
                 }
             };
-            if matches!(st.stderr, Stream::Named("stdout")) {
-                let o = mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
+            if st.stderr == Output::Stdout {
+                let o =
+                    mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
                 let e = match (&o, &st.stdout) {
                     (Sink::Capture(_), _) => dup_of(&o).unwrap(),
-                    (_, Stream::Named("pipe")) => mk_out(&st.stdout, false, &mut errmsg).unwrap(),
-                    (_, Stream::Named("inherit")) | (_, Stream::Named("parent_stdout")) => {
+                    (_, Output::Pipe) => mk_out(&st.stdout, false, &mut errmsg).unwrap(),
+                    (_, Output::Inherit) | (_, Output::ParentStdout) => {
                         Sink::Stdio(dup_stdout().unwrap())
                     }
-                    (_, Stream::Named("parent_stderr")) => Sink::Stdio(dup_stderr().unwrap()),
-                    (_, Stream::Named("null")) => Sink::Stdio(Stdio::null()),
-                    (_, Stream::File { file, .. }) => match open(file, &st.cwd, "append", None) {
-                        Ok(f) => Sink::Stdio(Stdio::from(f)),
-                        Err(_) => Sink::Stdio(Stdio::null()),
-                    },
+                    (_, Output::ParentStderr) => Sink::Stdio(dup_stderr().unwrap()),
+                    (_, Output::Null) => Sink::Stdio(Stdio::null()),
+                    (_, Output::File { file, .. }) => {
+                        match open(file, &st.cwd, Some(OutputMode::Append), None) {
+                            Ok(f) => Sink::Stdio(Stdio::from(f)),
+                            Err(_) => Sink::Stdio(Stdio::null()),
+                        }
+                    }
                     _ => Sink::Stdio(Stdio::null()),
                 };
                 stdout = to_stdio(o);
                 stderr = to_stdio(e);
-            } else if matches!(st.stdout, Stream::Named("stderr")) {
+            } else if st.stdout == Output::Stderr {
                 let e = mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null()));
                 let o = match (&e, &st.stderr) {
                     (Sink::Capture(_), _) => dup_of(&e).unwrap(),
-                    (_, Stream::Named("inherit")) | (_, Stream::Named("parent_stderr")) => {
+                    (_, Output::Inherit) | (_, Output::ParentStderr) => {
                         Sink::Stdio(dup_stderr().unwrap())
                     }
-                    (_, Stream::Named("parent_stdout")) => Sink::Stdio(dup_stdout().unwrap()),
-                    (_, Stream::Named("pipe")) => mk_out(&st.stderr, true, &mut errmsg).unwrap(),
-                    (_, Stream::File { file, .. }) => match open(file, &st.cwd, "append", None) {
-                        Ok(f) => Sink::Stdio(Stdio::from(f)),
-                        Err(_) => Sink::Stdio(Stdio::null()),
-                    },
+                    (_, Output::ParentStdout) => Sink::Stdio(dup_stdout().unwrap()),
+                    (_, Output::Pipe) => mk_out(&st.stderr, true, &mut errmsg).unwrap(),
+                    (_, Output::File { file, .. }) => {
+                        match open(file, &st.cwd, Some(OutputMode::Append), None) {
+                            Ok(f) => Sink::Stdio(Stdio::from(f)),
+                            Err(_) => Sink::Stdio(Stdio::null()),
+                        }
+                    }
                     _ => Sink::Stdio(Stdio::null()),
                 };
                 stdout = to_stdio(o);
                 stderr = to_stdio(e);
             } else {
-                stdout = to_stdio(mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
-                stderr = to_stdio(mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())));
+                stdout = to_stdio(
+                    mk_out(&st.stdout, false, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())),
+                );
+                stderr = to_stdio(
+                    mk_out(&st.stderr, true, &mut errmsg).unwrap_or(Sink::Stdio(Stdio::null())),
+                );
             }
             if let Some((r, _w)) = next_pipe {
                 prev_pipe = Some(r);
@@ -325,7 +293,10 @@ mod native {
                 .env_clear()
                 .envs(st.env.iter().map(|(k, v)| (k, v)))
                 .env("PWD", &st.cwd);
-            cmd.current_dir(&st.cwd).stdin(stdin).stdout(stdout).stderr(stderr);
+            cmd.current_dir(&st.cwd)
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr);
             match cmd.spawn() {
                 Ok(c) => children.push(Some(c)),
                 Err(e) => {
@@ -353,7 +324,7 @@ mod native {
         }
         let out = t_out.join().unwrap_or_default();
         let err = t_err.join().unwrap_or_default();
-        SpawnResult {
+        Response {
             statuses,
             stdout: String::from_utf8_lossy(&out).into_owned(),
             stderr: String::from_utf8_lossy(&err).into_owned(),

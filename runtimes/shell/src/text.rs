@@ -200,7 +200,8 @@ pub fn grep(name: &str, args: &[String]) -> i32 {
     let mut fixed = name == "fgrep";
     let (mut icase, mut invert, mut count, mut number, mut quiet, mut recursive) =
         (false, false, false, false, false, false);
-    let (mut list, mut list_non, mut only, mut word, mut line, mut silent) = (false, false, false, false, false, false);
+    let (mut list, mut list_non, mut only, mut word, mut line, mut silent) =
+        (false, false, false, false, false, false);
     let mut with_name: Option<bool> = None;
     let mut pats: Vec<String> = Vec::new();
     let mut files: Vec<String> = Vec::new();
@@ -431,7 +432,15 @@ pub fn grep(name: &str, args: &[String]) -> i32 {
                         if mt.as_str().is_empty() {
                             continue;
                         }
-                        let _ = write_line(&mut o, show_name, &display, number, ln + 1, ':', mt.as_str());
+                        let _ = write_line(
+                            &mut o,
+                            show_name,
+                            &display,
+                            number,
+                            ln + 1,
+                            ':',
+                            mt.as_str(),
+                        );
                     }
                 } else {
                     let _ = write_line(&mut o, show_name, &display, number, ln + 1, ':', l);
@@ -595,7 +604,11 @@ impl SedParser<'_> {
         let mut s = String::new();
         loop {
             match self.peek() {
-                None => return Err(format!("unterminated address regex or command (missing {delim})")),
+                None => {
+                    return Err(format!(
+                        "unterminated address regex or command (missing {delim})"
+                    ))
+                }
                 Some('\\') => {
                     self.i += 1;
                     match self.peek() {
@@ -832,8 +845,16 @@ impl SedParser<'_> {
                 'y' => {
                     let d = self.peek().ok_or("unterminated `y' command")?;
                     self.i += 1;
-                    let a: Vec<char> = self.read_delimited(d)?.replace("\\\\", "\\").chars().collect();
-                    let b: Vec<char> = self.read_delimited(d)?.replace("\\\\", "\\").chars().collect();
+                    let a: Vec<char> = self
+                        .read_delimited(d)?
+                        .replace("\\\\", "\\")
+                        .chars()
+                        .collect();
+                    let b: Vec<char> = self
+                        .read_delimited(d)?
+                        .replace("\\\\", "\\")
+                        .chars()
+                        .collect();
                     if a.len() != b.len() {
                         return Err("strings for `y' command are different lengths".into());
                     }
@@ -851,7 +872,11 @@ impl SedParser<'_> {
                     while self.peek().is_some_and(|c| c.is_ascii_digit()) {
                         self.i += 1;
                     }
-                    let code = self.c[st..self.i].iter().collect::<String>().parse().unwrap_or(0);
+                    let code = self.c[st..self.i]
+                        .iter()
+                        .collect::<String>()
+                        .parse()
+                        .unwrap_or(0);
                     if c == 'q' {
                         Cmd::Quit(code)
                     } else {
@@ -992,7 +1017,13 @@ impl SedRun {
     }
 
     /// Process a stream of lines; returns (output, quit status).
-    fn run(&mut self, lines: &[String], ln_base: usize, is_last_stream: bool, out: &mut String) -> Option<i32> {
+    fn run(
+        &mut self,
+        lines: &[String],
+        ln_base: usize,
+        is_last_stream: bool,
+        out: &mut String,
+    ) -> Option<i32> {
         let mut hold = String::new();
         let mut idx = 0;
         let n = lines.len();
@@ -1045,9 +1076,9 @@ impl SedRun {
                                 for p in &rep {
                                     match p {
                                         RepPart::Lit(s) => res.push_str(s),
-                                        RepPart::Group(g) => {
-                                            res.push_str(caps.get(*g).map(|x| x.as_str()).unwrap_or(""))
-                                        }
+                                        RepPart::Group(g) => res.push_str(
+                                            caps.get(*g).map(|x| x.as_str()).unwrap_or(""),
+                                        ),
                                     }
                                 }
                                 lastpos = m.end();
@@ -1228,7 +1259,10 @@ pub fn sed(args: &[String]) -> i32 {
             s if s.starts_with("--in-place") => {
                 in_place = Some(s.strip_prefix("--in-place=").unwrap_or("").to_string())
             }
-            s if s.starts_with('-') && s.len() > 1 && s[1..].chars().all(|c| "nErs".contains(c)) => {
+            s if s.starts_with('-')
+                && s.len() > 1
+                && s[1..].chars().all(|c| "nErs".contains(c)) =>
+            {
                 for c in s[1..].chars() {
                     match c {
                         'n' => quiet = true,
@@ -1361,7 +1395,10 @@ struct FParser<'a> {
 impl FParser<'_> {
     fn or(&mut self) -> Result<FExpr, String> {
         let mut l = self.and()?;
-        while matches!(self.a.get(self.i).map(|s| s.as_str()), Some("-o") | Some("-or")) {
+        while matches!(
+            self.a.get(self.i).map(|s| s.as_str()),
+            Some("-o") | Some("-or")
+        ) {
             self.i += 1;
             let r = self.and()?;
             l = FExpr::Or(Box::new(l), Box::new(r));
@@ -1384,7 +1421,10 @@ impl FParser<'_> {
         Ok(l)
     }
     fn not(&mut self) -> Result<FExpr, String> {
-        if matches!(self.a.get(self.i).map(|s| s.as_str()), Some("!") | Some("-not")) {
+        if matches!(
+            self.a.get(self.i).map(|s| s.as_str()),
+            Some("!") | Some("-not")
+        ) {
             self.i += 1;
             return Ok(FExpr::Not(Box::new(self.not()?)));
         }
@@ -1448,7 +1488,11 @@ fn feval(e: &FExpr, path: &str, md: &std::fs::Metadata, out: &mut String) -> boo
     match e {
         FExpr::True => true,
         FExpr::Name(p, icase) => {
-            let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
+            let base = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(path);
             if *icase {
                 simple_match(&p.to_lowercase(), &base.to_lowercase())
             } else {
@@ -1464,7 +1508,9 @@ fn feval(e: &FExpr, path: &str, md: &std::fs::Metadata, out: &mut String) -> boo
         },
         FExpr::Empty => {
             if md.is_dir() {
-                std::fs::read_dir(path).map(|mut r| r.next().is_none()).unwrap_or(false)
+                std::fs::read_dir(path)
+                    .map(|mut r| r.next().is_none())
+                    .unwrap_or(false)
             } else {
                 md.len() == 0
             }
@@ -1530,65 +1576,72 @@ pub fn find(args: &[String]) -> i32 {
     } else {
         FExpr::And(Box::new(expr), Box::new(FExpr::Print))
     };
-    let mut status = 0;
-    let mut out = String::new();
     let stdout = std::io::stdout();
-    fn visit(
-        path: &str,
-        depth: usize,
-        e: &FExpr,
-        maxd: Option<usize>,
-        mind: usize,
-        out: &mut String,
-        o: &mut std::io::StdoutLock,
-        status: &mut i32,
-    ) {
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(err) => {
-                let _ = o.write_all(out.as_bytes());
-                out.clear();
-                eprintln!("find: '{path}': {}", err_msg(&err));
-                *status = 1;
-                return;
+    /// One `find` walk: the expression, the depth bounds and where results go.
+    struct Walk<'a, 'o> {
+        expr: &'a FExpr,
+        maxdepth: Option<usize>,
+        mindepth: usize,
+        out: String,
+        o: std::io::StdoutLock<'o>,
+        status: i32,
+    }
+    impl Walk<'_, '_> {
+        fn visit(&mut self, path: &str, depth: usize) {
+            let md = match std::fs::symlink_metadata(path) {
+                Ok(m) => m,
+                Err(err) => {
+                    let _ = self.o.write_all(self.out.as_bytes());
+                    self.out.clear();
+                    eprintln!("find: '{path}': {}", err_msg(&err));
+                    self.status = 1;
+                    return;
+                }
+            };
+            let is_dir = md.is_dir();
+            // children first if the expression deletes (like -depth); otherwise pre-order
+            let deletes = format!("{:?}", self.expr).contains("Delete");
+            if !deletes && depth >= self.mindepth {
+                feval(self.expr, path, &md, &mut self.out);
             }
-        };
-        let is_dir = md.is_dir();
-        // children first if the expression deletes (like -depth); otherwise pre-order
-        let deletes = format!("{e:?}").contains("Delete");
-        if !deletes && depth >= mind {
-            feval(e, path, &md, out);
-        }
-        if is_dir && maxd.is_none_or(|m| depth < m) {
-            if let Ok(rd) = std::fs::read_dir(path) {
-                let mut names: Vec<String> = rd
-                    .filter_map(|x| x.ok())
-                    .map(|x| x.file_name().to_string_lossy().into_owned())
-                    .collect();
-                names.sort();
-                for n in names {
-                    let child = if path.ends_with('/') {
-                        format!("{path}{n}")
-                    } else {
-                        format!("{path}/{n}")
-                    };
-                    visit(&child, depth + 1, e, maxd, mind, out, o, status);
+            if is_dir && self.maxdepth.is_none_or(|m| depth < m) {
+                if let Ok(rd) = std::fs::read_dir(path) {
+                    let mut names: Vec<String> = rd
+                        .filter_map(|x| x.ok())
+                        .map(|x| x.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        let child = if path.ends_with('/') {
+                            format!("{path}{n}")
+                        } else {
+                            format!("{path}/{n}")
+                        };
+                        self.visit(&child, depth + 1);
+                    }
                 }
             }
-        }
-        if deletes && depth >= mind {
-            feval(e, path, &md, out);
-        }
-        if out.len() > 8192 {
-            let _ = o.write_all(out.as_bytes());
-            out.clear();
+            if deletes && depth >= self.mindepth {
+                feval(self.expr, path, &md, &mut self.out);
+            }
+            if self.out.len() > 8192 {
+                let _ = self.o.write_all(self.out.as_bytes());
+                self.out.clear();
+            }
         }
     }
-    let mut o = stdout.lock();
+    let mut walk = Walk {
+        expr: &expr,
+        maxdepth: p.maxdepth,
+        mindepth: p.mindepth,
+        out: String::new(),
+        o: stdout.lock(),
+        status: 0,
+    };
     for r in &roots {
-        visit(r, 0, &expr, p.maxdepth, p.mindepth, &mut out, &mut o, &mut status);
+        walk.visit(r, 0);
     }
-    let _ = o.write_all(out.as_bytes());
-    let _ = o.flush();
-    status
+    let _ = walk.o.write_all(walk.out.as_bytes());
+    let _ = walk.o.flush();
+    walk.status
 }

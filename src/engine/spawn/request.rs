@@ -1,0 +1,329 @@
+//! Running one spawn request: admission and limits, the stages' streams, one task per stage.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmbox_spawn_abi::{Input, Output, Request, Response, Stage};
+
+use super::open::open_in_sandbox;
+use super::pipe::{Pipe, PIPE_CAPACITY};
+use super::stdio::{InstanceIo, Sink, Source};
+use super::{SpawnConfig, SpawnState, Tree};
+use crate::engine::{CapturedOutput, Engine, Entry, ExecSpec, Limits, Mount, Termination};
+
+/// What a spawn request needs from the calling instance (cloned out of the store).
+pub(super) struct ChildContext {
+    engine: Engine,
+    config: Arc<SpawnConfig>,
+    tree: Arc<Tree>,
+    depth: u32,
+    mounts: Vec<Mount>,
+    limits: Limits,
+    deadline: Instant,
+    stdin: Source,
+    stdout: Sink,
+    stderr: Sink,
+}
+
+impl SpawnState {
+    pub(super) fn child_context(&self) -> ChildContext {
+        ChildContext {
+            engine: self.engine.clone(),
+            config: self.config.clone(),
+            tree: self.tree.clone(),
+            depth: self.depth,
+            mounts: self.mounts.clone(),
+            limits: self.limits.clone(),
+            deadline: self.deadline,
+            stdin: self.stdin.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+        }
+    }
+}
+
+/// Aborts the child tasks if the spawning instance goes away (e.g. its deadline passed).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Decrements the live-instance count when a child ends (or is aborted).
+struct LiveGuard(Arc<Tree>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A stage's streams, before it runs.
+struct StageIo {
+    /// Set when the stage's instance writes to a pipe nobody reads (it then reports 141).
+    sigpipe: Arc<AtomicBool>,
+    io: InstanceIo,
+    /// Set when a redirection could not be opened: the stage is not run.
+    error: Option<String>,
+}
+
+fn build_io(
+    ctx: &ChildContext,
+    st: &Stage,
+    i: usize,
+    pipes: &[Pipe],
+    caps: &(CapturedOutput, CapturedOutput),
+) -> StageIo {
+    let cwd = st.cwd.as_str();
+    let sigpipe = Arc::new(AtomicBool::new(false));
+    let mut error = None;
+    let stdin = match &st.stdin {
+        Input::Pipe if i > 0 => Source::Pipe(pipes[i - 1].reader()),
+        Input::Pipe | Input::Null => Source::Empty,
+        Input::Inherit => ctx.stdin.clone(),
+        Input::Data(data) => Source::data(data.clone().into_bytes()),
+        Input::File { file, offset } => {
+            if file == "/dev/null" {
+                Source::Empty
+            } else {
+                match open_in_sandbox(&ctx.mounts, cwd, file, None, *offset) {
+                    Ok(f) => Source::File(Arc::new(Mutex::new(f))),
+                    Err(e) => {
+                        error = Some(format!("sh: {file}: {e}\n"));
+                        Source::Empty
+                    }
+                }
+            }
+        }
+    };
+    let out_of = |r: &Output, is_err: bool, error: &mut Option<String>| -> Option<Sink> {
+        Some(match r {
+            Output::Pipe if i < pipes.len() => Sink::Pipe(pipes[i].writer(), sigpipe.clone()),
+            Output::Pipe | Output::Null => Sink::Null,
+            Output::Capture => Sink::Captured(if is_err {
+                caps.1.clone()
+            } else {
+                caps.0.clone()
+            }),
+            Output::ParentStdout => ctx.stdout.for_instance(&sigpipe),
+            Output::ParentStderr => ctx.stderr.for_instance(&sigpipe),
+            Output::Stdout | Output::Stderr => return None, // dup of the other stream, resolved below
+            Output::Inherit => {
+                if is_err {
+                    ctx.stderr.for_instance(&sigpipe)
+                } else {
+                    ctx.stdout.for_instance(&sigpipe)
+                }
+            }
+            Output::File { file, mode, offset } => {
+                if file == "/dev/null" {
+                    Sink::Null
+                } else {
+                    match open_in_sandbox(&ctx.mounts, cwd, file, Some(*mode), *offset) {
+                        Ok(f) => Sink::File(
+                            Arc::new(Mutex::new(f)),
+                            ctx.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
+                        ),
+                        Err(e) => {
+                            error.get_or_insert(format!("sh: {file}: {e}\n"));
+                            Sink::Null
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let out = out_of(&st.stdout, false, &mut error);
+    let err = out_of(&st.stderr, true, &mut error);
+    let (stdout, stderr) = match (out, err) {
+        (Some(o), Some(e)) => (o, e),
+        (Some(o), None) => (o.clone(), o),
+        (None, Some(e)) => (e.clone(), e),
+        (None, None) => (
+            ctx.stdout.for_instance(&sigpipe),
+            ctx.stderr.for_instance(&sigpipe),
+        ),
+    };
+    StageIo {
+        sigpipe,
+        io: InstanceIo {
+            stdin,
+            stdout,
+            stderr,
+        },
+        error,
+    }
+}
+
+pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
+    let n = req.stages.len();
+    if n == 0 {
+        return Response::default();
+    }
+    let cfg = ctx.config.clone();
+    if ctx.depth + 1 > cfg.max_depth {
+        return Response::refused(format!(
+            "spawn limit reached (nesting deeper than {})",
+            cfg.max_depth
+        ));
+    }
+    // Reserve the instances up front so a pipeline starts whole or not at all.
+    let total = ctx.tree.total.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
+    if total > cfg.max_total {
+        return Response::refused(format!(
+            "spawn limit reached ({} programs per execution)",
+            cfg.max_total
+        ));
+    }
+    let live = ctx.tree.live.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
+    if live > cfg.max_concurrent {
+        ctx.tree.live.fetch_sub(n as u32, Ordering::SeqCst);
+        return Response::refused(format!(
+            "spawn limit reached ({} programs at once)",
+            cfg.max_concurrent
+        ));
+    }
+    let mut guards: Vec<Option<LiveGuard>> =
+        (0..n).map(|_| Some(LiveGuard(ctx.tree.clone()))).collect();
+    // Every stage is an instance of the host's pool: admit them all before starting any.
+    let mut tickets = Vec::with_capacity(n);
+    for _ in 0..n {
+        match ctx.engine.admit_child(&ctx.limits) {
+            Ok(ticket) => tickets.push(Some(ticket)),
+            Err(refusal) => {
+                return Response::refused(format!(
+                    "cannot start a program: resource temporarily unavailable ({refusal})"
+                ))
+            }
+        }
+    }
+
+    let caps = (
+        CapturedOutput::new(ctx.limits.output_bytes),
+        CapturedOutput::new(ctx.limits.output_bytes),
+    );
+    let pipes: Vec<Pipe> = (0..n.saturating_sub(1))
+        .map(|_| Pipe::new(PIPE_CAPACITY))
+        .collect();
+    let ios: Vec<StageIo> = req
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, st)| build_io(&ctx, st, i, &pipes, &caps))
+        .collect();
+    drop(pipes); // only the stages' ends keep the pipes open now
+
+    let mut statuses = vec![0i32; n];
+    let mut tasks: Vec<Option<tokio::task::JoinHandle<i32>>> = Vec::with_capacity(n);
+    let mut aborts = AbortOnDrop(Vec::new());
+    for (i, (st, stage_io)) in req.stages.into_iter().zip(ios).enumerate() {
+        let StageIo { sigpipe, io, error } = stage_io;
+        if let Some(msg) = error {
+            let _ = io.stderr.append(msg.as_bytes());
+            statuses[i] = 1;
+            tasks.push(None);
+            continue; // dropping `io` closes this stage's pipe ends
+        }
+        let cwd = st.cwd;
+        let (module_path, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
+            Ok(r) => r,
+            Err(msg) => {
+                let _ = io.stderr.append(format!("sh: {msg}\n").as_bytes());
+                statuses[i] = 127;
+                tasks.push(None);
+                continue;
+            }
+        };
+        let module = match ctx.engine.prepare(&module_path).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = io.stderr.append(
+                    format!(
+                        "sh: {}: {e}\n",
+                        st.argv.first().map(String::as_str).unwrap_or("")
+                    )
+                    .as_bytes(),
+                );
+                statuses[i] = 126;
+                tasks.push(None);
+                continue;
+            }
+        };
+        let mut env: Vec<(String, String)> =
+            st.env.into_iter().filter(|(k, _)| k != "PWD").collect();
+        for (k, v) in extra_env {
+            env.retain(|(x, _)| *x != k);
+            env.push((k, v));
+        }
+        env.push(("PWD".into(), cwd));
+        let spec = ExecSpec {
+            entry: Entry::Start,
+            argv,
+            env,
+            mounts: ctx.mounts.clone(),
+            stdin: Vec::new(),
+            limits: ctx.limits.clone(),
+        };
+        let child_state = SpawnState {
+            engine: ctx.engine.clone(),
+            config: ctx.config.clone(),
+            tree: ctx.tree.clone(),
+            depth: ctx.depth + 1,
+            mounts: ctx.mounts.clone(),
+            limits: ctx.limits.clone(),
+            deadline: ctx.deadline,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            pending: None,
+        };
+        let engine = ctx.engine.clone();
+        let deadline = ctx.deadline;
+        let guard = guards[i].take();
+        let ticket = tickets[i].take();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let _ticket = ticket;
+            let errsink = io.stderr.clone();
+            match engine
+                .run_instance(&module, &spec, io, deadline, Some(child_state))
+                .await
+            {
+                Ok((Termination::Exited, code)) => code,
+                Ok((Termination::Trapped, _)) if sigpipe.load(Ordering::SeqCst) => 141,
+                Ok((_, code)) => code,
+                Err(e) => {
+                    let _ = errsink.append(
+                        format!(
+                            "sh: {}: {e}\n",
+                            spec.argv.first().map(String::as_str).unwrap_or("")
+                        )
+                        .as_bytes(),
+                    );
+                    126
+                }
+            }
+        });
+        aborts.0.push(task.abort_handle());
+        tasks.push(Some(task));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        if let Some(t) = t {
+            statuses[i] = t.await.unwrap_or(134);
+        }
+    }
+    drop(aborts);
+    let (out, _) = caps.0.contents();
+    let (err, _) = caps.1.contents();
+    Response {
+        statuses,
+        stdout: out,
+        stderr: err,
+        error: None,
+    }
+}
