@@ -223,7 +223,7 @@ impl From<SandboxError> for ApiError {
     fn from(err: SandboxError) -> Self {
         match err {
             SandboxError::NotFound(id) => Self::sandbox_not_found(&id),
-            other => Self::internal(other.to_string()),
+            other => Self::internal(crate::describe_error(&other)),
         }
     }
 }
@@ -253,7 +253,7 @@ impl From<RuntimeError> for ApiError {
                     err.to_string(),
                 )
             }
-            other => Self::internal(other.to_string()),
+            other => Self::internal(crate::describe_error(&other)),
         }
     }
 }
@@ -302,7 +302,7 @@ impl From<ExecError> for ApiError {
                     refusal.to_string(),
                 ),
             },
-            ExecError::Engine(e) => Self::internal(format!("{e:?}")),
+            ExecError::Engine(e) => Self::internal(crate::describe_error(&e)),
         }
     }
 }

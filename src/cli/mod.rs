@@ -103,7 +103,7 @@ impl From<ExecError> for CliError {
                 CliError::Usage(format!("the {lang} runtime is not available yet"))
             }
             ExecError::Workdir(e) => CliError::Usage(format!("working directory: {e}")),
-            other => CliError::Other(other.to_string()),
+            other => CliError::Other(wasmbox::describe_error(&other)),
         }
     }
 }
@@ -112,7 +112,7 @@ impl From<SandboxError> for CliError {
     fn from(err: SandboxError) -> Self {
         match err {
             SandboxError::NotFound(_) => CliError::NotFound(err.to_string()),
-            other => CliError::Other(other.to_string()),
+            other => CliError::Other(wasmbox::describe_error(&other)),
         }
     }
 }

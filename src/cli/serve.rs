@@ -98,7 +98,7 @@ impl ServeArgs {
         runtime.block_on(async {
             let server = Server::bind(config)
                 .await
-                .map_err(|e| CliError::Other(e.to_string()))?;
+                .map_err(|e| CliError::Other(wasmbox::describe_error(&e)))?;
             match server.key_source() {
                 KeySource::Configured => {}
                 KeySource::Generated(path) => {
@@ -110,7 +110,7 @@ impl ServeArgs {
             server
                 .run(shutdown_signal())
                 .await
-                .map_err(|e| CliError::Other(e.to_string()))?;
+                .map_err(|e| CliError::Other(wasmbox::describe_error(&e)))?;
             eprintln!("wasmbox: stopped");
             Ok(ExitCode::SUCCESS)
         })

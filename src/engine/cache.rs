@@ -20,7 +20,7 @@ fn artifact_path(
 ) -> Result<PathBuf, EngineError> {
     let meta = fs::metadata(wasm).map_err(|e| EngineError::ModuleMissing {
         path: wasm.to_path_buf(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let mtime = meta
         .modified()
@@ -61,18 +61,18 @@ pub(crate) fn load_module(
     }
     let bytes = fs::read(wasm).map_err(|e| EngineError::ModuleMissing {
         path: wasm.to_path_buf(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     tracing::info!(module = %wasm.display(), "compiling WebAssembly module (first use; cached afterwards)");
     let compiled = engine
         .precompile_module(&bytes)
-        .map_err(|e| EngineError::Compile(e.to_string()))?;
-    fs::create_dir_all(cache_dir).map_err(|e| EngineError::Cache(e.to_string()))?;
+        .map_err(|e| EngineError::Compile(e.into()))?;
+    fs::create_dir_all(cache_dir).map_err(|e| EngineError::Cache(e.into()))?;
     let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
     fs::write(&tmp, &compiled)
         .and_then(|()| fs::rename(&tmp, &artifact))
-        .map_err(|e| EngineError::Cache(format!("writing {}: {e}", artifact.display())))?;
+        .map_err(|e| EngineError::Cache(format!("writing {}: {e}", artifact.display()).into()))?;
     // SAFETY: as above; we just wrote this artifact from `precompile_module`.
     unsafe { Module::deserialize_file(engine, &artifact) }
-        .map_err(|e| EngineError::Compile(e.to_string()))
+        .map_err(|e| EngineError::Compile(e.into()))
 }

@@ -43,40 +43,45 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// memset is cheaper than returning the pages and faulting them in again on the next run.
 const KEEP_RESIDENT: usize = 1 << 20;
 
+/// The cause of an [`EngineError`]: wasmtime's errors keep their context chain through it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Failures of the host to set up or run an execution. Guest failures are not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The module file cannot be read: the runtimes are not installed (here).
-    #[error("runtime module {path} is not available ({reason}); run `wasmbox runtimes fetch`")]
+    #[error("runtime module {path} is not available; run `wasmbox runtimes fetch`")]
     ModuleMissing {
         /// The module file.
         path: PathBuf,
         /// Why it could not be read.
-        reason: String,
+        #[source]
+        source: BoxError,
     },
     /// Cranelift rejected the module.
-    #[error("compiling WebAssembly module failed: {0}")]
-    Compile(String),
+    #[error("compiling a WebAssembly module failed")]
+    Compile(#[source] BoxError),
     /// The on-disk cache of compiled modules could not be read or written.
-    #[error("compiled-module cache: {0}")]
-    Cache(String),
+    #[error("the compiled-module cache failed")]
+    Cache(#[source] BoxError),
     /// The engine, linker or store could not be configured as asked.
-    #[error("engine configuration: {0}")]
-    Config(String),
+    #[error("configuring the engine failed")]
+    Config(#[source] BoxError),
     /// A host directory could not be preopened for the guest.
-    #[error("cannot mount {path} into the sandbox: {reason}")]
+    #[error("cannot mount {path} into the sandbox")]
     Mount {
         /// The host directory.
         path: PathBuf,
         /// Why it could not be opened.
-        reason: String,
+        #[source]
+        source: BoxError,
     },
     /// The module could not be linked or instantiated (missing import or entry point).
-    #[error("instantiating the module failed: {0}")]
-    Instantiate(String),
+    #[error("instantiating the module failed")]
+    Instantiate(#[source] BoxError),
     /// Running the initialiser of a snapshot failed.
-    #[error("pre-initialising a snapshot failed: {0}")]
-    Snapshot(String),
+    #[error("pre-initialising a snapshot failed")]
+    Snapshot(#[source] BoxError),
     /// No instance could be admitted (in time): retry later.
     #[error(transparent)]
     Busy(#[from] Refusal),
@@ -420,11 +425,11 @@ impl Engine {
             .async_stack_size(9 << 20)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let wasmtime =
-            wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.to_string()))?;
+            wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.into()))?;
 
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+            .map_err(|e| EngineError::Config(e.into()))?;
         wasi_limits::add_to_linker(&mut linker)?;
         add_host_imports(&mut linker)?;
 
@@ -502,11 +507,11 @@ impl Engine {
                     let pre = inner
                         .linker
                         .instantiate_pre(&module)
-                        .map_err(|e| EngineError::Instantiate(e.to_string()))?;
+                        .map_err(|e| EngineError::Instantiate(e.into()))?;
                     Ok::<_, EngineError>(Arc::new(PreparedModule { path, pre }))
                 })
                 .await
-                .map_err(|e| EngineError::Compile(format!("compile task failed: {e}")))?
+                .map_err(|e| EngineError::Compile(e.into()))?
             })
             .await?;
         Ok(prepared.clone())
@@ -525,12 +530,12 @@ impl Engine {
             if !path.is_file() {
                 let wasm = std::fs::read(reactor).map_err(|e| EngineError::ModuleMissing {
                     path: reactor.to_path_buf(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
                 tracing::info!(reactor = %reactor.display(), "pre-initialising a snapshot (first use; cached afterwards)");
                 let snapshot = preinit::preinitialize(self, &wasm, recipe).await?;
                 let cache_err = |e: std::io::Error| {
-                    EngineError::Cache(format!("writing {}: {e}", path.display()))
+                    EngineError::Cache(format!("writing {}: {e}", path.display()).into())
                 };
                 std::fs::create_dir_all(&self.inner.config.cache_dir).map_err(cache_err)?;
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -620,7 +625,7 @@ impl Engine {
             wasi.preopened_dir(&mount.host, &mount.guest, perms)
                 .map_err(|e| EngineError::Mount {
                     path: mount.host.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
         }
         let memory_cap = usize::try_from(self.memory_cap(&spec.limits)).unwrap_or(usize::MAX);
@@ -650,7 +655,7 @@ impl Engine {
         if self.inner.config.fuel {
             store
                 .set_fuel(spec.limits.fuel.unwrap_or(u64::MAX))
-                .map_err(|e| EngineError::Config(e.to_string()))?;
+                .map_err(|e| EngineError::Config(e.into()))?;
         }
         Ok(store)
     }
@@ -674,13 +679,13 @@ impl Engine {
                 .pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(|e| EngineError::Instantiate(e.to_string()))?;
+                .map_err(|e| EngineError::Instantiate(e.into()))?;
             let result = match &spec.entry {
                 Entry::Start => {
                     let start = instance
                         .get_typed_func::<(), ()>(&mut store, "_start")
                         .map_err(|e| {
-                            EngineError::Instantiate(format!("module has no _start: {e}"))
+                            EngineError::Instantiate(e.context("the module has no _start").into())
                         })?;
                     start.call_async(&mut store, ()).await.map(|()| 0)
                 }
@@ -688,7 +693,9 @@ impl Engine {
                     let run = instance
                         .get_typed_func::<(), i32>(&mut store, name)
                         .map_err(|e| {
-                            EngineError::Instantiate(format!("module has no export {name}: {e}"))
+                            EngineError::Instantiate(
+                                e.context(format!("the module has no export {name}")).into(),
+                            )
                         })?;
                     run.call_async(&mut store, ()).await
                 }
@@ -766,7 +773,7 @@ fn add_host_imports(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
         .func_wrap("wasmbox", "exit", |status: i32| -> wasmtime::Result<()> {
             Err(I32Exit(status).into())
         })
-        .map_err(|e| EngineError::Config(e.to_string()))?;
+        .map_err(|e| EngineError::Config(e.into()))?;
     spawn::add_to_linker(linker)?;
     Ok(())
 }

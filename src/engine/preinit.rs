@@ -35,7 +35,7 @@ pub(super) fn snapshot_path(
 ) -> Result<PathBuf, EngineError> {
     let meta = std::fs::metadata(reactor).map_err(|e| EngineError::ModuleMissing {
         path: reactor.to_path_buf(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let mut hasher = DefaultHasher::new();
     reactor.hash(&mut hasher);
@@ -57,8 +57,9 @@ pub(super) async fn preinitialize(
     wasm: &[u8],
     recipe: &SnapshotRecipe,
 ) -> Result<Vec<u8>, EngineError> {
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| EngineError::Snapshot(format!("{what}: {e}"));
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        EngineError::Snapshot(format!("{what}: {e:#}").into())
+    };
     let mut wizer = Wizer::new();
     wizer.init_func(recipe.init_func.clone());
     let (cx, instrumented) = wizer

@@ -152,7 +152,7 @@ const SUCCESS: i32 = Errno::Success as i32;
 
 /// Shadows the preview-1 functions that write, create, open and close.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
-    let config = |e: wasmtime::Error| EngineError::Config(e.to_string());
+    let config = |e: wasmtime::Error| EngineError::Config(e.into());
     linker.allow_shadowing(true);
     const M: &str = "wasi_snapshot_preview1";
     linker

@@ -58,7 +58,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
                 })
             },
         )
-        .map_err(|e| EngineError::Config(e.to_string()))?;
+        .map_err(|e| EngineError::Config(e.into()))?;
     linker
         .func_wrap(
             "wasmbox",
@@ -85,7 +85,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
                 Ok(n as i32)
             },
         )
-        .map_err(|e| EngineError::Config(e.to_string()))?;
+        .map_err(|e| EngineError::Config(e.into()))?;
     Ok(())
 }
 
