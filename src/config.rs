@@ -30,6 +30,9 @@ pub struct Settings {
     pub disk_quota_bytes: u64,
     /// Files one instance may hold open (`WASMBOX_MAX_OPEN_FILES`, default 256).
     pub max_open_files: u32,
+    /// Kernels live at once across all sandboxes (`WASMBOX_MAX_KERNELS`, default half the
+    /// pool); beyond it the least recently used are hibernated to disk.
+    pub max_live_kernels: u32,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -75,6 +78,7 @@ impl Settings {
                 .unwrap_or((max_instances / 4).max(4)),
             disk_quota_bytes: env_number::<u64>("WASMBOX_DISK_QUOTA_MB").unwrap_or(1024) << 20,
             max_open_files: env_number("WASMBOX_MAX_OPEN_FILES").unwrap_or(256),
+            max_live_kernels: env_number("WASMBOX_MAX_KERNELS").unwrap_or((max_instances / 2).max(1)),
         }
     }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::engine::{
-    DiskQuota, Engine, EngineConfig, EngineError, ExecResult, ExecSpec, Limits, PreparedModule,
-    Tenant,
+    DiskQuota, Engine, EngineConfig, EngineError, Entry, ExecResult, ExecSpec, ImageError, Kernel,
+    KernelImage, Limits, PreparedModule, Tenant,
 };
 use crate::runtimes::{Invocation, Language, RuntimeError, Runtimes};
 use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
@@ -26,6 +26,9 @@ pub enum ExecError {
     /// The working directory is outside the sandbox or cannot be created.
     #[error("working directory: {0}")]
     Workdir(#[from] PathError),
+    /// The language has no kernel (only the snapshot runtimes of python and javascript do).
+    #[error("{0} has no kernel: kernels run python and javascript (with snapshots enabled)")]
+    NoKernel(Language),
 }
 
 /// One request to run code.
@@ -202,17 +205,36 @@ impl Executor {
         base_env: &BTreeMap<String, String>,
         request: RunRequest,
     ) -> Result<ExecResult, ExecError> {
-        let invocation = self.runtimes.invocation(request.language, &request.code)?;
-        let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
-        let module = self.prepare(request.language, &invocation).await?;
+        let language = request.language;
+        let invocation = self.runtimes.invocation(language, &request.code)?;
+        let module = self.prepare(language, &invocation).await?;
+        let spec = self.spec(fs, base_env, request, invocation)?;
+        let result = match language {
+            Language::Bash => {
+                let spawn = self.runtimes.spawn_config()?;
+                self.engine.execute_with_spawn(&module, spec, spawn).await?
+            }
+            _ => self.engine.execute(&module, spec).await?,
+        };
+        Ok(result)
+    }
 
+    /// The execution of `request` in `fs`: working directory (created if missing), environment
+    /// layered default < sandbox < request < runtime, mounts, limits.
+    fn spec(
+        &self,
+        fs: &SandboxFs,
+        base_env: &BTreeMap<String, String>,
+        request: RunRequest,
+        invocation: Invocation,
+    ) -> Result<ExecSpec, ExecError> {
+        let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
         let mut env: BTreeMap<String, String> = default_env();
         env.extend(base_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(request.env);
         env.extend(invocation.env);
         env.insert("PWD".into(), workdir);
-
-        let spec = ExecSpec {
+        Ok(ExecSpec {
             entry: invocation.entry,
             argv: invocation.argv,
             env: env.into_iter().collect(),
@@ -226,15 +248,66 @@ impl Executor {
                 tenant: Some(self.tenant(fs)),
                 ..self.limits.clone()
             },
+        })
+    }
+
+    /// The snapshot module and execution spec of a kernel cell (argv `[argv0, "<cell>", code]`).
+    async fn kernel_spec(
+        &self,
+        fs: &SandboxFs,
+        base_env: &BTreeMap<String, String>,
+        request: RunRequest,
+    ) -> Result<(Arc<PreparedModule>, ExecSpec), ExecError> {
+        let language = request.language;
+        let mut invocation = self.runtimes.invocation(language, "")?;
+        if invocation.snapshot.is_none() || !matches!(invocation.entry, Entry::Export(_)) {
+            return Err(ExecError::NoKernel(language));
+        }
+        let module = self.prepare(language, &invocation).await?;
+        let argv0 = invocation.argv.first().cloned().unwrap_or_default();
+        invocation.argv = vec![argv0, "<cell>".into(), request.code.clone()];
+        let spec = self.spec(fs, base_env, request, invocation)?;
+        Ok((module, spec))
+    }
+
+    /// Starts a kernel for `language` in the sandbox tree `fs`.
+    pub async fn start_kernel(
+        &self,
+        fs: &SandboxFs,
+        language: Language,
+    ) -> Result<Kernel, ExecError> {
+        let request = RunRequest::new(language, "", self.limits.timeout);
+        let (module, spec) = self.kernel_spec(fs, &BTreeMap::new(), request).await?;
+        Ok(self.engine.start_kernel(&module, &spec).await?)
+    }
+
+    /// Restores a kernel for `language` from an image file's bytes; `Ok(Err(_))` when the image
+    /// cannot be used (corrupt, another runtime build), so the caller starts afresh.
+    pub async fn restore_kernel(
+        &self,
+        fs: &SandboxFs,
+        language: Language,
+        image: &[u8],
+    ) -> Result<Result<Kernel, ImageError>, ExecError> {
+        let request = RunRequest::new(language, "", self.limits.timeout);
+        let (module, spec) = self.kernel_spec(fs, &BTreeMap::new(), request).await?;
+        let image = match KernelImage::decode(image, &module) {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
         };
-        let result = match request.language {
-            Language::Bash => {
-                let spawn = self.runtimes.spawn_config()?;
-                self.engine.execute_with_spawn(&module, spec, spawn).await?
-            }
-            _ => self.engine.execute(&module, spec).await?,
-        };
-        Ok(result)
+        Ok(Ok(self.engine.restore_kernel(&module, &spec, &image).await?))
+    }
+
+    /// Runs one cell of `request` (its code, env, workdir, timeout) in `kernel`.
+    pub async fn run_cell(
+        &self,
+        kernel: &mut Kernel,
+        fs: &SandboxFs,
+        base_env: &BTreeMap<String, String>,
+        request: RunRequest,
+    ) -> Result<crate::engine::CellOutcome, ExecError> {
+        let (_, spec) = self.kernel_spec(fs, base_env, request).await?;
+        Ok(kernel.run_cell(&spec).await?)
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! Layers, each owning one concern: [`engine`] (wasmtime), [`runtimes`] (interpreters and their
 //! artifacts), [`sandbox`] (directories, environment, lifecycle), [`exec`] (running a request
-//! in a sandbox), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
+//! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod exec;
+pub mod kernels;
 pub mod runtimes;
 pub mod sandbox;
 

@@ -165,6 +165,26 @@
     },
   });
 
+  // Rich outputs (kernels, display()): a mime bundle per value, handed to the host as JSON
+  // through the C function __wasmbox_emit. Strings show as themselves, other values as
+  // inspect() shows them; plain objects and arrays also as application/json.
+  const bundle = (v) => {
+    const data = { "text/plain": typeof v === "string" ? v : I().inspect(v) };
+    if (v !== null && typeof v === "object") {
+      try {
+        const json = JSON.stringify(v);
+        if (json !== undefined) data["application/json"] = JSON.parse(json);
+      } catch (_) { /* cycles, BigInt: text only */ }
+    }
+    return data;
+  };
+  const emit = (v, kind) =>
+    G.__wasmbox_emit(JSON.stringify({ kind, data: bundle(v), metadata: {} }));
+  Object.defineProperty(G, "__wasmbox_show", {
+    value(v) { if (v !== undefined) emit(v, "execute_result"); },
+  });
+  G.display = (...vs) => { for (const v of vs) emit(v, "display_data"); };
+
   // State shared with node-lib.js.
   const S = { G, env, proc, version, argv, out, err, writeLine, fmtArgs, I, indent: "", exiting: false };
 })();

@@ -7,6 +7,13 @@
  *   wasmbox_run   per execution: re-read environ and argv from WASI, reseed Math.random, let the
  *                 prelude refresh process.env/argv and chdir to $PWD, run the program and its
  *                 event loop. Returns the exit status; process.exit() ends the instance directly.
+ *   wasmbox_cell  per cell of a kernel (the same instance each time, a fresh WASI context):
+ *                 argv ["qjs", "<cell>", CODE]; evaluates CODE as a global script (top-level
+ *                 bindings persist), shows its completion value as a rich output, runs the
+ *                 event loop. Returns 0, or 1 if the cell threw.
+ *   wasmbox_interrupt_slots  (address, bits) pairs ended by address 0: the host ORs them in to
+ *                 interrupt a running cell (QuickJS's interrupt handler then throws an
+ *                 uncatchable error).
  *
  * argv: ["qjs", "-e", CODE, ARGS...] or ["qjs", FILE, ARGS...].
  */
@@ -22,6 +29,44 @@ void __wasilibc_initialize_environ(void);
 
 static JSRuntime *wasmbox_rt;
 static JSContext *wasmbox_ctx;
+
+/* Set by the host (through wasmbox_interrupt_slots) to stop the running cell. */
+static volatile uint32_t wasmbox_interrupt;
+static uint32_t wasmbox_slots[3];
+
+__attribute__((import_module("wasmbox"), import_name("emit_output")))
+extern int32_t wasmbox_emit_output(const uint8_t *data, uint32_t len);
+
+__attribute__((export_name("wasmbox_interrupt_slots")))
+uint32_t *wasmbox_interrupt_slots(void)
+{
+    wasmbox_slots[0] = (uint32_t)(uintptr_t)&wasmbox_interrupt;
+    wasmbox_slots[1] = 1;
+    wasmbox_slots[2] = 0;
+    return wasmbox_slots;
+}
+
+static int wasmbox_interrupt_handler(JSRuntime *rt, void *opaque)
+{
+    (void)rt;
+    (void)opaque;
+    return wasmbox_interrupt != 0;
+}
+
+/* __wasmbox_emit(json): one rich output for the host; true if it was kept. */
+static JSValue wasmbox_js_emit(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    size_t len;
+    (void)this_val;
+    if (argc < 1)
+        return JS_ThrowTypeError(ctx, "__wasmbox_emit needs a string");
+    const char *s = JS_ToCStringLen(ctx, &len, argv[0]);
+    if (!s)
+        return JS_EXCEPTION;
+    int32_t kept = wasmbox_emit_output((const uint8_t *)s, (uint32_t)len);
+    JS_FreeCString(ctx, s);
+    return JS_NewBool(ctx, kept == 0);
+}
 
 __attribute__((export_name("wasmbox_init")))
 void wasmbox_init(void)
@@ -48,6 +93,13 @@ void wasmbox_init(void)
     JS_SetModuleLoaderFunc2(wasmbox_rt, NULL, js_module_loader, js_module_check_attributes, NULL);
     JS_SetHostPromiseRejectionTracker(wasmbox_rt, js_std_promise_rejection_tracker, NULL);
     js_std_add_helpers(wasmbox_ctx, 0, NULL);
+    JS_SetInterruptHandler(wasmbox_rt, wasmbox_interrupt_handler, NULL);
+    {
+        JSValue global = JS_GetGlobalObject(wasmbox_ctx);
+        JS_SetPropertyStr(wasmbox_ctx, global, "__wasmbox_emit",
+                          JS_NewCFunction(wasmbox_ctx, wasmbox_js_emit, "__wasmbox_emit", 1));
+        JS_FreeValue(wasmbox_ctx, global);
+    }
     if (eval_buf(wasmbox_ctx, std_globals, sizeof(std_globals) - 1, "<input>", JS_EVAL_TYPE_MODULE))
         abort();
     if (eval_file(wasmbox_ctx, WASMBOX_PRELUDE, 0))
@@ -130,4 +182,52 @@ int wasmbox_run(void)
     fflush(stdout);
     fflush(stderr);
     return status ? 1 : 0;
+}
+
+__attribute__((export_name("wasmbox_cell")))
+int wasmbox_cell(void)
+{
+    JSContext *ctx = wasmbox_ctx;
+    int argc = 0, status = 0;
+    char **argv;
+
+    wasmbox_interrupt = 0;
+    __wasilibc_deinitialize_environ();
+    __wasilibc_initialize_environ();
+    argv = wasmbox_args(&argc);
+    if (!argv || argc < 3) {
+        fputs("wasmbox: usage: qjs <cell> CODE\n", stderr);
+        return 2;
+    }
+    if (wasmbox_restart(ctx, argv + 3, 0))
+        return 1;
+
+    const char *code = argv[2];
+    JSValue value = JS_Eval(ctx, code, strlen(code), "<cell>", JS_EVAL_TYPE_GLOBAL);
+    if (JS_IsException(value)) {
+        js_std_dump_error(ctx);
+        status = 1;
+    } else {
+        JSValue global = JS_GetGlobalObject(ctx);
+        JSValue show = JS_GetPropertyStr(ctx, global, "__wasmbox_show");
+        JSValue ret = JS_Call(ctx, show, global, 1, (JSValueConst *)&value);
+        if (JS_IsException(ret)) {
+            js_std_dump_error(ctx);
+            status = 1;
+        }
+        JS_FreeValue(ctx, ret);
+        JS_FreeValue(ctx, show);
+        JS_FreeValue(ctx, global);
+    }
+    JS_FreeValue(ctx, value);
+    if (!status && js_std_loop(ctx)) {
+        js_std_dump_error(ctx);
+        status = 1;
+    }
+    /* The kernel lives on: give back this cell's copy of argv (one buffer, argv[0] first). */
+    free(argv[0]);
+    free(argv);
+    fflush(stdout);
+    fflush(stderr);
+    return status;
 }

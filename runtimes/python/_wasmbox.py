@@ -3,7 +3,12 @@
 Stored at the root of the standard-library zip by runtimes/fetch.py. `init()` runs once, before
 the snapshot is taken; `run(argv, env)` runs once per execution in a fresh instance restored from
 the snapshot, with argv (list of str) and the environment (list of b"KEY=VALUE") just read from
-that execution's WASI context.
+that execution's WASI context. `cell(argv, env)` runs one cell of a kernel: the same instance
+again and again, `__main__`'s namespace kept, the last expression displayed as IPython does.
+
+Rich outputs (`display(obj)`, a cell's last value) are mime bundles built from the object's
+`_repr_*_` methods and handed to the host as JSON through `_wasmbox_host.emit`:
+`{"data": {mime: str | json}, "metadata": {...}, "kind": "display_data" | "execute_result"}`.
 
 What is per execution, and what is not:
 - fresh: sys.argv/orig_argv, os.environ (and the C environment), the preopened directories, the
@@ -50,6 +55,12 @@ def init():
         except Exception:  # a module this build lacks: fine, it is imported on use (and fails)
             sys.modules.pop(name, None)
     _fix_asyncio()
+    _install_display()
+    try:  # kernels: the host's interrupt trips SIGINT, which raises KeyboardInterrupt
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except Exception:
+        pass
     sys.dont_write_bytecode = True
     # Objects made so far live for ever: keep the collector from walking (and so touching every
     # copy-on-write page of) the snapshot's heap in each execution.
@@ -262,4 +273,142 @@ def _finish(status):
         except Exception:
             if status == 0:
                 status = 120
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# Rich outputs and kernels
+
+# The order IPython's formatters use; the first one present names the output's type.
+_REPR_METHODS = (
+    ("image/png", "_repr_png_"),
+    ("image/jpeg", "_repr_jpeg_"),
+    ("image/svg+xml", "_repr_svg_"),
+    ("text/html", "_repr_html_"),
+    ("text/markdown", "_repr_markdown_"),
+    ("text/latex", "_repr_latex_"),
+    ("application/json", "_repr_json_"),
+    ("application/javascript", "_repr_javascript_"),
+)
+
+
+def _mime_bundle(obj):
+    """-> (data, metadata): every representation obj offers, text/plain always included."""
+    import base64
+
+    data, metadata = {}, {}
+    method = getattr(type(obj), "_repr_mimebundle_", None)
+    if method is not None and not isinstance(obj, type):
+        try:
+            got = obj._repr_mimebundle_(include=None, exclude=None)
+        except TypeError:
+            got = obj._repr_mimebundle_()
+        if isinstance(got, tuple):
+            got, meta = got
+            metadata.update(meta or {})
+        data.update(got or {})
+    if not isinstance(obj, type):
+        for mime, name in _REPR_METHODS:
+            if mime in data or getattr(type(obj), name, None) is None:
+                continue
+            value = getattr(obj, name)()
+            if isinstance(value, tuple) and len(value) == 2:
+                value, meta = value
+                if meta:
+                    metadata[mime] = meta
+            if value is None:
+                continue
+            data[mime] = value
+    for mime, value in list(data.items()):
+        if isinstance(value, (bytes, bytearray)):
+            data[mime] = base64.b64encode(value).decode("ascii")
+    if "text/plain" not in data:
+        import pprint
+        data["text/plain"] = pprint.pformat(obj)
+    return data, metadata
+
+
+def _emit(obj, kind):
+    import json
+
+    try:
+        data, metadata = _mime_bundle(obj)
+        doc = json.dumps({"kind": kind, "data": data, "metadata": metadata}, default=str)
+    except Exception as e:  # a broken _repr_*_ shows as text, as IPython does
+        doc = json.dumps({"kind": kind, "data": {"text/plain": object.__repr__(obj)},
+                          "metadata": {}})
+        print(f"wasmbox: could not format {type(obj).__name__}: {e!r}", file=sys.stderr)
+    import _wasmbox_host
+    for stream in (sys.stdout, sys.stderr):  # keep output and displays in order
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    _wasmbox_host.emit(doc.encode("utf-8"))
+
+
+def display(*objs, **_ignored):
+    """Show each object as a rich output (IPython's display())."""
+    for obj in objs:
+        _emit(obj, "display_data")
+
+
+def _install_display():
+    import builtins
+    builtins.display = display
+
+
+def _reset_cell(env):
+    import os
+
+    data = os.environ._data
+    data.clear()
+    for item in env:
+        key, sep, value = item.partition(b"=")
+        if sep and key:
+            data[key] = value
+    for cwd in (os.environ.get("PWD"), "/"):
+        if cwd:
+            try:
+                os.chdir(cwd)
+                break
+            except OSError:
+                pass
+    for path in list(sys.path_importer_cache):
+        if not path.endswith(".zip"):
+            del sys.path_importer_cache[path]
+
+
+def cell(argv, env):
+    """Runs argv[2] in the kernel's __main__; the value of a final expression is displayed.
+    -> 0, or 1 if the cell raised (its traceback is on stderr)."""
+    import ast
+
+    status = 0
+    try:
+        _reset_cell(env)
+        source = argv[2] if len(argv) > 2 else ""
+        g = sys.modules["__main__"].__dict__
+        if "" not in sys.path[:1]:
+            sys.path.insert(0, "")
+        tree = ast.parse(source, "<cell>", "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, "<cell>", "exec"), g)
+        if last is not None:
+            value = eval(compile(last, "<cell>", "eval"), g)
+            if value is not None:
+                g["_"] = value
+                _emit(value, "execute_result")
+    except SystemExit as e:
+        status = _exit_status(e)
+    except BaseException as e:
+        _report(e)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
     return status

@@ -12,13 +12,31 @@
  *                             (`python -c CODE`, `python script.py ARGS`, `python -m MOD`) as
  *                             __main__. Returns the exit status (SystemExit's code, 1 for an uncaught
  *                             exception, whose traceback goes to stderr). stdout/stderr are flushed.
+ *   wasmbox_cell()  -> i32    run once per cell of a kernel: the SAME instance again and again, each
+ *                             time with a fresh WASI context (argv ["python", "<cell>", CODE],
+ *                             environment, preopens). Runs CODE in __main__ as IPython does (the
+ *                             last expression is displayed). Returns 0, or 1 if the cell raised.
+ *   wasmbox_interrupt_slots() -> u32*   where the host writes to interrupt a running cell, as
+ *                             SIGINT would: (address, bits to OR in) pairs, ended by address 0.
+ *                             The host writes them while the guest is suspended in an epoch check
+ *                             or parked in a host call, never concurrently with guest code.
+ *
+ * Rich outputs (display(), a cell's last value) leave through the import wasmbox.emit_output,
+ * reached from Python as _wasmbox_host.emit(bytes).
  *
  * The standard library is /usr/local/lib/python313.zip in the guest (read-only mount of
  * <cache>/runtimes/python313-lib/): the same path at snapshot time and at run time.
  */
 
 #define PY_SSIZE_T_CLEAN
+/* The interrupt slots point into the runtime's signal state: internal headers. */
+#define Py_BUILD_CORE 1
 #include <Python.h>
+#include "internal/pycore_ceval.h"
+#include "internal/pycore_runtime.h"
+
+#include <signal.h>
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +51,46 @@ extern void __wasilibc_reset_preopens(void);
 #define STDLIB_ZIP L"/usr/local/lib/python313.zip"
 
 static PyObject *wasmbox_module; /* runtimes/python/_wasmbox.py */
+
+/* A rich output (a JSON document, see _wasmbox.py) for the host; 0 if it was kept. */
+__attribute__((import_module("wasmbox"), import_name("emit_output")))
+extern int32_t wasmbox_emit_output(const uint8_t *data, uint32_t len);
+
+static PyObject *host_emit(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int32_t kept = view.len > UINT32_MAX ? 1
+                   : wasmbox_emit_output((const uint8_t *)view.buf, (uint32_t)view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(kept == 0);
+}
+
+static PyMethodDef host_methods[] = {
+    {"emit", host_emit, METH_O, "Hand one rich output (JSON bytes) to the host; True if kept."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef host_module = {
+    PyModuleDef_HEAD_INIT, "_wasmbox_host", "wasmbox's host imports.", -1, host_methods,
+};
+
+static PyObject *host_module_init(void) { return PyModule_Create(&host_module); }
+
+/* (address, bits) pairs and a 0 terminator: what trip_signal(SIGINT) stores. */
+static uint32_t interrupt_slots[7];
+
+__attribute__((export_name("wasmbox_interrupt_slots")))
+uint32_t *wasmbox_interrupt_slots(void) {
+    interrupt_slots[0] = (uint32_t)(uintptr_t)&_PyRuntime.signals.handlers[SIGINT].tripped;
+    interrupt_slots[1] = 1;
+    interrupt_slots[2] = (uint32_t)(uintptr_t)&_PyRuntime.signals.is_tripped;
+    interrupt_slots[3] = 1;
+    interrupt_slots[4] = (uint32_t)(uintptr_t)&_PyRuntime.main_tstate->eval_breaker;
+    interrupt_slots[5] = _PY_SIGNALS_PENDING_BIT;
+    interrupt_slots[6] = 0;
+    return interrupt_slots;
+}
 static int init_status = -1;     /* 0 once wasmbox_init succeeded */
 
 static void fail(const char *what, PyStatus status) {
@@ -45,6 +103,11 @@ static void fail(const char *what, PyStatus status) {
 __attribute__((export_name("wasmbox_init")))
 void wasmbox_init(void) {
     PyStatus status;
+
+    if (PyImport_AppendInittab("_wasmbox_host", host_module_init) < 0) {
+        fputs("wasmbox_init: cannot register _wasmbox_host\n", stderr);
+        __builtin_trap();
+    }
 
     /* UTF-8 everywhere, whatever the (absent) locale says. */
     PyPreConfig preconfig;
@@ -139,17 +202,19 @@ done:
     return list;
 }
 
-__attribute__((export_name("wasmbox_run")))
-int wasmbox_run(void) {
+/* Calls _wasmbox.<method>(argv, env) with this call's WASI argv and environment; returns the
+ * status it returns (1 if it failed itself). */
+static int call_entry(const char *method) {
     if (init_status != 0) {
-        fprintf(stderr, "wasmbox_run: the interpreter was not initialised (run wasmbox_init "
+        fprintf(stderr, "wasmbox: the interpreter was not initialised (run wasmbox_init "
                         "first, e.g. by snapshotting the module)\n");
         fflush(stderr);
         return 70; /* EX_SOFTWARE */
     }
 
-    /* Directories: the snapshot's preopens (the standard library at snapshot time) are not this
-     * execution's; wasi-libc looks them up again on the next path operation. */
+    /* Directories: the preopens seen so far (the standard library at snapshot time, or the last
+     * cell's context) are not this call's; wasi-libc looks them up again on the next path
+     * operation. */
     __wasilibc_reset_preopens();
     /* C-level environment (getenv, used by a few C modules): re-read from WASI. */
     __wasilibc_deinitialize_environ();
@@ -160,9 +225,9 @@ int wasmbox_run(void) {
     PyObject *env = argv ? wasi_strings(1) : NULL;
     PyObject *r = NULL;
     if (env != NULL)
-        r = PyObject_CallMethod(wasmbox_module, "run", "OO", argv, env);
+        r = PyObject_CallMethod(wasmbox_module, method, "OO", argv, env);
     if (r == NULL) {
-        /* A failure of _wasmbox.run itself (user-code errors are handled there). */
+        /* A failure of _wasmbox itself (user-code errors are handled there). */
         PyErr_Print();
         status = 1;
     } else {
@@ -177,4 +242,17 @@ int wasmbox_run(void) {
     Py_XDECREF(env);
     fflush(NULL);
     return status;
+}
+
+__attribute__((export_name("wasmbox_run")))
+int wasmbox_run(void) {
+    return call_entry("run");
+}
+
+__attribute__((export_name("wasmbox_cell")))
+int wasmbox_cell(void) {
+    /* An interrupt that arrived as the previous cell ended must not hit this one. */
+    if (init_status == 0 && PyErr_CheckSignals() < 0)
+        PyErr_Clear();
+    return call_entry("cell");
 }

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::models::{
     check_env_limits, iso, validate_env, CommandRequest, EnvResponse, EnvUpdate, EnvVars,
-    ExecuteRequest, ExecutionResponse,
+    ExecuteRequest, ExecutionResponse, RichFields,
 };
 use super::AppState;
 
@@ -122,6 +122,16 @@ async fn run_in(
     sandbox: &Sandbox,
     run: RunRequest,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
+    ready_to_run(sandbox, &run)?;
+    let language = run.language;
+    let fs = app.store.files(&sandbox.id)?;
+    let result = app.executor.run(&fs, &sandbox.env, run).await?;
+    finished(sandbox, &result)?;
+    Ok(Json(execution_response(&result, language)))
+}
+
+/// Refuses code for a paused sandbox (409, as HopX does) and bad environments (400).
+pub(super) fn ready_to_run(sandbox: &Sandbox, run: &RunRequest) -> Result<(), ApiError> {
     if sandbox.status == SandboxStatus::Paused {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -132,10 +142,11 @@ async fn run_in(
             ),
         ));
     }
-    validate_env(&run.env)?;
-    let language = run.language;
-    let fs = app.store.files(&sandbox.id)?;
-    let result = app.executor.run(&fs, &sandbox.env, run).await?;
+    validate_env(&run.env)
+}
+
+/// A run stopped because its sandbox was deleted answers 404, like any later request would.
+pub(super) fn finished(sandbox: &Sandbox, result: &ExecResult) -> Result<(), ApiError> {
     if result.termination == Termination::Cancelled {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -147,10 +158,10 @@ async fn run_in(
         )
         .with_detail("sandbox_id", sandbox.id.as_str()));
     }
-    Ok(Json(execution_response(&result, language)))
+    Ok(())
 }
 
-fn execution_response(result: &ExecResult, language: Language) -> ExecutionResponse {
+pub(super) fn execution_response(result: &ExecResult, language: Language) -> ExecutionResponse {
     ExecutionResponse {
         stdout: result.stdout.clone(),
         stderr: result.stderr.clone(),
@@ -162,11 +173,12 @@ fn execution_response(result: &ExecResult, language: Language) -> ExecutionRespo
         stderr_truncated: result.stderr_truncated,
         language: language.name().to_string(),
         timestamp: iso(chrono::Utc::now()),
+        rich: RichFields::from_outputs(&result.outputs),
     }
 }
 
 /// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
-fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
+pub(super) fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
     let seconds = requested.unwrap_or(default);
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(

@@ -246,9 +246,15 @@ impl FromRequestParts<AppState> for SandboxAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let UrlPath(id) = UrlPath::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        // By name: agent routes may have more parameters than the sandbox id.
+        let UrlPath(params) =
+            UrlPath::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let id = params
+            .get("id")
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request("the route has no sandbox id"))?;
         state.auth.check_sandbox(&parts.headers, &id)?;
         Ok(SandboxAccess(state.store.get(&id)?))
     }

@@ -261,6 +261,8 @@ pub async fn pause(
     let sandbox = app
         .store
         .update(&id, |s| s.status = SandboxStatus::Paused)?;
+    // A paused sandbox holds no instances: its kernels go to disk (resumed on the next cell).
+    app.kernels.hibernate_sandbox(&id).await;
     Ok(Json(sandbox_info(&app, &sandbox)))
 }
 

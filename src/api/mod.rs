@@ -11,6 +11,7 @@ mod control;
 mod error;
 mod extract;
 mod files;
+mod kernels;
 pub mod listener;
 mod models;
 
@@ -107,6 +108,8 @@ pub struct ServerState {
     /// `public_host` of a sandbox is `<public_base>/sandboxes/<id>`.
     public_base: String,
     memory_mb: u64,
+    /// Live interpreters of `/execute/ipython`, per sandbox and language.
+    kernels: crate::kernels::Kernels,
 }
 
 type AppState = Arc<ServerState>;
@@ -118,6 +121,7 @@ impl ServerState {
     fn delete_sandbox(&self, id: &str) -> Result<(), SandboxError> {
         self.store.delete(id)?;
         self.executor.cancel_sandbox(&self.store.fs_root(id));
+        self.kernels.remove_sandbox(id);
         self.housekeeping.notify_one();
         Ok(())
     }
@@ -168,6 +172,7 @@ impl Server {
             housekeeping: tokio::sync::Notify::new(),
             public_base,
             memory_mb: settings.limits.memory_bytes >> 20,
+            kernels: crate::kernels::Kernels::new(settings.max_live_kernels as usize),
         });
         Ok(Self {
             listener,
@@ -200,13 +205,15 @@ impl Server {
         let reaper = tokio::spawn(housekeeping(state.clone()));
         listener::serve(
             self.listener,
-            router(state),
+            router(state.clone()),
             self.connections,
             shutdown,
             SHUTDOWN_GRACE,
         )
         .await;
         reaper.abort();
+        // Kernel images are written after every cell; this catches any that were not.
+        state.kernels.hibernate_all().await;
         Ok(())
     }
 }
@@ -233,6 +240,14 @@ fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/info", get(agent::info))
         .route("/sandboxes/{id}/execute", post(agent::execute))
         .route("/sandboxes/{id}/commands/run", post(agent::run_command))
+        .route("/sandboxes/{id}/execute/ipython", post(kernels::execute_cell))
+        .route("/sandboxes/{id}/jupyter/sessions", get(kernels::sessions))
+        .route("/sandboxes/{id}/kernels", get(kernels::sessions))
+        .route(
+            "/sandboxes/{id}/kernels/{kernel}",
+            axum::routing::delete(kernels::delete),
+        )
+        .route("/sandboxes/{id}/kernels/{kernel}/restart", post(kernels::restart))
         .route(
             "/sandboxes/{id}/env",
             get(agent::get_env)
@@ -299,6 +314,7 @@ async fn housekeeping(state: AppState) {
             let reaped = worker.store.reap_expired();
             for id in &reaped {
                 worker.executor.cancel_sandbox(&worker.store.fs_root(id));
+                worker.kernels.remove_sandbox(id);
             }
             (reaped.len(), worker.store.purge_trash())
         });

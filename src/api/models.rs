@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::ApiError;
+use crate::engine::{DisplayOutput, OutputKind};
 
 /// ISO-8601 in UTC with a `Z`, to the second (every Python `fromisoformat` parses it).
 pub fn iso(at: DateTime<Utc>) -> String {
@@ -314,6 +315,84 @@ pub struct ExecutionResponse {
     pub stderr_truncated: bool,
     pub language: String,
     pub timestamp: String,
+    /// Rich outputs, only when there are any.
+    #[serde(flatten)]
+    pub rich: RichFields,
+}
+
+/// Rich outputs as the official clients read them (PROTOCOL.md §4.3): the first of each kind
+/// as a top-level key, `result` (a cell's value as text, read by the JS client), and every
+/// output in order in `rich_outputs`. Each key is left out when there is nothing for it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RichFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub png: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataframe: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rich_outputs: Vec<RichOutput>,
+}
+
+/// One entry of `rich_outputs`: `{type, data: {mime: value}, metadata, kind}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RichOutput {
+    /// The richest mime type of the output.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Every representation, keyed by mime type.
+    pub data: serde_json::Map<String, Value>,
+    pub metadata: Value,
+    /// `display_data` or `execute_result`.
+    #[serde(rename = "output_type")]
+    pub output_type: String,
+}
+
+impl RichFields {
+    /// From an execution's outputs: a cell's plain-text value only sets `result`; everything
+    /// with a richer representation, and every `display()` call, is listed.
+    pub fn from_outputs(outputs: &[DisplayOutput]) -> Self {
+        let mut rich = Self::default();
+        for output in outputs {
+            let is_result = output.kind == OutputKind::ExecuteResult;
+            if is_result {
+                rich.result = output.text().map(str::to_string);
+            }
+            let data = &output.data;
+            let string = |mime: &str| data.get(mime).and_then(Value::as_str).map(str::to_string);
+            if rich.png.is_none() {
+                rich.png = string("image/png");
+            }
+            if rich.html.is_none() {
+                rich.html = string("text/html");
+            }
+            if rich.json.is_none() && output.primary_type() == "application/json" {
+                rich.json = data.get("application/json").cloned();
+            }
+            if rich.dataframe.is_none() {
+                rich.dataframe = data.get("application/vnd.dataframe+json").cloned();
+            }
+            let plain = output.primary_type() == "text/plain";
+            if !is_result || !plain {
+                rich.rich_outputs.push(RichOutput {
+                    kind: output.primary_type().to_string(),
+                    data: data.clone(),
+                    metadata: output.metadata.clone(),
+                    output_type: match output.kind {
+                        OutputKind::DisplayData => "display_data",
+                        OutputKind::ExecuteResult => "execute_result",
+                    }
+                    .into(),
+                });
+            }
+        }
+        rich
+    }
 }
 
 /// `PUT`/`PATCH /env`.

@@ -103,6 +103,7 @@ impl From<ExecError> for CliError {
                 CliError::Usage(format!("the {lang} runtime is not available yet"))
             }
             ExecError::Workdir(e) => CliError::Usage(format!("working directory: {e}")),
+            e @ ExecError::NoKernel(_) => CliError::Usage(e.to_string()),
             other => CliError::Other(wasmbox::describe_error(&other)),
         }
     }

@@ -136,9 +136,63 @@ impl HostBudget {
         used.memory += memory;
         Ok(Ticket {
             budget: self.clone(),
+            slots: 1,
             memory,
             tenant: tenant.cloned(),
         })
+    }
+
+    /// Memory without a slot, for an instance that already has one and may now grow (a kernel
+    /// running a cell), waiting up to `wait`.
+    pub async fn admit_memory(self: &Arc<Self>, memory: u64, wait: Duration) -> Result<Ticket, Refusal> {
+        if memory > self.memory {
+            return Err(Refusal::TooLarge {
+                cap_mb: memory >> 20,
+                budget_mb: self.memory >> 20,
+            });
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut used = self.lock();
+                if used.memory + memory <= self.memory {
+                    used.memory += memory;
+                    return Ok(Ticket {
+                        budget: self.clone(),
+                        slots: 0,
+                        memory,
+                        tenant: None,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Refusal::HostBusy {
+                    slots: self.slots,
+                    memory_mb: self.memory >> 20,
+                });
+            }
+            tokio::select! {
+                () = &mut freed => {}
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
+    /// Makes `ticket` hold `memory` bytes from now on. Used when a kernel settles between cells
+    /// (its cell's hold is released at the same time), so the budget is not checked.
+    pub fn set_memory(&self, ticket: &mut Ticket, memory: u64) {
+        {
+            let mut used = self.lock();
+            used.memory = used.memory.saturating_sub(ticket.memory) + memory;
+        }
+        let shrunk = memory < ticket.memory;
+        ticket.memory = memory;
+        if shrunk {
+            self.freed.notify_waiters();
+        }
     }
 
     /// A ticket, waiting up to `wait` for one to be released.
@@ -175,10 +229,10 @@ impl HostBudget {
         }
     }
 
-    fn release(&self, memory: u64) {
+    fn release(&self, slots: u32, memory: u64) {
         {
             let mut used = self.lock();
-            used.slots = used.slots.saturating_sub(1);
+            used.slots = used.slots.saturating_sub(slots);
             used.memory = used.memory.saturating_sub(memory);
         }
         self.freed.notify_waiters();
@@ -189,6 +243,7 @@ impl HostBudget {
 #[derive(Debug)]
 pub struct Ticket {
     budget: Arc<HostBudget>,
+    slots: u32,
     memory: u64,
     tenant: Option<Arc<Tenant>>,
 }
@@ -198,7 +253,7 @@ impl Drop for Ticket {
         if let Some(tenant) = &self.tenant {
             tenant.leave();
         }
-        self.budget.release(self.memory);
+        self.budget.release(self.slots, self.memory);
     }
 }
 

@@ -7,6 +7,8 @@
 
 mod admission;
 mod cache;
+pub mod display;
+mod kernel;
 pub mod output;
 mod preinit;
 mod quota;
@@ -29,6 +31,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use admission::{HostBudget, Refusal, Tenant, Ticket};
+pub use display::{DisplayOutput, DisplaySink, OutputKind};
+pub use kernel::{CellOutcome, ImageError, Kernel, KernelImage, INTERRUPT_GRACE};
 pub use output::CapturedOutput;
 pub use preinit::SnapshotRecipe;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
@@ -224,6 +228,8 @@ pub struct ExecResult {
     pub stderr_truncated: bool,
     /// Wall-clock time from start to end.
     pub duration: Duration,
+    /// Rich outputs (`display()`, a kernel cell's last value), in order.
+    pub outputs: Vec<DisplayOutput>,
 }
 
 impl ExecResult {
@@ -261,6 +267,7 @@ impl ExecResult {
             stdout_truncated,
             stderr_truncated,
             duration,
+            outputs: Vec::new(),
         }
     }
 
@@ -282,12 +289,36 @@ impl ExecResult {
 pub struct PreparedModule {
     path: PathBuf,
     pre: InstancePre<HostState>,
+    /// A fresh instance's memory, captured when the first kernel starts: kernel images are
+    /// diffs against it.
+    pristine: std::sync::OnceLock<Arc<[u8]>>,
+    /// Whether an idle instance's state is its memory alone (see `kernel`), read lazily.
+    whole_state: std::sync::OnceLock<bool>,
 }
 
 impl PreparedModule {
     /// The module file this was compiled from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Names this exact build (snapshot files are named by a hash of what made them).
+    pub fn identity(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The fresh-instance memory, recorded from `fresh` the first time.
+    fn pristine_memory(&self, fresh: &[u8]) -> Arc<[u8]> {
+        self.pristine.get_or_init(|| Arc::from(fresh)).clone()
+    }
+
+    fn memory_is_whole_state(&self) -> bool {
+        *self.whole_state.get_or_init(|| {
+            std::fs::read(&self.path).is_ok_and(|wasm| kernel::memory_is_whole_state(&wasm))
+        })
     }
 }
 
@@ -300,6 +331,10 @@ pub struct HostState {
     open_files: wasi_limits::OpenFiles,
     /// Where file writes are charged (the sandbox's quota).
     disk: Option<Arc<DiskQuota>>,
+    /// Rich outputs the guest hands over.
+    display: DisplaySink,
+    /// A kernel cell's interrupt (None outside kernels).
+    interrupt: Option<Arc<kernel::CellInterrupt>>,
 }
 
 /// Caps linear memory and remembers whether it refused a growth, so a later trap can be blamed
@@ -335,7 +370,7 @@ impl ResourceLimiter for MemoryLimiter {
 
 /// Marker error raised from the epoch callback when the deadline has passed.
 #[derive(Debug)]
-struct DeadlineExceeded;
+pub(crate) struct DeadlineExceeded;
 
 impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -508,7 +543,12 @@ impl Engine {
                         .linker
                         .instantiate_pre(&module)
                         .map_err(|e| EngineError::Instantiate(e.into()))?;
-                    Ok::<_, EngineError>(Arc::new(PreparedModule { path, pre }))
+                    Ok::<_, EngineError>(Arc::new(PreparedModule {
+                        path,
+                        pre,
+                        pristine: Default::default(),
+                        whole_state: Default::default(),
+                    }))
                 })
                 .await
                 .map_err(|e| EngineError::Compile(e.into()))?
@@ -580,36 +620,45 @@ impl Engine {
         let stderr = CapturedOutput::new(spec.limits.output_bytes);
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
+        let display = DisplaySink::default();
         let io = InstanceIo {
             stdin: Source::data(spec.stdin.clone()),
             stdout: Sink::Captured(stdout.clone()),
             stderr: Sink::Captured(stderr.clone()),
+            display: display.clone(),
         };
         let spawn =
             spawn.map(|config| SpawnState::root(self.clone(), config, &spec, deadline, &io));
         let (termination, exit_code) = self
             .run_instance(module, &spec, io, deadline, spawn)
             .await?;
-        Ok(ExecResult::collect(
+        let (outputs, dropped) = display.take();
+        if dropped > 0 {
+            stderr.append(
+                format!("\nwasmbox: {dropped} rich output(s) over the size cap were dropped\n")
+                    .as_bytes(),
+            );
+        }
+        let mut result = ExecResult::collect(
             &stdout,
             &stderr,
             termination,
             exit_code,
             started.elapsed(),
             &spec.limits,
-        ))
+        );
+        result.outputs = outputs;
+        Ok(result)
     }
 
-    /// A fresh store for one instance: WASI context (argv, env, mounts, the given streams),
-    /// memory limiter, epoch deadline and optional fuel.
-    pub(crate) fn new_store(
+    /// The WASI context of one instance or kernel cell: argv, env, mounts and the given streams.
+    fn wasi_ctx(
         &self,
         spec: &ExecSpec,
         stdin: impl StdinStream + 'static,
         stdout: impl StdoutStream + 'static,
         stderr: impl StdoutStream + 'static,
-        deadline: Instant,
-    ) -> Result<Store<HostState>, EngineError> {
+    ) -> Result<WasiP1Ctx, EngineError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&spec.argv)
             .envs(&spec.env)
@@ -628,19 +677,35 @@ impl Engine {
                     source: e.into(),
                 })?;
         }
+        Ok(wasi.build_p1())
+    }
+
+    fn open_files(&self) -> wasi_limits::OpenFiles {
+        wasi_limits::OpenFiles::new(self.inner.config.max_open_files, self.inner.fds.clone())
+    }
+
+    /// A fresh store for one instance: WASI context (argv, env, mounts, the given streams),
+    /// memory limiter, epoch deadline and optional fuel.
+    pub(crate) fn new_store(
+        &self,
+        spec: &ExecSpec,
+        stdin: impl StdinStream + 'static,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+        deadline: Instant,
+    ) -> Result<Store<HostState>, EngineError> {
         let memory_cap = usize::try_from(self.memory_cap(&spec.limits)).unwrap_or(usize::MAX);
         let state = HostState {
-            wasi: wasi.build_p1(),
+            wasi: self.wasi_ctx(spec, stdin, stdout, stderr)?,
             spawn: None,
             limiter: MemoryLimiter {
                 max_bytes: memory_cap,
                 refused: false,
             },
-            open_files: wasi_limits::OpenFiles::new(
-                self.inner.config.max_open_files,
-                self.inner.fds.clone(),
-            ),
+            open_files: self.open_files(),
             disk: spec.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
+            display: DisplaySink::default(),
+            interrupt: None,
         };
         let mut store = Store::new(&self.inner.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
@@ -673,6 +738,7 @@ impl Engine {
     ) -> Result<(Termination, i32), EngineError> {
         let mut store = self.new_store(spec, io.stdin, io.stdout, io.stderr, deadline)?;
         store.data_mut().spawn = spawn;
+        store.data_mut().display = io.display;
 
         let run = async {
             let instance = module
@@ -727,7 +793,7 @@ pub const EXIT_MEMORY: i32 = 137;
 /// Exit status reported for other traps (as SIGABRT).
 pub const EXIT_TRAP: i32 = 134;
 
-fn classify(result: wasmtime::Result<i32>, memory_refused: bool) -> (Termination, i32) {
+pub(crate) fn classify(result: wasmtime::Result<i32>, memory_refused: bool) -> (Termination, i32) {
     let err = match result {
         Ok(status) => return (Termination::Exited, status),
         Err(err) => err,
@@ -775,5 +841,7 @@ fn add_host_imports(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
         })
         .map_err(|e| EngineError::Config(e.into()))?;
     spawn::add_to_linker(linker)?;
+    display::add_to_linker(linker)?;
+    kernel::add_to_linker(linker)?;
     Ok(())
 }

@@ -117,6 +117,8 @@ macro_rules! call_wasi {
     }};
 }
 
+pub(super) use call_wasi;
+
 /// Sum of the lengths in a guest `ciovec` array (0 if it cannot be read: the real call will then
 /// fail on its own).
 fn iovec_bytes(caller: &mut Caller<'_, HostState>, iovs: i32, count: i32) -> u64 {

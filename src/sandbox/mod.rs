@@ -152,6 +152,11 @@ impl SandboxStore {
         self.sandbox_dir(id).join(FS_DIR)
     }
 
+    /// Where sandbox `id` keeps state the guest must not see (kernel images): beside its tree.
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.sandbox_dir(id).join("kernels")
+    }
+
     /// The directory tree of sandbox `id` (the guest's `/`).
     pub fn files(&self, id: &str) -> Result<SandboxFs, SandboxError> {
         self.get(id)?;

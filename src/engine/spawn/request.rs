@@ -155,6 +155,7 @@ fn build_io(
             stdin,
             stdout,
             stderr,
+            display: Default::default(),
         },
         error,
     }

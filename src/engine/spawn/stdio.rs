@@ -21,6 +21,8 @@ pub(crate) struct InstanceIo {
     pub(crate) stdin: Source,
     pub(crate) stdout: Sink,
     pub(crate) stderr: Sink,
+    /// Rich outputs (a shell's children get their own, which are not reported).
+    pub(crate) display: crate::engine::DisplaySink,
 }
 
 /// A guest's standard input.

@@ -1,0 +1,645 @@
+//! Kernels: one live instance that runs cell after cell, keeping its memory (variables,
+//! imports, functions) in between, as a Jupyter kernel does.
+//!
+//! Each cell gets a fresh WASI context (its own argv = the code, environment, captured
+//! stdout/stderr, the sandbox's mounts in the same order) in the same store; the guest glue
+//! (`wasmbox_cell`) re-reads them. A cell that runs past its timeout is *interrupted*, not
+//! killed: the host ORs the guest's interrupt flags into its memory (the guest named them through
+//! `wasmbox_interrupt_slots`: for CPython what a SIGINT trips, for QuickJS its interrupt flag),
+//! from the epoch callback while the guest computes or from the `poll_oneoff` shadow while it
+//! sleeps; the interpreter raises `KeyboardInterrupt` and the kernel lives on. Only a guest that
+//! ignores the interrupt for [`INTERRUPT_GRACE`] is killed with its kernel.
+//!
+//! A kernel's state is its linear memory: the modules have one mutable global, the shadow-stack
+//! pointer, which is back at its base whenever no call runs (checked when the module is
+//! loaded). An image is the 64 KiB chunks that differ from a fresh instance's memory, so
+//! hibernating writes only what the cells changed and restoring is a fresh instance plus those
+//! chunks.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use wasmtime::{AsContextMut, Caller, Extern, Linker, Memory, Store, TypedFunc, UpdateDeadline};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+
+use super::wasi_limits::call_wasi;
+
+use super::display::DisplaySink;
+use super::output::CapturedOutput;
+use super::{
+    classify, DeadlineExceeded, Engine, EngineError, ExecResult, ExecSpec,
+    HostState, PreparedModule, Termination, Ticket, EXIT_TIMEOUT,
+};
+
+/// How long a cell may ignore its interrupt before it is killed (and its kernel with it).
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+/// Granularity of kernel images.
+const CHUNK: usize = 64 << 10;
+/// Start of every kernel image file.
+const MAGIC: &[u8; 8] = b"WBXKRNL1";
+/// Ends the chunk list of an image (no chunk has this index).
+const END: u32 = u32::MAX;
+
+/// The interrupt of the running cell, shared by the epoch callback, the `poll_oneoff` shadow
+/// and the timer that fires it.
+pub(crate) struct CellInterrupt {
+    requested: AtomicBool,
+    delivered: AtomicBool,
+    notify: Notify,
+    slots: Arc<[(u32, u32)]>,
+    memory: Memory,
+}
+
+impl CellInterrupt {
+    fn new(slots: Arc<[(u32, u32)]>, memory: Memory) -> Self {
+        Self {
+            requested: AtomicBool::new(false),
+            delivered: AtomicBool::new(false),
+            notify: Notify::new(),
+            slots,
+            memory,
+        }
+    }
+
+    fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether the cell should be interrupted.
+    pub(crate) fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the interrupt is requested.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sets the guest's interrupt flags, once. Only called while the guest is suspended (in the
+    /// epoch callback or a host call), so it never races guest code.
+    pub(crate) fn deliver(&self, mut store: impl AsContextMut<Data = HostState>) {
+        if self.delivered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let data = self.memory.data_mut(&mut store);
+        for &(addr, bits) in self.slots.iter() {
+            let at = addr as usize;
+            if let Some(word) = data.get_mut(at..at + 4) {
+                let mut value = [0u8; 4];
+                value.copy_from_slice(word);
+                word.copy_from_slice(&(u32::from_le_bytes(value) | bits).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Shadows `poll_oneoff` so that a cell parked in it (`time.sleep`, a timer) returns as soon as
+/// it is interrupted: its flags are delivered and the poll reports its clock as fired, so the
+/// interpreter gets back to checking them (CPython then raises `KeyboardInterrupt` at the call).
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap_async(
+            "wasi_snapshot_preview1",
+            "poll_oneoff",
+            |mut caller: Caller<'_, HostState>,
+             (subs, events, count, nevents): (i32, i32, i32, i32)| {
+                Box::new(async move {
+                    let Some(interrupt) = caller.data().interrupt.clone() else {
+                        return call_wasi!(caller, poll_oneoff, subs, events, count, nevents);
+                    };
+                    if !interrupt.requested() {
+                        let finished = {
+                            let poll = async {
+                                call_wasi!(caller, poll_oneoff, subs, events, count, nevents)
+                            };
+                            tokio::select! {
+                                result = poll => Some(result),
+                                () = interrupt.wait() => None,
+                            }
+                        };
+                        if let Some(result) = finished {
+                            return result;
+                        }
+                    }
+                    interrupt.deliver(&mut caller);
+                    Ok(wake_early(&mut caller, subs, events, count, nevents))
+                })
+            },
+        )
+        .map_err(|e| EngineError::Config(e.into()))?;
+    Ok(())
+}
+
+/// Ends an interrupted poll successfully: a lone clock subscription is reported as fired (what
+/// `clock_nanosleep` expects), anything else as no event (a timeout).
+fn wake_early(
+    caller: &mut Caller<'_, HostState>,
+    subs: i32,
+    events: i32,
+    count: i32,
+    nevents: i32,
+) -> i32 {
+    const SUBSCRIPTION: usize = 48;
+    const EVENT: usize = 32;
+    const CLOCK: u8 = 0;
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return wasmtime_wasi::p1::types::Errno::Fault as i32;
+    };
+    let data = memory.data_mut(caller);
+    let (subs, events, nevents) = (subs as u32 as usize, events as u32 as usize, nevents as u32 as usize);
+    let mut fired = 0u32;
+    let first = data.get(subs..subs + SUBSCRIPTION).map(|sub| {
+        let mut userdata = [0u8; 8];
+        userdata.copy_from_slice(&sub[..8]);
+        (userdata, sub[8])
+    });
+    if let (1, Some((userdata, CLOCK))) = (count, first) {
+        if let Some(event) = data.get_mut(events..events + EVENT) {
+            event.fill(0);
+            event[..8].copy_from_slice(&userdata);
+            event[10] = CLOCK;
+            fired = 1;
+        }
+    }
+    match data.get_mut(nevents..nevents + 4) {
+        Some(out) => {
+            out.copy_from_slice(&fired.to_le_bytes());
+            wasmtime_wasi::p1::types::Errno::Success as i32
+        }
+        None => wasmtime_wasi::p1::types::Errno::Fault as i32,
+    }
+}
+
+/// Why a kernel image cannot be restored; the caller starts a fresh kernel instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The file is damaged (torn, truncated or altered): its checksum or layout is wrong.
+    #[error("the kernel image is corrupt ({0})")]
+    Corrupt(&'static str),
+    /// The image was made from another module (e.g. the runtime was upgraded).
+    #[error("the kernel image belongs to another runtime build ({0})")]
+    OtherModule(String),
+    /// The runtime's state is not only its memory, so it has no images.
+    #[error("this runtime's kernels cannot be hibernated")]
+    Unsupported,
+}
+
+/// A decoded kernel image: the chunks of memory that differ from a fresh instance.
+pub struct KernelImage<'a> {
+    memory_len: usize,
+    chunks: Vec<(usize, &'a [u8])>,
+}
+
+impl<'a> KernelImage<'a> {
+    /// Checks and decodes an image written by [`Kernel::write_image`] for `module`.
+    pub fn decode(bytes: &'a [u8], module: &PreparedModule) -> Result<Self, ImageError> {
+        let body_len = bytes
+            .len()
+            .checked_sub(32)
+            .ok_or(ImageError::Corrupt("too short"))?;
+        let (body, sum) = bytes.split_at(body_len);
+        if Sha256::digest(body)[..] != *sum {
+            return Err(ImageError::Corrupt("checksum mismatch"));
+        }
+        let mut r = Reader(body);
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(ImageError::Corrupt("not a kernel image"));
+        }
+        let name_len = r.u32()? as usize;
+        let name = String::from_utf8_lossy(r.take(name_len)?).into_owned();
+        if name != module.identity() {
+            return Err(ImageError::OtherModule(name));
+        }
+        let memory_len = usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("size"))?;
+        if memory_len % CHUNK != 0 {
+            return Err(ImageError::Corrupt("memory size"));
+        }
+        let mut chunks = Vec::new();
+        loop {
+            let index = r.u32()?;
+            if index == END {
+                break;
+            }
+            let at = index as usize * CHUNK;
+            if at + CHUNK > memory_len || chunks.last().is_some_and(|(prev, _)| *prev >= at) {
+                return Err(ImageError::Corrupt("chunk out of order"));
+            }
+            chunks.push((at, r.take(CHUNK)?));
+        }
+        if !r.0.is_empty() {
+            return Err(ImageError::Corrupt("trailing bytes"));
+        }
+        Ok(Self { memory_len, chunks })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ImageError> {
+        if self.0.len() < n {
+            return Err(ImageError::Corrupt("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, ImageError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> Result<u64, ImageError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// How a cell ended, and whether its kernel is still usable.
+#[derive(Debug)]
+pub struct CellOutcome {
+    /// Output, status and rich outputs of the cell.
+    pub result: ExecResult,
+    /// False when the cell trapped, ran out of memory or ignored its interrupt: the kernel's
+    /// state is gone and it must be replaced.
+    pub alive: bool,
+}
+
+/// A live interpreter instance that keeps its state between cells.
+pub struct Kernel {
+    engine: Engine,
+    store: Store<HostState>,
+    memory: Memory,
+    cell: TypedFunc<(), i32>,
+    slots: Arc<[(u32, u32)]>,
+    module: Arc<PreparedModule>,
+    /// The kernel's pool slot and the memory it holds between cells.
+    ticket: Ticket,
+    memory_cap: u64,
+}
+
+impl Engine {
+    /// Starts a kernel of `module` (a snapshot whose glue exports `wasmbox_cell`) under the
+    /// mounts and limits of `spec`. It holds a pool slot for its whole life and, between cells,
+    /// the bytes of memory it has grown to.
+    pub async fn start_kernel(
+        &self,
+        module: &Arc<PreparedModule>,
+        spec: &ExecSpec,
+    ) -> Result<Kernel, EngineError> {
+        self.instantiate_kernel(module, spec, None).await
+    }
+
+    /// Restores a kernel from `image` (see [`KernelImage::decode`]).
+    pub async fn restore_kernel(
+        &self,
+        module: &Arc<PreparedModule>,
+        spec: &ExecSpec,
+        image: &KernelImage<'_>,
+    ) -> Result<Kernel, EngineError> {
+        self.instantiate_kernel(module, spec, Some(image)).await
+    }
+
+    async fn instantiate_kernel(
+        &self,
+        module: &Arc<PreparedModule>,
+        spec: &ExecSpec,
+        image: Option<&KernelImage<'_>>,
+    ) -> Result<Kernel, EngineError> {
+        let ticket = self.admit(&spec.limits).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut store = self.new_store(
+            spec,
+            MemoryInputPipe::new(Vec::<u8>::new()),
+            CapturedOutput::new(0),
+            CapturedOutput::new(0),
+            deadline,
+        )?;
+        let instance = module
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| EngineError::Instantiate(e.into()))?;
+        let missing = |what: &str| {
+            EngineError::Instantiate(format!("the module has no {what}: not a kernel runtime").into())
+        };
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| missing("memory"))?;
+        let cell = instance
+            .get_typed_func::<(), i32>(&mut store, "wasmbox_cell")
+            .map_err(|_| missing("wasmbox_cell export"))?;
+        let slots_fn = instance
+            .get_typed_func::<(), u32>(&mut store, "wasmbox_interrupt_slots")
+            .map_err(|_| missing("wasmbox_interrupt_slots export"))?;
+        // Before any guest code runs: the baseline images are diffs against.
+        let pristine = module.pristine_memory(memory.data(&store));
+        if let Some(image) = image {
+            let pages = image.memory_len.saturating_sub(memory.data_size(&store)) / CHUNK;
+            if pages > 0 {
+                memory
+                    .grow_async(&mut store, pages as u64)
+                    .await
+                    .map_err(|e| EngineError::Instantiate(e.context("restoring a kernel").into()))?;
+            }
+            let data = memory.data_mut(&mut store);
+            if data.len() != image.memory_len {
+                return Err(EngineError::Instantiate(
+                    "a kernel image is smaller than the fresh instance".into(),
+                ));
+            }
+            for (at, chunk) in &image.chunks {
+                data[*at..*at + CHUNK].copy_from_slice(chunk);
+            }
+        }
+        drop(pristine);
+        let table = slots_fn
+            .call_async(&mut store, ())
+            .await
+            .map_err(|e| EngineError::Instantiate(e.into()))? as usize;
+        let slots = read_slots(memory.data(&store), table);
+        let mut kernel = Kernel {
+            engine: self.clone(),
+            store,
+            memory,
+            cell,
+            slots: slots.into(),
+            module: module.clone(),
+            ticket,
+            memory_cap: self.memory_cap(&spec.limits),
+        };
+        kernel.settle();
+        Ok(kernel)
+    }
+}
+
+/// (address, bits) pairs from the guest's table at `at`, up to the 0 address.
+fn read_slots(memory: &[u8], at: usize) -> Vec<(u32, u32)> {
+    let word = |i: usize| -> Option<u32> {
+        let bytes = memory.get(at + 4 * i..at + 4 * i + 4)?;
+        let mut b = [0u8; 4];
+        b.copy_from_slice(bytes);
+        Some(u32::from_le_bytes(b))
+    };
+    (0..8)
+        .map_while(|i| {
+            let addr = word(2 * i)?;
+            (addr != 0).then_some((addr, word(2 * i + 1)?))
+        })
+        .collect()
+}
+
+impl Kernel {
+    /// Bytes of linear memory the kernel has grown to.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.data_size(&self.store) as u64
+    }
+
+    /// The module this kernel runs.
+    pub fn module(&self) -> &Arc<PreparedModule> {
+        &self.module
+    }
+
+    /// Holds only the memory the kernel has between cells.
+    fn settle(&mut self) {
+        let resident = self.memory_bytes();
+        self.engine.inner.budget.set_memory(&mut self.ticket, resident);
+    }
+
+    /// Runs one cell: `spec.argv` carries the code (`[argv0, "<cell>", code]`), `spec.env`,
+    /// `spec.mounts` (the same as at start) and `spec.limits` (timeout, output caps) apply to it.
+    pub async fn run_cell(&mut self, spec: &ExecSpec) -> Result<CellOutcome, EngineError> {
+        let engine = self.engine.clone();
+        // The cell may grow to the cap: hold the difference while it runs.
+        let extra = self.memory_cap.saturating_sub(self.memory_bytes());
+        let _hold = engine
+            .inner
+            .budget
+            .admit_memory(extra, spec.limits.admission_wait)
+            .await?;
+
+        let stdout = CapturedOutput::new(spec.limits.output_bytes);
+        let stderr = CapturedOutput::new(spec.limits.output_bytes);
+        let wasi = engine.wasi_ctx(
+            spec,
+            MemoryInputPipe::new(spec.stdin.clone()),
+            stdout.clone(),
+            stderr.clone(),
+        )?;
+        let interrupt = Arc::new(CellInterrupt::new(self.slots.clone(), self.memory));
+        {
+            let state = self.store.data_mut();
+            state.wasi = wasi;
+            state.open_files = engine.open_files();
+            state.display = DisplaySink::default();
+            state.disk = spec.limits.tenant.as_ref().and_then(|t| t.disk().cloned());
+            state.interrupt = Some(interrupt.clone());
+        }
+        let started = Instant::now();
+        let deadline = started + spec.limits.timeout;
+        let hard_deadline = deadline + INTERRUPT_GRACE;
+        let epoch_interrupt = interrupt.clone();
+        self.store.set_epoch_deadline(1);
+        self.store.epoch_deadline_callback(move |mut cx| {
+            let now = Instant::now();
+            if now >= deadline {
+                epoch_interrupt.request();
+            }
+            if epoch_interrupt.requested() {
+                epoch_interrupt.deliver(&mut cx);
+            }
+            if now >= hard_deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let tenant = spec.limits.tenant.clone();
+        let cancelled = async move {
+            match tenant {
+                Some(tenant) => tenant.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancelled);
+        let (outcome, interrupted) = {
+            let call = self.cell.call_async(&mut self.store, ());
+            tokio::pin!(call);
+            tokio::select! {
+                r = &mut call => (Some(r), false),
+                () = &mut cancelled => (None, false),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    interrupt.request();
+                    tokio::select! {
+                        r = &mut call => (Some(r), true),
+                        () = &mut cancelled => (None, true),
+                        () = tokio::time::sleep_until(hard_deadline.into()) => (None, true),
+                    }
+                }
+            }
+        };
+        let (termination, exit_code, alive) = match outcome {
+            Some(result) => {
+                let refused = self.store.data().limiter.refused;
+                let (termination, code) = classify(result, refused);
+                let alive = termination == Termination::Exited;
+                if alive && interrupted {
+                    (Termination::TimedOut, EXIT_TIMEOUT, true)
+                } else {
+                    (termination, code, alive)
+                }
+            }
+            None if interrupted => (Termination::TimedOut, EXIT_TIMEOUT, false),
+            None => (Termination::Cancelled, super::EXIT_MEMORY, false),
+        };
+        {
+            // Between cells the kernel holds no descriptors and no interrupt.
+            let state = self.store.data_mut();
+            state.interrupt = None;
+            state.wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+            state.open_files = engine.open_files();
+        }
+        let (outputs, dropped) = self.store.data().display.take();
+        if termination == Termination::TimedOut {
+            let note = if alive {
+                "\nwasmbox: the cell was interrupted at its timeout; the kernel keeps its state\n"
+                    .to_string()
+            } else {
+                format!(
+                    "\nwasmbox: the cell ignored its interrupt for {}s and was killed; the kernel \
+                     was restarted (its state is lost)\n",
+                    INTERRUPT_GRACE.as_secs()
+                )
+            };
+            stderr.append(note.as_bytes());
+        } else if !alive && termination != Termination::Cancelled {
+            stderr.append(b"\nwasmbox: the kernel was lost with this cell and will be restarted\n");
+        }
+        if dropped > 0 {
+            stderr.append(
+                format!("\nwasmbox: {dropped} rich output(s) over the size cap were dropped\n")
+                    .as_bytes(),
+            );
+        }
+        let mut limits = spec.limits.clone();
+        if alive {
+            // The kernel's own note replaces the execution's "timed out" note.
+            limits.timeout = Duration::ZERO;
+        }
+        let mut result = ExecResult::collect(
+            &stdout,
+            &stderr,
+            if alive { Termination::Exited } else { termination.clone() },
+            exit_code,
+            started.elapsed(),
+            &limits,
+        );
+        result.termination = termination;
+        result.outputs = outputs;
+        if alive {
+            self.settle();
+        }
+        Ok(CellOutcome { result, alive })
+    }
+
+    /// Writes the kernel's state (the memory chunks that differ from a fresh instance) to `out`
+    /// and returns the bytes written. Only valid between cells, which `&mut self` guarantees.
+    pub fn write_image(&mut self, out: &mut impl std::io::Write) -> Result<u64, ImageError> {
+        if !self.module.memory_is_whole_state() {
+            return Err(ImageError::Unsupported);
+        }
+        let pristine = self.module.pristine_memory(&[]);
+        let data = self.memory.data(&self.store);
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        let mut put = |bytes: &[u8]| -> Result<(), ImageError> {
+            hasher.update(bytes);
+            written += bytes.len() as u64;
+            out.write_all(bytes)
+                .map_err(|_| ImageError::Corrupt("write failed"))
+        };
+        put(MAGIC)?;
+        let name = self.module.identity();
+        put(&(name.len() as u32).to_le_bytes())?;
+        put(name.as_bytes())?;
+        put(&(data.len() as u64).to_le_bytes())?;
+        let zero = [0u8; CHUNK];
+        for (index, chunk) in data.chunks(CHUNK).enumerate() {
+            let at = index * CHUNK;
+            let base = pristine.get(at..at + CHUNK).unwrap_or(&zero);
+            if chunk != base {
+                put(&(index as u32).to_le_bytes())?;
+                put(chunk)?;
+            }
+        }
+        put(&END.to_le_bytes())?;
+        let sum = hasher.finalize();
+        out.write_all(&sum)
+            .map_err(|_| ImageError::Corrupt("write failed"))?;
+        Ok(written + 32)
+    }
+}
+
+/// Whether a module's only mutable global is the shadow-stack pointer, so that memory is the
+/// whole state of an idle instance.
+pub(super) fn memory_is_whole_state(wasm: &[u8]) -> bool {
+    let mut mutable = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::GlobalSection(globals)) => {
+                for global in globals {
+                    match global {
+                        Ok(g) if g.ty.mutable => mutable += 1,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            }
+            Ok(wasmparser::Payload::ImportSection(imports)) => {
+                for import in imports.into_imports() {
+                    match import {
+                        Ok(i) if matches!(i.ty, wasmparser::TypeRef::Global(_)) => return false,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    mutable <= 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stop_at_the_zero_address() {
+        let mut memory = vec![0u8; 64];
+        for (i, v) in [40u32, 1, 44, 2, 0].iter().enumerate() {
+            memory[8 + 4 * i..12 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(read_slots(&memory, 8), vec![(40, 1), (44, 2)]);
+        assert_eq!(read_slots(&memory, 1000), vec![]);
+    }
+}

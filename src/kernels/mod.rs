@@ -1,0 +1,435 @@
+//! Kernels owned by sandboxes: at most one live interpreter per language per sandbox, started on
+//! first use, kept between cells, hibernated to the sandbox's directory and restored on demand.
+//!
+//! A kernel's id is its language (`python`, `javascript`): unique within its sandbox, stable
+//! across restarts. Cells of one kernel run one at a time (a per-kernel lock); kernels of
+//! different sandboxes share nothing but the host budget.
+//!
+//! Durability: after every cell that leaves the kernel alive, its image is written atomically
+//! (a temporary file renamed over the old one) before the cell's result is returned, so a
+//! `kill -9` after an answered cell loses nothing; pause, server shutdown and the live-kernel cap
+//! then only drop the instance. A missing, corrupt or foreign image gives a fresh kernel and a
+//! notice in the next cell's stderr, never an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::engine::{ExecResult, Kernel};
+use crate::exec::{ExecError, Executor, RunRequest};
+use crate::runtimes::Language;
+use crate::sandbox::SandboxFs;
+
+/// Where a kernel is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelState {
+    /// Live and waiting for a cell.
+    Idle,
+    /// Running a cell.
+    Busy,
+    /// Only on disk; the next cell restores it.
+    Hibernated,
+}
+
+/// What `GET /jupyter/sessions` reports about one kernel.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelInfo {
+    /// The kernel's id (its language).
+    pub id: String,
+    /// Its language.
+    pub language: String,
+    /// Live, busy or on disk.
+    pub state: KernelState,
+    /// When it was started (restarts reset it).
+    pub created_at: Option<DateTime<Utc>>,
+    /// When its last cell ended.
+    pub last_used: Option<DateTime<Utc>>,
+    /// Cells run since it was started (in this server process).
+    pub execution_count: u64,
+    /// Bytes of linear memory (live), or of its image on disk (hibernated).
+    pub memory_bytes: u64,
+}
+
+/// The result of one cell.
+#[derive(Debug)]
+pub struct CellReply {
+    /// Output, status, rich outputs.
+    pub result: ExecResult,
+    /// The kernel was started afresh for this cell although it had state before (a lost or
+    /// unusable image, or a cell that killed it).
+    pub restarted: bool,
+}
+
+/// One kernel slot: live or not, plus what is reported about it.
+struct Slot {
+    language: Language,
+    live: Option<Kernel>,
+    image: PathBuf,
+    created_at: Option<DateTime<Utc>>,
+    last_used: Option<DateTime<Utc>>,
+    /// For LRU hibernation.
+    touched: Instant,
+    execution_count: u64,
+    memory_bytes: u64,
+    /// A notice for the next cell (e.g. the image could not be restored).
+    notice: Option<String>,
+    /// The live kernel changed since its image was written.
+    dirty: bool,
+}
+
+type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
+
+/// Every sandbox's kernels, with a cap on how many are live at once.
+pub struct Kernels {
+    slots: Mutex<HashMap<(String, Language), SlotRef>>,
+    max_live: usize,
+}
+
+const IMAGE_SUFFIX: &str = "kernel";
+
+/// The languages that have kernels.
+pub const KERNEL_LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScript];
+
+impl Kernels {
+    /// Kernels with at most `max_live` live at once; beyond that the least recently used idle
+    /// ones are hibernated.
+    pub fn new(max_live: usize) -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            max_live: max_live.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Language), SlotRef>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slot(&self, sandbox: &str, language: Language, state_dir: &Path) -> SlotRef {
+        self.lock()
+            .entry((sandbox.to_string(), language))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Slot {
+                    language,
+                    live: None,
+                    image: image_path(state_dir, language),
+                    created_at: None,
+                    last_used: None,
+                    touched: Instant::now(),
+                    execution_count: 0,
+                    memory_bytes: 0,
+                    notice: None,
+                    dirty: false,
+                }))
+            })
+            .clone()
+    }
+
+    /// Runs `request` as a cell of the sandbox's kernel for its language, starting or restoring
+    /// the kernel first if needed. `state_dir` is where the sandbox's kernel images live.
+    pub async fn run_cell(
+        &self,
+        executor: &Executor,
+        sandbox: &str,
+        state_dir: &Path,
+        fs: &SandboxFs,
+        base_env: &BTreeMap<String, String>,
+        request: RunRequest,
+    ) -> Result<CellReply, ExecError> {
+        let language = request.language;
+        if !KERNEL_LANGUAGES.contains(&language) {
+            return Err(ExecError::NoKernel(language));
+        }
+        let slot_ref = self.slot(sandbox, language, state_dir);
+        let mut slot = slot_ref.lock().await;
+        let mut restarted = slot.notice.is_some();
+        if slot.live.is_none() {
+            self.make_room(&slot_ref).await;
+            restarted |= self.bring_up(executor, fs, &mut slot).await?;
+        }
+        let Some(kernel) = slot.live.as_mut() else {
+            return Err(ExecError::NoKernel(language));
+        };
+        let outcome = executor.run_cell(kernel, fs, base_env, request).await?;
+        let mut result = outcome.result;
+        if let Some(notice) = slot.notice.take() {
+            result.stderr.insert_str(0, &notice);
+        }
+        slot.last_used = Some(Utc::now());
+        slot.touched = Instant::now();
+        slot.execution_count += 1;
+        if outcome.alive {
+            slot.dirty = true;
+            if let Some(kernel) = slot.live.as_ref() {
+                slot.memory_bytes = kernel.memory_bytes();
+            }
+            if let Err(e) = checkpoint(&mut slot) {
+                tracing::warn!(error = %e, "writing a kernel image failed; the kernel stays live");
+            }
+        } else {
+            // The state is gone: the next cell starts a fresh kernel (and is told so).
+            slot.live = None;
+            let _ = std::fs::remove_file(&slot.image);
+            slot.notice = Some(
+                "wasmbox: this kernel was restarted after its previous cell was killed; earlier \
+                 variables are gone\n"
+                    .into(),
+            );
+        }
+        Ok(CellReply { result, restarted })
+    }
+
+    /// Starts or restores the slot's kernel; -> whether state was lost on the way.
+    async fn bring_up(
+        &self,
+        executor: &Executor,
+        fs: &SandboxFs,
+        slot: &mut Slot,
+    ) -> Result<bool, ExecError> {
+        let language = slot.language;
+        let mut lost = false;
+        match std::fs::read(&slot.image) {
+            Ok(bytes) => match executor.restore_kernel(fs, language, &bytes).await? {
+                Ok(kernel) => {
+                    slot.memory_bytes = kernel.memory_bytes();
+                    slot.live = Some(kernel);
+                    slot.dirty = false;
+                    slot.created_at.get_or_insert_with(|| file_time(&slot.image));
+                    return Ok(false);
+                }
+                Err(e) => {
+                    tracing::warn!(image = %slot.image.display(), error = %e, "kernel image not restored");
+                    let _ = std::fs::remove_file(&slot.image);
+                    slot.notice = Some(format!(
+                        "wasmbox: the kernel was restarted: {e}; earlier variables are gone\n"
+                    ));
+                    lost = true;
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(image = %slot.image.display(), error = %e, "kernel image unreadable");
+                slot.notice = Some(
+                    "wasmbox: the kernel was restarted: its image could not be read; earlier \
+                     variables are gone\n"
+                        .into(),
+                );
+                lost = true;
+            }
+        }
+        let kernel = executor.start_kernel(fs, language).await?;
+        slot.memory_bytes = kernel.memory_bytes();
+        slot.live = Some(kernel);
+        slot.dirty = false;
+        slot.created_at = Some(Utc::now());
+        slot.execution_count = 0;
+        Ok(lost)
+    }
+
+    /// Hibernates least-recently-used idle kernels until one more fits under the cap.
+    async fn make_room(&self, keep: &SlotRef) {
+        loop {
+            let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
+            let mut live = 0usize;
+            let mut oldest: Option<(Instant, SlotRef)> = None;
+            for slot_ref in &slots {
+                if Arc::ptr_eq(slot_ref, keep) {
+                    continue;
+                }
+                let Ok(slot) = slot_ref.try_lock() else {
+                    live += 1; // busy: live, and not ours to hibernate
+                    continue;
+                };
+                if slot.live.is_some() {
+                    live += 1;
+                    if oldest.as_ref().is_none_or(|(t, _)| slot.touched < *t) {
+                        oldest = Some((slot.touched, slot_ref.clone()));
+                    }
+                }
+            }
+            if live < self.max_live {
+                return;
+            }
+            let Some((_, victim)) = oldest else { return };
+            let mut slot = victim.lock().await;
+            hibernate(&mut slot);
+        }
+    }
+
+    /// Hibernates every kernel of `sandbox` (pause): their images are on disk, the instances go.
+    pub async fn hibernate_sandbox(&self, sandbox: &str) {
+        for slot_ref in self.of_sandbox(sandbox) {
+            hibernate(&mut *slot_ref.lock().await);
+        }
+    }
+
+    /// Hibernates every kernel (graceful shutdown).
+    pub async fn hibernate_all(&self) {
+        let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
+        for slot_ref in slots {
+            hibernate(&mut *slot_ref.lock().await);
+        }
+    }
+
+    /// Forgets every kernel of `sandbox` (deleted): its images go with its directory.
+    pub fn remove_sandbox(&self, sandbox: &str) {
+        self.lock().retain(|(owner, _), _| owner != sandbox);
+    }
+
+    fn of_sandbox(&self, sandbox: &str) -> Vec<SlotRef> {
+        self.lock()
+            .iter()
+            .filter(|((owner, _), _)| owner == sandbox)
+            .map(|(_, slot)| slot.clone())
+            .collect()
+    }
+
+    /// The sandbox's kernels: live ones and those only on disk.
+    pub fn list(&self, sandbox: &str, state_dir: &Path) -> Vec<KernelInfo> {
+        let mut infos = Vec::new();
+        for language in KERNEL_LANGUAGES {
+            let key = (sandbox.to_string(), language);
+            let slot_ref = self.lock().get(&key).cloned();
+            let image = image_path(state_dir, language);
+            let on_disk = std::fs::metadata(&image).ok();
+            let info = match slot_ref {
+                Some(slot_ref) => match slot_ref.try_lock() {
+                    Ok(slot) if slot.live.is_none() && on_disk.is_none() => continue,
+                    Ok(slot) => KernelInfo {
+                        id: language.name().into(),
+                        language: language.name().into(),
+                        state: if slot.live.is_some() {
+                            KernelState::Idle
+                        } else {
+                            KernelState::Hibernated
+                        },
+                        created_at: slot.created_at,
+                        last_used: slot.last_used,
+                        execution_count: slot.execution_count,
+                        memory_bytes: if slot.live.is_some() {
+                            slot.memory_bytes
+                        } else {
+                            on_disk.as_ref().map_or(0, |m| m.len())
+                        },
+                    },
+                    Err(_) => KernelInfo {
+                        id: language.name().into(),
+                        language: language.name().into(),
+                        state: KernelState::Busy,
+                        created_at: None,
+                        last_used: None,
+                        execution_count: 0,
+                        memory_bytes: 0,
+                    },
+                },
+                None => match on_disk {
+                    Some(meta) => KernelInfo {
+                        id: language.name().into(),
+                        language: language.name().into(),
+                        state: KernelState::Hibernated,
+                        created_at: None,
+                        last_used: meta.modified().ok().map(DateTime::<Utc>::from),
+                        execution_count: 0,
+                        memory_bytes: meta.len(),
+                    },
+                    None => continue,
+                },
+            };
+            infos.push(info);
+        }
+        infos
+    }
+
+    /// Drops kernel `language` of `sandbox` and its image: its next cell starts afresh.
+    /// -> whether there was such a kernel.
+    pub async fn restart(&self, sandbox: &str, state_dir: &Path, language: Language) -> bool {
+        let image = image_path(state_dir, language);
+        let existed_on_disk = image.exists();
+        let slot_ref = self.lock().get(&(sandbox.to_string(), language)).cloned();
+        let mut existed = existed_on_disk;
+        if let Some(slot_ref) = slot_ref {
+            let mut slot = slot_ref.lock().await;
+            existed |= slot.live.is_some();
+            slot.live = None;
+            slot.dirty = false;
+            slot.created_at = None;
+            slot.execution_count = 0;
+            slot.notice = None;
+        }
+        let _ = std::fs::remove_file(&image);
+        existed
+    }
+
+    /// Like [`Self::restart`], and forgets the slot.
+    pub async fn delete(&self, sandbox: &str, state_dir: &Path, language: Language) -> bool {
+        let existed = self.restart(sandbox, state_dir, language).await;
+        self.lock().remove(&(sandbox.to_string(), language));
+        existed
+    }
+
+    /// Live kernels now.
+    pub fn live(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|slot| slot.try_lock().map_or(true, |s| s.live.is_some()))
+            .count()
+    }
+}
+
+fn image_path(state_dir: &Path, language: Language) -> PathBuf {
+    state_dir.join(format!("{}.{IMAGE_SUFFIX}", language.name()))
+}
+
+fn file_time(path: &Path) -> DateTime<Utc> {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now())
+}
+
+/// Writes the live kernel's image if it changed since the last one.
+fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
+    if !slot.dirty {
+        return Ok(());
+    }
+    let Some(kernel) = slot.live.as_mut() else {
+        return Ok(());
+    };
+    let dir = slot
+        .image
+        .parent()
+        .ok_or_else(|| std::io::Error::other("kernel image path has no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
+        match kernel.write_image(&mut out) {
+            Ok(_) => {}
+            Err(crate::engine::ImageError::Unsupported) => return Ok(()),
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+        out.flush()?;
+    }
+    file.persist(&slot.image).map_err(|e| e.error)?;
+    slot.dirty = false;
+    Ok(())
+}
+
+/// Makes sure the slot's state is on disk, then drops its instance.
+fn hibernate(slot: &mut Slot) {
+    if slot.live.is_none() {
+        return;
+    }
+    if let Err(e) = checkpoint(slot) {
+        tracing::warn!(error = %e, "hibernating a kernel failed; it stays live");
+        return;
+    }
+    if slot.image.exists() {
+        slot.live = None;
+    }
+}

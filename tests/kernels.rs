@@ -1,0 +1,351 @@
+//! Kernels over real HTTP: state kept between cells (python and javascript), IPython-style
+//! display of the last expression, rich outputs, timeouts that interrupt without losing the
+//! kernel, hibernation across pause/resume and server restarts (graceful and `kill -9`),
+//! isolation between sandboxes, and the error answers for bad input.
+
+mod api_common;
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use api_common::{stdout, Api, Sbx, ServerProcess};
+
+const KEY: &str = "kernel-key";
+
+fn server(data: &Path) -> (ServerProcess, Api) {
+    server_with(data, &[])
+}
+
+fn server_with(data: &Path, envs: &[(&str, &str)]) -> (ServerProcess, Api) {
+    common::ensure_runtimes();
+    let server = ServerProcess::start(data, &["--api-key", KEY], envs);
+    let api = Api::new(&server.url, KEY);
+    (server, api)
+}
+
+/// Runs `code` as a cell (`POST /execute/ipython`), expecting 200.
+fn cell(api: &Api, sbx: &Sbx, language: &str, code: &str) -> Value {
+    cell_with(api, sbx, json!({ "code": code, "language": language, "timeout": 30 }))
+}
+
+fn cell_with(api: &Api, sbx: &Sbx, body: Value) -> Value {
+    api.send(api.agent(sbx, Method::POST, "/execute/ipython").json(&body))
+        .expect(200)
+}
+
+fn py(api: &Api, sbx: &Sbx, code: &str) -> Value {
+    cell(api, sbx, "python", code)
+}
+
+fn assert_ok(result: &Value) {
+    assert_eq!(result["success"], true, "cell failed: {result}");
+}
+
+#[test]
+fn python_state_persists_between_cells_and_the_last_expression_is_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    let first = py(&api, &sbx, "x = 41\nimport statistics as st\ndef double(v):\n    return 2 * v");
+    assert_ok(&first);
+    assert!(first.get("result").is_none(), "an assignment shows nothing: {first}");
+    assert!(first.get("rich_outputs").is_none(), "no rich output: {first}");
+
+    let second = py(&api, &sbx, "x + 1");
+    assert_ok(&second);
+    assert_eq!(second["result"], "42", "{second}");
+    assert_eq!(stdout(&second), "", "the value is a result, not stdout");
+
+    let third = py(&api, &sbx, "print(st.mean([1, 2, 3]))\ndouble(x)");
+    assert_ok(&third);
+    assert_eq!(stdout(&third), "2\n");
+    assert_eq!(third["result"], "82");
+
+    // `/execute` keeps its fresh-instance semantics: the kernel's x is not there.
+    let script = api.python(&sbx, "print('x' in globals())");
+    assert_eq!(stdout(&script), "False\n");
+
+    // An exception fails the cell, with a traceback, and the kernel lives on.
+    let failed = py(&api, &sbx, "1 / 0");
+    assert_eq!(failed["success"], false);
+    assert!(failed["stderr"].as_str().unwrap().contains("ZeroDivisionError"), "{failed}");
+    assert_eq!(py(&api, &sbx, "x")["result"], "41");
+}
+
+#[test]
+fn javascript_state_persists_between_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    assert_ok(&cell(&api, &sbx, "javascript", "var x = 41; function inc(v) { return v + 1 }"));
+    let second = cell(&api, &sbx, "javascript", "inc(x)");
+    assert_ok(&second);
+    assert_eq!(second["result"], "42", "{second}");
+
+    let object = cell(&api, &sbx, "javascript", "console.log('hi'); ({a: [1, 2], b: 'c'})");
+    assert_ok(&object);
+    assert_eq!(stdout(&object), "hi\n");
+    assert_eq!(object["json"], json!({"a": [1, 2], "b": "c"}), "{object}");
+    let outputs = object["rich_outputs"].as_array().expect("rich_outputs");
+    assert_eq!(outputs[0]["type"], "application/json");
+
+    let thrown = cell(&api, &sbx, "javascript", "throw new Error('boom')");
+    assert_eq!(thrown["success"], false);
+    assert!(thrown["stderr"].as_str().unwrap().contains("boom"), "{thrown}");
+    assert_eq!(cell(&api, &sbx, "javascript", "x")["result"], "41");
+}
+
+#[test]
+fn rich_outputs_come_back_as_the_clients_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    let define = "import base64\n\
+        class Table:\n    def _repr_html_(self):\n        return '<table><tr><td>1</td></tr></table>'\n\
+        class Dot:\n    def _repr_png_(self):\n        return base64.b64decode('iVBORw0KGgo=')\n\
+        class Doc:\n    def _repr_json_(self):\n        return {'k': [1, 2]}\n";
+    assert_ok(&py(&api, &sbx, define));
+
+    let html = py(&api, &sbx, "Table()");
+    assert_ok(&html);
+    assert_eq!(html["html"], "<table><tr><td>1</td></tr></table>", "{html}");
+    let outputs = html["rich_outputs"].as_array().expect("rich_outputs");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["type"], "text/html");
+    assert_eq!(outputs[0]["output_type"], "execute_result");
+
+    let png = py(&api, &sbx, "Dot()");
+    assert_eq!(png["png"], "iVBORw0KGgo=", "{png}");
+
+    // display() shows several objects in order, and works in script mode (`/execute`) too.
+    let shown = py(&api, &sbx, "display(Doc())\nprint('between')\ndisplay(Table())");
+    assert_ok(&shown);
+    assert_eq!(shown["json"], json!({"k": [1, 2]}));
+    assert_eq!(shown["html"], "<table><tr><td>1</td></tr></table>");
+    let kinds: Vec<&str> = shown["rich_outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["application/json", "text/html"]);
+    assert_eq!(stdout(&shown), "between\n");
+
+    let script = api.python(
+        &sbx,
+        "class H:\n    def _repr_html_(self):\n        return '<b>x</b>'\ndisplay(H())",
+    );
+    assert_eq!(script["html"], "<b>x</b>", "{script}");
+    let plain = api.python(&sbx, "print(1)");
+    for key in ["png", "html", "json", "dataframe", "result", "rich_outputs"] {
+        assert!(plain.get(key).is_none(), "{key} without rich output: {plain}");
+    }
+}
+
+#[test]
+fn a_timeout_interrupts_the_cell_and_the_kernel_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    assert_ok(&py(&api, &sbx, "kept = 'still here'"));
+
+    for code in ["while True: pass", "import time\ntime.sleep(100)"] {
+        let started = Instant::now();
+        let result = cell_with(&api, &sbx, json!({ "code": code, "timeout": 2 }));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "{code}: took {took:?}"
+        );
+        assert_eq!(result["success"], false);
+        assert_eq!(result["timed_out"], true, "{result}");
+        let stderr = result["stderr"].as_str().unwrap();
+        assert!(stderr.contains("KeyboardInterrupt"), "{code}: {stderr}");
+        let after = py(&api, &sbx, "kept");
+        assert_eq!(after["result"], "'still here'", "{code}: {after}");
+    }
+
+    // JavaScript: an uncatchable interrupt, and the kernel lives on.
+    assert_ok(&cell(&api, &sbx, "javascript", "var kept = 7"));
+    let started = Instant::now();
+    let spin = cell_with(
+        &api,
+        &sbx,
+        json!({ "code": "try { for (;;) {} } catch (e) { 'caught' }", "language": "javascript", "timeout": 2 }),
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(spin["timed_out"], true, "{spin}");
+    assert!(spin.get("result").is_none(), "the interrupt is not catchable: {spin}");
+    assert_eq!(cell(&api, &sbx, "javascript", "kept")["result"], "7");
+}
+
+#[test]
+fn kernels_survive_pause_resume_and_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbx_id;
+    {
+        let (_server, api) = server(dir.path());
+        let sbx = api.create_default();
+        sbx_id = sbx.id.clone();
+        assert_ok(&py(&api, &sbx, "x = 'before pause'"));
+        assert_ok(&cell(&api, &sbx, "javascript", "var y = 'js state'"));
+
+        let path = format!("/v1/sandboxes/{}", sbx.id);
+        api.send(api.control(Method::POST, &format!("{path}/pause")))
+            .expect(200);
+        let sessions = api
+            .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
+            .expect(200);
+        let states: Vec<&str> = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["hibernated", "hibernated"], "{sessions}");
+        // A paused sandbox refuses cells as it refuses executions.
+        let refused = api.send(
+            api.agent(&sbx, Method::POST, "/execute/ipython")
+                .json(&json!({ "code": "x" })),
+        );
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        api.send(api.control(Method::POST, &format!("{path}/resume")))
+            .expect(200);
+        assert_eq!(py(&api, &sbx, "x")["result"], "'before pause'");
+        assert_ok(&py(&api, &sbx, "x = 'before graceful restart'"));
+    } // SIGTERM: graceful shutdown
+
+    let mut server2;
+    {
+        let (server, api) = server(dir.path());
+        server2 = server;
+        let sbx = reconnect(&api, &sbx_id);
+        assert_eq!(py(&api, &sbx, "x")["result"], "'before graceful restart'");
+        assert_eq!(cell(&api, &sbx, "javascript", "y")["result"], "js state");
+        assert_ok(&py(&api, &sbx, "x = 'before kill -9'"));
+        server2.kill9();
+    }
+    let (_server, api) = server(dir.path());
+    let sbx = reconnect(&api, &sbx_id);
+    let after = py(&api, &sbx, "x");
+    assert_eq!(after["result"], "'before kill -9'", "{after}");
+}
+
+/// A sandbox handle for an existing id (a fresh token from the restarted server).
+fn reconnect(api: &Api, id: &str) -> Sbx {
+    let info = api
+        .send(api.control(Method::GET, &format!("/v1/sandboxes/{id}")))
+        .expect(200);
+    let token = api
+        .send(api.control(Method::POST, &format!("/v1/sandboxes/{id}/token/refresh")))
+        .expect(200);
+    Sbx {
+        id: id.to_string(),
+        token: token["auth_token"].as_str().expect("auth_token").to_string(),
+        host: info["public_host"].as_str().expect("public_host").to_string(),
+        info,
+    }
+}
+
+#[test]
+fn a_corrupt_image_restarts_the_kernel_with_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbx_id;
+    {
+        let (_server, api) = server(dir.path());
+        let sbx = api.create_default();
+        sbx_id = sbx.id.clone();
+        assert_ok(&py(&api, &sbx, "x = 1"));
+    }
+    let image = dir
+        .path()
+        .join("sandboxes")
+        .join(&sbx_id)
+        .join("kernels")
+        .join("python.kernel");
+    let mut bytes = std::fs::read(&image).expect("the image was written");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&image, bytes).unwrap();
+
+    let (_server, api) = server(dir.path());
+    let sbx = reconnect(&api, &sbx_id);
+    let result = py(&api, &sbx, "'x' in globals()");
+    assert_eq!(result["result"], "False", "{result}");
+    let stderr = result["stderr"].as_str().unwrap();
+    assert!(stderr.contains("kernel was restarted"), "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(py(&api, &sbx, "1 + 1")["result"], "2");
+}
+
+#[test]
+fn sandboxes_never_see_each_others_kernel_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let a = api.create_default();
+    let b = api.create_default();
+    assert_ok(&py(&api, &a, "secret = 'a-only'"));
+    assert_ok(&cell(&api, &a, "javascript", "var secret = 'a-js'"));
+    let seen = py(&api, &b, "'secret' in globals()");
+    assert_eq!(seen["result"], "False");
+    let seen = cell(&api, &b, "javascript", "typeof secret");
+    assert_eq!(seen["result"], "undefined");
+    assert_eq!(py(&api, &a, "secret")["result"], "'a-only'");
+}
+
+#[test]
+fn kernel_routes_answer_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    let sessions = api
+        .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
+        .expect(200);
+    assert_eq!(sessions["sessions"], json!([]));
+    assert_ok(&py(&api, &sbx, "x = 1"));
+    let sessions = api
+        .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
+        .expect(200);
+    let python = &sessions["sessions"][0];
+    assert_eq!(python["id"], "python");
+    assert_eq!(python["state"], "idle");
+    assert_eq!(python["execution_count"], 1);
+    assert!(python["memory_bytes"].as_u64().unwrap() > 1 << 20, "{python}");
+
+    let unknown = api.send(api.agent(&sbx, Method::POST, "/kernels/nope/restart"));
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["code"], "KERNEL_NOT_FOUND");
+    let none_yet = api.send(api.agent(&sbx, Method::DELETE, "/kernels/javascript"));
+    assert_eq!(none_yet.status, 404);
+
+    let malformed = api.send(
+        api.agent(&sbx, Method::POST, "/execute/ipython")
+            .json(&json!({ "code": 5 })),
+    );
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.body.to_string().contains("code"), "{}", malformed.body);
+    let bash = api.send(
+        api.agent(&sbx, Method::POST, "/execute/ipython")
+            .json(&json!({ "code": "echo", "language": "bash" })),
+    );
+    assert_eq!(bash.status, 400, "{}", bash.body);
+
+    // Restart forgets the variables; delete removes the kernel.
+    api.send(api.agent(&sbx, Method::POST, "/kernels/python/restart"))
+        .expect(200);
+    assert_eq!(py(&api, &sbx, "'x' in globals()")["result"], "False");
+    let deleted = api.send(api.agent(&sbx, Method::DELETE, "/kernels/python"));
+    assert_eq!(deleted.status, 204);
+    let sessions = api
+        .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
+        .expect(200);
+    assert_eq!(sessions["sessions"], json!([]));
+}
