@@ -333,6 +333,12 @@ pub struct RichFields {
     pub json: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataframe: Option<Value>,
+    /// Read by the JS client's `runIpython` (not by `run_code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub svg: Option<String>,
+    /// Read by the JS client's `runIpython`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markdown: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -370,6 +376,12 @@ impl RichFields {
             }
             if rich.html.is_none() {
                 rich.html = string("text/html");
+            }
+            if rich.svg.is_none() {
+                rich.svg = string("image/svg+xml");
+            }
+            if rich.markdown.is_none() {
+                rich.markdown = string("text/markdown");
             }
             if rich.json.is_none() && output.primary_type() == "application/json" {
                 rich.json = data.get("application/json").cloned();

@@ -50,6 +50,20 @@ async function main() {
   result = await sandbox.runCode('import time; time.sleep(10)', { timeout: 2 });
   check(result.success === false && result.exitCode === 124, 'timeout', result);
 
+  // A kernel: state kept between runIpython calls, the last expression is the result.
+  result = await sandbox.runIpython('x = 41\nimport math\ndef area(r):\n    return math.pi * r * r');
+  check(result.success === true && result.result === undefined, 'runIpython define', result);
+  result = await sandbox.runIpython('x + 1');
+  check(result.result === '42' && result.success, 'runIpython keeps variables', result);
+  result = await sandbox.runIpython('round(area(2), 2)');
+  check(result.result === '12.57', 'runIpython keeps imports and functions', result);
+  result = await sandbox.runIpython("class T:\n    def _repr_html_(self):\n        return '<b>t</b>'\nT()");
+  check(result.html === '<b>t</b>', 'runIpython rich html', result);
+  result = await sandbox.runIpython('while True: pass', { timeout: 2 });
+  check(result.success === false && result.stderr.includes('KeyboardInterrupt'), 'runIpython interrupt', result);
+  result = await sandbox.runIpython('x');
+  check(result.result === '41', 'kernel survives the interrupt', result);
+
   const command = await sandbox.commands.run('echo hello');
   check(command.stdout === 'hello\n' && command.exit_code === 0, 'commands.run', command);
   const failing = await sandbox.commands.run('ls /nonexistent');

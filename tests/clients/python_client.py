@@ -56,6 +56,19 @@ check(result.success is False and result.exit_code == 1 and "NameError" in resul
 result = sandbox.run_code("import time; time.sleep(10)", timeout=2)
 check(result.success is False and result.exit_code == 124, "timeout", result)
 
+result = sandbox.run_code(
+    "import base64\n"
+    "class Chart:\n"
+    "    def _repr_png_(self):\n"
+    "        return base64.b64decode('iVBORw0KGgo=')\n"
+    "    def _repr_html_(self):\n"
+    "        return '<b>chart</b>'\n"
+    "display(Chart())"
+)
+kinds = [list(o.data)[0] for o in result.rich_outputs]
+check(kinds == ["image/png", "text/html"], "rich_outputs from display()", result.rich_outputs)
+check(result.rich_outputs[0].data["image/png"] == "iVBORw0KGgo=", "png as base64", result.rich_outputs)
+
 command = sandbox.commands.run("echo hello")
 check(command.stdout == "hello\n" and command.exit_code == 0, "commands.run", command)
 command = sandbox.commands.run("ls /nonexistent")
