@@ -33,6 +33,9 @@ pub struct Settings {
     /// Kernels live at once across all sandboxes (`WASMBOX_MAX_KERNELS`, default half the
     /// pool); beyond it the least recently used are hibernated to disk.
     pub max_live_kernels: u32,
+    /// Write a kernel's image after every cell (`WASMBOX_KERNEL_DURABILITY=cell`, the default)
+    /// or only when it is hibernated (`hibernate`: faster cells, a crash loses recent state).
+    pub kernel_image_each_cell: bool,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -78,7 +81,10 @@ impl Settings {
                 .unwrap_or((max_instances / 4).max(4)),
             disk_quota_bytes: env_number::<u64>("WASMBOX_DISK_QUOTA_MB").unwrap_or(1024) << 20,
             max_open_files: env_number("WASMBOX_MAX_OPEN_FILES").unwrap_or(256),
-            max_live_kernels: env_number("WASMBOX_MAX_KERNELS").unwrap_or((max_instances / 2).max(1)),
+            max_live_kernels: env_number("WASMBOX_MAX_KERNELS")
+                .unwrap_or((max_instances / 2).max(1)),
+            kernel_image_each_cell: std::env::var("WASMBOX_KERNEL_DURABILITY")
+                .map_or(true, |v| v.trim() != "hibernate"),
         }
     }
 

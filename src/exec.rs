@@ -295,7 +295,10 @@ impl Executor {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.engine.restore_kernel(&module, &spec, &image).await?))
+        Ok(Ok(self
+            .engine
+            .restore_kernel(&module, &spec, &image)
+            .await?))
     }
 
     /// Runs one cell of `request` (its code, env, workdir, timeout) in `kernel`.

@@ -29,7 +29,11 @@ fn server_with(data: &Path, envs: &[(&str, &str)]) -> (ServerProcess, Api) {
 
 /// Runs `code` as a cell (`POST /execute/ipython`), expecting 200.
 fn cell(api: &Api, sbx: &Sbx, language: &str, code: &str) -> Value {
-    cell_with(api, sbx, json!({ "code": code, "language": language, "timeout": 30 }))
+    cell_with(
+        api,
+        sbx,
+        json!({ "code": code, "language": language, "timeout": 30 }),
+    )
 }
 
 fn cell_with(api: &Api, sbx: &Sbx, body: Value) -> Value {
@@ -51,10 +55,20 @@ fn python_state_persists_between_cells_and_the_last_expression_is_the_result() {
     let (_server, api) = server(dir.path());
     let sbx = api.create_default();
 
-    let first = py(&api, &sbx, "x = 41\nimport statistics as st\ndef double(v):\n    return 2 * v");
+    let first = py(
+        &api,
+        &sbx,
+        "x = 41\nimport statistics as st\ndef double(v):\n    return 2 * v",
+    );
     assert_ok(&first);
-    assert!(first.get("result").is_none(), "an assignment shows nothing: {first}");
-    assert!(first.get("rich_outputs").is_none(), "no rich output: {first}");
+    assert!(
+        first.get("result").is_none(),
+        "an assignment shows nothing: {first}"
+    );
+    assert!(
+        first.get("rich_outputs").is_none(),
+        "no rich output: {first}"
+    );
 
     let second = py(&api, &sbx, "x + 1");
     assert_ok(&second);
@@ -73,7 +87,13 @@ fn python_state_persists_between_cells_and_the_last_expression_is_the_result() {
     // An exception fails the cell, with a traceback, and the kernel lives on.
     let failed = py(&api, &sbx, "1 / 0");
     assert_eq!(failed["success"], false);
-    assert!(failed["stderr"].as_str().unwrap().contains("ZeroDivisionError"), "{failed}");
+    assert!(
+        failed["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("ZeroDivisionError"),
+        "{failed}"
+    );
     assert_eq!(py(&api, &sbx, "x")["result"], "41");
 }
 
@@ -83,12 +103,22 @@ fn javascript_state_persists_between_cells() {
     let (_server, api) = server(dir.path());
     let sbx = api.create_default();
 
-    assert_ok(&cell(&api, &sbx, "javascript", "var x = 41; function inc(v) { return v + 1 }"));
+    assert_ok(&cell(
+        &api,
+        &sbx,
+        "javascript",
+        "var x = 41; function inc(v) { return v + 1 }",
+    ));
     let second = cell(&api, &sbx, "javascript", "inc(x)");
     assert_ok(&second);
     assert_eq!(second["result"], "42", "{second}");
 
-    let object = cell(&api, &sbx, "javascript", "console.log('hi'); ({a: [1, 2], b: 'c'})");
+    let object = cell(
+        &api,
+        &sbx,
+        "javascript",
+        "console.log('hi'); ({a: [1, 2], b: 'c'})",
+    );
     assert_ok(&object);
     assert_eq!(stdout(&object), "hi\n");
     assert_eq!(object["json"], json!({"a": [1, 2], "b": "c"}), "{object}");
@@ -97,7 +127,10 @@ fn javascript_state_persists_between_cells() {
 
     let thrown = cell(&api, &sbx, "javascript", "throw new Error('boom')");
     assert_eq!(thrown["success"], false);
-    assert!(thrown["stderr"].as_str().unwrap().contains("boom"), "{thrown}");
+    assert!(
+        thrown["stderr"].as_str().unwrap().contains("boom"),
+        "{thrown}"
+    );
     assert_eq!(cell(&api, &sbx, "javascript", "x")["result"], "41");
 }
 
@@ -125,7 +158,11 @@ fn rich_outputs_come_back_as_the_clients_read_them() {
     assert_eq!(png["png"], "iVBORw0KGgo=", "{png}");
 
     // display() shows several objects in order, and works in script mode (`/execute`) too.
-    let shown = py(&api, &sbx, "display(Doc())\nprint('between')\ndisplay(Table())");
+    let shown = py(
+        &api,
+        &sbx,
+        "display(Doc())\nprint('between')\ndisplay(Table())",
+    );
     assert_ok(&shown);
     assert_eq!(shown["json"], json!({"k": [1, 2]}));
     assert_eq!(shown["html"], "<table><tr><td>1</td></tr></table>");
@@ -145,7 +182,10 @@ fn rich_outputs_come_back_as_the_clients_read_them() {
     assert_eq!(script["html"], "<b>x</b>", "{script}");
     let plain = api.python(&sbx, "print(1)");
     for key in ["png", "html", "json", "dataframe", "result", "rich_outputs"] {
-        assert!(plain.get(key).is_none(), "{key} without rich output: {plain}");
+        assert!(
+            plain.get(key).is_none(),
+            "{key} without rich output: {plain}"
+        );
     }
 }
 
@@ -182,7 +222,10 @@ fn a_timeout_interrupts_the_cell_and_the_kernel_keeps_its_state() {
     );
     assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(spin["timed_out"], true, "{spin}");
-    assert!(spin.get("result").is_none(), "the interrupt is not catchable: {spin}");
+    assert!(
+        spin.get("result").is_none(),
+        "the interrupt is not catchable: {spin}"
+    );
     assert_eq!(cell(&api, &sbx, "javascript", "kept")["result"], "7");
 }
 
@@ -248,8 +291,14 @@ fn reconnect(api: &Api, id: &str) -> Sbx {
         .expect(200);
     Sbx {
         id: id.to_string(),
-        token: token["auth_token"].as_str().expect("auth_token").to_string(),
-        host: info["public_host"].as_str().expect("public_host").to_string(),
+        token: token["auth_token"]
+            .as_str()
+            .expect("auth_token")
+            .to_string(),
+        host: info["public_host"]
+            .as_str()
+            .expect("public_host")
+            .to_string(),
         info,
     }
 }
@@ -318,7 +367,10 @@ fn kernel_routes_answer_bad_input_clearly() {
     assert_eq!(python["id"], "python");
     assert_eq!(python["state"], "idle");
     assert_eq!(python["execution_count"], 1);
-    assert!(python["memory_bytes"].as_u64().unwrap() > 1 << 20, "{python}");
+    assert!(
+        python["memory_bytes"].as_u64().unwrap() > 1 << 20,
+        "{python}"
+    );
 
     let unknown = api.send(api.agent(&sbx, Method::POST, "/kernels/nope/restart"));
     assert_eq!(unknown.status, 404);
@@ -331,7 +383,11 @@ fn kernel_routes_answer_bad_input_clearly() {
             .json(&json!({ "code": 5 })),
     );
     assert_eq!(malformed.status, 400);
-    assert!(malformed.body.to_string().contains("code"), "{}", malformed.body);
+    assert!(
+        malformed.body.to_string().contains("code"),
+        "{}",
+        malformed.body
+    );
     let bash = api.send(
         api.agent(&sbx, Method::POST, "/execute/ipython")
             .json(&json!({ "code": "echo", "language": "bash" })),
@@ -370,7 +426,10 @@ fn two_hundred_live_kernels_stay_within_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     let (server, api) = server_with(
         dir.path(),
-        &[("WASMBOX_MAX_INSTANCES", "256"), ("WASMBOX_MAX_KERNELS", "220")],
+        &[
+            ("WASMBOX_MAX_INSTANCES", "256"),
+            ("WASMBOX_MAX_KERNELS", "220"),
+        ],
     );
     let before = pss(server.pid());
     let sandboxes: Vec<Sbx> = (0..200).map(|_| api.create_default()).collect();

@@ -302,7 +302,9 @@ impl From<ExecError> for ApiError {
                     refusal.to_string(),
                 ),
             },
-            ExecError::NoKernel(_) => Self::bad_request(err.to_string()).with_detail("field", "language"),
+            ExecError::NoKernel(_) => {
+                Self::bad_request(err.to_string()).with_detail("field", "language")
+            }
             ExecError::Engine(e) => Self::internal(crate::describe_error(&e)),
         }
     }

@@ -172,7 +172,14 @@ impl Server {
             housekeeping: tokio::sync::Notify::new(),
             public_base,
             memory_mb: settings.limits.memory_bytes >> 20,
-            kernels: crate::kernels::Kernels::new(settings.max_live_kernels as usize),
+            kernels: crate::kernels::Kernels::new(
+                settings.max_live_kernels as usize,
+                if settings.kernel_image_each_cell {
+                    crate::kernels::Durability::EachCell
+                } else {
+                    crate::kernels::Durability::OnHibernate
+                },
+            ),
         });
         Ok(Self {
             listener,
@@ -240,14 +247,20 @@ fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/info", get(agent::info))
         .route("/sandboxes/{id}/execute", post(agent::execute))
         .route("/sandboxes/{id}/commands/run", post(agent::run_command))
-        .route("/sandboxes/{id}/execute/ipython", post(kernels::execute_cell))
+        .route(
+            "/sandboxes/{id}/execute/ipython",
+            post(kernels::execute_cell),
+        )
         .route("/sandboxes/{id}/jupyter/sessions", get(kernels::sessions))
         .route("/sandboxes/{id}/kernels", get(kernels::sessions))
         .route(
             "/sandboxes/{id}/kernels/{kernel}",
             axum::routing::delete(kernels::delete),
         )
-        .route("/sandboxes/{id}/kernels/{kernel}/restart", post(kernels::restart))
+        .route(
+            "/sandboxes/{id}/kernels/{kernel}/restart",
+            post(kernels::restart),
+        )
         .route(
             "/sandboxes/{id}/env",
             get(agent::get_env)

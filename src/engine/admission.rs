@@ -144,7 +144,11 @@ impl HostBudget {
 
     /// Memory without a slot, for an instance that already has one and may now grow (a kernel
     /// running a cell), waiting up to `wait`.
-    pub async fn admit_memory(self: &Arc<Self>, memory: u64, wait: Duration) -> Result<Ticket, Refusal> {
+    pub async fn admit_memory(
+        self: &Arc<Self>,
+        memory: u64,
+        wait: Duration,
+    ) -> Result<Ticket, Refusal> {
         if memory > self.memory {
             return Err(Refusal::TooLarge {
                 cap_mb: memory >> 20,

@@ -31,8 +31,8 @@ use super::wasi_limits::call_wasi;
 use super::display::DisplaySink;
 use super::output::CapturedOutput;
 use super::{
-    classify, DeadlineExceeded, Engine, EngineError, ExecResult, ExecSpec,
-    HostState, PreparedModule, Termination, Ticket, EXIT_TIMEOUT,
+    classify, DeadlineExceeded, Engine, EngineError, ExecResult, ExecSpec, HostState,
+    PreparedModule, Termination, Ticket, EXIT_TIMEOUT,
 };
 
 /// How long a cell may ignore its interrupt before it is killed (and its kernel with it).
@@ -160,7 +160,11 @@ fn wake_early(
         return wasmtime_wasi::p1::types::Errno::Fault as i32;
     };
     let data = memory.data_mut(caller);
-    let (subs, events, nevents) = (subs as u32 as usize, events as u32 as usize, nevents as u32 as usize);
+    let (subs, events, nevents) = (
+        subs as u32 as usize,
+        events as u32 as usize,
+        nevents as u32 as usize,
+    );
     let mut fired = 0u32;
     let first = data.get(subs..subs + SUBSCRIPTION).map(|sub| {
         let mut userdata = [0u8; 8];
@@ -338,7 +342,9 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Instantiate(e.into()))?;
         let missing = |what: &str| {
-            EngineError::Instantiate(format!("the module has no {what}: not a kernel runtime").into())
+            EngineError::Instantiate(
+                format!("the module has no {what}: not a kernel runtime").into(),
+            )
         };
         let memory = instance
             .get_memory(&mut store, "memory")
@@ -357,7 +363,9 @@ impl Engine {
                 memory
                     .grow_async(&mut store, pages as u64)
                     .await
-                    .map_err(|e| EngineError::Instantiate(e.context("restoring a kernel").into()))?;
+                    .map_err(|e| {
+                        EngineError::Instantiate(e.context("restoring a kernel").into())
+                    })?;
             }
             let data = memory.data_mut(&mut store);
             if data.len() != image.memory_len {
@@ -420,7 +428,10 @@ impl Kernel {
     /// Holds only the memory the kernel has between cells.
     fn settle(&mut self) {
         let resident = self.memory_bytes();
-        self.engine.inner.budget.set_memory(&mut self.ticket, resident);
+        self.engine
+            .inner
+            .budget
+            .set_memory(&mut self.ticket, resident);
     }
 
     /// Runs one cell: `spec.argv` carries the code (`[argv0, "<cell>", code]`), `spec.env`,
@@ -547,7 +558,11 @@ impl Kernel {
         let mut result = ExecResult::collect(
             &stdout,
             &stderr,
-            if alive { Termination::Exited } else { termination.clone() },
+            if alive {
+                Termination::Exited
+            } else {
+                termination.clone()
+            },
             exit_code,
             started.elapsed(),
             &limits,

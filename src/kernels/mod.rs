@@ -5,10 +5,12 @@
 //! across restarts. Cells of one kernel run one at a time (a per-kernel lock); kernels of
 //! different sandboxes share nothing but the host budget.
 //!
-//! Durability: after every cell that leaves the kernel alive, its image is written atomically
-//! (a temporary file renamed over the old one) before the cell's result is returned, so a
-//! `kill -9` after an answered cell loses nothing; pause, server shutdown and the live-kernel cap
-//! then only drop the instance. A missing, corrupt or foreign image gives a fresh kernel and a
+//! Durability ([`Durability::EachCell`], the default): after every cell that leaves the kernel
+//! alive, its image is written atomically (a temporary file renamed over the old one) before the
+//! cell's result is returned, so a `kill -9` after an answered cell loses nothing; pause, server
+//! shutdown and the live-kernel cap then only drop the instance. [`Durability::OnHibernate`]
+//! writes images only on pause, shutdown and eviction: cells are faster (no image per cell) and
+//! a crash loses the state since the last hibernation. A missing, corrupt or foreign image gives a fresh kernel and a
 //! notice in the next cell's stderr, never an error.
 
 use std::collections::{BTreeMap, HashMap};
@@ -85,10 +87,20 @@ struct Slot {
 
 type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
 
+/// When kernel images are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// After every cell, before its result is returned.
+    EachCell,
+    /// Only when a kernel is hibernated (pause, shutdown, eviction).
+    OnHibernate,
+}
+
 /// Every sandbox's kernels, with a cap on how many are live at once.
 pub struct Kernels {
     slots: Mutex<HashMap<(String, Language), SlotRef>>,
     max_live: usize,
+    durability: Durability,
 }
 
 const IMAGE_SUFFIX: &str = "kernel";
@@ -99,10 +111,11 @@ pub const KERNEL_LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScr
 impl Kernels {
     /// Kernels with at most `max_live` live at once; beyond that the least recently used idle
     /// ones are hibernated.
-    pub fn new(max_live: usize) -> Self {
+    pub fn new(max_live: usize, durability: Durability) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             max_live: max_live.max(1),
+            durability,
         }
     }
 
@@ -168,8 +181,10 @@ impl Kernels {
             if let Some(kernel) = slot.live.as_ref() {
                 slot.memory_bytes = kernel.memory_bytes();
             }
-            if let Err(e) = checkpoint(&mut slot) {
-                tracing::warn!(error = %e, "writing a kernel image failed; the kernel stays live");
+            if self.durability == Durability::EachCell {
+                if let Err(e) = checkpoint(&mut slot) {
+                    tracing::warn!(error = %e, "writing a kernel image failed; the kernel stays live");
+                }
             }
         } else {
             // The state is gone: the next cell starts a fresh kernel (and is told so).
@@ -199,7 +214,8 @@ impl Kernels {
                     slot.memory_bytes = kernel.memory_bytes();
                     slot.live = Some(kernel);
                     slot.dirty = false;
-                    slot.created_at.get_or_insert_with(|| file_time(&slot.image));
+                    slot.created_at
+                        .get_or_insert_with(|| file_time(&slot.image));
                     return Ok(false);
                 }
                 Err(e) => {
