@@ -458,3 +458,41 @@ fn two_hundred_live_kernels_stay_within_the_memory_budget() {
     );
     assert!(after < KERNELS_PSS_BUDGET, "PSS {} MiB", after >> 20);
 }
+
+#[test]
+fn the_repl_keeps_a_sandbox_kernel_across_commands_and_with_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::wasmbox(dir.path())
+        .args(["-o", "json", "sandbox", "create"])
+        .output()
+        .unwrap();
+    let created: Value = serde_json::from_slice(&out.stdout).expect("sandbox JSON");
+    let id = created["id"].as_str().expect("id").to_string();
+    let repl = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = common::wasmbox(dir.path())
+            .args(["repl", "--sandbox", &id])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let first = repl(&["-c", "x = 41", "-c", "def f(v):\n    return v + 1"], "");
+    assert!(first.status.success(), "{first:?}");
+    // A new process: the kernel comes back from its image.
+    let second = repl(&[], "y = f(x)\nfor i in range(2):\n    print(i)\n\ny\n");
+    assert!(second.status.success(), "{second:?}");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "0\n1\n42\n");
+    let failed = repl(&["-c", "1 / 0"], "");
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("ZeroDivisionError"));
+
+    // The server finds the same kernel.
+    let (_server, api) = server(dir.path());
+    let sbx = reconnect(&api, &id);
+    assert_eq!(py(&api, &sbx, "y")["result"], "42");
+}

@@ -3,6 +3,7 @@
 
 mod output;
 mod remote;
+mod repl;
 mod run;
 mod runtimes;
 mod sandbox;
@@ -46,6 +47,8 @@ pub struct Cli {
 enum Command {
     /// Run code (Python, JavaScript or shell) in a sandbox.
     Run(run::RunArgs),
+    /// Run cells in a kernel that keeps state between them (python, javascript).
+    Repl(repl::ReplArgs),
     /// Manage sandboxes.
     Sandbox(sandbox::SandboxArgs),
     /// Serve the HopX-compatible HTTP API.
@@ -61,6 +64,7 @@ impl Cli {
         let settings = Settings::from_env();
         match self.command {
             Command::Run(args) => args.execute(&settings, self.output),
+            Command::Repl(args) => args.execute(&settings),
             Command::Sandbox(args) => args.execute(&settings, self.output),
             Command::Serve(args) => args.execute(&settings),
             Command::Runtimes(cmd) => cmd.execute(&settings, self.output),
