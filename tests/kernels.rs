@@ -496,3 +496,27 @@ fn the_repl_keeps_a_sandbox_kernel_across_commands_and_with_the_server() {
     let sbx = reconnect(&api, &id);
     assert_eq!(py(&api, &sbx, "y")["result"], "42");
 }
+
+#[test]
+fn past_the_live_kernel_cap_the_least_recently_used_kernel_is_hibernated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server_with(dir.path(), &[("WASMBOX_MAX_KERNELS", "2")]);
+    let sandboxes: Vec<Sbx> = (0..3).map(|_| api.create_default()).collect();
+    for (n, sbx) in sandboxes.iter().enumerate() {
+        assert_ok(&py(&api, sbx, &format!("n = {n}")));
+    }
+    let state = |sbx: &Sbx| {
+        let sessions = api
+            .send(api.agent(sbx, Method::GET, "/jupyter/sessions"))
+            .expect(200);
+        sessions["sessions"][0]["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state(&sandboxes[0]), "hibernated");
+    assert_eq!(state(&sandboxes[1]), "idle");
+    assert_eq!(state(&sandboxes[2]), "idle");
+    // Its next cell restores it (and hibernates the next least recently used).
+    assert_eq!(py(&api, &sandboxes[0], "n")["result"], "0");
+    assert_eq!(state(&sandboxes[0]), "idle");
+    assert_eq!(state(&sandboxes[1]), "hibernated");
+    assert_eq!(py(&api, &sandboxes[1], "n")["result"], "1");
+}
