@@ -40,6 +40,124 @@ fn main() {
     }
 }
 
+/// `/execute` and warm cells over HTTP against a server whose kernels write an image record
+/// after every cell (`each_cell`) or only when hibernated.
+fn http_rows(
+    settings: &Settings,
+    scratch: &Path,
+    iters: usize,
+    each_cell: bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let server = server_rt.block_on(Server::bind(ServerConfig {
+        settings: Settings {
+            data_dir: scratch.join(format!("server-{each_cell}")),
+            kernel_image_each_cell: each_cell,
+            ..settings.clone()
+        },
+        listen: "127.0.0.1:0".parse()?,
+        api_key: Some(API_KEY.into()),
+        public_url: None,
+        queue_wait: Duration::from_secs(60),
+        connections: ConnectionLimits::default(),
+    }))?;
+    let base = format!("http://{}", server.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = server_rt.spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::blocking::Client::builder()
+        .tcp_nodelay(true)
+        .build()?;
+    let created: Value = client
+        .post(format!("{base}/v1/sandboxes"))
+        .header("X-API-Key", API_KEY)
+        .json(&json!({ "template_name": "code-interpreter" }))
+        .send()?
+        .json()?;
+    let host = created["public_host"]
+        .as_str()
+        .context("public_host")?
+        .to_string();
+    let token = created["auth_token"]
+        .as_str()
+        .context("auth_token")?
+        .to_string();
+    let post = |path: &str, body: Value| -> Result<Value> {
+        let response = client
+            .post(format!("{host}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()?;
+        ensure!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        Ok(response.json()?)
+    };
+    for (language, print, define) in [
+        (Language::Python, "x = 41\nprint(x + 1)", "x = 41"),
+        (
+            Language::JavaScript,
+            "var x = 41; console.log(x + 1)",
+            "var x = 41",
+        ),
+    ] {
+        let mut fresh = Vec::new();
+        for _ in 0..if each_cell { iters } else { 0 } {
+            let (took, body) = time(|| {
+                post(
+                    "/execute",
+                    json!({ "code": print, "language": language.name() }),
+                )
+            })?;
+            ensure!(body["stdout"] == "42\n", "HTTP /execute: {body}");
+            fresh.push(took);
+        }
+        if each_cell {
+            rows.push(row(
+                language,
+                "`/execute` (fresh instance), HTTP",
+                fresh,
+                String::new(),
+            ));
+        }
+        post(
+            "/execute/ipython",
+            json!({ "code": define, "language": language.name() }),
+        )?;
+        let mut cells = Vec::new();
+        for _ in 0..iters {
+            let (took, body) = time(|| {
+                post(
+                    "/execute/ipython",
+                    json!({ "code": "x + 1", "language": language.name() }),
+                )
+            })?;
+            ensure!(body["result"] == "42", "HTTP cell: {body}");
+            cells.push(took);
+        }
+        rows.push(row(
+            language,
+            if each_cell {
+                "warm cell `x + 1`, HTTP (durability `cell`: image record per cell)"
+            } else {
+                "warm cell `x + 1`, HTTP (durability `hibernate`)"
+            },
+            cells,
+            String::new(),
+        ));
+    }
+    let _ = stop_tx.send(());
+    let _ = server_rt.block_on(serving);
+
+    Ok(())
+}
+
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
@@ -187,6 +305,29 @@ fn run() -> Result<()> {
             restores.push(took);
         }
         rows.push(row(language, "restore from image", restores, String::new()));
+
+        // What durability costs per cell: the record of the chunks `x + 1` changed.
+        let mut records = Vec::new();
+        let mut record_bytes = Vec::new();
+        let mut log = Vec::new();
+        kernel.write_image(&mut log).map_err(|e| anyhow!(e))?;
+        for _ in 0..iters {
+            rt.block_on(executor.run_cell(&mut kernel, &fs, &env, request("x + 1")))?;
+            log.clear();
+            let (took, written) = time(|| kernel.write_changes(&mut log).map_err(|e| anyhow!(e)))?;
+            records.push(took);
+            record_bytes.push(written.context("a whole image was written before")?);
+        }
+        record_bytes.sort_unstable();
+        rows.push(row(
+            language,
+            "image record after a cell (changed chunks only)",
+            records,
+            format!(
+                "median record {} KiB",
+                record_bytes[record_bytes.len() / 2] >> 10
+            ),
+        ));
         drop(kernel);
 
         // Through the kernel manager: every cell also writes the image to disk (durability).
@@ -226,105 +367,10 @@ fn run() -> Result<()> {
         ));
     }
 
-    // HTTP: the real server in this process.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(Server::bind(ServerConfig {
-        settings: Settings {
-            data_dir: scratch.path().join("server"),
-            ..settings.clone()
-        },
-        listen: "127.0.0.1:0".parse()?,
-        api_key: Some(API_KEY.into()),
-        public_url: None,
-        queue_wait: Duration::from_secs(60),
-        connections: ConnectionLimits::default(),
-    }))?;
-    let base = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::blocking::Client::builder()
-        .tcp_nodelay(true)
-        .build()?;
-    let created: Value = client
-        .post(format!("{base}/v1/sandboxes"))
-        .header("X-API-Key", API_KEY)
-        .json(&json!({ "template_name": "code-interpreter" }))
-        .send()?
-        .json()?;
-    let host = created["public_host"]
-        .as_str()
-        .context("public_host")?
-        .to_string();
-    let token = created["auth_token"]
-        .as_str()
-        .context("auth_token")?
-        .to_string();
-    let post = |path: &str, body: Value| -> Result<Value> {
-        let response = client
-            .post(format!("{host}{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()?;
-        ensure!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        Ok(response.json()?)
-    };
-    for (language, print, define) in [
-        (Language::Python, "x = 41\nprint(x + 1)", "x = 41"),
-        (
-            Language::JavaScript,
-            "var x = 41; console.log(x + 1)",
-            "var x = 41",
-        ),
-    ] {
-        let mut fresh = Vec::new();
-        for _ in 0..iters {
-            let (took, body) = time(|| {
-                post(
-                    "/execute",
-                    json!({ "code": print, "language": language.name() }),
-                )
-            })?;
-            ensure!(body["stdout"] == "42\n", "HTTP /execute: {body}");
-            fresh.push(took);
-        }
-        rows.push(row(
-            language,
-            "`/execute` (fresh instance), HTTP",
-            fresh,
-            String::new(),
-        ));
-        post(
-            "/execute/ipython",
-            json!({ "code": define, "language": language.name() }),
-        )?;
-        let mut cells = Vec::new();
-        for _ in 0..iters {
-            let (took, body) = time(|| {
-                post(
-                    "/execute/ipython",
-                    json!({ "code": "x + 1", "language": language.name() }),
-                )
-            })?;
-            ensure!(body["result"] == "42", "HTTP cell: {body}");
-            cells.push(took);
-        }
-        rows.push(row(
-            language,
-            "warm cell `x + 1`, HTTP (image written per cell)",
-            cells,
-            String::new(),
-        ));
+    // HTTP: the real server in this process, once per durability mode.
+    for each_cell in [true, false] {
+        http_rows(&settings, scratch.path(), iters, each_cell, &mut rows)?;
     }
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(serving);
 
     // Native, for scale: a process per run.
     for (language, program, args) in [

@@ -12,9 +12,12 @@
 //!
 //! A kernel's state is its linear memory: the modules have one mutable global, the shadow-stack
 //! pointer, which is back at its base whenever no call runs (checked when the module is
-//! loaded). An image is the 64 KiB chunks that differ from a fresh instance's memory, so
-//! hibernating writes only what the cells changed and restoring is a fresh instance plus those
-//! chunks.
+//! loaded). An image is a header and a log of records: the first holds the 64 KiB chunks that
+//! differ from a fresh instance's memory, each later one the chunks that changed since the
+//! record before (found by hashing every chunk, xxh3, so a cell's record costs a scan of memory
+//! plus what it changed). Restoring is a fresh instance plus the chunks, last record winning.
+//! Each record carries a CRC-32: a damaged record makes the image unusable, while a record cut
+//! short at the end of the file (a crash while appending; never acknowledged) is ignored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,9 +42,9 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// Granularity of kernel images.
 const CHUNK: usize = 64 << 10;
 /// Start of every kernel image file.
-const MAGIC: &[u8; 8] = b"WBXKRNL1";
-/// Ends the chunk list of an image (no chunk has this index).
-const END: u32 = u32::MAX;
+const MAGIC: &[u8; 8] = b"WBXKRNL2";
+/// Start of every record.
+const RECORD: u32 = 0x4452_4352;
 
 /// The interrupt of the running cell, shared by the epoch callback, the `poll_oneoff` shadow
 /// and the timer that fires it.
@@ -208,45 +211,74 @@ pub struct KernelImage<'a> {
 }
 
 impl<'a> KernelImage<'a> {
-    /// Checks and decodes an image written by [`Kernel::write_image`] for `module`.
+    /// Checks and decodes an image written by [`Kernel::write_image`] and
+    /// [`Kernel::write_changes`] for `module`.
     pub fn decode(bytes: &'a [u8], module: &PreparedModule) -> Result<Self, ImageError> {
-        let body_len = bytes
-            .len()
-            .checked_sub(4)
-            .ok_or(ImageError::Corrupt("too short"))?;
-        let (body, sum) = bytes.split_at(body_len);
-        if crc32fast::hash(body).to_le_bytes() != *sum {
-            return Err(ImageError::Corrupt("checksum mismatch"));
-        }
-        let mut r = Reader(body);
+        let mut r = Reader(bytes);
         if r.take(MAGIC.len())? != MAGIC {
             return Err(ImageError::Corrupt("not a kernel image"));
         }
         let name_len = r.u32()? as usize;
-        let name = String::from_utf8_lossy(r.take(name_len)?).into_owned();
+        let name = r.take(name_len)?;
+        let header_len = bytes.len() - r.0.len();
+        if crc32fast::hash(&bytes[..header_len]) != r.u32()? {
+            return Err(ImageError::Corrupt("header checksum mismatch"));
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
         if name != module.identity() {
             return Err(ImageError::OtherModule(name));
         }
-        let memory_len = usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("size"))?;
-        if memory_len % CHUNK != 0 {
-            return Err(ImageError::Corrupt("memory size"));
-        }
-        let mut chunks = Vec::new();
-        loop {
-            let index = r.u32()?;
-            if index == END {
-                break;
+        let mut chunks = std::collections::BTreeMap::new();
+        let mut memory_len = None;
+        while !r.0.is_empty() {
+            let Some((len, record)) = Self::record(&mut r)? else {
+                break; // cut short by a crash while appending: never acknowledged
+            };
+            memory_len = Some(len);
+            for (at, chunk) in record {
+                chunks.insert(at, chunk);
             }
-            let at = index as usize * CHUNK;
-            if at + CHUNK > memory_len || chunks.last().is_some_and(|(prev, _)| *prev >= at) {
-                return Err(ImageError::Corrupt("chunk out of order"));
+        }
+        let memory_len = memory_len.ok_or(ImageError::Corrupt("no state"))?;
+        Ok(Self {
+            memory_len,
+            chunks: chunks.into_iter().collect(),
+        })
+    }
+
+    /// One record: `Ok(None)` if the bytes end inside it.
+    #[allow(clippy::type_complexity)]
+    fn record(r: &mut Reader<'a>) -> Result<Option<(usize, Vec<(usize, &'a [u8])>)>, ImageError> {
+        let start = r.0;
+        let parse = |r: &mut Reader<'a>| -> Result<(usize, Vec<(usize, &'a [u8])>), ImageError> {
+            if r.u32()? != RECORD {
+                return Err(ImageError::Corrupt("bad record"));
             }
-            chunks.push((at, r.take(CHUNK)?));
+            let memory_len =
+                usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("memory size"))?;
+            if memory_len % CHUNK != 0 {
+                return Err(ImageError::Corrupt("memory size"));
+            }
+            let count = r.u32()? as usize;
+            let mut chunks = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                let at = r.u32()? as usize * CHUNK;
+                if at + CHUNK > memory_len {
+                    return Err(ImageError::Corrupt("chunk out of range"));
+                }
+                chunks.push((at, r.take(CHUNK)?));
+            }
+            let body_len = start.len() - r.0.len();
+            if crc32fast::hash(&start[..body_len]) != r.u32()? {
+                return Err(ImageError::Corrupt("checksum mismatch"));
+            }
+            Ok((memory_len, chunks))
+        };
+        match parse(r) {
+            Ok(record) => Ok(Some(record)),
+            Err(ImageError::Corrupt("truncated")) => Ok(None),
+            Err(e) => Err(e),
         }
-        if !r.0.is_empty() {
-            return Err(ImageError::Corrupt("trailing bytes"));
-        }
-        Ok(Self { memory_len, chunks })
     }
 }
 
@@ -296,6 +328,8 @@ pub struct Kernel {
     /// The kernel's pool slot and the memory it holds between cells.
     ticket: Ticket,
     memory_cap: u64,
+    /// Hash of each chunk as of the last record written (None: the next image must be whole).
+    recorded: Option<Vec<u64>>,
 }
 
 impl Engine {
@@ -391,6 +425,7 @@ impl Engine {
             module: module.clone(),
             ticket,
             memory_cap: self.memory_cap(&spec.limits),
+            recorded: None,
         };
         kernel.settle();
         Ok(kernel)
@@ -506,6 +541,8 @@ impl Kernel {
                 }
             }
         };
+        // The epoch callback may have fired the interrupt before the timer did.
+        let interrupted = interrupted || interrupt.requested();
         let (termination, exit_code, alive) = match outcome {
             Some(result) => {
                 let refused = self.store.data().limiter.refused;
@@ -574,44 +611,93 @@ impl Kernel {
         Ok(CellOutcome { result, alive })
     }
 
-    /// Writes the kernel's state (the memory chunks that differ from a fresh instance) to `out`
-    /// and returns the bytes written. Only valid between cells, which `&mut self` guarantees.
+    /// Writes a whole image (a header and one record of the chunks that differ from a fresh
+    /// instance) to `out`; -> bytes written. Only valid between cells, which `&mut self`
+    /// guarantees.
     pub fn write_image(&mut self, out: &mut impl std::io::Write) -> Result<u64, ImageError> {
         if !self.module.memory_is_whole_state() {
             return Err(ImageError::Unsupported);
         }
-        let pristine = self.module.pristine_memory(&[]);
-        let data = self.memory.data(&self.store);
-        // CRC-32 detects damage (a bad disk, a stray write); the file is the server's, not the
-        // guest's, so it need not resist forgery, and it runs at memory speed.
-        let mut hasher = crc32fast::Hasher::new();
-        let mut written = 0u64;
-        let mut put = |bytes: &[u8]| -> Result<(), ImageError> {
-            hasher.update(bytes);
-            written += bytes.len() as u64;
-            out.write_all(bytes)
-                .map_err(|_| ImageError::Corrupt("write failed"))
-        };
-        put(MAGIC)?;
+        self.recorded = None;
         let name = self.module.identity();
-        put(&(name.len() as u32).to_le_bytes())?;
-        put(name.as_bytes())?;
-        put(&(data.len() as u64).to_le_bytes())?;
+        let mut header = Vec::with_capacity(16 + name.len());
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        header.extend_from_slice(name.as_bytes());
+        header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+        write(out, &header)?;
+        let pristine = self.module.pristine_memory(&[]);
         let zero = [0u8; CHUNK];
-        for (index, chunk) in data.chunks(CHUNK).enumerate() {
+        let data = self.memory.data(&self.store);
+        let hashes: Vec<u64> = data.chunks(CHUNK).map(xxhash_rust::xxh3::xxh3_64).collect();
+        let changed = data.chunks(CHUNK).enumerate().filter(|(index, chunk)| {
             let at = index * CHUNK;
-            let base = pristine.get(at..at + CHUNK).unwrap_or(&zero);
-            if chunk != base {
-                put(&(index as u32).to_le_bytes())?;
-                put(chunk)?;
-            }
-        }
-        put(&END.to_le_bytes())?;
-        let sum = hasher.finalize();
-        out.write_all(&sum.to_le_bytes())
-            .map_err(|_| ImageError::Corrupt("write failed"))?;
-        Ok(written + 4)
+            *chunk != pristine.get(at..at + CHUNK).unwrap_or(&zero)
+        });
+        let written = write_record(out, data.len(), changed)?;
+        self.recorded = Some(hashes);
+        Ok(header.len() as u64 + written)
     }
+
+    /// Appends a record of the chunks changed since the last one to `out` (an image this kernel
+    /// wrote); -> bytes written, or `None` when the image must be written whole first (none
+    /// written since the kernel started or was restored, or the last write failed).
+    pub fn write_changes(
+        &mut self,
+        out: &mut impl std::io::Write,
+    ) -> Result<Option<u64>, ImageError> {
+        let Some(previous) = self.recorded.take() else {
+            return Ok(None);
+        };
+        let data = self.memory.data(&self.store);
+        let hashes: Vec<u64> = data.chunks(CHUNK).map(xxhash_rust::xxh3::xxh3_64).collect();
+        if hashes == previous {
+            self.recorded = Some(hashes);
+            return Ok(Some(0));
+        }
+        let changed = data
+            .chunks(CHUNK)
+            .enumerate()
+            .filter(|(index, _)| previous.get(*index) != hashes.get(*index));
+        let written = write_record(out, data.len(), changed)?;
+        self.recorded = Some(hashes);
+        Ok(Some(written))
+    }
+
+    /// Forgets what was recorded: the next image is written whole.
+    pub fn forget_image(&mut self) {
+        self.recorded = None;
+    }
+}
+
+fn write(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), ImageError> {
+    out.write_all(bytes)
+        .map_err(|_| ImageError::Corrupt("write failed"))
+}
+
+/// One record: memory size, the given (index, chunk) pairs, CRC-32. -> bytes written.
+fn write_record<'a>(
+    out: &mut impl std::io::Write,
+    memory_len: usize,
+    chunks: impl Iterator<Item = (usize, &'a [u8])> + Clone,
+) -> Result<u64, ImageError> {
+    let count = chunks.clone().count();
+    let mut hasher = crc32fast::Hasher::new();
+    let mut head = Vec::with_capacity(16);
+    head.extend_from_slice(&RECORD.to_le_bytes());
+    head.extend_from_slice(&(memory_len as u64).to_le_bytes());
+    head.extend_from_slice(&(count as u32).to_le_bytes());
+    hasher.update(&head);
+    write(out, &head)?;
+    for (index, chunk) in chunks {
+        let index = (index as u32).to_le_bytes();
+        hasher.update(&index);
+        hasher.update(chunk);
+        write(out, &index)?;
+        write(out, chunk)?;
+    }
+    write(out, &hasher.finalize().to_le_bytes())?;
+    Ok((16 + count * (4 + CHUNK) + 4) as u64)
 }
 
 /// Whether a module's only mutable global is the shadow-stack pointer, so that memory is the

@@ -83,6 +83,10 @@ struct Slot {
     notice: Option<String>,
     /// The live kernel changed since its image was written.
     dirty: bool,
+    /// Bytes of the image file as this process last wrote it, and of its first (whole) part:
+    /// appended records are compacted into a whole image when they outgrow it.
+    image_bytes: u64,
+    base_bytes: u64,
 }
 
 type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
@@ -138,6 +142,8 @@ impl Kernels {
                     memory_bytes: 0,
                     notice: None,
                     dirty: false,
+                    image_bytes: 0,
+                    base_bytes: 0,
                 }))
             })
             .clone()
@@ -213,6 +219,7 @@ impl Kernels {
                 Ok(kernel) => {
                     slot.memory_bytes = kernel.memory_bytes();
                     slot.live = Some(kernel);
+                    slot.image_bytes = 0;
                     slot.dirty = false;
                     slot.created_at
                         .get_or_insert_with(|| file_time(&slot.image));
@@ -241,6 +248,7 @@ impl Kernels {
         let kernel = executor.start_kernel(fs, language).await?;
         slot.memory_bytes = kernel.memory_bytes();
         slot.live = Some(kernel);
+        slot.image_bytes = 0;
         slot.dirty = false;
         slot.created_at = Some(Utc::now());
         slot.execution_count = 0;
@@ -408,7 +416,9 @@ fn file_time(path: &Path) -> DateTime<Utc> {
         .unwrap_or_else(|_| Utc::now())
 }
 
-/// Writes the live kernel's image if it changed since the last one.
+/// Writes the live kernel's image if it changed since the last one: a record of the changed
+/// chunks appended to the image this process wrote, or a whole new image (written beside it and
+/// renamed over it) the first time and when the appended records outgrow the whole part.
 fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
     if !slot.dirty {
         return Ok(());
@@ -416,22 +426,52 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
     let Some(kernel) = slot.live.as_mut() else {
         return Ok(());
     };
+    let compact = slot.image_bytes > 2 * slot.base_bytes + (4 << 20);
+    if slot.image_bytes > 0 && !compact {
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&slot.image)
+            .and_then(|file| {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let written = kernel
+                    .write_changes(&mut out)
+                    .map_err(std::io::Error::other)?;
+                out.flush()?;
+                Ok(written)
+            });
+        match appended {
+            Ok(Some(written)) => {
+                slot.image_bytes += written;
+                slot.dirty = false;
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // A partial record must not stay in front of later ones: rewrite it whole.
+                tracing::warn!(error = %e, "appending to a kernel image failed; rewriting it");
+                kernel.forget_image();
+            }
+        }
+    }
     let dir = slot
         .image
         .parent()
         .ok_or_else(|| std::io::Error::other("kernel image path has no parent"))?;
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    {
+    let written = {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
-        match kernel.write_image(&mut out) {
-            Ok(_) => {}
+        let written = match kernel.write_image(&mut out) {
+            Ok(written) => written,
             Err(crate::engine::ImageError::Unsupported) => return Ok(()),
             Err(e) => return Err(std::io::Error::other(e)),
-        }
+        };
         out.flush()?;
-    }
+        written
+    };
     file.persist(&slot.image).map_err(|e| e.error)?;
+    slot.image_bytes = written;
+    slot.base_bytes = written;
     slot.dirty = false;
     Ok(())
 }
