@@ -12,7 +12,7 @@
 //!
 //! A kernel's state is its linear memory: the modules have one mutable global, the shadow-stack
 //! pointer, which is back at its base whenever no call runs (checked when the module is
-//! loaded). An image is a header and a log of records: the first holds the 64 KiB chunks that
+//! loaded). An image is a header and a log of records: the first holds the 4 KiB chunks (pages) that
 //! differ from a fresh instance's memory, each later one the chunks that changed since the
 //! record before (found by hashing every chunk, xxh3, so a cell's record costs a scan of memory
 //! plus what it changed). Restoring is a fresh instance plus the chunks, last record winning.
@@ -40,7 +40,9 @@ use super::{
 /// How long a cell may ignore its interrupt before it is killed (and its kernel with it).
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// Granularity of kernel images.
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 4 << 10;
+/// WebAssembly's page size: memories grow in these.
+const WASM_PAGE: usize = 64 << 10;
 /// Start of every kernel image file.
 const MAGIC: &[u8; 8] = b"WBXKRNL2";
 /// Start of every record.
@@ -256,7 +258,7 @@ impl<'a> KernelImage<'a> {
             }
             let memory_len =
                 usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("memory size"))?;
-            if memory_len % CHUNK != 0 {
+            if memory_len % WASM_PAGE != 0 {
                 return Err(ImageError::Corrupt("memory size"));
             }
             let count = r.u32()? as usize;
@@ -391,7 +393,7 @@ impl Engine {
         // Before any guest code runs: the baseline images are diffs against.
         let pristine = module.pristine_memory(memory.data(&store));
         if let Some(image) = image {
-            let pages = image.memory_len.saturating_sub(memory.data_size(&store)) / CHUNK;
+            let pages = image.memory_len.saturating_sub(memory.data_size(&store)) / WASM_PAGE;
             if pages > 0 {
                 memory
                     .grow_async(&mut store, pages as u64)
