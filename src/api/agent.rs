@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::engine::{ExecResult, Termination};
+use crate::engine::Termination;
 use crate::exec::RunRequest;
 use crate::runtimes::Language;
 use crate::sandbox::{Sandbox, SandboxStatus};
@@ -64,7 +64,7 @@ pub async fn info(
         "vm_id": sandbox.id,
         "sandbox_id": sandbox.id,
         "template": sandbox.template,
-        "status": status_name(&sandbox),
+        "status": sandbox.status.name(),
         "os": "wasi",
         "arch": "wasm32",
         "languages": languages,
@@ -147,22 +147,7 @@ async fn run_in(
         )
         .with_detail("sandbox_id", sandbox.id.as_str()));
     }
-    Ok(Json(execution_response(&result, language)))
-}
-
-fn execution_response(result: &ExecResult, language: Language) -> ExecutionResponse {
-    ExecutionResponse {
-        stdout: result.stdout.clone(),
-        stderr: result.stderr.clone(),
-        exit_code: result.exit_code,
-        execution_time: result.duration.as_secs_f64(),
-        success: result.success(),
-        timed_out: result.timed_out(),
-        stdout_truncated: result.stdout_truncated,
-        stderr_truncated: result.stderr_truncated,
-        language: language.name().to_string(),
-        timestamp: iso(chrono::Utc::now()),
-    }
+    Ok(Json(ExecutionResponse::new(&result, language)))
 }
 
 /// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
@@ -207,13 +192,6 @@ fn shell_quote(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-fn status_name(sandbox: &Sandbox) -> &'static str {
-    match sandbox.status {
-        SandboxStatus::Running => "running",
-        SandboxStatus::Paused => "paused",
     }
 }
 

@@ -12,7 +12,7 @@ mod error;
 mod extract;
 mod files;
 pub mod listener;
-mod models;
+pub mod models;
 
 use std::future::Future;
 use std::net::SocketAddr;

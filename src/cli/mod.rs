@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand is a clap struct with an `execute()`; errors become
 //! [`CliError`] with the documented exit codes.
 
+mod backend;
 mod output;
 mod remote;
 mod run;

@@ -56,6 +56,16 @@ pub enum SandboxStatus {
     Paused,
 }
 
+impl SandboxStatus {
+    /// The name the API reports (and its `status` filter takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxStatus::Running => "running",
+            SandboxStatus::Paused => "paused",
+        }
+    }
+}
+
 /// Persisted description of one sandbox.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sandbox {
