@@ -5,9 +5,12 @@
 //! in a sandbox), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
 pub mod api;
+mod atomic_write;
 pub mod config;
 pub mod engine;
 pub mod exec;
+mod fingerprint;
+mod ids;
 pub mod runtimes;
 pub mod sandbox;
 

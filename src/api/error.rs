@@ -412,7 +412,10 @@ fn code_for(status: StatusCode) -> &'static str {
 }
 
 fn new_request_id() -> String {
-    format!("req_{:016x}", rand::random::<u64>())
+    format!(
+        "req_{}",
+        crate::ids::random_alphanumeric(16).to_ascii_lowercase()
+    )
 }
 
 /// Fallback for unknown routes.

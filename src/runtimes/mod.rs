@@ -9,11 +9,11 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use crate::atomic_write::write_atomic;
 use crate::engine::{Entry, ExecSpec, Interpreter, Limits, Mount, SnapshotRecipe, SpawnConfig};
+use crate::fingerprint::Fingerprint;
 
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
@@ -115,12 +115,13 @@ pub enum RuntimeError {
     #[error("fetching runtimes failed: {0}")]
     Fetch(String),
     /// The files a runtime needs beside its module (preludes, site packages) could not be written.
-    #[error("writing support files to {path}: {reason}")]
+    #[error("writing support files to {path}")]
     Support {
-        /// The directory being written.
+        /// The file or directory being written.
         path: PathBuf,
         /// Why writing failed.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -377,17 +378,16 @@ impl Runtimes {
     /// How reactors are pre-initialised: `wasmbox_init` with the same mounts, in the same
     /// order, as executions get (an empty tree at `/`, then the support files).
     fn snapshot_recipe(&self, extra_mounts: &[Mount]) -> SnapshotRecipe {
-        let mut hasher = DefaultHasher::new();
+        let mut fingerprint = Fingerprint::default();
         for (_, contents) in SUPPORT_FILES {
-            contents.hash(&mut hasher);
+            fingerprint.bytes(contents);
         }
         for mount in extra_mounts {
-            mount.host.hash(&mut hasher);
-            mount.guest.hash(&mut hasher);
-            std::fs::metadata(&mount.host)
-                .and_then(|m| m.modified())
-                .ok()
-                .hash(&mut hasher);
+            fingerprint.path(&mount.host).bytes(&mount.guest).mtime(
+                std::fs::metadata(&mount.host)
+                    .and_then(|m| m.modified())
+                    .ok(),
+            );
         }
         let mut mounts = vec![
             Mount {
@@ -409,7 +409,7 @@ impl Runtimes {
                 },
                 ..ExecSpec::default()
             },
-            fingerprint: hasher.finish(),
+            fingerprint: fingerprint.finish(),
         }
     }
 
@@ -451,25 +451,21 @@ impl Runtimes {
 
     fn write_support_files(&self) -> Result<(), RuntimeError> {
         let root = self.cache_dir.join("support-root");
-        std::fs::create_dir_all(&root).map_err(|e| RuntimeError::Support {
-            path: root,
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&root)
+            .map_err(|source| RuntimeError::Support { path: root, source })?;
         for (name, contents) in SUPPORT_FILES {
             let path = self.support_dir().join(name);
             if std::fs::read_to_string(&path).ok().as_deref() == Some(contents) {
                 continue;
             }
-            let err = |e: std::io::Error| RuntimeError::Support {
+            let err = |source| RuntimeError::Support {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(err)?;
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, contents).map_err(err)?;
-            std::fs::rename(&tmp, &path).map_err(err)?;
+            write_atomic(&path, contents.as_bytes()).map_err(err)?;
         }
         Ok(())
     }
