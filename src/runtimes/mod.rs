@@ -71,14 +71,44 @@ impl Language {
 
     /// Guesses the language from a file name's extension.
     pub fn from_path(path: &Path) -> Option<Language> {
-        match path.extension()?.to_str()? {
-            "py" => Some(Language::Python),
-            "js" | "mjs" | "cjs" => Some(Language::JavaScript),
-            "sh" | "bash" => Some(Language::Bash),
-            _ => None,
-        }
+        let extension = path.extension()?.to_str()?;
+        ALIASES
+            .iter()
+            .find(|a| a.extensions.contains(&extension))
+            .map(|a| a.language)
     }
 }
+
+/// Every name a language goes by, in one place so the API, the CLI and file names agree.
+struct LanguageAliases {
+    language: Language,
+    /// What a request's or the CLI's `language` may say (matched case-insensitively).
+    names: &'static [&'static str],
+    /// File extensions the CLI infers the language from.
+    extensions: &'static [&'static str],
+}
+
+/// The alias table.
+const ALIASES: [LanguageAliases; 3] = [
+    LanguageAliases {
+        language: Language::Python,
+        names: &["python", "python3", "py"],
+        extensions: &["py"],
+    },
+    LanguageAliases {
+        language: Language::JavaScript,
+        names: &["javascript", "js", "node", "nodejs"],
+        extensions: &["js", "mjs", "cjs"],
+    },
+    LanguageAliases {
+        language: Language::Bash,
+        names: &["bash", "sh", "shell"],
+        extensions: &["sh", "bash"],
+    },
+];
+
+/// Languages people ask for that wasmbox does not run (a clearer error than "unknown").
+const UNSUPPORTED: [&str; 6] = ["go", "golang", "typescript", "ts", "ruby", "rust"];
 
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,14 +159,13 @@ impl FromStr for Language {
     type Err = RuntimeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "python" | "python3" | "py" => Ok(Language::Python),
-            "javascript" | "js" | "node" | "nodejs" => Ok(Language::JavaScript),
-            "bash" | "sh" | "shell" => Ok(Language::Bash),
-            "go" | "golang" | "typescript" | "ts" | "ruby" | "rust" => {
-                Err(RuntimeError::Unsupported(s.into()))
-            }
-            _ => Err(RuntimeError::UnknownLanguage(s.into())),
+        let name = s.trim().to_ascii_lowercase();
+        if let Some(aliases) = ALIASES.iter().find(|a| a.names.contains(&name.as_str())) {
+            Ok(aliases.language)
+        } else if UNSUPPORTED.contains(&name.as_str()) {
+            Err(RuntimeError::Unsupported(s.into()))
+        } else {
+            Err(RuntimeError::UnknownLanguage(s.into()))
         }
     }
 }
@@ -501,6 +530,23 @@ mod tests {
             Some(Language::JavaScript)
         );
         assert_eq!(Language::from_path(Path::new("x.txt")), None);
+    }
+
+    #[test]
+    fn alias_table_covers_every_language_once() {
+        for language in Language::ALL {
+            let rows = ALIASES.iter().filter(|a| a.language == language).count();
+            assert_eq!(rows, 1, "{language}");
+            assert_eq!(language.name().parse::<Language>().ok(), Some(language));
+        }
+        assert!(matches!(
+            "Go".parse::<Language>(),
+            Err(RuntimeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "cobol".parse::<Language>(),
+            Err(RuntimeError::UnknownLanguage(_))
+        ));
     }
 
     #[test]
