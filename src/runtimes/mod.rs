@@ -128,9 +128,9 @@ pub enum RuntimeError {
     /// A supported language whose runtime this build cannot provide.
     #[error("the {0} runtime is not available yet")]
     NotAvailable(Language),
-    /// `runtimes/manifest.toml` is missing or malformed.
-    #[error("runtime manifest: {0}")]
-    Manifest(String),
+    /// The compiled-in `runtimes/manifest.toml` does not parse.
+    #[error("the runtime manifest is malformed")]
+    Manifest(#[source] toml::de::Error),
     /// The runtime's files are not in the cache.
     #[error("the {runtime} runtime is not installed at {path}: {hint}")]
     NotInstalled {
@@ -223,8 +223,7 @@ pub struct Runtimes {
 impl Runtimes {
     /// Reads the compiled-in manifest and writes the support files under `cache_dir`.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
-        let manifest =
-            toml::from_str(MANIFEST).map_err(|e| RuntimeError::Manifest(e.to_string()))?;
+        let manifest = toml::from_str(MANIFEST).map_err(RuntimeError::Manifest)?;
         let runtimes = Self {
             cache_dir: cache_dir.into(),
             manifest,
