@@ -14,7 +14,7 @@ use super::auth::AccountAuth;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use super::models::{
-    iso, validate_env, CreateSandboxRequest, ListQuery, Resources, SandboxInfo, SandboxList,
+    iso, validate_env, CreateSandboxRequest, ListQuery, SandboxInfo, SandboxList,
     SetTimeoutRequest, Template, TemplateQuery, TokenResponse,
 };
 use super::AppState;
@@ -311,32 +311,7 @@ pub async fn get_template(
 
 /// The control-plane view of a sandbox.
 pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
-    let public_host = format!("{}/sandboxes/{}", app.public_base, sandbox.id);
-    SandboxInfo {
-        id: sandbox.id.clone(),
-        sandbox_id: sandbox.id.clone(),
-        object: "sandbox".to_string(),
-        status: sandbox.status,
-        template_name: sandbox.template.clone(),
-        template_id: find_template(&sandbox.template)
-            .map_or_else(|| sandbox.template.clone(), |t| t.id.to_string()),
-        direct_url: public_host.clone(),
-        public_host,
-        region: "local".to_string(),
-        organization_id: 1,
-        resources: Resources {
-            vcpu: 1,
-            memory_mb: app.memory_mb,
-            disk_mb: 0,
-        },
-        internet_access: false,
-        live_mode: false,
-        timeout_seconds: sandbox.timeout_seconds,
-        created_at: iso(sandbox.created_at),
-        expires_at: sandbox.expires_at.map(iso),
-        auth_token: None,
-        token_expires_at: None,
-    }
+    SandboxInfo::new(sandbox, Some(&app.public_base), app.memory_mb)
 }
 
 /// Cursor = the (creation time, id) of the last item of a page, opaque to clients.

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::engine::ExecResult;
 use crate::runtimes::Language;
-use crate::sandbox::SandboxStatus;
+use crate::sandbox::{Sandbox, SandboxStatus};
 
 use super::error::ApiError;
 
@@ -251,10 +251,13 @@ pub struct SandboxInfo {
     pub template_name: String,
     /// That template's id.
     pub template_id: String,
-    /// Base URL of this sandbox's agent API.
-    pub public_host: String,
+    /// Base URL of this sandbox's agent API; absent only in the CLI's local mode, where no
+    /// server runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
     /// The same URL (the JS SDK's spelling).
-    pub direct_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_url: Option<String>,
     /// Always `local`: one region.
     pub region: String,
     /// Always 1: one organisation.
@@ -277,6 +280,39 @@ pub struct SandboxInfo {
     /// When `auth_token` expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<String>,
+}
+
+impl SandboxInfo {
+    /// The API's view of `sandbox`, whose agent API is at `<server>/sandboxes/<id>` (`None`:
+    /// no server), with `memory_mb` the memory cap of one execution.
+    pub fn new(sandbox: &Sandbox, server: Option<&str>, memory_mb: u64) -> Self {
+        let public_host = server.map(|base| format!("{base}/sandboxes/{}", sandbox.id));
+        SandboxInfo {
+            id: sandbox.id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            object: "sandbox".to_string(),
+            status: sandbox.status,
+            template_name: sandbox.template.clone(),
+            // Every template's id is its name.
+            template_id: sandbox.template.clone(),
+            direct_url: public_host.clone(),
+            public_host,
+            region: "local".to_string(),
+            organization_id: 1,
+            resources: Resources {
+                vcpu: 1,
+                memory_mb,
+                disk_mb: 0,
+            },
+            internet_access: false,
+            live_mode: false,
+            timeout_seconds: sandbox.timeout_seconds,
+            created_at: iso(sandbox.created_at),
+            expires_at: sandbox.expires_at.map(iso),
+            auth_token: None,
+            token_expires_at: None,
+        }
+    }
 }
 
 /// `GET /v1/sandboxes`.

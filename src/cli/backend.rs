@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use wasmbox::api::models::ExecutionResponse;
+use wasmbox::api::models::{ExecutionResponse, SandboxInfo};
 use wasmbox::config::Settings;
 use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
-use wasmbox::sandbox::{NewSandbox, SandboxFs, SandboxStore};
+use wasmbox::sandbox::{NewSandbox, Sandbox, SandboxFs, SandboxStore};
 
-use super::output::SandboxSummary;
 use super::remote::{Remote, RemoteArgs};
 use super::{tokio_runtime, CliError};
 
@@ -40,6 +39,11 @@ impl<'a> Backend<'a> {
         })
     }
 
+    /// How a local sandbox is shown: as a server would show it, with no agent URL.
+    fn local_info(settings: &Settings, sandbox: &Sandbox) -> SandboxInfo {
+        SandboxInfo::new(sandbox, None, settings.limits.memory_bytes >> 20)
+    }
+
     /// The local sandbox registry, with expired sandboxes reaped as the server would have.
     fn store(settings: &Settings) -> Result<SandboxStore, CliError> {
         let store = SandboxStore::open(&settings.data_dir)?;
@@ -53,42 +57,39 @@ impl<'a> Backend<'a> {
         template: String,
         env: BTreeMap<String, String>,
         timeout_seconds: Option<u64>,
-    ) -> Result<SandboxSummary, CliError> {
+    ) -> Result<SandboxInfo, CliError> {
         match self {
-            Backend::Local(settings) => Ok(Self::store(settings)?
-                .create(NewSandbox {
+            Backend::Local(settings) => {
+                let sandbox = Self::store(settings)?.create(NewSandbox {
                     template,
                     env,
                     timeout_seconds,
-                })?
-                .into()),
-            Backend::Remote(remote) => Ok(remote
-                .create_sandbox(&template, env, timeout_seconds)?
-                .into()),
+                })?;
+                Ok(Self::local_info(settings, &sandbox))
+            }
+            Backend::Remote(remote) => remote.create_sandbox(&template, env, timeout_seconds),
         }
     }
 
     /// Every sandbox, oldest first.
-    pub fn list_sandboxes(&self) -> Result<Vec<SandboxSummary>, CliError> {
-        Ok(match self {
-            Backend::Local(settings) => Self::store(settings)?
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, CliError> {
+        match self {
+            Backend::Local(settings) => Ok(Self::store(settings)?
                 .list()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-            Backend::Remote(remote) => remote
-                .list_sandboxes()?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        })
+                .iter()
+                .map(|sandbox| Self::local_info(settings, sandbox))
+                .collect()),
+            Backend::Remote(remote) => remote.list_sandboxes(),
+        }
     }
 
     /// The sandbox `id`.
-    pub fn get_sandbox(&self, id: &str) -> Result<SandboxSummary, CliError> {
+    pub fn get_sandbox(&self, id: &str) -> Result<SandboxInfo, CliError> {
         match self {
-            Backend::Local(settings) => Ok(Self::store(settings)?.get(id)?.into()),
-            Backend::Remote(remote) => Ok(remote.get_sandbox(id)?.into()),
+            Backend::Local(settings) => {
+                Ok(Self::local_info(settings, &Self::store(settings)?.get(id)?))
+            }
+            Backend::Remote(remote) => remote.get_sandbox(id),
         }
     }
 

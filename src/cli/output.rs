@@ -5,8 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use wasmbox::api::models::{iso, ExecutionResponse, SandboxInfo};
-use wasmbox::sandbox::{Sandbox, SandboxStatus};
+use wasmbox::api::models::{ExecutionResponse, SandboxInfo};
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,51 +66,8 @@ fn section(out: &mut impl Write, title: &str, text: &str, truncated: bool) -> st
     Ok(())
 }
 
-/// A sandbox as `wasmbox sandbox …` shows it: what a local sandbox and a server's
-/// [`SandboxInfo`] have in common, under the API's field names and spellings.
-#[derive(Debug, Serialize)]
-pub struct SandboxSummary {
-    pub id: String,
-    pub status: SandboxStatus,
-    pub template_name: String,
-    pub created_at: String,
-    pub expires_at: Option<String>,
-    pub timeout_seconds: Option<u64>,
-    /// A token for the agent API; only a server issues one, on create.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_token: Option<String>,
-}
-
-impl From<Sandbox> for SandboxSummary {
-    fn from(sandbox: Sandbox) -> Self {
-        Self {
-            id: sandbox.id,
-            status: sandbox.status,
-            template_name: sandbox.template,
-            created_at: iso(sandbox.created_at),
-            expires_at: sandbox.expires_at.map(iso),
-            timeout_seconds: sandbox.timeout_seconds,
-            auth_token: None,
-        }
-    }
-}
-
-impl From<SandboxInfo> for SandboxSummary {
-    fn from(info: SandboxInfo) -> Self {
-        Self {
-            id: info.id,
-            status: info.status,
-            template_name: info.template_name,
-            created_at: info.created_at,
-            expires_at: info.expires_at,
-            timeout_seconds: info.timeout_seconds,
-            auth_token: info.auth_token,
-        }
-    }
-}
-
-/// Prints one sandbox: its id, or the whole summary as JSON.
-pub fn print_sandbox(sandbox: &SandboxSummary, format: OutputFormat) {
+/// Prints one sandbox: its id, or the API's sandbox object as JSON.
+pub fn print_sandbox(sandbox: &SandboxInfo, format: OutputFormat) {
     match format {
         OutputFormat::Json => println!("{}", to_json(sandbox)),
         _ => println!("{}", sandbox.id),
@@ -119,7 +75,7 @@ pub fn print_sandbox(sandbox: &SandboxSummary, format: OutputFormat) {
 }
 
 /// Prints sandboxes: one tab-separated line each, or a JSON array.
-pub fn print_sandboxes(sandboxes: &[SandboxSummary], format: OutputFormat) {
+pub fn print_sandboxes(sandboxes: &[SandboxInfo], format: OutputFormat) {
     match format {
         OutputFormat::Json => println!("{}", to_json(&sandboxes)),
         _ => {
