@@ -13,13 +13,9 @@ use wasmbox::sandbox::{NewSandbox, Sandbox, SandboxFs, SandboxStore};
 use super::remote::{Remote, RemoteArgs};
 use super::{tokio_runtime, CliError};
 
-/// What `wasmbox run` executes.
+/// What `wasmbox run` executes, and where.
 pub struct RunSpec {
-    pub language: Language,
-    pub code: String,
-    pub env: BTreeMap<String, String>,
-    pub workdir: Option<String>,
-    pub timeout: Duration,
+    pub request: RunRequest,
     /// Existing sandbox; `None` runs in a temporary one, deleted afterwards.
     pub sandbox: Option<String>,
 }
@@ -111,14 +107,12 @@ impl<'a> Backend<'a> {
 }
 
 fn run_local(settings: &Settings, spec: RunSpec) -> Result<ExecutionResponse, CliError> {
-    let language = spec.language;
+    let RunSpec { request, sandbox } = spec;
+    let language = request.language;
     let executor = Executor::new(settings)?;
     executor.ensure_installed(language)?;
-    let mut request = RunRequest::new(language, spec.code, spec.timeout);
-    request.env = spec.env;
-    request.workdir = spec.workdir;
 
-    let (fs, base_env, temp) = match &spec.sandbox {
+    let (fs, base_env, temp) = match &sandbox {
         Some(id) => {
             let store = SandboxStore::open(&settings.data_dir)?;
             let sandbox = store.get(id)?;

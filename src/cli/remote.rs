@@ -172,6 +172,7 @@ impl Remote {
     }
 
     fn execute(&self, id: &str, run: RunSpec) -> Result<ExecutionResponse, CliError> {
+        let run = run.request;
         let body = ExecuteRequest {
             code: run.code,
             language: Some(run.language.name().to_string()),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use wasmbox::api::models::ExecutionResponse;
 use wasmbox::config::Settings;
+use wasmbox::exec::RunRequest;
 use wasmbox::runtimes::Language;
 
 use super::backend::{Backend, RunSpec};
@@ -71,12 +72,11 @@ impl RunArgs {
         if code.trim().is_empty() {
             return Err(CliError::Usage("no code to run: the code is empty".into()));
         }
+        let mut request = RunRequest::new(language, code, Duration::from_secs(self.timeout));
+        request.env = self.env.into_iter().collect();
+        request.workdir = self.workdir;
         let result = Backend::new(settings, &self.remote)?.run(RunSpec {
-            language,
-            code,
-            env: self.env.into_iter().collect(),
-            workdir: self.workdir,
-            timeout: Duration::from_secs(self.timeout),
+            request,
             sandbox: self.sandbox,
         })?;
         print_run(&result, format);
