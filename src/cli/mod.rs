@@ -124,7 +124,7 @@ impl From<RuntimeError> for CliError {
     }
 }
 
-/// A current-thread tokio runtime for one CLI command.
+/// A small (two-worker) tokio runtime for one CLI command.
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
