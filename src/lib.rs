@@ -5,9 +5,12 @@
 //! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
 pub mod api;
+mod atomic_write;
 pub mod config;
 pub mod engine;
 pub mod exec;
+mod fingerprint;
+mod ids;
 pub mod kernels;
 pub mod runtimes;
 pub mod sandbox;

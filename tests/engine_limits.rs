@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wasmbox::config::Settings;
-use wasmbox::engine::Termination;
+use wasmbox::engine::{ExecResult, Termination};
 use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
 use wasmbox::sandbox::SandboxFs;
@@ -88,8 +88,44 @@ async fn engine_is_healthy_after_timeouts_and_timeouts_are_independent() {
     assert_eq!(after.stdout, "45\n");
 }
 
+/// Set in the child process [`memory_limit_bounds_host_memory`] starts.
+const MEMORY_CHILD: &str = "WASMBOX_TEST_MEMORY_CHILD";
+
+/// Runs [`memory_bombs_in_a_process_of_their_own`] alone in a child process of this test
+/// binary: the peak resident set size (`VmHWM`) is per process, and the other tests of this
+/// binary run in parallel threads, so measured here it would include their memory.
+#[test]
+fn memory_limit_bounds_host_memory() {
+    common::ensure_runtimes();
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "memory_bombs_in_a_process_of_their_own",
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEMORY_CHILD, "1")
+        .output()
+        .expect("starting the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the memory bombs failed in the child process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Memory bombs in both languages end as memory failures, not timeouts or crashes, and the
+/// process's peak memory stays near the 64 MiB cap. Only meaningful alone in its process, so
+/// it is ignored unless [`memory_limit_bounds_host_memory`] runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_limit_bounds_host_memory() {
+#[ignore = "run in a child process by memory_limit_bounds_host_memory"]
+async fn memory_bombs_in_a_process_of_their_own() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        eprintln!("skipped: run by memory_limit_bounds_host_memory in a process of its own");
+        return;
+    }
     let (exec, dir) = executor(64, None);
     let fs = SandboxFs::create(dir.path().join("sb")).expect("fs");
     let env = BTreeMap::new();
@@ -120,6 +156,7 @@ async fn memory_limit_bounds_host_memory() {
         .expect("python bomb");
     assert!(!py.success());
     assert!(!py.timed_out(), "{py:?}");
+    assert!(is_memory_failure(&py, "MemoryError"), "{py:?}");
     let js = exec
         .run(
             &fs,
@@ -134,6 +171,7 @@ async fn memory_limit_bounds_host_memory() {
         .expect("js bomb");
     assert!(!js.success());
     assert!(!js.timed_out(), "{js:?}");
+    assert!(is_memory_failure(&js, "out of memory"), "{js:?}");
 
     let growth = peak_rss_bytes().saturating_sub(before);
     assert!(
@@ -163,4 +201,15 @@ async fn fuel_budget_stops_a_busy_loop() {
         .expect("run");
     assert_eq!(r.termination, Termination::OutOfFuel, "{r:?}");
     assert!(r.duration < Duration::from_secs(60));
+}
+
+/// Whether `result` ended because memory ran out: the host stopped the guest at the cap
+/// ([`Termination::MemoryLimit`]), or the interpreter was refused memory and said so itself
+/// (`message` on stderr, a non-zero exit; what CPython and QuickJS do today).
+fn is_memory_failure(result: &ExecResult, message: &str) -> bool {
+    match result.termination {
+        Termination::MemoryLimit => true,
+        Termination::Exited => result.exit_code != 0 && result.stderr.contains(message),
+        _ => false,
+    }
 }

@@ -1,5 +1,5 @@
 //! The shell runtime end to end: `sh.wasm` (runtimes/shell) in the engine with the host side of
-//! its spawn ABI (src/engine/spawn.rs): the seed examples of issue 4, a differential table
+//! its spawn ABI (src/engine/spawn/): the seed examples of issue 4, a differential table
 //! against Debian's dash, and the limits (timeouts, pipes that end, fork bombs).
 
 mod common;

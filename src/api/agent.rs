@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::models::{
     check_env_limits, iso, validate_env, CommandRequest, EnvResponse, EnvUpdate, EnvVars,
-    ExecuteRequest, ExecutionResponse, RichFields,
+    ExecuteRequest, ExecutionResponse,
 };
 use super::AppState;
 
@@ -64,7 +64,7 @@ pub async fn info(
         "vm_id": sandbox.id,
         "sandbox_id": sandbox.id,
         "template": sandbox.template,
-        "status": status_name(&sandbox),
+        "status": sandbox.status.name(),
         "os": "wasi",
         "arch": "wasm32",
         "languages": languages,
@@ -127,7 +127,7 @@ async fn run_in(
     let fs = app.store.files(&sandbox.id)?;
     let result = app.executor.run(&fs, &sandbox.env, run).await?;
     finished(sandbox, &result)?;
-    Ok(Json(execution_response(&result, language)))
+    Ok(Json(ExecutionResponse::new(&result, language)))
 }
 
 /// Refuses code for a paused sandbox (409, as HopX does) and bad environments (400).
@@ -159,22 +159,6 @@ pub(super) fn finished(sandbox: &Sandbox, result: &ExecResult) -> Result<(), Api
         .with_detail("sandbox_id", sandbox.id.as_str()));
     }
     Ok(())
-}
-
-pub(super) fn execution_response(result: &ExecResult, language: Language) -> ExecutionResponse {
-    ExecutionResponse {
-        stdout: result.stdout.clone(),
-        stderr: result.stderr.clone(),
-        exit_code: result.exit_code,
-        execution_time: result.duration.as_secs_f64(),
-        success: result.success(),
-        timed_out: result.timed_out(),
-        stdout_truncated: result.stdout_truncated,
-        stderr_truncated: result.stderr_truncated,
-        language: language.name().to_string(),
-        timestamp: iso(chrono::Utc::now()),
-        rich: RichFields::from_outputs(&result.outputs),
-    }
 }
 
 /// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
@@ -219,13 +203,6 @@ fn shell_quote(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-fn status_name(sandbox: &Sandbox) -> &'static str {
-    match sandbox.status {
-        SandboxStatus::Running => "running",
-        SandboxStatus::Paused => "paused",
     }
 }
 

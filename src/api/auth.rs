@@ -5,7 +5,7 @@
 //! tokens it issued before. The agent also takes the account key (the JS SDK sends `X-API-Key`
 //! to the agent when it holds no token).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::write_atomic;
+use crate::ids::random_alphanumeric;
 use crate::sandbox::Sandbox;
 
 use super::error::ApiError;
@@ -69,13 +70,13 @@ impl Auth {
     ) -> io::Result<(Self, KeySource)> {
         let dir = data_dir.join("server");
         std::fs::create_dir_all(&dir)?;
-        let secret = read_or_create(&dir.join(SECRET_FILE), || random_string(64))?.0;
+        let secret = read_or_create(&dir.join(SECRET_FILE), || random_alphanumeric(64))?.0;
         let (api_key, source) = match api_key.filter(|k| !k.trim().is_empty()) {
             Some(key) => (key.trim().to_string(), KeySource::Configured),
             None => {
                 let path = dir.join(API_KEY_FILE);
                 let (key, created) =
-                    read_or_create(&path, || format!("wbx_{}", random_string(40)))?;
+                    read_or_create(&path, || format!("wbx_{}", random_alphanumeric(40)))?;
                 (
                     key,
                     if created {
@@ -195,14 +196,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_string(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
 /// The trimmed contents of `path`, creating it (mode 0600) with `make()` if missing. Returns
 /// whether it was created.
 fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> io::Result<(String, bool)> {
@@ -213,15 +206,7 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> io::Result<(Str
         Err(e) => return Err(e),
     }
     let value = make();
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(value.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    write_atomic(path, value.as_bytes())?;
     Ok((value, true))
 }
 

@@ -14,7 +14,7 @@ use super::auth::AccountAuth;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use super::models::{
-    iso, validate_env, CreateSandboxRequest, ListQuery, Resources, SandboxInfo, SandboxList,
+    iso, validate_env, CreateSandboxRequest, ListQuery, SandboxInfo, SandboxList,
     SetTimeoutRequest, Template, TemplateQuery, TokenResponse,
 };
 use super::AppState;
@@ -158,11 +158,7 @@ pub async fn list(
         .store
         .list()
         .into_iter()
-        .filter(|s| {
-            status
-                .as_deref()
-                .is_none_or(|want| status_name(s.status) == want)
-        })
+        .filter(|s| status.as_deref().is_none_or(|want| s.status.name() == want))
         .filter(|s| {
             after
                 .as_ref()
@@ -173,7 +169,7 @@ pub async fn list(
     let has_more = matching.peek().is_some();
     let next_cursor = page.last().filter(|_| has_more).map(encode_cursor);
     Ok(Json(SandboxList {
-        object: "list",
+        object: "list".to_string(),
         data: page.iter().map(|s| sandbox_info(&app, s)).collect(),
         has_more,
         next_cursor,
@@ -315,41 +311,9 @@ pub async fn get_template(
     })
 }
 
-fn status_name(status: SandboxStatus) -> &'static str {
-    match status {
-        SandboxStatus::Running => "running",
-        SandboxStatus::Paused => "paused",
-    }
-}
-
 /// The control-plane view of a sandbox.
 pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
-    let public_host = format!("{}/sandboxes/{}", app.public_base, sandbox.id);
-    SandboxInfo {
-        id: sandbox.id.clone(),
-        sandbox_id: sandbox.id.clone(),
-        object: "sandbox",
-        status: status_name(sandbox.status).to_string(),
-        template_name: sandbox.template.clone(),
-        template_id: find_template(&sandbox.template)
-            .map_or_else(|| sandbox.template.clone(), |t| t.id.to_string()),
-        direct_url: public_host.clone(),
-        public_host,
-        region: "local",
-        organization_id: 1,
-        resources: Resources {
-            vcpu: 1,
-            memory_mb: app.memory_mb,
-            disk_mb: 0,
-        },
-        internet_access: false,
-        live_mode: false,
-        timeout_seconds: sandbox.timeout_seconds,
-        created_at: iso(sandbox.created_at),
-        expires_at: sandbox.expires_at.map(iso),
-        auth_token: None,
-        token_expires_at: None,
-    }
+    SandboxInfo::new(sandbox, Some(&app.public_base), app.memory_mb)
 }
 
 /// Cursor = the (creation time, id) of the last item of a page, opaque to clients.

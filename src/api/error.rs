@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{EngineError, Refusal};
 use crate::exec::ExecError;
-use crate::runtimes::RuntimeError;
+use crate::runtimes::{Language, RuntimeError};
 use crate::sandbox::{PathError, SandboxError};
 
 use super::models::iso;
@@ -236,7 +236,7 @@ impl From<RuntimeError> for ApiError {
                 "UNSUPPORTED_LANGUAGE",
                 err.to_string(),
             )
-            .with_detail("supported", json!(["python", "javascript", "bash"])),
+            .with_detail("supported", json!(Language::ALL.map(Language::name))),
             // Not the user's fault, but not something a retry fixes either: a 4xx keeps the SDKs
             // from re-sending.
             RuntimeError::NotAvailable(language) => Self::new(
@@ -415,7 +415,10 @@ fn code_for(status: StatusCode) -> &'static str {
 }
 
 fn new_request_id() -> String {
-    format!("req_{:016x}", rand::random::<u64>())
+    format!(
+        "req_{}",
+        crate::ids::random_alphanumeric(16).to_ascii_lowercase()
+    )
 }
 
 /// Fallback for unknown routes.

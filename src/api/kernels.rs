@@ -11,7 +11,7 @@ use crate::exec::RunRequest;
 use crate::kernels::KERNEL_LANGUAGES;
 use crate::runtimes::Language;
 
-use super::agent::{execution_response, finished, ready_to_run, resolve_timeout};
+use super::agent::{finished, ready_to_run, resolve_timeout};
 use super::auth::SandboxAccess;
 use super::error::ApiError;
 use super::extract::ApiJson;
@@ -53,7 +53,7 @@ pub async fn execute_cell(
         )
         .await?;
     finished(&sandbox, &reply.result)?;
-    Ok(Json(execution_response(&reply.result, language)))
+    Ok(Json(ExecutionResponse::new(&reply.result, language)))
 }
 
 /// `GET /sandboxes/{id}/jupyter/sessions`: `{sessions: [...]}`.

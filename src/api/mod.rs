@@ -13,7 +13,7 @@ mod extract;
 mod files;
 mod kernels;
 pub mod listener;
-mod models;
+pub mod models;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -115,6 +115,52 @@ pub struct ServerState {
 type AppState = Arc<ServerState>;
 
 impl ServerState {
+    /// Opens the store and secrets and builds the engine for a server reached at `local_addr`
+    /// (unless `config.public_url` says otherwise). Loads no runtime.
+    fn open(
+        config: &ServerConfig,
+        local_addr: SocketAddr,
+    ) -> Result<(Self, KeySource), ServeError> {
+        let settings = &config.settings;
+        let data_dir = settings.data_dir.clone();
+        let store = SandboxStore::open(&data_dir)?;
+        let (auth, key_source) = auth::Auth::load(&data_dir, config.api_key.clone(), TOKEN_TTL)
+            .map_err(|source| ServeError::Secrets {
+                path: data_dir.join("server"),
+                source,
+            })?;
+        // Before the engine sizes its guest-descriptor budget from the limit.
+        listener::raise_fd_limit();
+        let mut executor = Executor::new(settings)?;
+        executor.set_admission_wait(config.queue_wait);
+        let public_base = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if local_addr.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", local_addr.port())
+            }
+            None => format!("http://{local_addr}"),
+        };
+        let max_concurrency = usize::try_from(settings.max_instances.max(1)).unwrap_or(1);
+        let state = ServerState {
+            store,
+            executor,
+            auth,
+            max_concurrency,
+            housekeeping: tokio::sync::Notify::new(),
+            public_base,
+            memory_mb: settings.limits.memory_bytes >> 20,
+            kernels: crate::kernels::Kernels::new(
+                settings.max_live_kernels as usize,
+                if settings.kernel_image_each_cell {
+                    crate::kernels::Durability::EachCell
+                } else {
+                    crate::kernels::Durability::OnHibernate
+                },
+            ),
+        };
+        Ok((state, key_source))
+    }
+
     /// Deletes sandbox `id`: its directory moves to the trash (from then on it is gone, even
     /// across a crash), its running executions are stopped, and its files are removed in the
     /// background.
@@ -139,51 +185,15 @@ pub struct Server {
 impl Server {
     /// Opens the store and secrets, builds the engine, and binds the listener.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServeError> {
-        let settings = &config.settings;
-        let data_dir = settings.data_dir.clone();
-        let store = SandboxStore::open(&data_dir)?;
-        let (auth, key_source) = auth::Auth::load(&data_dir, config.api_key.clone(), TOKEN_TTL)
-            .map_err(|source| ServeError::Secrets {
-                path: data_dir.join("server"),
-                source,
-            })?;
-        // Before the engine sizes its guest-descriptor budget from the limit.
-        listener::raise_fd_limit();
-        let mut executor = Executor::new(settings)?;
-        executor.set_admission_wait(config.queue_wait);
         let listener = listener::bind(config.listen).map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?;
         let local_addr = listener.local_addr()?;
-        let public_base = match &config.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None if local_addr.ip().is_unspecified() => {
-                format!("http://127.0.0.1:{}", local_addr.port())
-            }
-            None => format!("http://{local_addr}"),
-        };
-        let max_concurrency = usize::try_from(settings.max_instances.max(1)).unwrap_or(1);
-        let state = Arc::new(ServerState {
-            store,
-            executor,
-            auth,
-            max_concurrency,
-            housekeeping: tokio::sync::Notify::new(),
-            public_base,
-            memory_mb: settings.limits.memory_bytes >> 20,
-            kernels: crate::kernels::Kernels::new(
-                settings.max_live_kernels as usize,
-                if settings.kernel_image_each_cell {
-                    crate::kernels::Durability::EachCell
-                } else {
-                    crate::kernels::Durability::OnHibernate
-                },
-            ),
-        });
+        let (state, key_source) = ServerState::open(&config, local_addr)?;
         Ok(Self {
             listener,
-            state,
+            state: Arc::new(state),
             local_addr,
             key_source,
             connections: config.connections,
@@ -223,6 +233,14 @@ impl Server {
         state.kernels.hibernate_all().await;
         Ok(())
     }
+}
+
+/// The complete router over a fresh state for `config`, bound to no socket, with no runtime
+/// warmed and no housekeeping task: HTTP behaviour that runs no guest code can be tested
+/// in-process with `tower::ServiceExt::oneshot`, fast and without runtimes installed.
+pub fn in_process_router(config: &ServerConfig) -> Result<Router, ServeError> {
+    let (state, _) = ServerState::open(config, config.listen)?;
+    Ok(router(Arc::new(state)))
 }
 
 /// The complete router.

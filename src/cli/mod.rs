@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand is a clap struct with an `execute()`; errors become
 //! [`CliError`] with the documented exit codes.
 
+mod backend;
 mod output;
 mod remote;
 mod repl;
@@ -128,7 +129,7 @@ impl From<RuntimeError> for CliError {
     }
 }
 
-/// A current-thread tokio runtime for one CLI command.
+/// A small (two-worker) tokio runtime for one CLI command.
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

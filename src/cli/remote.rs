@@ -1,8 +1,10 @@
 //! Remote mode: the same commands against a running `wasmbox serve`, over its HTTP API.
 //!
-//! Code runs through the agent routes at `<server>/sandboxes/<id>` with the account key (which
-//! the agent accepts), so no token round-trip is needed. HTTP failures become the CLI's exit
-//! codes: 401 → 3, unknown sandbox → 4, bad input → 2.
+//! Requests and responses are the server's own wire types ([`wasmbox::api::models`]), so the
+//! client and the server cannot disagree on a field. Code runs through the agent routes at
+//! `<server>/sandboxes/<id>` with the account key (which the agent accepts), so no token
+//! round-trip is needed. HTTP failures become the CLI's exit codes: 401 → 3, unknown sandbox
+//! → 4, bad input → 2.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,10 +12,18 @@ use std::time::Duration;
 use clap::Args;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
-use super::output::RunReport;
+use wasmbox::api::models::{
+    CreateSandboxRequest, ErrorSummary, ExecuteRequest, ExecutionResponse, ListQuery, SandboxInfo,
+    SandboxList,
+};
+
+use super::backend::RunSpec;
 use super::CliError;
+
+/// Largest page the server hands out.
+const PAGE: usize = 1000;
 
 /// Where a remote server is and how to authenticate to it.
 #[derive(Clone, Debug, Default, Args)]
@@ -40,17 +50,6 @@ impl RemoteArgs {
             Some(server) => Remote::new(server, self.api_key.clone()).map(Some),
         }
     }
-}
-
-/// What `wasmbox run` asks a server to execute.
-pub struct RemoteRun {
-    pub language: String,
-    pub code: String,
-    pub env: BTreeMap<String, String>,
-    pub workdir: Option<String>,
-    pub timeout: Duration,
-    /// Existing sandbox; `None` creates a temporary one and deletes it afterwards.
-    pub sandbox: Option<String>,
 }
 
 /// A blocking client for one server.
@@ -86,32 +85,34 @@ impl Remote {
         }
     }
 
-    fn send(&self, builder: RequestBuilder) -> Result<Value, CliError> {
+    fn send<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T, CliError> {
         let response = builder.send().map_err(|e| {
             CliError::Other(format!("cannot reach the server at {}: {e}", self.base))
         })?;
         decode(response)
     }
 
-    /// Creates a sandbox; returns the server's sandbox object.
+    /// Creates a sandbox.
     pub fn create_sandbox(
         &self,
         template: &str,
-        env: &BTreeMap<String, String>,
+        env: BTreeMap<String, String>,
         timeout_seconds: Option<u64>,
-    ) -> Result<Value, CliError> {
-        let mut body = json!({ "template_name": template, "env_vars": env });
-        if let Some(seconds) = timeout_seconds {
-            body["timeout_seconds"] = json!(seconds);
-        }
+    ) -> Result<SandboxInfo, CliError> {
+        let body = CreateSandboxRequest {
+            template_name: Some(template.to_string()),
+            template_id: None,
+            timeout_seconds,
+            env_vars: Some(env),
+        };
         self.send(
             self.request(reqwest::Method::POST, "/v1/sandboxes")
                 .json(&body),
         )
     }
 
-    /// The sandbox object for `id`.
-    pub fn get_sandbox(&self, id: &str) -> Result<Value, CliError> {
+    /// The sandbox `id`.
+    pub fn get_sandbox(&self, id: &str) -> Result<SandboxInfo, CliError> {
         self.send(self.request(
             reqwest::Method::GET,
             &format!("/v1/sandboxes/{}", segment(id)),
@@ -119,21 +120,20 @@ impl Remote {
     }
 
     /// Every sandbox, following the cursor.
-    pub fn list_sandboxes(&self) -> Result<Vec<Value>, CliError> {
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, CliError> {
         let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
+        let mut query = ListQuery {
+            limit: Some(PAGE),
+            ..ListQuery::default()
+        };
         loop {
-            let mut query = vec![("limit", "1000".to_string())];
-            if let Some(c) = &cursor {
-                query.push(("cursor", c.clone()));
-            }
-            let page = self.send(
+            let page: SandboxList = self.send(
                 self.request(reqwest::Method::GET, "/v1/sandboxes")
                     .query(&query),
             )?;
-            all.extend(page["data"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) if page["has_more"] == json!(true) => cursor = Some(next.to_string()),
+            all.extend(page.data);
+            match page.next_cursor {
+                Some(next) if page.has_more => query.cursor = Some(next),
                 _ => return Ok(all),
             }
         }
@@ -141,32 +141,28 @@ impl Remote {
 
     /// Deletes sandbox `id`.
     pub fn delete_sandbox(&self, id: &str) -> Result<(), CliError> {
-        self.send(self.request(
+        self.send::<serde::de::IgnoredAny>(self.request(
             reqwest::Method::DELETE,
             &format!("/v1/sandboxes/{}", segment(id)),
         ))
         .map(drop)
     }
 
-    /// Runs code as `wasmbox run` does, returning the report to print.
-    pub fn run(&self, run: RemoteRun) -> Result<RunReport, CliError> {
+    /// Runs code as `wasmbox run` does: in `run.sandbox`, or in a temporary sandbox deleted
+    /// afterwards.
+    pub fn run(&self, run: RunSpec) -> Result<ExecutionResponse, CliError> {
         let (id, temporary) = match &run.sandbox {
             Some(id) => {
                 self.get_sandbox(id)?;
                 (id.clone(), false)
             }
-            None => {
-                let created = self.create_sandbox("code-interpreter", &BTreeMap::new(), None)?;
-                let id = created["id"]
-                    .as_str()
-                    .ok_or_else(|| {
-                        CliError::Other("the server's create response has no id".into())
-                    })?
-                    .to_string();
-                (id, true)
-            }
+            None => (
+                self.create_sandbox("code-interpreter", BTreeMap::new(), None)?
+                    .id,
+                true,
+            ),
         };
-        let result = self.execute(&id, &run);
+        let result = self.execute(&id, run);
         if temporary {
             if let Err(e) = self.delete_sandbox(&id) {
                 eprintln!("wasmbox: warning: could not delete temporary sandbox {id}: {e}");
@@ -175,16 +171,15 @@ impl Remote {
         result
     }
 
-    fn execute(&self, id: &str, run: &RemoteRun) -> Result<RunReport, CliError> {
-        let mut body = json!({
-            "language": run.language,
-            "code": run.code,
-            "timeout": run.timeout.as_secs_f64(),
-            "env": run.env,
-        });
-        if let Some(workdir) = &run.workdir {
-            body["workdir"] = json!(workdir);
-        }
+    fn execute(&self, id: &str, run: RunSpec) -> Result<ExecutionResponse, CliError> {
+        let run = run.request;
+        let body = ExecuteRequest {
+            code: run.code,
+            language: Some(run.language.name().to_string()),
+            workdir: run.workdir,
+            timeout: Some(run.timeout.as_secs_f64()),
+            env: Some(run.env),
+        };
         let request = self
             .request(
                 reqwest::Method::POST,
@@ -192,26 +187,7 @@ impl Remote {
             )
             .timeout(run.timeout + Duration::from_secs(60))
             .json(&body);
-        let result = self.send(request)?;
-        let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
-        let flag = |key: &str| result[key].as_bool().unwrap_or(false);
-        Ok(RunReport {
-            stdout: text("stdout"),
-            stderr: text("stderr"),
-            exit_code: result["exit_code"]
-                .as_i64()
-                .and_then(|c| i32::try_from(c).ok())
-                .unwrap_or(1),
-            success: flag("success"),
-            execution_time: result["execution_time"].as_f64().unwrap_or(0.0),
-            timed_out: flag("timed_out"),
-            stdout_truncated: flag("stdout_truncated"),
-            stderr_truncated: flag("stderr_truncated"),
-            language: result["language"]
-                .as_str()
-                .unwrap_or(&run.language)
-                .to_string(),
-        })
+        self.send(request)
     }
 }
 
@@ -227,18 +203,21 @@ fn segment(id: &str) -> String {
         .collect()
 }
 
-/// The JSON body of a success, or the error mapped to the CLI's exit codes.
-fn decode(response: Response) -> Result<Value, CliError> {
+/// The body of a success as `T`, or the error mapped to the CLI's exit codes.
+fn decode<T: DeserializeOwned>(response: Response) -> Result<T, CliError> {
     let status = response.status();
-    let body: Value = response.json().unwrap_or(Value::Null);
+    let bytes = response
+        .bytes()
+        .map_err(|e| CliError::Other(format!("reading the server's answer failed: {e}")))?;
     if status.is_success() {
-        return Ok(body);
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::Other(format!(
+                "the server's answer is not what wasmbox expects: {e}"
+            ))
+        });
     }
-    let message = body["message"]
-        .as_str()
-        .or_else(|| body["error"]["message"].as_str())
-        .or_else(|| body["error"].as_str())
-        .map_or_else(|| format!("server answered {status}"), str::to_string);
+    let message = serde_json::from_slice::<ErrorSummary>(&bytes)
+        .map_or_else(|_| format!("server answered {status}"), |e| e.message);
     Err(match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CliError::Auth(message),
         StatusCode::NOT_FOUND => CliError::NotFound(message),

@@ -1,6 +1,5 @@
 //! `wasmbox run`: run code once, in a temporary sandbox or an existing one.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,15 +7,15 @@ use std::time::Duration;
 
 use clap::Args;
 
+use wasmbox::api::models::ExecutionResponse;
 use wasmbox::config::Settings;
-use wasmbox::engine::ExecResult;
-use wasmbox::exec::{Executor, RunRequest};
+use wasmbox::exec::RunRequest;
 use wasmbox::runtimes::Language;
-use wasmbox::sandbox::{SandboxFs, SandboxStore};
 
-use super::output::{OutputFormat, RunReport};
-use super::remote::{RemoteArgs, RemoteRun};
-use super::{tokio_runtime, CliError, EXIT_TIMEOUT};
+use super::backend::{Backend, RunSpec};
+use super::output::{print_run, OutputFormat};
+use super::remote::RemoteArgs;
+use super::{CliError, EXIT_TIMEOUT};
 
 /// Run code in a sandbox and print its output.
 #[derive(Debug, Args)]
@@ -73,67 +72,14 @@ impl RunArgs {
         if code.trim().is_empty() {
             return Err(CliError::Usage("no code to run: the code is empty".into()));
         }
-
-        if let Some(remote) = self.remote.client()? {
-            let report = remote.run(RemoteRun {
-                language: language.to_string(),
-                code,
-                env: self.env.into_iter().collect(),
-                workdir: self.workdir,
-                timeout: Duration::from_secs(self.timeout),
-                sandbox: self.sandbox,
-            })?;
-            report.print(format);
-            return Ok(exit_status_of(report.timed_out, report.exit_code));
-        }
-
-        let executor = Executor::new(settings)?;
-        executor.ensure_installed(language)?;
         let mut request = RunRequest::new(language, code, Duration::from_secs(self.timeout));
         request.env = self.env.into_iter().collect();
         request.workdir = self.workdir;
-
-        let (fs, base_env, temp) = match &self.sandbox {
-            Some(id) => {
-                let store = SandboxStore::open(&settings.data_dir)?;
-                let sandbox = store.get(id)?;
-                (store.files(id)?, sandbox.env, None)
-            }
-            None => {
-                let runs = settings.data_dir.join("runs");
-                std::fs::create_dir_all(&runs).map_err(|e| {
-                    CliError::Other(format!("cannot create {}: {e}", runs.display()))
-                })?;
-                let temp = tempfile::Builder::new()
-                    .prefix("run-")
-                    .tempdir_in(&runs)
-                    .map_err(|e| {
-                        CliError::Other(format!("cannot create a temporary sandbox: {e}"))
-                    })?;
-                let fs = SandboxFs::create(temp.path()).map_err(|e| {
-                    CliError::Other(format!("cannot create a temporary sandbox: {e}"))
-                })?;
-                // Removed below without recursion: the guest shapes the tree (see sandbox::remove_tree).
-                let temp = temp.keep();
-                (fs, BTreeMap::new(), Some(temp))
-            }
-        };
-
-        let result = tokio_runtime()?.block_on(async {
-            warm_up_with_progress(&executor, language).await?;
-            executor
-                .run(&fs, &base_env, request)
-                .await
-                .map_err(CliError::from)
-        });
-        if let Some(temp) = temp {
-            if let Err(e) = wasmbox::sandbox::remove_tree(&temp) {
-                eprintln!("wasmbox: warning: could not remove {}: {e}", temp.display());
-            }
-        }
-        let result = result?;
-        let report = report(&result, language);
-        report.print(format);
+        let result = Backend::new(settings, &self.remote)?.run(RunSpec {
+            request,
+            sandbox: self.sandbox,
+        })?;
+        print_run(&result, format);
         Ok(exit_status(&result))
     }
 
@@ -168,43 +114,12 @@ impl RunArgs {
     }
 }
 
-/// Loads the runtime's compiled module, telling the user when that is the slow first compile.
-async fn warm_up_with_progress(executor: &Executor, language: Language) -> Result<(), CliError> {
-    let warm = executor.warm_up(language);
-    tokio::pin!(warm);
-    tokio::select! {
-        done = &mut warm => return done.map_err(CliError::from),
-        () = tokio::time::sleep(Duration::from_millis(1500)) => {
-            eprintln!("wasmbox: compiling the {language} runtime for this machine (first use only)…");
-        }
-    }
-    warm.await.map_err(CliError::from)
-}
-
-fn report(result: &ExecResult, language: Language) -> RunReport {
-    RunReport {
-        stdout: result.stdout.clone(),
-        stderr: result.stderr.clone(),
-        exit_code: result.exit_code,
-        success: result.success(),
-        execution_time: result.duration.as_secs_f64(),
-        timed_out: result.timed_out(),
-        stdout_truncated: result.stdout_truncated,
-        stderr_truncated: result.stderr_truncated,
-        language: language.to_string(),
-    }
-}
-
 /// The program's own status passes through; a timeout is [`EXIT_TIMEOUT`].
-fn exit_status(result: &ExecResult) -> ExitCode {
-    exit_status_of(result.timed_out(), result.exit_code)
-}
-
-fn exit_status_of(timed_out: bool, exit_code: i32) -> ExitCode {
-    if timed_out {
+fn exit_status(result: &ExecutionResponse) -> ExitCode {
+    if result.timed_out {
         return ExitCode::from(EXIT_TIMEOUT);
     }
-    match exit_code {
+    match result.exit_code {
         0 => ExitCode::SUCCESS,
         code => ExitCode::from(u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1)),
     }

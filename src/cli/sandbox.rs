@@ -1,14 +1,15 @@
-//! `wasmbox sandbox …`: create, list, inspect and delete sandboxes in the local data directory.
+//! `wasmbox sandbox …`: create, list, inspect and delete sandboxes, in the local data directory
+//! or on a server (`--server`).
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
 use wasmbox::config::Settings;
-use wasmbox::sandbox::{NewSandbox, Sandbox, SandboxStore};
 
-use super::output::OutputFormat;
-use super::remote::{Remote, RemoteArgs};
+use super::backend::Backend;
+use super::output::{print_deleted, print_sandbox, print_sandboxes, OutputFormat};
+use super::remote::RemoteArgs;
 use super::run::parse_env_pair;
 use super::CliError;
 
@@ -23,10 +24,8 @@ pub struct SandboxArgs {
 
 impl SandboxArgs {
     pub fn execute(self, settings: &Settings, format: OutputFormat) -> Result<ExitCode, CliError> {
-        match self.remote.client()? {
-            Some(remote) => self.command.execute_remote(&remote, format),
-            None => self.command.execute(settings, format),
-        }
+        self.command
+            .execute(&Backend::new(settings, &self.remote)?, format)
     }
 }
 
@@ -54,107 +53,23 @@ pub enum SandboxCommand {
 }
 
 impl SandboxCommand {
-    pub fn execute(self, settings: &Settings, format: OutputFormat) -> Result<ExitCode, CliError> {
-        let store = SandboxStore::open(&settings.data_dir)?;
-        store.reap_expired();
+    pub fn execute(self, backend: &Backend, format: OutputFormat) -> Result<ExitCode, CliError> {
         match self {
             SandboxCommand::Create {
                 template,
                 env,
                 timeout,
-            } => {
-                let sandbox = store.create(NewSandbox {
-                    template,
-                    env: env.into_iter().collect(),
-                    timeout_seconds: timeout,
-                })?;
-                print_one(&sandbox, format);
-            }
-            SandboxCommand::List => {
-                let list = store.list();
-                match format {
-                    OutputFormat::Json => println!("{}", to_json(&list)),
-                    _ => {
-                        for s in &list {
-                            println!(
-                                "{}\t{}\t{:?}\t{}",
-                                s.id,
-                                s.template,
-                                s.status,
-                                s.created_at.to_rfc3339()
-                            );
-                        }
-                    }
-                }
-            }
-            SandboxCommand::Get { id } => print_one(&store.get(&id)?, format),
+            } => print_sandbox(
+                &backend.create_sandbox(template, env.into_iter().collect(), timeout)?,
+                format,
+            ),
+            SandboxCommand::List => print_sandboxes(&backend.list_sandboxes()?, format),
+            SandboxCommand::Get { id } => print_sandbox(&backend.get_sandbox(&id)?, format),
             SandboxCommand::Kill { id } => {
-                store.delete(&id)?;
-                if format == OutputFormat::Json {
-                    println!("{}", serde_json::json!({ "id": id, "deleted": true }));
-                } else {
-                    println!("deleted {id}");
-                }
+                backend.delete_sandbox(&id)?;
+                print_deleted(&id, format);
             }
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-impl SandboxCommand {
-    /// The same commands against a server; JSON output is the server's sandbox objects.
-    fn execute_remote(self, remote: &Remote, format: OutputFormat) -> Result<ExitCode, CliError> {
-        let print = |value: &serde_json::Value| match format {
-            OutputFormat::Json => println!("{}", to_json(value)),
-            _ => println!("{}", value["id"].as_str().unwrap_or_default()),
-        };
-        match self {
-            SandboxCommand::Create {
-                template,
-                env,
-                timeout,
-            } => {
-                print(&remote.create_sandbox(&template, &env.into_iter().collect(), timeout)?);
-            }
-            SandboxCommand::List => {
-                let list = remote.list_sandboxes()?;
-                match format {
-                    OutputFormat::Json => println!("{}", to_json(&list)),
-                    _ => {
-                        for s in &list {
-                            let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
-                            println!(
-                                "{}\t{}\t{}\t{}",
-                                field("id"),
-                                field("template_name"),
-                                field("status"),
-                                field("created_at")
-                            );
-                        }
-                    }
-                }
-            }
-            SandboxCommand::Get { id } => print(&remote.get_sandbox(&id)?),
-            SandboxCommand::Kill { id } => {
-                remote.delete_sandbox(&id)?;
-                if format == OutputFormat::Json {
-                    println!("{}", serde_json::json!({ "id": id, "deleted": true }));
-                } else {
-                    println!("deleted {id}");
-                }
-            }
-        }
-        Ok(ExitCode::SUCCESS)
-    }
-}
-
-fn print_one(sandbox: &Sandbox, format: OutputFormat) {
-    match format {
-        OutputFormat::Json => println!("{}", to_json(sandbox)),
-        _ => println!("{}", sandbox.id),
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

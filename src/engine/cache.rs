@@ -1,13 +1,13 @@
 //! Precompiled-module cache: compile each WebAssembly module once per wasmtime version and engine
 //! configuration, then map the artifact straight from disk on every later start.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use wasmtime::Module;
+
+use crate::atomic_write::write_atomic;
+use crate::fingerprint::Fingerprint;
 
 use super::EngineError;
 
@@ -22,23 +22,17 @@ fn artifact_path(
         path: wasm.to_path_buf(),
         source: e.into(),
     })?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut hasher = DefaultHasher::new();
-    wasm.hash(&mut hasher);
-    meta.len().hash(&mut hasher);
-    mtime.hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    let mut key = Fingerprint::default();
+    key.path(wasm)
+        .number(meta.len().into())
+        .mtime(meta.modified().ok())
+        .hashed(&engine.precompile_compatibility_hash())
+        .bytes(env!("CARGO_PKG_VERSION"));
     let stem = wasm
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("module");
-    Ok(cache_dir.join(format!("{stem}-{:016x}.cwasm", hasher.finish())))
+    Ok(cache_dir.join(format!("{stem}-{}.cwasm", key.hex())))
 }
 
 /// Loads `wasm` as a [`Module`], compiling and caching it on the first call.
@@ -68,9 +62,7 @@ pub(crate) fn load_module(
         .precompile_module(&bytes)
         .map_err(|e| EngineError::Compile(e.into()))?;
     fs::create_dir_all(cache_dir).map_err(|e| EngineError::Cache(e.into()))?;
-    let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(&tmp, &compiled)
-        .and_then(|()| fs::rename(&tmp, &artifact))
+    write_atomic(&artifact, &compiled)
         .map_err(|e| EngineError::Cache(format!("writing {}: {e}", artifact.display()).into()))?;
     // SAFETY: as above; we just wrote this artifact from `precompile_module`.
     unsafe { Module::deserialize_file(engine, &artifact) }

@@ -578,9 +578,7 @@ impl Engine {
                     EngineError::Cache(format!("writing {}: {e}", path.display()).into())
                 };
                 std::fs::create_dir_all(&self.inner.config.cache_dir).map_err(cache_err)?;
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&tmp, snapshot).map_err(cache_err)?;
-                std::fs::rename(&tmp, &path).map_err(cache_err)?;
+                crate::atomic_write::write_atomic(&path, &snapshot).map_err(cache_err)?;
             }
         }
         self.prepare(&path).await

@@ -3,13 +3,13 @@
 //! Every execution then starts from that state, restored copy-on-write by the pooling allocator,
 //! and pays only for what its own code does.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use wasmtime::{Instance, Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
+
+use crate::fingerprint::Fingerprint;
 
 use super::output::CapturedOutput;
 use super::{Engine, EngineError, ExecSpec, HostState};
@@ -37,18 +37,18 @@ pub(super) fn snapshot_path(
         path: reactor.to_path_buf(),
         source: e.into(),
     })?;
-    let mut hasher = DefaultHasher::new();
-    reactor.hash(&mut hasher);
-    meta.len().hash(&mut hasher);
-    meta.modified().ok().hash(&mut hasher);
-    recipe.init_func.hash(&mut hasher);
-    recipe.fingerprint.hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    let mut key = Fingerprint::default();
+    key.path(reactor)
+        .number(meta.len().into())
+        .mtime(meta.modified().ok())
+        .bytes(&recipe.init_func)
+        .number(recipe.fingerprint.into())
+        .bytes(env!("CARGO_PKG_VERSION"));
     let stem = reactor
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("module");
-    Ok(cache_dir.join(format!("{stem}-snapshot-{:016x}.wasm", hasher.finish())))
+    Ok(cache_dir.join(format!("{stem}-snapshot-{}.wasm", key.hex())))
 }
 
 /// Runs `recipe.init_func` on `wasm` and returns the pre-initialised module's bytes.

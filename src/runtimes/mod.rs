@@ -9,11 +9,11 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use crate::atomic_write::write_atomic;
 use crate::engine::{Entry, ExecSpec, Interpreter, Limits, Mount, SnapshotRecipe, SpawnConfig};
+use crate::fingerprint::Fingerprint;
 
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
@@ -71,14 +71,44 @@ impl Language {
 
     /// Guesses the language from a file name's extension.
     pub fn from_path(path: &Path) -> Option<Language> {
-        match path.extension()?.to_str()? {
-            "py" => Some(Language::Python),
-            "js" | "mjs" | "cjs" => Some(Language::JavaScript),
-            "sh" | "bash" => Some(Language::Bash),
-            _ => None,
-        }
+        let extension = path.extension()?.to_str()?;
+        ALIASES
+            .iter()
+            .find(|a| a.extensions.contains(&extension))
+            .map(|a| a.language)
     }
 }
+
+/// Every name a language goes by, in one place so the API, the CLI and file names agree.
+struct LanguageAliases {
+    language: Language,
+    /// What a request's or the CLI's `language` may say (matched case-insensitively).
+    names: &'static [&'static str],
+    /// File extensions the CLI infers the language from.
+    extensions: &'static [&'static str],
+}
+
+/// The alias table.
+const ALIASES: [LanguageAliases; 3] = [
+    LanguageAliases {
+        language: Language::Python,
+        names: &["python", "python3", "py"],
+        extensions: &["py"],
+    },
+    LanguageAliases {
+        language: Language::JavaScript,
+        names: &["javascript", "js", "node", "nodejs"],
+        extensions: &["js", "mjs", "cjs"],
+    },
+    LanguageAliases {
+        language: Language::Bash,
+        names: &["bash", "sh", "shell"],
+        extensions: &["sh", "bash"],
+    },
+];
+
+/// Languages people ask for that wasmbox does not run (a clearer error than "unknown").
+const UNSUPPORTED: [&str; 6] = ["go", "golang", "typescript", "ts", "ruby", "rust"];
 
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -98,9 +128,9 @@ pub enum RuntimeError {
     /// A supported language whose runtime this build cannot provide.
     #[error("the {0} runtime is not available yet")]
     NotAvailable(Language),
-    /// `runtimes/manifest.toml` is missing or malformed.
-    #[error("runtime manifest: {0}")]
-    Manifest(String),
+    /// The compiled-in `runtimes/manifest.toml` does not parse.
+    #[error("the runtime manifest is malformed")]
+    Manifest(#[source] toml::de::Error),
     /// The runtime's files are not in the cache.
     #[error("the {runtime} runtime is not installed at {path}: {hint}")]
     NotInstalled {
@@ -115,12 +145,13 @@ pub enum RuntimeError {
     #[error("fetching runtimes failed: {0}")]
     Fetch(String),
     /// The files a runtime needs beside its module (preludes, site packages) could not be written.
-    #[error("writing support files to {path}: {reason}")]
+    #[error("writing support files to {path}")]
     Support {
-        /// The directory being written.
+        /// The file or directory being written.
         path: PathBuf,
         /// Why writing failed.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -128,14 +159,13 @@ impl FromStr for Language {
     type Err = RuntimeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "python" | "python3" | "py" => Ok(Language::Python),
-            "javascript" | "js" | "node" | "nodejs" => Ok(Language::JavaScript),
-            "bash" | "sh" | "shell" => Ok(Language::Bash),
-            "go" | "golang" | "typescript" | "ts" | "ruby" | "rust" => {
-                Err(RuntimeError::Unsupported(s.into()))
-            }
-            _ => Err(RuntimeError::UnknownLanguage(s.into())),
+        let name = s.trim().to_ascii_lowercase();
+        if let Some(aliases) = ALIASES.iter().find(|a| a.names.contains(&name.as_str())) {
+            Ok(aliases.language)
+        } else if UNSUPPORTED.contains(&name.as_str()) {
+            Err(RuntimeError::Unsupported(s.into()))
+        } else {
+            Err(RuntimeError::UnknownLanguage(s.into()))
         }
     }
 }
@@ -193,8 +223,7 @@ pub struct Runtimes {
 impl Runtimes {
     /// Reads the compiled-in manifest and writes the support files under `cache_dir`.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
-        let manifest =
-            toml::from_str(MANIFEST).map_err(|e| RuntimeError::Manifest(e.to_string()))?;
+        let manifest = toml::from_str(MANIFEST).map_err(RuntimeError::Manifest)?;
         let runtimes = Self {
             cache_dir: cache_dir.into(),
             manifest,
@@ -377,17 +406,16 @@ impl Runtimes {
     /// How reactors are pre-initialised: `wasmbox_init` with the same mounts, in the same
     /// order, as executions get (an empty tree at `/`, then the support files).
     fn snapshot_recipe(&self, extra_mounts: &[Mount]) -> SnapshotRecipe {
-        let mut hasher = DefaultHasher::new();
+        let mut fingerprint = Fingerprint::default();
         for (_, contents) in SUPPORT_FILES {
-            contents.hash(&mut hasher);
+            fingerprint.bytes(contents);
         }
         for mount in extra_mounts {
-            mount.host.hash(&mut hasher);
-            mount.guest.hash(&mut hasher);
-            std::fs::metadata(&mount.host)
-                .and_then(|m| m.modified())
-                .ok()
-                .hash(&mut hasher);
+            fingerprint.path(&mount.host).bytes(&mount.guest).mtime(
+                std::fs::metadata(&mount.host)
+                    .and_then(|m| m.modified())
+                    .ok(),
+            );
         }
         let mut mounts = vec![
             Mount {
@@ -409,7 +437,7 @@ impl Runtimes {
                 },
                 ..ExecSpec::default()
             },
-            fingerprint: hasher.finish(),
+            fingerprint: fingerprint.finish(),
         }
     }
 
@@ -451,25 +479,21 @@ impl Runtimes {
 
     fn write_support_files(&self) -> Result<(), RuntimeError> {
         let root = self.cache_dir.join("support-root");
-        std::fs::create_dir_all(&root).map_err(|e| RuntimeError::Support {
-            path: root,
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&root)
+            .map_err(|source| RuntimeError::Support { path: root, source })?;
         for (name, contents) in SUPPORT_FILES {
             let path = self.support_dir().join(name);
             if std::fs::read_to_string(&path).ok().as_deref() == Some(contents) {
                 continue;
             }
-            let err = |e: std::io::Error| RuntimeError::Support {
+            let err = |source| RuntimeError::Support {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(err)?;
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, contents).map_err(err)?;
-            std::fs::rename(&tmp, &path).map_err(err)?;
+            write_atomic(&path, contents.as_bytes()).map_err(err)?;
         }
         Ok(())
     }
@@ -505,6 +529,23 @@ mod tests {
             Some(Language::JavaScript)
         );
         assert_eq!(Language::from_path(Path::new("x.txt")), None);
+    }
+
+    #[test]
+    fn alias_table_covers_every_language_once() {
+        for language in Language::ALL {
+            let rows = ALIASES.iter().filter(|a| a.language == language).count();
+            assert_eq!(rows, 1, "{language}");
+            assert_eq!(language.name().parse::<Language>().ok(), Some(language));
+        }
+        assert!(matches!(
+            "Go".parse::<Language>(),
+            Err(RuntimeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "cobol".parse::<Language>(),
+            Err(RuntimeError::UnknownLanguage(_))
+        ));
     }
 
     #[test]

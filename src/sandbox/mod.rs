@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+use crate::atomic_write::write_atomic;
+use crate::ids::random_alphanumeric;
 
 pub use fs::{PathError, SandboxFs, WORKSPACE};
 pub use tree::{disk_usage, remove_tree};
@@ -36,13 +38,14 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
-    /// A sandbox's metadata file does not parse.
-    #[error("sandbox metadata at {path} is corrupt: {reason}")]
+    /// A sandbox's metadata could not be encoded or decoded.
+    #[error("sandbox metadata at {path} is corrupt")]
     Corrupt {
         /// The metadata file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -54,6 +57,16 @@ pub enum SandboxStatus {
     Running,
     /// Refuses executions until resumed.
     Paused,
+}
+
+impl SandboxStatus {
+    /// The name the API reports (and its `status` filter takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxStatus::Running => "running",
+            SandboxStatus::Paused => "paused",
+        }
+    }
 }
 
 /// Persisted description of one sandbox.
@@ -324,14 +337,12 @@ impl SandboxStore {
             path: path.clone(),
             source,
         };
-        let json = serde_json::to_vec_pretty(sandbox).map_err(|e| SandboxError::Corrupt {
+        let json = serde_json::to_vec_pretty(sandbox).map_err(|source| SandboxError::Corrupt {
             path: path.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         std::fs::create_dir_all(&dir).map_err(io_err)?;
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
-        std::fs::write(&tmp, json).map_err(io_err)?;
-        std::fs::rename(&tmp, &path).map_err(io_err)
+        write_atomic(&path, &json).map_err(io_err)
     }
 }
 
@@ -344,12 +355,7 @@ pub fn expiry(now: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
 
 /// A fresh sandbox id: `sbx_` and 16 random lowercase letters and digits.
 fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..16)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    format!("sbx_{suffix}")
+    format!("sbx_{}", random_alphanumeric(16).to_ascii_lowercase())
 }
 
 #[cfg(test)]
