@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub timeout: Duration,
     /// The program's standard input.
     pub stdin: Vec<u8>,
+    /// Where output is streamed as it is written (kernel cells).
+    pub taps: crate::engine::OutputTaps,
 }
 
 impl RunRequest {
@@ -58,6 +60,7 @@ impl RunRequest {
             workdir: None,
             timeout,
             stdin: Vec::new(),
+            taps: Default::default(),
         }
     }
 }
@@ -243,6 +246,7 @@ impl Executor {
                 .chain(invocation.mounts)
                 .collect(),
             stdin: request.stdin,
+            taps: request.taps,
             limits: Limits {
                 timeout: request.timeout,
                 tenant: Some(self.tenant(fs)),

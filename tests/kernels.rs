@@ -541,3 +541,93 @@ fn past_the_live_kernel_cap_the_least_recently_used_kernel_is_hibernated() {
     assert_eq!(state(&sandboxes[1]), "hibernated");
     assert_eq!(py(&api, &sandboxes[1], "n")["result"], "1");
 }
+
+#[test]
+fn stream_ipython_streams_a_cells_output_as_it_is_written() {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    assert_ok(&py(&api, &sbx, "n = 3"));
+
+    let url = format!(
+        "{}/stream/ipython",
+        sbx.host.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", sbx.token).parse().unwrap(),
+    );
+    let (mut socket, _) = tungstenite::connect(request).expect("websocket handshake");
+    let cell = json!({
+        "type": "execute",
+        "code": "import time\nfor i in range(n):\n    print(i, flush=True)\n    time.sleep(0.3)\nn * 2",
+    });
+    let started = Instant::now();
+    socket.send(Message::text(cell.to_string())).unwrap();
+    let mut frames: Vec<(Duration, Value)> = Vec::new();
+    loop {
+        let message = socket.read().expect("frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        let done = frame["type"] == "complete";
+        frames.push((started.elapsed(), frame));
+        if done {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|(_, f)| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["stdout", "stdout", "stdout", "result", "complete"],
+        "{frames:?}"
+    );
+    // The first line arrived while the cell was still sleeping, not with the result.
+    let (first_at, first) = &frames[0];
+    let (result_at, result) = &frames[3];
+    assert_eq!(first["data"], "0\n");
+    assert!(
+        *result_at - *first_at >= Duration::from_millis(500),
+        "{frames:?}"
+    );
+    assert_eq!(result["result"], "6");
+    assert_eq!(frames[4].1["success"], true);
+
+    // Rich outputs come as their own frames before the result.
+    let html =
+        json!({ "code": "class H:\n    def _repr_html_(self):\n        return '<i>h</i>'\nH()" });
+    socket.send(Message::text(html.to_string())).unwrap();
+    let mut kinds = Vec::new();
+    loop {
+        let Message::Text(text) = socket.read().unwrap() else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] == "execute_result" {
+            assert_eq!(frame["data"]["text/html"], "<i>h</i>");
+        }
+        kinds.push(frame["type"].as_str().unwrap().to_string());
+        if frame["type"] == "complete" {
+            break;
+        }
+    }
+    assert_eq!(kinds, ["execute_result", "result", "complete"]);
+
+    // The same socket takes another cell; a bad message gets an error frame.
+    socket.send(Message::text("{\"code\": 1}")).unwrap();
+    let error: Value = loop {
+        if let Message::Text(text) = socket.read().unwrap() {
+            break serde_json::from_str(&text).unwrap();
+        }
+    };
+    assert_eq!(error["type"], "error", "{error}");
+    socket.close(None).ok();
+}

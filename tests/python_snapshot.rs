@@ -97,6 +97,7 @@ fn exec(argv: &[&str], env: &[(&str, &str)], sandbox: Option<&Path>, stdin: &str
             timeout: Duration::from_secs(30),
             ..Limits::default()
         },
+        ..ExecSpec::default()
     };
     let result = fx
         .rt

@@ -269,6 +269,7 @@ fn router(state: AppState) -> Router {
             "/sandboxes/{id}/execute/ipython",
             post(kernels::execute_cell),
         )
+        .route("/sandboxes/{id}/stream/ipython", get(kernels::stream_cells))
         .route("/sandboxes/{id}/jupyter/sessions", get(kernels::sessions))
         .route("/sandboxes/{id}/kernels", get(kernels::sessions))
         .route(

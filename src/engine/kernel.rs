@@ -482,8 +482,8 @@ impl Kernel {
             .admit_memory(extra, spec.limits.admission_wait)
             .await?;
 
-        let stdout = CapturedOutput::new(spec.limits.output_bytes);
-        let stderr = CapturedOutput::new(spec.limits.output_bytes);
+        let stdout = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stdout.clone());
+        let stderr = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stderr.clone());
         let wasi = engine.wasi_ctx(
             spec,
             MemoryInputPipe::new(spec.stdin.clone()),

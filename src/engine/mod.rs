@@ -33,7 +33,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 pub use admission::{HostBudget, Refusal, Tenant, Ticket};
 pub use display::{DisplayOutput, DisplaySink, OutputKind};
 pub use kernel::{CellOutcome, ImageError, Kernel, KernelImage, INTERRUPT_GRACE};
-pub use output::CapturedOutput;
+pub use output::{CapturedOutput, OutputTap};
 pub use preinit::SnapshotRecipe;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
 use spawn::{InstanceIo, Sink, Source, SpawnState};
@@ -191,6 +191,26 @@ pub struct ExecSpec {
     pub stdin: Vec<u8>,
     /// Time, memory, output and tenancy limits.
     pub limits: Limits,
+    /// Where stdout and stderr are streamed as they are written (kernel cells; optional).
+    pub taps: OutputTaps,
+}
+
+/// Streams of a kernel cell's stdout and stderr, as written.
+#[derive(Clone, Default)]
+pub struct OutputTaps {
+    /// Receives standard output.
+    pub stdout: Option<OutputTap>,
+    /// Receives standard error.
+    pub stderr: Option<OutputTap>,
+}
+
+impl std::fmt::Debug for OutputTaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputTaps")
+            .field("stdout", &self.stdout.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .finish()
+    }
 }
 
 /// Why an execution ended.

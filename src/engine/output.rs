@@ -13,6 +13,9 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
+/// Receives each piece of output as it is kept (streaming to a client while it is captured).
+pub type OutputTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 #[derive(Debug, Default)]
 struct Buffer {
     data: Vec<u8>,
@@ -20,10 +23,20 @@ struct Buffer {
 }
 
 /// A shareable, size-capped output sink; clones write to the same buffer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CapturedOutput {
     cap: usize,
     inner: Arc<Mutex<Buffer>>,
+    tap: Option<OutputTap>,
+}
+
+impl std::fmt::Debug for CapturedOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapturedOutput")
+            .field("cap", &self.cap)
+            .field("tapped", &self.tap.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CapturedOutput {
@@ -32,6 +45,15 @@ impl CapturedOutput {
         Self {
             cap,
             inner: Arc::new(Mutex::new(Buffer::default())),
+            tap: None,
+        }
+    }
+
+    /// Like [`Self::new`], also handing every kept piece to `tap` as it arrives.
+    pub fn tapped(cap: usize, tap: Option<OutputTap>) -> Self {
+        Self {
+            tap,
+            ..Self::new(cap)
         }
     }
 
@@ -47,6 +69,10 @@ impl CapturedOutput {
         let kept = room.min(bytes.len());
         buf.data.extend_from_slice(&bytes[..kept]);
         buf.dropped += (bytes.len() - kept) as u64;
+        drop(buf);
+        if let (Some(tap), true) = (&self.tap, kept > 0) {
+            tap(&bytes[..kept]);
+        }
     }
 
     /// The captured bytes (lossily decoded) and whether anything was dropped.

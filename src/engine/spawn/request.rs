@@ -269,6 +269,7 @@ pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
             mounts: ctx.mounts.clone(),
             stdin: Vec::new(),
             limits: ctx.limits.clone(),
+            taps: Default::default(),
         };
         let child_state = SpawnState {
             engine: ctx.engine.clone(),
