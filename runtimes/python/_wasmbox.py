@@ -95,11 +95,12 @@ def _fix_asyncio():
 _OPTIONS_IGNORED = {"-u", "-B", "-E", "-s", "-S", "-I", "-q", "-b", "-bb", "-O", "-OO", "-P"}
 
 
-def _reset(argv, env):
+def _enter(env):
+    """This call's environment and working directory (scripts and cells alike)."""
     import os
 
     # Environment: clear and refill os.environ's storage (bytes on POSIX) without calling
-    # putenv(); the C environment was re-read from WASI by wasmbox_run already.
+    # putenv(); the C environment was re-read from WASI by the C entry point already.
     data = os.environ._data
     data.clear()
     for item in env:
@@ -114,7 +115,6 @@ def _reset(argv, env):
     except ImportError:
         pass
 
-    sys.orig_argv = list(argv)
     for cwd in (os.environ.get("PWD"), "/"):
         if cwd:
             try:
@@ -123,18 +123,22 @@ def _reset(argv, env):
             except OSError:  # not mounted: stay where WASI starts (the path "/")
                 pass
 
+    # Directory finders are per call: the folders may have changed. The standard-library zip's
+    # finder is kept (importlib.invalidate_caches() would re-read it, ~25 ms).
+    for path in list(sys.path_importer_cache):
+        if not path.endswith(".zip"):
+            del sys.path_importer_cache[path]
+
+
+def _reset(argv, env):
+    _enter(env)
+    sys.orig_argv = list(argv)
+
     if "random" in sys.modules:
         sys.modules["random"].seed()  # from os.urandom, i.e. the host's random_get
     if "logging" in sys.modules:
         import time
         sys.modules["logging"]._startTime = time.time_ns()
-
-    # Finders made at snapshot time are kept: the standard-library zip is the same file (its
-    # directory, cached by zipimport, is part of the snapshot; importlib.invalidate_caches()
-    # would re-read it, ~25 ms). No directory finder exists yet for the execution's folders.
-    for path, finder in list(sys.path_importer_cache.items()):
-        if not path.endswith(".zip"):
-            del sys.path_importer_cache[path]
 
 
 def _parse(argv):
@@ -358,27 +362,6 @@ def _install_display():
     builtins.display = display
 
 
-def _reset_cell(env):
-    import os
-
-    data = os.environ._data
-    data.clear()
-    for item in env:
-        key, sep, value = item.partition(b"=")
-        if sep and key:
-            data[key] = value
-    for cwd in (os.environ.get("PWD"), "/"):
-        if cwd:
-            try:
-                os.chdir(cwd)
-                break
-            except OSError:
-                pass
-    for path in list(sys.path_importer_cache):
-        if not path.endswith(".zip"):
-            del sys.path_importer_cache[path]
-
-
 def cell(argv, env):
     """Runs argv[2] in the kernel's __main__; the value of a final expression is displayed.
     -> 0, or 1 if the cell raised (its traceback is on stderr)."""
@@ -386,7 +369,7 @@ def cell(argv, env):
 
     status = 0
     try:
-        _reset_cell(env)
+        _enter(env)
         source = argv[2] if len(argv) > 2 else ""
         g = sys.modules["__main__"].__dict__
         if "" not in sys.path[:1]:

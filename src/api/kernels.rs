@@ -192,20 +192,13 @@ pub async fn sessions(
     Json(json!({ "sessions": sessions, "count": sessions.len() }))
 }
 
-/// `POST /sandboxes/{id}/kernels/{kernel}/restart`.
+/// `POST /sandboxes/{id}/kernels/{kernel}/restart`: the next cell starts a fresh kernel.
 pub async fn restart(
     State(app): State<AppState>,
     SandboxAccess(sandbox): SandboxAccess,
     Path((_, kernel)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let language = kernel_language(&kernel)?;
-    let existed = app
-        .kernels
-        .restart(&sandbox.id, &app.store.state_dir(&sandbox.id), language)
-        .await;
-    if !existed {
-        return Err(kernel_not_found(&kernel));
-    }
+    drop_kernel(&app, &sandbox, &kernel, false).await?;
     Ok(Json(json!({ "id": kernel, "status": "restarted" })))
 }
 
@@ -215,15 +208,30 @@ pub async fn delete(
     SandboxAccess(sandbox): SandboxAccess,
     Path((_, kernel)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let language = kernel_language(&kernel)?;
-    let existed = app
-        .kernels
-        .delete(&sandbox.id, &app.store.state_dir(&sandbox.id), language)
-        .await;
-    if !existed {
-        return Err(kernel_not_found(&kernel));
-    }
+    drop_kernel(&app, &sandbox, &kernel, true).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops kernel `id` of `sandbox` with its image (and forgets it when `forget`); 404 if there
+/// is no such kernel.
+async fn drop_kernel(
+    app: &AppState,
+    sandbox: &Sandbox,
+    id: &str,
+    forget: bool,
+) -> Result<(), ApiError> {
+    let language = kernel_language(id)?;
+    let state_dir = app.store.state_dir(&sandbox.id);
+    let existed = if forget {
+        app.kernels.delete(&sandbox.id, &state_dir, language).await
+    } else {
+        app.kernels.restart(&sandbox.id, &state_dir, language).await
+    };
+    if existed {
+        Ok(())
+    } else {
+        Err(kernel_not_found(id))
+    }
 }
 
 /// A kernel id is its language's name (aliases such as `js` or `python3` are accepted).
