@@ -631,3 +631,36 @@ fn stream_ipython_streams_a_cells_output_as_it_is_written() {
     assert_eq!(error["type"], "error", "{error}");
     socket.close(None).ok();
 }
+
+#[test]
+fn an_image_built_from_many_cell_records_restores_the_exact_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbx_id;
+    let expected: i64 = (0..40i64).map(|i| i * i).sum();
+    {
+        let (mut server, api) = server(dir.path());
+        let sbx = api.create_default();
+        sbx_id = sbx.id.clone();
+        assert_ok(&py(&api, &sbx, "data = []\nblob = bytearray(8_000_000)"));
+        for i in 0..40 {
+            let code = format!("data.append({i} * {i})\nblob[{i} * 150_001] = {i} + 1\nlen(data)");
+            assert_eq!(py(&api, &sbx, &code)["result"], (i + 1).to_string());
+        }
+        assert_ok(&cell(&api, &sbx, "javascript", "var total = 0"));
+        for i in 0..20 {
+            assert_ok(&cell(&api, &sbx, "javascript", &format!("total += {i}")));
+        }
+        server.kill9();
+    }
+    let (_server, api) = server(dir.path());
+    let sbx = reconnect(&api, &sbx_id);
+    let check = "sum(data), [blob[i * 150_001] for i in (0, 17, 39)], sum(blob)";
+    let result = py(&api, &sbx, check);
+    let blob_sum: i64 = (1..=40).sum();
+    assert_eq!(
+        result["result"],
+        format!("({expected}, [1, 18, 40], {blob_sum})"),
+        "{result}"
+    );
+    assert_eq!(cell(&api, &sbx, "javascript", "total")["result"], "190");
+}
