@@ -14,8 +14,8 @@
 //! pointer, which is back at its base whenever no call runs (checked when the module is
 //! loaded). An image is a header and a log of records: the first holds the 4 KiB chunks (pages) that
 //! differ from a fresh instance's memory, each later one the chunks that changed since the
-//! record before (found by hashing every chunk, xxh3, so a cell's record costs a scan of memory
-//! plus what it changed). Restoring is a fresh instance plus the chunks, last record winning.
+//! record before (found by hashing, with xxh3, the pages written since the instance was made;
+//! pagemap says which are still untouched copy-on-write or never-faulted pages). Restoring is a fresh instance plus the chunks, last record winning.
 //! Each record carries a CRC-32: a damaged record makes the image unusable, while a record cut
 //! short at the end of the file (a crash while appending; never acknowledged) is ignored.
 
@@ -714,7 +714,7 @@ fn untouched_pages(data: &[u8]) -> Option<Vec<bool>> {
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;
     const FILE_OR_SHARED: u64 = 1 << 61;
-    if rustix::param::page_size() != CHUNK || (data.as_ptr() as usize) % CHUNK != 0 {
+    if rustix::param::page_size() != CHUNK || !(data.as_ptr() as usize).is_multiple_of(CHUNK) {
         return None;
     }
     let pages = data.len() / CHUNK;
