@@ -12,12 +12,13 @@
 //!
 //! A kernel's state is its linear memory: the modules have one mutable global, the shadow-stack
 //! pointer, which is back at its base whenever no call runs (checked when the module is
-//! loaded). An image is a header and a log of records: the first holds the 4 KiB chunks (pages) that
-//! differ from a fresh instance's memory, each later one the chunks that changed since the
+//! loaded). An image is a header and a log of records: the first holds the 4 KiB chunks (pages)
+//! that differ from a fresh instance's memory, each later one the chunks that changed since the
 //! record before (found by hashing, with xxh3, the pages written since the instance was made;
-//! pagemap says which are still untouched copy-on-write or never-faulted pages). Restoring is a fresh instance plus the chunks, last record winning.
-//! Each record carries a CRC-32: a damaged record makes the image unusable, while a record cut
-//! short at the end of the file (a crash while appending; never acknowledged) is ignored.
+//! pagemap says which are still untouched copy-on-write or never-faulted pages). Restoring is a
+//! fresh instance plus the chunks, the last record winning. Each record carries a CRC-32: a
+//! damaged record makes the image unusable, while a record cut short at the end of the file (a
+//! crash while appending; never acknowledged) is ignored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
