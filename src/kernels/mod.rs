@@ -108,6 +108,10 @@ pub struct Kernels {
 }
 
 const IMAGE_SUFFIX: &str = "kernel";
+/// Write buffer of image files: small enough to come from the heap, not a fresh mapping whose
+/// unmapping would interrupt every other thread of the server (measured in the server: a
+/// cell's record took 1.6 ms with a 1 MiB buffer, 0.7 ms with this one).
+const IMAGE_BUFFER: usize = 64 << 10;
 
 /// The languages that have kernels.
 pub const KERNEL_LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScript];
@@ -432,7 +436,7 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
             .append(true)
             .open(&slot.image)
             .and_then(|file| {
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let mut out = std::io::BufWriter::with_capacity(IMAGE_BUFFER, file);
                 let written = kernel
                     .write_changes(&mut out)
                     .map_err(std::io::Error::other)?;
@@ -460,7 +464,7 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     let written = {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
+        let mut out = std::io::BufWriter::with_capacity(IMAGE_BUFFER, file.as_file_mut());
         let written = match kernel.write_image(&mut out) {
             Ok(written) => written,
             Err(crate::engine::ImageError::Unsupported) => return Ok(()),
