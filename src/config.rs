@@ -36,6 +36,8 @@ pub struct Settings {
     /// Write a kernel's image after every cell (`WASMBOX_KERNEL_DURABILITY=cell`, the default)
     /// or only when it is hibernated (`hibernate`: faster cells, a crash loses recent state).
     pub kernel_image_each_cell: bool,
+    /// A kernel idle this long is hibernated (`WASMBOX_KERNEL_IDLE_SECONDS`, default 600).
+    pub kernel_idle: Duration,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -83,6 +85,9 @@ impl Settings {
             max_open_files: env_number("WASMBOX_MAX_OPEN_FILES").unwrap_or(256),
             max_live_kernels: env_number("WASMBOX_MAX_KERNELS")
                 .unwrap_or((max_instances / 2).max(1)),
+            kernel_idle: Duration::from_secs(
+                env_number("WASMBOX_KERNEL_IDLE_SECONDS").unwrap_or(600),
+            ),
             kernel_image_each_cell: std::env::var("WASMBOX_KERNEL_DURABILITY")
                 .map_or(true, |v| v.trim() != "hibernate"),
         }

@@ -664,3 +664,30 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
     );
     assert_eq!(cell(&api, &sbx, "javascript", "total")["result"], "190");
 }
+
+#[test]
+fn idle_kernels_are_hibernated_and_come_back_on_the_next_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server_with(dir.path(), &[("WASMBOX_KERNEL_IDLE_SECONDS", "1")]);
+    let sbx = api.create_default();
+    assert_ok(&py(&api, &sbx, "kept = 'idle'"));
+    let state = || {
+        let sessions = api
+            .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
+            .expect(200);
+        sessions["sessions"][0]["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let started = Instant::now();
+    while state() != "hibernated" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never hibernated"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(py(&api, &sbx, "kept")["result"], "'idle'");
+    assert_eq!(state(), "idle");
+}

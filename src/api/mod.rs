@@ -110,6 +110,8 @@ pub struct ServerState {
     memory_mb: u64,
     /// Live interpreters of `/execute/ipython`, per sandbox and language.
     kernels: crate::kernels::Kernels,
+    /// Kernels idle this long are hibernated by the housekeeping task.
+    kernel_idle: Duration,
 }
 
 type AppState = Arc<ServerState>;
@@ -157,6 +159,7 @@ impl ServerState {
                     crate::kernels::Durability::OnHibernate
                 },
             ),
+            kernel_idle: settings.kernel_idle,
         };
         Ok((state, key_source))
     }
@@ -333,7 +336,8 @@ fn warm_up(state: &AppState) {
 }
 
 /// Every [`REAP_INTERVAL`] (and when woken): moves expired sandboxes to the trash, stops their
-/// executions, and empties the trash — including what a crashed or killed server left there.
+/// executions, and empties the trash — including what a crashed or killed server left there;
+/// hibernates kernels idle for `WASMBOX_KERNEL_IDLE_SECONDS`.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     loop {
@@ -354,6 +358,10 @@ async fn housekeeping(state: AppState) {
             Ok((0, _)) => {}
             Ok((reaped, _)) => tracing::info!(reaped, "expired sandboxes deleted"),
             Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
+        }
+        let hibernated = state.kernels.hibernate_idle(state.kernel_idle).await;
+        if hibernated > 0 {
+            tracing::info!(hibernated, "idle kernels hibernated");
         }
     }
 }

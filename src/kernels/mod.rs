@@ -296,6 +296,23 @@ impl Kernels {
         }
     }
 
+    /// Hibernates kernels whose last cell ended more than `idle` ago; -> how many.
+    pub async fn hibernate_idle(&self, idle: std::time::Duration) -> usize {
+        let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
+        let mut hibernated = 0;
+        for slot_ref in slots {
+            // A busy kernel is not idle.
+            let Ok(mut slot) = slot_ref.try_lock() else {
+                continue;
+            };
+            if slot.live.is_some() && slot.touched.elapsed() >= idle {
+                hibernate(&mut slot);
+                hibernated += usize::from(slot.live.is_none());
+            }
+        }
+        hibernated
+    }
+
     /// Hibernates every kernel (graceful shutdown).
     pub async fn hibernate_all(&self) {
         let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
