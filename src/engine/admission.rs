@@ -142,6 +142,30 @@ impl HostBudget {
         })
     }
 
+    /// Memory without a slot, now or not at all.
+    fn try_admit_memory(self: &Arc<Self>, memory: u64) -> Result<Ticket, Refusal> {
+        if memory > self.memory {
+            return Err(Refusal::TooLarge {
+                cap_mb: memory >> 20,
+                budget_mb: self.memory >> 20,
+            });
+        }
+        let mut used = self.lock();
+        if used.memory + memory > self.memory {
+            return Err(Refusal::HostBusy {
+                slots: self.slots,
+                memory_mb: self.memory >> 20,
+            });
+        }
+        used.memory += memory;
+        Ok(Ticket {
+            budget: self.clone(),
+            slots: 0,
+            memory,
+            tenant: None,
+        })
+    }
+
     /// Memory without a slot, for an instance that already has one and may now grow (a kernel
     /// running a cell), waiting up to `wait`.
     pub async fn admit_memory(
@@ -149,40 +173,8 @@ impl HostBudget {
         memory: u64,
         wait: Duration,
     ) -> Result<Ticket, Refusal> {
-        if memory > self.memory {
-            return Err(Refusal::TooLarge {
-                cap_mb: memory >> 20,
-                budget_mb: self.memory >> 20,
-            });
-        }
-        let deadline = Instant::now() + wait;
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut used = self.lock();
-                if used.memory + memory <= self.memory {
-                    used.memory += memory;
-                    return Ok(Ticket {
-                        budget: self.clone(),
-                        slots: 0,
-                        memory,
-                        tenant: None,
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Refusal::HostBusy {
-                    slots: self.slots,
-                    memory_mb: self.memory >> 20,
-                });
-            }
-            tokio::select! {
-                () = &mut freed => {}
-                () = tokio::time::sleep_until(deadline.into()) => {}
-            }
-        }
+        self.wait_for(None, wait, || self.try_admit_memory(memory))
+            .await
     }
 
     /// Makes `ticket` hold `memory` bytes from now on. Used when a kernel settles between cells
@@ -206,12 +198,24 @@ impl HostBudget {
         tenant: Option<&Arc<Tenant>>,
         wait: Duration,
     ) -> Result<Ticket, Refusal> {
+        self.wait_for(tenant, wait, || self.try_admit(memory, tenant, false))
+            .await
+    }
+
+    /// Retries `attempt` whenever a ticket is released, until it succeeds, `wait` has passed,
+    /// or `tenant` is cancelled.
+    async fn wait_for(
+        &self,
+        tenant: Option<&Arc<Tenant>>,
+        wait: Duration,
+        attempt: impl Fn() -> Result<Ticket, Refusal>,
+    ) -> Result<Ticket, Refusal> {
         let deadline = Instant::now() + wait;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.try_admit(memory, tenant, false) {
+            match attempt() {
                 Ok(ticket) => return Ok(ticket),
                 Err(e @ (Refusal::TooLarge { .. } | Refusal::Cancelled)) => return Err(e),
                 Err(e) if Instant::now() >= deadline => return Err(e),
@@ -396,6 +400,37 @@ mod tests {
             .await
             .expect("admitted after release");
         releaser.await.expect("join");
+    }
+
+    #[tokio::test]
+    async fn memory_holds_take_no_slot_and_wait_for_memory() {
+        let budget = Arc::new(HostBudget::new(1, 100));
+        let slot = budget.try_admit(40, None, false).expect("slot");
+        let hold = budget
+            .admit_memory(60, Duration::ZERO)
+            .await
+            .expect("memory without a slot while the only slot is taken");
+        assert_eq!(budget.in_use(), (1, 100));
+        assert!(matches!(
+            budget.admit_memory(101, Duration::from_secs(5)).await,
+            Err(Refusal::TooLarge { .. })
+        ));
+        let waited = Instant::now();
+        assert!(matches!(
+            budget.admit_memory(1, Duration::from_millis(100)).await,
+            Err(Refusal::HostBusy { .. })
+        ));
+        assert!(waited.elapsed() >= Duration::from_millis(100));
+        let releaser = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(hold);
+        });
+        budget
+            .admit_memory(60, Duration::from_secs(5))
+            .await
+            .expect("admitted after release");
+        releaser.await.expect("join");
+        drop(slot);
     }
 
     #[tokio::test]
