@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wasmtime::{Caller, Extern, Linker};
 
+use super::output::CapturedOutput;
 use super::{EngineError, HostState};
 
 /// Bytes of rich output one execution or cell may hand over; later outputs are dropped.
@@ -114,6 +115,18 @@ impl DisplaySink {
         let dropped = std::mem::take(&mut collected.dropped);
         collected.bytes = 0;
         (outputs, dropped)
+    }
+
+    /// [`Self::take`], saying on `stderr` how many outputs were dropped over the cap.
+    pub(crate) fn take_noting(&self, stderr: &CapturedOutput) -> Vec<DisplayOutput> {
+        let (outputs, dropped) = self.take();
+        if dropped > 0 {
+            stderr.append(
+                format!("\nwasmbox: {dropped} rich output(s) over the size cap were dropped\n")
+                    .as_bytes(),
+            );
+        }
+        outputs
     }
 }
 

@@ -202,9 +202,15 @@ pub enum ImageError {
     /// The image was made from another module (e.g. the runtime was upgraded).
     #[error("the kernel image belongs to another runtime build ({0})")]
     OtherModule(String),
+    /// The file ends inside a record or the header.
+    #[error("the kernel image is corrupt (truncated)")]
+    Truncated,
     /// The runtime's state is not only its memory, so it has no images.
     #[error("this runtime's kernels cannot be hibernated")]
     Unsupported,
+    /// Writing the image failed.
+    #[error("writing the kernel image failed")]
+    Write(#[from] std::io::Error),
 }
 
 /// A decoded kernel image: the chunks of memory that differ from a fresh instance.
@@ -279,7 +285,7 @@ impl<'a> KernelImage<'a> {
         };
         match parse(r) {
             Ok(record) => Ok(Some(record)),
-            Err(ImageError::Corrupt("truncated")) => Ok(None),
+            Err(ImageError::Truncated) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -290,7 +296,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], ImageError> {
         if self.0.len() < n {
-            return Err(ImageError::Corrupt("truncated"));
+            return Err(ImageError::Truncated);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -392,7 +398,7 @@ impl Engine {
             .get_typed_func::<(), u32>(&mut store, "wasmbox_interrupt_slots")
             .map_err(|_| missing("wasmbox_interrupt_slots export"))?;
         // Before any guest code runs: the baseline images are diffs against.
-        let pristine = module.pristine_memory(memory.data(&store));
+        module.pristine_memory(memory.data(&store));
         if let Some(image) = image {
             let pages = image.memory_len.saturating_sub(memory.data_size(&store)) / WASM_PAGE;
             if pages > 0 {
@@ -413,7 +419,6 @@ impl Engine {
                 data[*at..*at + CHUNK].copy_from_slice(chunk);
             }
         }
-        drop(pristine);
         let table = slots_fn
             .call_async(&mut store, ())
             .await
@@ -455,11 +460,6 @@ impl Kernel {
     /// Bytes of linear memory the kernel has grown to.
     pub fn memory_bytes(&self) -> u64 {
         self.memory.data_size(&self.store) as u64
-    }
-
-    /// The module this kernel runs.
-    pub fn module(&self) -> &Arc<PreparedModule> {
-        &self.module
     }
 
     /// Holds only the memory the kernel has between cells.
@@ -567,7 +567,7 @@ impl Kernel {
             state.wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
             state.open_files = engine.open_files();
         }
-        let (outputs, dropped) = self.store.data().display.take();
+        let outputs = self.store.data().display.take_noting(&stderr);
         if termination == Termination::TimedOut {
             let note = if alive {
                 "\nwasmbox: the cell was interrupted at its timeout; the kernel keeps its state\n"
@@ -583,28 +583,19 @@ impl Kernel {
         } else if !alive && termination != Termination::Cancelled {
             stderr.append(b"\nwasmbox: the kernel was lost with this cell and will be restarted\n");
         }
-        if dropped > 0 {
-            stderr.append(
-                format!("\nwasmbox: {dropped} rich output(s) over the size cap were dropped\n")
-                    .as_bytes(),
-            );
-        }
-        let mut limits = spec.limits.clone();
-        if alive {
-            // The kernel's own note replaces the execution's "timed out" note.
-            limits.timeout = Duration::ZERO;
-        }
+        // A live kernel's only note is its own (above); a lost one also gets the execution's.
+        let noted = if alive {
+            Termination::Exited
+        } else {
+            termination.clone()
+        };
         let mut result = ExecResult::collect(
             &stdout,
             &stderr,
-            if alive {
-                Termination::Exited
-            } else {
-                termination.clone()
-            },
+            noted,
             exit_code,
             started.elapsed(),
-            &limits,
+            &spec.limits,
         );
         result.termination = termination;
         result.outputs = outputs;
@@ -741,8 +732,7 @@ fn untouched_pages(data: &[u8]) -> Option<Vec<bool>> {
 }
 
 fn write(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), ImageError> {
-    out.write_all(bytes)
-        .map_err(|_| ImageError::Corrupt("write failed"))
+    Ok(out.write_all(bytes)?)
 }
 
 /// One record: memory size, the given (index, chunk) pairs, CRC-32. -> bytes written.

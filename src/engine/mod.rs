@@ -650,13 +650,7 @@ impl Engine {
         let (termination, exit_code) = self
             .run_instance(module, &spec, io, deadline, spawn)
             .await?;
-        let (outputs, dropped) = display.take();
-        if dropped > 0 {
-            stderr.append(
-                format!("\nwasmbox: {dropped} rich output(s) over the size cap were dropped\n")
-                    .as_bytes(),
-            );
-        }
+        let outputs = display.take_noting(&stderr);
         let mut result = ExecResult::collect(
             &stdout,
             &stderr,

@@ -338,53 +338,40 @@ impl Kernels {
     pub fn list(&self, sandbox: &str, state_dir: &Path) -> Vec<KernelInfo> {
         let mut infos = Vec::new();
         for language in KERNEL_LANGUAGES {
-            let key = (sandbox.to_string(), language);
-            let slot_ref = self.lock().get(&key).cloned();
-            let image = image_path(state_dir, language);
-            let on_disk = std::fs::metadata(&image).ok();
-            let info = match slot_ref {
-                Some(slot_ref) => match slot_ref.try_lock() {
-                    Ok(slot) if slot.live.is_none() && on_disk.is_none() => continue,
-                    Ok(slot) => KernelInfo {
-                        id: language.name().into(),
-                        language: language.name().into(),
-                        state: if slot.live.is_some() {
-                            KernelState::Idle
-                        } else {
-                            KernelState::Hibernated
-                        },
-                        created_at: slot.created_at,
-                        last_used: slot.last_used,
-                        execution_count: slot.execution_count,
-                        memory_bytes: if slot.live.is_some() {
-                            slot.memory_bytes
-                        } else {
-                            on_disk.as_ref().map_or(0, |m| m.len())
-                        },
-                    },
-                    Err(_) => KernelInfo {
-                        id: language.name().into(),
-                        language: language.name().into(),
-                        state: KernelState::Busy,
-                        created_at: None,
-                        last_used: None,
-                        execution_count: 0,
-                        memory_bytes: 0,
-                    },
-                },
-                None => match on_disk {
-                    Some(meta) => KernelInfo {
-                        id: language.name().into(),
-                        language: language.name().into(),
-                        state: KernelState::Hibernated,
-                        created_at: None,
-                        last_used: meta.modified().ok().map(DateTime::<Utc>::from),
-                        execution_count: 0,
-                        memory_bytes: meta.len(),
-                    },
-                    None => continue,
-                },
+            let slot_ref = self.lock().get(&(sandbox.to_string(), language)).cloned();
+            let on_disk = std::fs::metadata(image_path(state_dir, language)).ok();
+            // What is known without a slot: busy (its lock is held), or only the image.
+            let mut info = KernelInfo {
+                id: language.name().into(),
+                language: language.name().into(),
+                state: KernelState::Hibernated,
+                created_at: None,
+                last_used: None,
+                execution_count: 0,
+                memory_bytes: 0,
             };
+            match slot_ref.as_ref().map(|slot| slot.try_lock()) {
+                Some(Err(_)) => info.state = KernelState::Busy,
+                Some(Ok(slot)) if slot.live.is_some() || on_disk.is_some() => {
+                    info.created_at = slot.created_at;
+                    info.last_used = slot.last_used;
+                    info.execution_count = slot.execution_count;
+                    if slot.live.is_some() {
+                        info.state = KernelState::Idle;
+                        info.memory_bytes = slot.memory_bytes;
+                    } else {
+                        info.memory_bytes = on_disk.as_ref().map_or(0, |m| m.len());
+                    }
+                }
+                None if on_disk.is_some() => {
+                    let meta = on_disk.as_ref();
+                    info.last_used = meta
+                        .and_then(|m| m.modified().ok())
+                        .map(DateTime::<Utc>::from);
+                    info.memory_bytes = meta.map_or(0, |m| m.len());
+                }
+                _ => continue,
+            }
             infos.push(info);
         }
         infos
@@ -415,14 +402,6 @@ impl Kernels {
         let existed = self.restart(sandbox, state_dir, language).await;
         self.lock().remove(&(sandbox.to_string(), language));
         existed
-    }
-
-    /// Live kernels now.
-    pub fn live(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|slot| slot.try_lock().map_or(true, |s| s.live.is_some()))
-            .count()
     }
 }
 
