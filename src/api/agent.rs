@@ -85,12 +85,22 @@ pub async fn execute(
     SandboxAccess(sandbox): SandboxAccess,
     ApiJson(request): ApiJson<ExecuteRequest>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
+    let run = run_request(request, EXECUTE_DEFAULT_TIMEOUT)?;
+    run_in(&app, &sandbox, run).await
+}
+
+/// The run an `/execute`-shaped body asks for: language (default python), timeout (default
+/// `default_timeout` seconds), env, working directory.
+pub(super) fn run_request(
+    request: ExecuteRequest,
+    default_timeout: f64,
+) -> Result<RunRequest, ApiError> {
     let language: Language = request.language.as_deref().unwrap_or("python").parse()?;
-    let timeout = resolve_timeout(request.timeout, EXECUTE_DEFAULT_TIMEOUT)?;
+    let timeout = resolve_timeout(request.timeout, default_timeout)?;
     let mut run = RunRequest::new(language, request.code, timeout);
     run.env = request.env.unwrap_or_default();
     run.workdir = request.workdir.filter(|w| !w.is_empty());
-    run_in(&app, &sandbox, run).await
+    Ok(run)
 }
 
 /// `POST /sandboxes/{id}/commands/run`: `{command, args}` (the SDKs send `bash -c LINE`) or a
@@ -162,7 +172,7 @@ pub(super) fn finished(sandbox: &Sandbox, result: &ExecResult) -> Result<(), Api
 }
 
 /// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
-pub(super) fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
+fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
     let seconds = requested.unwrap_or(default);
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(

@@ -16,11 +16,10 @@ use tokio::sync::mpsc;
 use crate::engine::{OutputTap, OutputTaps};
 use crate::sandbox::Sandbox;
 
-use crate::exec::RunRequest;
 use crate::kernels::KERNEL_LANGUAGES;
 use crate::runtimes::Language;
 
-use super::agent::{finished, ready_to_run, resolve_timeout};
+use super::agent::{finished, ready_to_run, run_request};
 use super::auth::SandboxAccess;
 use super::error::ApiError;
 use super::extract::ApiJson;
@@ -48,7 +47,8 @@ async fn run_cell(
     request: ExecuteRequest,
     taps: OutputTaps,
 ) -> Result<ExecutionResponse, ApiError> {
-    let language: Language = request.language.as_deref().unwrap_or("python").parse()?;
+    let mut run = run_request(request, CELL_DEFAULT_TIMEOUT)?;
+    let language = run.language;
     if !KERNEL_LANGUAGES.contains(&language) {
         return Err(ApiError::bad_request(format!(
             "language '{}' has no kernel; kernels run python and javascript",
@@ -56,10 +56,6 @@ async fn run_cell(
         ))
         .with_detail("field", "language"));
     }
-    let timeout = resolve_timeout(request.timeout, CELL_DEFAULT_TIMEOUT)?;
-    let mut run = RunRequest::new(language, request.code, timeout);
-    run.env = request.env.unwrap_or_default();
-    run.workdir = request.workdir.filter(|w| !w.is_empty());
     run.taps = taps;
     ready_to_run(sandbox, &run)?;
     let fs = app.store.files(&sandbox.id)?;
@@ -121,6 +117,11 @@ async fn stream_session(app: AppState, sandbox: Sandbox, mut socket: WebSocket) 
     }
 }
 
+/// `{"type": "stdout"|"stderr", "data", "timestamp"}`.
+fn output_frame(kind: &str, data: String) -> Value {
+    json!({ "type": kind, "data": data, "timestamp": super::models::iso(chrono::Utc::now()) })
+}
+
 /// Runs one cell, sending its output frames as they come; -> the closing frames.
 async fn stream_one(
     app: &AppState,
@@ -146,7 +147,7 @@ async fn stream_one(
         tokio::select! {
             outcome = &mut cell => break outcome,
             Some((kind, data)) = rx.recv() => {
-                let frame = json!({ "type": kind, "data": data, "timestamp": super::models::iso(chrono::Utc::now()) });
+                let frame = output_frame(kind, data);
                 // A client that went away does not stop the cell; its result is still kept.
                 let _ = socket.send(Message::Text(frame.to_string().into())).await;
             }
@@ -154,7 +155,7 @@ async fn stream_one(
     };
     let mut frames: Vec<Value> = Vec::new();
     while let Ok((kind, data)) = rx.try_recv() {
-        frames.push(json!({ "type": kind, "data": data, "timestamp": super::models::iso(chrono::Utc::now()) }));
+        frames.push(output_frame(kind, data));
     }
     match outcome {
         Ok(response) => {
