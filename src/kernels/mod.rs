@@ -40,7 +40,7 @@ pub enum KernelState {
 }
 
 /// What `GET /jupyter/sessions` reports about one kernel.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct KernelInfo {
     /// The kernel's id (its language).
     pub id: String,
@@ -56,6 +56,26 @@ pub struct KernelInfo {
     pub execution_count: u64,
     /// Bytes of linear memory (live), or of its image on disk (hibernated).
     pub memory_bytes: u64,
+}
+
+/// The names the official Python client's docs read (`kernel_id`, `execution_state`,
+/// `last_activity`) beside ours, so both work.
+impl Serialize for KernelInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(10))?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("kernel_id", &self.id)?;
+        map.serialize_entry("language", &self.language)?;
+        map.serialize_entry("state", &self.state)?;
+        map.serialize_entry("execution_state", &self.state)?;
+        map.serialize_entry("created_at", &self.created_at)?;
+        map.serialize_entry("last_used", &self.last_used)?;
+        map.serialize_entry("last_activity", &self.last_used)?;
+        map.serialize_entry("execution_count", &self.execution_count)?;
+        map.serialize_entry("memory_bytes", &self.memory_bytes)?;
+        map.end()
+    }
 }
 
 /// The result of one cell.

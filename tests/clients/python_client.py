@@ -4,10 +4,11 @@ Configuration only: HOPX_API_KEY from the environment and base_url=WASMBOX_URL (
 no environment variable for the base URL). Exits non-zero on the first failed check.
 """
 
+import asyncio
 import os
 import sys
 
-from hopx_ai import Sandbox
+from hopx_ai import AsyncSandbox, Sandbox
 from hopx_ai.errors import AgentError, FileNotFoundError as HopxFileNotFoundError
 
 BASE_URL = os.environ["WASMBOX_URL"]
@@ -68,6 +69,22 @@ result = sandbox.run_code(
 kinds = [list(o.data)[0] for o in result.rich_outputs]
 check(kinds == ["image/png", "text/html"], "rich_outputs from display()", result.rich_outputs)
 check(result.rich_outputs[0].data["image/png"] == "iVBORw0KGgo=", "png as base64", result.rich_outputs)
+
+check(sandbox.get_jupyter_sessions() == [], "no kernels yet", sandbox.get_jupyter_sessions())
+# hopx-ai has no run_ipython: start the kernel through its agent client, as the JS client does.
+sandbox._agent_client.post("/execute/ipython", json={"code": "k = 1"}, operation="ipython cell")
+sessions = sandbox.get_jupyter_sessions()
+check(len(sessions) == 1 and sessions[0]["kernel_id"] == "python"
+      and sessions[0]["execution_state"] == "idle", "get_jupyter_sessions", sessions)
+
+
+async def async_sessions():
+    connected = await AsyncSandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+    return await connected.get_jupyter_sessions()
+
+
+sessions = asyncio.run(async_sessions())
+check([s["kernel_id"] for s in sessions] == ["python"], "async get_jupyter_sessions", sessions)
 
 command = sandbox.commands.run("echo hello")
 check(command.stdout == "hello\n" and command.exit_code == 0, "commands.run", command)
