@@ -312,12 +312,12 @@ fn run() -> Result<()> {
     // Native process spawns.
     for (wi, w) in workloads.iter().enumerate() {
         let binary = real_binary(w.native_program)?;
-        let detail = format!(
-            "`{} {}` ({})",
-            w.native_program,
-            w.native_args[0],
-            binary.display()
+        // The binary's name, not its path: reports are committed and name no machine paths.
+        let name = binary.file_name().map_or_else(
+            || binary.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
         );
+        let detail = format!("`{} {}` ({name})", w.native_program, w.native_args[0]);
         for clients in CONCURRENCY {
             let jobs: Vec<Job> = (0..clients)
                 .map(|_| native_job(binary.clone(), w.native_args))
