@@ -645,6 +645,10 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
         for i in 0..40 {
             let code = format!("data.append({i} * {i})\nblob[{i} * 150_001] = {i} + 1\nlen(data)");
             assert_eq!(py(&api, &sbx, &code)["result"], (i + 1).to_string());
+            if i == 20 {
+                // The memory grows after records started: the grown pages must be recorded.
+                assert_ok(&py(&api, &sbx, "big = bytearray(24_000_000)\nbig[-1] = 7"));
+            }
         }
         assert_ok(&cell(&api, &sbx, "javascript", "var total = 0"));
         for i in 0..20 {
@@ -654,9 +658,9 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
     }
     let (_server, api) = server(dir.path());
     let sbx = reconnect(&api, &sbx_id);
-    let check = "sum(data), [blob[i * 150_001] for i in (0, 17, 39)], sum(blob)";
+    let check = "sum(data), [blob[i * 150_001] for i in (0, 17, 39)], sum(blob) + big[-1]";
     let result = py(&api, &sbx, check);
-    let blob_sum: i64 = (1..=40).sum();
+    let blob_sum: i64 = (1..=40).sum::<i64>() + 7;
     assert_eq!(
         result["result"],
         format!("({expected}, [1, 18, 40], {blob_sum})"),

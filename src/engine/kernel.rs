@@ -30,6 +30,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use super::wasi_limits::call_wasi;
+use super::written::WrittenPages;
 
 use super::display::DisplaySink;
 use super::output::CapturedOutput;
@@ -328,6 +329,12 @@ pub struct CellOutcome {
 
 /// A live interpreter instance that keeps its state between cells.
 pub struct Kernel {
+    /// Which pages were written since the last image record, once the first whole image is
+    /// written (None: not started, or not available here). Declared before `store`, so the
+    /// range is unregistered before the memory goes back to the pool.
+    written: Option<WrittenPages>,
+    /// Whether starting `written` failed once (then chunks are hashed).
+    untrackable: bool,
     engine: Engine,
     store: Store<HostState>,
     memory: Memory,
@@ -425,6 +432,8 @@ impl Engine {
             .map_err(|e| EngineError::Instantiate(e.into()))? as usize;
         let slots = read_slots(memory.data(&store), table);
         let mut kernel = Kernel {
+            written: None,
+            untrackable: false,
             engine: self.clone(),
             store,
             memory,
@@ -650,6 +659,19 @@ impl Kernel {
             .enumerate()
             .filter(|(index, chunk)| !is_untouched(*index) && *chunk != base(*index));
         let written = write_record(out, data.len(), changed)?;
+        // From here on only pages written after this image need hashing again.
+        if self.written.is_none() && !self.untrackable {
+            // All the memory may grow into, so growth during a cell is tracked too.
+            let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
+            self.written = WrittenPages::track(data.as_ptr(), cap.max(data.len()));
+            self.untrackable = self.written.is_none();
+        }
+        let len = data.len();
+        if let Some(Err(e)) = self.written.as_mut().map(|w| w.take(len)) {
+            tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
+            self.written = None;
+            self.untrackable = true;
+        }
         self.recorded = Some(hashes);
         Ok(header.len() as u64 + written)
     }
@@ -665,25 +687,53 @@ impl Kernel {
             return Ok(None);
         };
         let data = self.memory.data(&self.store);
-        // Pages the kernel has not written since it was instantiated cannot have changed since
-        // the last record: only the others are hashed (about 2 MiB of 22 for python).
-        let untouched = untouched_pages(data);
-        let hashes: Vec<u64> = data
-            .chunks(CHUNK)
-            .enumerate()
-            .map(|(index, chunk)| match (&untouched, previous.get(index)) {
-                (Some(untouched), Some(hash)) if untouched.get(index) == Some(&true) => *hash,
-                _ => xxhash_rust::xxh3::xxh3_64(chunk),
-            })
-            .collect();
-        if hashes == previous {
+        let zero_hash = xxhash_rust::xxh3::xxh3_64(&[0u8; CHUNK]);
+        let hash = |index: usize| {
+            data.get(index * CHUNK..(index + 1) * CHUNK)
+                .map_or(zero_hash, xxhash_rust::xxh3::xxh3_64)
+        };
+        let hashes: Vec<u64> = match self.written.as_mut().map(|w| w.take(data.len())) {
+            // Only the pages written since the last record can have changed. Pages the memory
+            // grew into and nobody wrote are zero, as a restore's grown memory is.
+            Some(Ok(ranges)) => {
+                let mut hashes = previous.clone();
+                hashes.resize(data.len() / CHUNK, zero_hash);
+                for index in ranges.into_iter().flatten() {
+                    if let Some(slot) = hashes.get_mut(index) {
+                        *slot = hash(index);
+                    }
+                }
+                hashes
+            }
+            failed => {
+                if let Some(Err(e)) = failed {
+                    tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
+                    self.written = None;
+                    self.untrackable = true;
+                }
+                // Pages the kernel has not written since it was instantiated cannot have
+                // changed since the last record: only the others are hashed.
+                let untouched = untouched_pages(data);
+                (0..data.len() / CHUNK)
+                    .map(|index| match (&untouched, previous.get(index)) {
+                        (Some(untouched), Some(hash)) if untouched.get(index) == Some(&true) => {
+                            *hash
+                        }
+                        _ => hash(index),
+                    })
+                    .collect()
+            }
+        };
+        let changed_at =
+            |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
+        if !(0..hashes.len()).any(changed_at) && hashes.len() == previous.len() {
             self.recorded = Some(hashes);
             return Ok(Some(0));
         }
         let changed = data
             .chunks(CHUNK)
             .enumerate()
-            .filter(|(index, _)| previous.get(*index) != hashes.get(*index));
+            .filter(|(index, _)| changed_at(*index));
         let written = write_record(out, data.len(), changed)?;
         self.recorded = Some(hashes);
         Ok(Some(written))

@@ -14,6 +14,7 @@ mod preinit;
 mod quota;
 pub mod spawn;
 mod wasi_limits;
+mod written;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,218 @@
+//! Which pages of a kernel's linear memory were written since the last look, read from the
+//! host kernel's page tables instead of by hashing memory.
+//!
+//! The range is registered with a userfaultfd in asynchronous write-protect mode: nothing
+//! handles faults, a write to a protected page just clears its protection (one minor fault per
+//! page per cell). One `PAGEMAP_SCAN` ioctl then lists the pages that lost their protection and
+//! protects them again, atomically. Both need Linux ≥ 6.7; where either is missing (older
+//! kernels, a seccomp filter, another OS) [`WrittenPages::track`] returns `None` and kernels fall
+//! back to hashing pages.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
+
+use linux_raw_sys::general::{
+    page_region, pm_scan_arg, uffdio_api, uffdio_range, uffdio_register, PAGE_IS_WRITTEN,
+    PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, UFFDIO_REGISTER_MODE_WP, UFFD_API,
+    UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED, UFFD_USER_MODE_ONLY,
+};
+use rustix::ioctl::{opcode, Ioctl, IoctlOutput, Opcode, Updater};
+
+const UFFDIO_API: Opcode = opcode::read_write::<uffdio_api>(0xAA, 0x3F);
+const UFFDIO_REGISTER: Opcode = opcode::read_write::<uffdio_register>(0xAA, 0x00);
+const PAGEMAP_SCAN: Opcode = opcode::read_write::<pm_scan_arg>(b'f', 16);
+
+/// Regions returned per `PAGEMAP_SCAN` call (consecutive written pages form one region).
+const REGIONS: usize = 256;
+
+/// Tracks writes to one page-aligned range of this process's memory.
+///
+/// Dropping it unregisters the range, so it must be dropped before the memory is unmapped or
+/// handed to another instance (the [`super::Kernel`] declares it before its store).
+pub(super) struct WrittenPages {
+    /// Keeps the registration alive; closing it unregisters the range.
+    _uffd: OwnedFd,
+    pagemap: &'static File,
+    start: u64,
+    end: u64,
+    page: u64,
+}
+
+impl WrittenPages {
+    /// Starts tracking `[start, start + len)` (all of it the memory may grow into); nothing is
+    /// protected until the first [`Self::take`]. The range must stay mapped (accessible or not)
+    /// while the tracker lives.
+    pub(super) fn track(start: *const u8, len: usize) -> Option<Self> {
+        let page = rustix::param::page_size();
+        let start = start as u64;
+        if !start.is_multiple_of(page as u64) || len == 0 || !len.is_multiple_of(page) {
+            return None;
+        }
+        // SAFETY: the descriptor only write-protects the range registered below, in async mode:
+        // faults are resolved by the kernel, so no thread ever blocks on it.
+        let uffd = unsafe {
+            rustix::mm::userfaultfd(
+                rustix::mm::UserfaultfdFlags::CLOEXEC
+                    | rustix::mm::UserfaultfdFlags::NONBLOCK
+                    | rustix::mm::UserfaultfdFlags::from_bits_retain(UFFD_USER_MODE_ONLY),
+            )
+        }
+        .ok()?;
+        let mut api = uffdio_api {
+            api: UFFD_API.into(),
+            features: (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED).into(),
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_API takes a `struct uffdio_api`, which `api` is.
+        unsafe { rustix::ioctl::ioctl(&uffd, Updater::<UFFDIO_API, _>::new(&mut api)) }.ok()?;
+        let mut register = uffdio_register {
+            range: uffdio_range {
+                start,
+                len: len as u64,
+            },
+            mode: UFFDIO_REGISTER_MODE_WP.into(),
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_REGISTER takes a `struct uffdio_register`, which `register` is.
+        unsafe { rustix::ioctl::ioctl(&uffd, Updater::<UFFDIO_REGISTER, _>::new(&mut register)) }
+            .ok()?;
+        Some(Self {
+            _uffd: uffd,
+            pagemap: pagemap()?,
+            start,
+            end: start + len as u64,
+            page: page as u64,
+        })
+    }
+
+    /// Page indexes of the first `len` bytes written since the last call (or, the first time,
+    /// present at all); they are protected again, so the next call reports only later writes.
+    /// Only what was accessible is scanned: pages the memory grows into later are unprotected,
+    /// so the first scan that covers them reports the ones written.
+    pub(super) fn take(&mut self, len: usize) -> std::io::Result<Vec<Range<usize>>> {
+        let end = self.end.min(self.start + len as u64);
+        let mut written = Vec::new();
+        let mut regions = [page_region {
+            start: 0,
+            end: 0,
+            categories: 0,
+        }; REGIONS];
+        let mut from = self.start;
+        while from < end {
+            let mut scan = Scan(pm_scan_arg {
+                size: std::mem::size_of::<pm_scan_arg>() as u64,
+                flags: (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC).into(),
+                start: from,
+                end,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: REGIONS as u64,
+                max_pages: 0,
+                category_inverted: 0,
+                category_mask: PAGE_IS_WRITTEN.into(),
+                category_anyof_mask: 0,
+                return_mask: PAGE_IS_WRITTEN.into(),
+            });
+            // SAFETY: `scan` points the kernel at `regions`, REGIONS entries long, which
+            // outlives the call.
+            let filled = unsafe { rustix::ioctl::ioctl(self.pagemap, &mut scan) }?;
+            for region in regions.iter().take(filled) {
+                written.push(
+                    ((region.start - self.start) / self.page) as usize
+                        ..((region.end - self.start) / self.page) as usize,
+                );
+            }
+            if scan.0.walk_end <= from {
+                break;
+            }
+            from = scan.0.walk_end;
+        }
+        Ok(written)
+    }
+}
+
+/// This process's pagemap, opened once: every tracker scans through it.
+fn pagemap() -> Option<&'static File> {
+    static PAGEMAP: OnceLock<Option<File>> = OnceLock::new();
+    PAGEMAP
+        .get_or_init(|| File::open("/proc/self/pagemap").ok())
+        .as_ref()
+}
+
+/// `PAGEMAP_SCAN`, whose result (regions filled) is the ioctl's return value.
+struct Scan(pm_scan_arg);
+
+// SAFETY: PAGEMAP_SCAN takes a `struct pm_scan_arg`, updates its `walk_end` and returns how many
+// regions it wrote to `vec`.
+unsafe impl Ioctl for &mut Scan {
+    type Output = usize;
+    const IS_MUTATING: bool = true;
+
+    fn opcode(&self) -> Opcode {
+        PAGEMAP_SCAN
+    }
+
+    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        (&mut self.0 as *mut pm_scan_arg).cast()
+    }
+
+    unsafe fn output_from_ptr(
+        out: IoctlOutput,
+        _: *mut std::ffi::c_void,
+    ) -> rustix::io::Result<usize> {
+        Ok(usize::try_from(out).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_exactly_the_pages_written_since_the_last_look() {
+        let page = rustix::param::page_size();
+        let memory = memmap_anon(16 * page);
+        memory[page] = 7; // written before tracking starts
+        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
+            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+            return;
+        };
+        // The first scan of a part reports every page not yet protected, written or not.
+        let first = tracker.take(12 * page).expect("scan");
+        assert!(first.iter().any(|r| r.contains(&1)), "{first:?}");
+        assert!(tracker.take(12 * page).expect("scan").is_empty());
+        memory[3 * page] = 1;
+        memory[3 * page + 1] = 2;
+        memory[7 * page + 5] = 1;
+        memory[8 * page] = 1;
+        let _ = std::hint::black_box(memory[10 * page]); // a read is not a write
+        assert_eq!(tracker.take(12 * page).expect("scan"), vec![3..4, 7..9]);
+        memory[14 * page] = 1; // beyond what was scanned so far: "grown into"
+        let grown = tracker.take(16 * page).expect("scan");
+        assert!(grown.iter().any(|r| r.contains(&14)), "{grown:?}");
+        assert!(grown.iter().all(|r| r.start >= 12), "{grown:?}");
+        assert!(tracker.take(16 * page).expect("scan").is_empty());
+        memory[15 * page] = 9;
+        assert_eq!(tracker.take(16 * page).expect("scan"), vec![15..16]);
+        drop(tracker);
+    }
+
+    /// Page-aligned, zeroed memory for the test (a `Vec` is not page-aligned).
+    fn memmap_anon(len: usize) -> &'static mut [u8] {
+        // SAFETY: a fresh private anonymous mapping, leaked for the test's life.
+        unsafe {
+            let ptr = rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+            .expect("mmap");
+            std::slice::from_raw_parts_mut(ptr.cast(), len)
+        }
+    }
+}
