@@ -318,6 +318,14 @@ impl Executor {
     }
 }
 
+/// The environment code in a sandbox whose own variables are `sandbox_env` starts from (before
+/// per-request variables and the runtime's own).
+pub fn effective_env(sandbox_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env = default_env();
+    env.extend(sandbox_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
 /// The environment every execution starts from.
 fn default_env() -> BTreeMap<String, String> {
     [

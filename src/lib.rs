@@ -2,7 +2,7 @@
 //!
 //! Layers, each owning one concern: [`engine`] (wasmtime), [`runtimes`] (interpreters and their
 //! artifacts), [`sandbox`] (directories, environment, lifecycle), [`exec`] (running a request
-//! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
+//! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`processes`] (background runs), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
 pub mod api;
 mod atomic_write;
@@ -12,6 +12,7 @@ pub mod exec;
 mod fingerprint;
 mod ids;
 pub mod kernels;
+pub mod processes;
 pub mod runtimes;
 pub mod sandbox;
 

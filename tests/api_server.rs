@@ -706,28 +706,42 @@ fn env_routes() {
         };
         f.api.send(request).expect(200)["env_vars"].clone()
     };
-    assert_eq!(env(Method::GET, None), json!({"A": "1"}));
+    // Every answer is the effective environment: the defaults under the sandbox's own.
+    let with_defaults = |own: Value| {
+        let mut all = json!({
+            "HOME": "/workspace", "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "TMPDIR": "/tmp", "USER": "sandbox"
+        });
+        for (k, v) in own.as_object().expect("object") {
+            all[k] = v.clone();
+        }
+        all
+    };
+    assert_eq!(env(Method::GET, None), with_defaults(json!({"A": "1"})));
     assert_eq!(
         env(
             Method::PATCH,
             Some(json!({"env_vars": {"B": "2"}, "merge": true}))
         ),
-        json!({"A": "1", "B": "2"})
+        with_defaults(json!({"A": "1", "B": "2"}))
     );
     assert_eq!(
-        env(Method::PUT, Some(json!({"env_vars": {"C": "3"}}))),
-        json!({"C": "3"})
+        env(
+            Method::PUT,
+            Some(json!({"env_vars": {"C": "3", "HOME": "/tmp"}}))
+        ),
+        with_defaults(json!({"C": "3", "HOME": "/tmp"}))
     );
     assert_eq!(
         env(
             Method::PATCH,
             Some(json!({"env_vars": {"D": "4"}, "merge": false}))
         ),
-        json!({"D": "4"})
+        with_defaults(json!({"D": "4"}))
     );
-    assert_eq!(env(Method::GET, None), json!({"D": "4"}));
-    assert_eq!(env(Method::DELETE, None), json!({}));
-    assert_eq!(env(Method::GET, None), json!({}));
+    assert_eq!(env(Method::GET, None), with_defaults(json!({"D": "4"})));
+    assert_eq!(env(Method::DELETE, None), with_defaults(json!({})));
+    assert_eq!(env(Method::GET, None), with_defaults(json!({})));
     f.api
         .send(
             f.api

@@ -115,6 +115,16 @@ def _enter(env):
     except ImportError:
         pass
 
+    # PYTHONUNBUFFERED (set by the streaming routes) makes stdout line-buffered for this call,
+    # so lines reach a streaming client as they are printed; otherwise block-buffered (faster).
+    # (stderr is always line-buffered.)
+    unbuffered = bool(data.get(b"PYTHONUNBUFFERED"))
+    try:
+        if sys.stdout.line_buffering != unbuffered:
+            sys.stdout.reconfigure(line_buffering=unbuffered)
+    except (AttributeError, ValueError):
+        pass
+
     for cwd in (os.environ.get("PWD"), "/"):
         if cwd:
             try:

@@ -86,7 +86,7 @@ pub async fn execute(
     ApiJson(request): ApiJson<ExecuteRequest>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
     let run = run_request(request, EXECUTE_DEFAULT_TIMEOUT)?;
-    run_in(&app, &sandbox, run).await
+    Ok(Json(run_in(&app, &sandbox, run).await?))
 }
 
 /// The run an `/execute`-shaped body asks for: language (default python), timeout (default
@@ -95,8 +95,17 @@ pub(super) fn run_request(
     request: ExecuteRequest,
     default_timeout: f64,
 ) -> Result<RunRequest, ApiError> {
+    run_request_within(request, default_timeout, MAX_TIMEOUT)
+}
+
+/// [`run_request`] with the timeout capped at `max_timeout` seconds.
+pub(super) fn run_request_within(
+    request: ExecuteRequest,
+    default_timeout: f64,
+    max_timeout: f64,
+) -> Result<RunRequest, ApiError> {
     let language: Language = request.language.as_deref().unwrap_or("python").parse()?;
-    let timeout = resolve_timeout(request.timeout, default_timeout)?;
+    let timeout = resolve_timeout(request.timeout, default_timeout, max_timeout)?;
     let mut run = RunRequest::new(language, request.code, timeout);
     run.env = request.env.unwrap_or_default();
     run.workdir = request.workdir.filter(|w| !w.is_empty());
@@ -110,6 +119,16 @@ pub async fn run_command(
     SandboxAccess(sandbox): SandboxAccess,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
+    let run = command_request(request, COMMAND_DEFAULT_TIMEOUT, MAX_TIMEOUT)?;
+    Ok(Json(run_in(&app, &sandbox, run).await?))
+}
+
+/// The shell run a `/commands/…` body asks for, its timeout capped at `max_timeout` seconds.
+pub(super) fn command_request(
+    request: CommandRequest,
+    default_timeout: f64,
+    max_timeout: f64,
+) -> Result<RunRequest, ApiError> {
     if request.command.trim().is_empty() {
         return Err(
             ApiError::bad_request("command must not be empty").with_detail("field", "command")
@@ -119,25 +138,25 @@ pub async fn run_command(
         &request.command,
         request.args.as_deref().unwrap_or_default(),
     );
-    let timeout = resolve_timeout(request.timeout, COMMAND_DEFAULT_TIMEOUT)?;
+    let timeout = resolve_timeout(request.timeout, default_timeout, max_timeout)?;
     let mut run = RunRequest::new(Language::Bash, line, timeout);
     run.env = request.env.unwrap_or_default();
     run.workdir = request.workdir.filter(|w| !w.is_empty());
-    run_in(&app, &sandbox, run).await
+    Ok(run)
 }
 
 /// Runs `run` in `sandbox` under a concurrency permit.
-async fn run_in(
+pub(super) async fn run_in(
     app: &AppState,
     sandbox: &Sandbox,
     run: RunRequest,
-) -> Result<Json<ExecutionResponse>, ApiError> {
+) -> Result<ExecutionResponse, ApiError> {
     ready_to_run(sandbox, &run)?;
     let language = run.language;
     let fs = app.store.files(&sandbox.id)?;
     let result = app.executor.run(&fs, &sandbox.env, run).await?;
     finished(sandbox, &result)?;
-    Ok(Json(ExecutionResponse::new(&result, language)))
+    Ok(ExecutionResponse::new(&result, language))
 }
 
 /// Refuses code for a paused sandbox (409, as HopX does) and bad environments (400).
@@ -171,8 +190,8 @@ pub(super) fn finished(sandbox: &Sandbox, result: &ExecResult) -> Result<(), Api
     Ok(())
 }
 
-/// The request's timeout in seconds, defaulted and capped at [`MAX_TIMEOUT`].
-fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, ApiError> {
+/// The request's timeout in seconds, defaulted and capped at `max` seconds.
+fn resolve_timeout(requested: Option<f64>, default: f64, max: f64) -> Result<Duration, ApiError> {
     let seconds = requested.unwrap_or(default);
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(
@@ -180,7 +199,7 @@ fn resolve_timeout(requested: Option<f64>, default: f64) -> Result<Duration, Api
                 .with_detail("field", "timeout"),
         );
     }
-    Ok(Duration::from_secs_f64(seconds.min(MAX_TIMEOUT)))
+    Ok(Duration::from_secs_f64(seconds.min(max)))
 }
 
 /// The shell line for a command request. `sh|bash -c LINE` is LINE itself; other argv is
@@ -216,10 +235,13 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-/// `GET /sandboxes/{id}/env`.
+/// `GET /sandboxes/{id}/env`: the environment code runs with — the defaults every execution
+/// starts from, overridden by the sandbox's own variables (HopX's agent also lists the whole
+/// environment, so `env.get_all()` is never empty). Writing it back with PUT is harmless: the
+/// defaults then become the sandbox's own, with the same values.
 pub async fn get_env(SandboxAccess(sandbox): SandboxAccess) -> Json<EnvResponse> {
     Json(EnvResponse {
-        env_vars: sandbox.env,
+        env_vars: crate::exec::effective_env(&sandbox.env),
     })
 }
 
@@ -284,7 +306,7 @@ fn set_env(
         .with_detail("field", "env_vars"));
     }
     Ok(Json(EnvResponse {
-        env_vars: updated.env,
+        env_vars: crate::exec::effective_env(&updated.env),
     }))
 }
 
@@ -317,14 +339,14 @@ mod tests {
     #[test]
     fn timeouts_default_and_cap() {
         assert_eq!(
-            resolve_timeout(None, 60.0).ok(),
+            resolve_timeout(None, 60.0, MAX_TIMEOUT).ok(),
             Some(Duration::from_secs(60))
         );
         assert_eq!(
-            resolve_timeout(Some(1000.0), 60.0).ok(),
+            resolve_timeout(Some(1000.0), 60.0, MAX_TIMEOUT).ok(),
             Some(Duration::from_secs(300))
         );
-        assert!(resolve_timeout(Some(0.0), 60.0).is_err());
-        assert!(resolve_timeout(Some(-3.0), 60.0).is_err());
+        assert!(resolve_timeout(Some(0.0), 60.0, MAX_TIMEOUT).is_err());
+        assert!(resolve_timeout(Some(-3.0), 60.0, MAX_TIMEOUT).is_err());
     }
 }

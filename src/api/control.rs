@@ -74,8 +74,13 @@ fn find_template(key: &str) -> Option<&'static Template> {
 }
 
 /// `GET /health` (no auth).
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "service": "wasmbox", "version": env!("CARGO_PKG_VERSION") }))
+pub async fn health(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "service": "wasmbox",
+        "version": env!("CARGO_PKG_VERSION"),
+        "running_background_processes": app.processes.running(),
+    }))
 }
 
 /// `POST /v1/sandboxes`.
@@ -257,7 +262,9 @@ pub async fn pause(
     let sandbox = app
         .store
         .update(&id, |s| s.status = SandboxStatus::Paused)?;
-    // A paused sandbox holds no instances: its kernels go to disk (resumed on the next cell).
+    // A paused sandbox holds no instances: its kernels go to disk (resumed on the next cell)
+    // and its background runs stop.
+    app.processes.kill_sandbox(&id);
     app.kernels.hibernate_sandbox(&id).await;
     Ok(Json(sandbox_info(&app, &sandbox)))
 }

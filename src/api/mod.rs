@@ -14,6 +14,8 @@ mod files;
 mod kernels;
 pub mod listener;
 pub mod models;
+mod processes;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,6 +114,8 @@ pub struct ServerState {
     kernels: crate::kernels::Kernels,
     /// Kernels idle this long are hibernated by the housekeeping task.
     kernel_idle: Duration,
+    /// Background executions and commands, per sandbox.
+    processes: crate::processes::Processes,
 }
 
 type AppState = Arc<ServerState>;
@@ -160,6 +164,7 @@ impl ServerState {
                 },
             ),
             kernel_idle: settings.kernel_idle,
+            processes: crate::processes::Processes::new(),
         };
         Ok((state, key_source))
     }
@@ -171,6 +176,7 @@ impl ServerState {
         self.store.delete(id)?;
         self.executor.cancel_sandbox(&self.store.fs_root(id));
         self.kernels.remove_sandbox(id);
+        self.processes.remove_sandbox(id);
         self.housekeeping.notify_one();
         Ok(())
     }
@@ -272,7 +278,36 @@ fn router(state: AppState) -> Router {
             "/sandboxes/{id}/execute/ipython",
             post(kernels::execute_cell),
         )
-        .route("/sandboxes/{id}/stream/ipython", get(kernels::stream_cells))
+        .route("/sandboxes/{id}/stream/ipython", get(stream::cells))
+        .route("/sandboxes/{id}/execute/stream", get(stream::executions))
+        .route("/sandboxes/{id}/stream", get(stream::executions))
+        .route("/sandboxes/{id}/commands/stream", get(stream::commands))
+        .route(
+            "/sandboxes/{id}/execute/background",
+            post(processes::execute_background),
+        )
+        .route(
+            "/sandboxes/{id}/commands/background",
+            post(processes::command_background),
+        )
+        .route("/sandboxes/{id}/execute/processes", get(processes::list))
+        .route("/sandboxes/{id}/processes", get(processes::list))
+        .route(
+            "/sandboxes/{id}/execute/processes/{process_id}",
+            get(processes::get),
+        )
+        .route(
+            "/sandboxes/{id}/execute/kill/{process_id}",
+            post(processes::kill),
+        )
+        .route(
+            "/sandboxes/{id}/processes/{process_id}/kill",
+            post(processes::kill),
+        )
+        .route(
+            "/sandboxes/{id}/execute/kill",
+            axum::routing::delete(processes::kill_by_query),
+        )
         .route("/sandboxes/{id}/jupyter/sessions", get(kernels::sessions))
         .route("/sandboxes/{id}/kernels", get(kernels::sessions))
         .route(
@@ -351,6 +386,7 @@ async fn housekeeping(state: AppState) {
             for id in &reaped {
                 worker.executor.cancel_sandbox(&worker.store.fs_root(id));
                 worker.kernels.remove_sandbox(id);
+                worker.processes.remove_sandbox(id);
             }
             (reaped.len(), worker.store.purge_trash())
         });

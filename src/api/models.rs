@@ -403,6 +403,9 @@ pub struct ExecuteRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub env: Option<EnvVars>,
+    /// A name for a background run (`/execute/background`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `POST /commands/run`: `{command, args}` runs argv, `{command}` alone is a shell line.
@@ -423,6 +426,9 @@ pub struct CommandRequest {
     /// Variables for this command only (over the sandbox's).
     #[serde(default, alias = "env_vars", deserialize_with = "optional_bounded_env")]
     pub env: Option<EnvVars>,
+    /// A name for a background run (`/commands/background`).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The result of `/execute`, `/execute/ipython` and `/commands/run`, and what `wasmbox run -o

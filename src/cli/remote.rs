@@ -179,6 +179,7 @@ impl Remote {
             workdir: run.workdir,
             timeout: Some(run.timeout.as_secs_f64()),
             env: Some(run.env),
+            name: None,
         };
         let request = self
             .request(

@@ -635,8 +635,8 @@ impl Engine {
         spawn: Option<SpawnConfig>,
     ) -> Result<ExecResult, EngineError> {
         let _ticket = self.admit(&spec.limits).await?;
-        let stdout = CapturedOutput::new(spec.limits.output_bytes);
-        let stderr = CapturedOutput::new(spec.limits.output_bytes);
+        let stdout = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stdout.clone());
+        let stderr = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stderr.clone());
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
         let display = DisplaySink::default();

@@ -1,0 +1,429 @@
+//! Background runs and streaming over real HTTP: `/execute/background` and
+//! `/commands/background` answer at once, are listed while running, keep their output, can be
+//! killed (also by pausing or deleting the sandbox), survive a server restart as records; WS
+//! `/execute/stream` and `/commands/stream` deliver lines as they are printed; the effective
+//! environment; and the 4xx answers for bad input.
+
+mod api_common;
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use api_common::{Api, Sbx, ServerProcess};
+
+const KEY: &str = "background-key";
+
+fn server(data: &Path) -> (ServerProcess, Api) {
+    common::ensure_runtimes();
+    let server = ServerProcess::start(data, &["--api-key", KEY], &[]);
+    let api = Api::new(&server.url, KEY);
+    (server, api)
+}
+
+fn start_code(api: &Api, sbx: &Sbx, code: &str, name: &str) -> Value {
+    let started = api
+        .send(
+            api.agent(sbx, Method::POST, "/execute/background")
+                .json(&json!({ "code": code, "language": "python", "timeout": 60, "name": name })),
+        )
+        .expect(200);
+    assert_eq!(started["status"], "running", "{started}");
+    assert!(
+        started["process_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("proc_")),
+        "{started}"
+    );
+    started
+}
+
+fn process(api: &Api, sbx: &Sbx, id: &str) -> Value {
+    api.send(api.agent(sbx, Method::GET, &format!("/execute/processes/{id}")))
+        .expect(200)
+}
+
+/// Polls until the process is no longer running.
+fn wait_ended(api: &Api, sbx: &Sbx, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = process(api, sbx, id);
+        if p["status"] != "running" {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "{id} still running: {p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn listed(api: &Api, sbx: &Sbx, path: &str) -> Vec<Value> {
+    let body = api.send(api.agent(sbx, Method::GET, path)).expect(200);
+    assert_eq!(
+        body["count"].as_u64(),
+        body["processes"].as_array().map(|p| p.len() as u64)
+    );
+    body["processes"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn background_runs_are_listed_read_and_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    // A run that finishes: its output and exit code are kept.
+    let t = Instant::now();
+    let done = start_code(&api, &sbx, "print('from the background')", "short");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let id = done["process_id"].as_str().unwrap().to_string();
+    let ended = wait_ended(&api, &sbx, &id);
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["exit_code"], 0);
+    assert_eq!(ended["stdout"], "from the background\n");
+    assert_eq!(ended["name"], "short");
+    assert!(ended["end_time"].is_string() && ended["duration"].is_number());
+
+    // A long run: listed as running (output so far visible), then killed.
+    let started = Instant::now();
+    let long = start_code(
+        &api,
+        &sbx,
+        "import time\nprint('tick', flush=True)\ntime.sleep(30)\nprint('never')",
+        "sleeper",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once"
+    );
+    let long_id = long["process_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while process(&api, &sbx, &long_id)["stdout"] != "tick\n" {
+        assert!(Instant::now() < deadline, "no output while running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for path in ["/execute/processes", "/processes"] {
+        let all = listed(&api, &sbx, path);
+        let entry = all
+            .iter()
+            .find(|p| p["process_id"] == long_id.as_str())
+            .unwrap_or_else(|| panic!("{long_id} not in {all:?}"));
+        assert_eq!(entry["status"], "running");
+        assert!(
+            entry["pid"].is_u64() && entry["name"] == "sleeper",
+            "{entry}"
+        );
+    }
+    let killed = api
+        .send(api.agent(&sbx, Method::POST, &format!("/execute/kill/{long_id}")))
+        .expect(200);
+    assert_eq!(killed["status"], "killed", "{killed}");
+    assert_eq!(killed["success"], true);
+    assert!(killed["stdout"].as_str().unwrap().starts_with("tick\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "killed, not waited for"
+    );
+    let all = listed(&api, &sbx, "/execute/processes");
+    let entry = all
+        .iter()
+        .find(|p| p["process_id"] == long_id.as_str())
+        .unwrap();
+    assert_eq!(entry["status"], "killed");
+
+    // The other kill routes; a command in the background.
+    let cmd = api
+        .send(api.agent(&sbx, Method::POST, "/commands/background").json(
+            &json!({ "command": "bash", "args": ["-c", "echo cmd-out; sleep 30"], "timeout": 60 }),
+        ))
+        .expect(200);
+    let cmd_id = cmd["process_id"].as_str().unwrap().to_string();
+    assert!(cmd_id.starts_with("cmd_"), "{cmd}");
+    let killed = api
+        .send(api.agent(&sbx, Method::POST, &format!("/processes/{cmd_id}/kill")))
+        .expect(200);
+    assert_eq!(killed["status"], "killed", "{killed}");
+    let third = start_code(&api, &sbx, "import time; time.sleep(30)", "third");
+    let third_id = third["process_id"].as_str().unwrap();
+    let killed = api
+        .send(api.agent(
+            &sbx,
+            Method::DELETE,
+            &format!("/execute/kill?process_id={third_id}"),
+        ))
+        .expect(200);
+    assert_eq!(killed["status"], "killed");
+
+    // A failing run is failed, with its traceback; a timeout is a timeout.
+    let failing = start_code(&api, &sbx, "raise ValueError('bad')", "failing");
+    let ended = wait_ended(&api, &sbx, failing["process_id"].as_str().unwrap());
+    assert_eq!(ended["status"], "failed");
+    assert!(ended["stderr"].as_str().unwrap().contains("ValueError"));
+    let slow = api
+        .send(
+            api.agent(&sbx, Method::POST, "/execute/background")
+                .json(&json!({ "code": "while True: pass", "language": "python", "timeout": 1 })),
+        )
+        .expect(200);
+    let ended = wait_ended(&api, &sbx, slow["process_id"].as_str().unwrap());
+    assert_eq!(ended["status"], "timeout", "{ended}");
+    assert_eq!(ended["exit_code"], 124);
+}
+
+#[test]
+fn pause_and_delete_stop_background_work_and_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished_id;
+    let sbx_id;
+    {
+        let (mut server, api) = server(dir.path());
+        let sbx = api.create_default();
+        sbx_id = sbx.id.clone();
+        let done = start_code(&api, &sbx, "print(6 * 7)", "kept");
+        finished_id = done["process_id"].as_str().unwrap().to_string();
+        wait_ended(&api, &sbx, &finished_id);
+
+        // Pausing stops what runs.
+        let long = start_code(&api, &sbx, "import time; time.sleep(60)", "paused");
+        let long_id = long["process_id"].as_str().unwrap().to_string();
+        api.send(api.control(Method::POST, &format!("/v1/sandboxes/{}/pause", sbx.id)))
+            .expect(200);
+        let ended = wait_ended(&api, &sbx, &long_id);
+        assert_eq!(ended["status"], "killed", "{ended}");
+        // A paused sandbox starts nothing.
+        api.send(
+            api.agent(&sbx, Method::POST, "/execute/background")
+                .json(&json!({ "code": "print(1)" })),
+        )
+        .expect(409);
+        api.send(api.control(Method::POST, &format!("/v1/sandboxes/{}/resume", sbx.id)))
+            .expect(200);
+
+        // Deleting a sandbox stops its background work: nothing keeps running.
+        let other = api.create_default();
+        let busy = start_code(&api, &other, "while True: pass", "spinner");
+        assert_eq!(
+            process(&api, &other, busy["process_id"].as_str().unwrap())["status"],
+            "running"
+        );
+        api.delete(&other);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let health = api.send(api.anon(Method::GET, "/health")).expect(200);
+            if health["running_background_processes"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still running: {health}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.kill9();
+    }
+    let (_server, api) = server(dir.path());
+    let info = api
+        .send(api.control(Method::GET, &format!("/v1/sandboxes/{sbx_id}")))
+        .expect(200);
+    let token = api
+        .send(api.control(
+            Method::POST,
+            &format!("/v1/sandboxes/{sbx_id}/token/refresh"),
+        ))
+        .expect(200);
+    let sbx = Sbx {
+        id: sbx_id.clone(),
+        token: token["auth_token"].as_str().unwrap().to_string(),
+        host: info["public_host"].as_str().unwrap().to_string(),
+        info: Value::Null,
+    };
+    let kept = process(&api, &sbx, &finished_id);
+    assert_eq!(kept["status"], "completed");
+    assert_eq!(kept["stdout"], "42\n");
+}
+
+#[test]
+fn background_routes_answer_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    let body = api
+        .send(api.agent(&sbx, Method::POST, "/execute/kill/proc_nope"))
+        .expect(404);
+    assert_eq!(body["code"], "PROCESS_NOT_FOUND", "{body}");
+    api.send(api.agent(&sbx, Method::GET, "/execute/processes/proc_nope"))
+        .expect(404);
+    api.send(api.agent(&sbx, Method::DELETE, "/execute/kill"))
+        .expect(400);
+    let bad = api
+        .send(
+            api.agent(&sbx, Method::POST, "/execute/background")
+                .json(&json!({ "code": "print(1)", "language": "cobol" })),
+        )
+        .expect(400);
+    assert!(bad.to_string().contains("cobol"), "{bad}");
+    api.send(
+        api.agent(&sbx, Method::POST, "/commands/background")
+            .json(&json!({ "command": "" })),
+    )
+    .expect(400);
+    api.send(
+        api.agent(&sbx, Method::POST, "/execute/background")
+            .json(&json!({ "code": "print(1)", "timeout": -1 })),
+    )
+    .expect(400);
+    // More than the per-sandbox cap at once is refused with 429, not queued without bound.
+    let mut ids = Vec::new();
+    let mut refused = None;
+    for _ in 0..20 {
+        let reply = api.send(
+            api.agent(&sbx, Method::POST, "/execute/background")
+                .json(&json!({ "code": "import time; time.sleep(30)" })),
+        );
+        if reply.status == 429 {
+            refused = Some(reply.expect(429));
+            break;
+        }
+        ids.push(
+            reply.expect(200)["process_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let refused = refused.expect("the cap refuses");
+    assert_eq!(refused["code"], "TOO_MANY_PROCESSES", "{refused}");
+    assert_eq!(ids.len(), 16);
+    for id in ids {
+        api.send(api.agent(&sbx, Method::POST, &format!("/execute/kill/{id}")))
+            .expect(200);
+    }
+}
+
+fn connect(
+    sbx: &Sbx,
+    path: &str,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", sbx.host.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", sbx.token).parse().unwrap(),
+    );
+    tungstenite::connect(request)
+        .expect("websocket handshake")
+        .0
+}
+
+/// Sends one message and reads frames up to `complete`, timing each from the send.
+fn stream(
+    socket: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    message: Value,
+) -> Vec<(Duration, Value)> {
+    use tungstenite::Message;
+    let started = Instant::now();
+    socket.send(Message::text(message.to_string())).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let Message::Text(text) = socket.read().expect("frame") else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        let done = frame["type"] == "complete";
+        frames.push((started.elapsed(), frame));
+        if done {
+            return frames;
+        }
+    }
+}
+
+#[test]
+fn execute_and_command_streams_deliver_lines_as_they_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    // Python without flush=True: a line every 200 ms, the first long before the end.
+    let mut socket = connect(&sbx, "/execute/stream");
+    let frames = stream(
+        &mut socket,
+        json!({
+            "type": "execute", "language": "python", "timeout": 30, "workdir": "/workspace",
+            "code": "import time\nfor i in range(5):\n    print('line', i)\n    time.sleep(0.2)",
+        }),
+    );
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|(_, f)| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["stdout", "stdout", "stdout", "stdout", "stdout", "result", "complete"],
+        "{frames:?}"
+    );
+    let (first_at, first) = &frames[0];
+    assert_eq!(first["data"], "line 0\n");
+    assert!(
+        *first_at < Duration::from_millis(300),
+        "first line after {first_at:?}"
+    );
+    let (result_at, result) = &frames[5];
+    assert!(*result_at >= Duration::from_millis(800), "{frames:?}");
+    assert_eq!(result["exit_code"], 0);
+    assert!(result["execution_time"].is_number(), "{result}");
+    assert_eq!(frames[6].1["success"], true);
+
+    // The socket takes another run; a failing one completes with success false.
+    let frames = stream(
+        &mut socket,
+        json!({ "type": "execute", "language": "javascript", "code": "console.log('js'); throw new Error('boom')" }),
+    );
+    assert_eq!(frames[0].1["type"], "stdout");
+    assert_eq!(frames[0].1["data"], "js\n");
+    assert!(
+        frames.iter().any(|(_, f)| f["type"] == "stderr"),
+        "{frames:?}"
+    );
+    assert_eq!(frames.last().unwrap().1["success"], false);
+    // A bad message is an error frame, not a dropped socket.
+    let frames = stream(&mut socket, json!({ "type": "execute", "code": 5 }));
+    assert_eq!(frames[0].1["type"], "error", "{frames:?}");
+    assert_eq!(frames[1].1["success"], false);
+
+    // Commands stream too.
+    let mut socket = connect(&sbx, "/commands/stream");
+    let frames = stream(
+        &mut socket,
+        json!({ "command": "bash", "args": ["-c", "echo one; sleep 1; echo two"], "timeout": 30 }),
+    );
+    let stdout: Vec<&Value> = frames
+        .iter()
+        .filter(|(_, f)| f["type"] == "stdout")
+        .map(|(_, f)| &f["data"])
+        .collect();
+    assert_eq!(
+        stdout.iter().filter_map(|v| v.as_str()).collect::<String>(),
+        "one\ntwo\n"
+    );
+    assert!(
+        frames[0].0 < Duration::from_millis(700),
+        "first line after {:?}",
+        frames[0].0
+    );
+}
+
+#[test]
+fn env_lists_the_effective_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create(json!({ "env_vars": { "OWN": "1" } }));
+    let env = api.send(api.agent(&sbx, Method::GET, "/env")).expect(200);
+    assert_eq!(env["env_vars"]["OWN"], "1");
+    assert_eq!(env["env_vars"]["PATH"], "/usr/local/bin:/usr/bin:/bin");
+    // What code sees agrees.
+    let r = api.python(
+        &sbx,
+        "import os; print(os.environ['PATH'], os.environ['OWN'])",
+    );
+    assert_eq!(api_common::stdout(&r), "/usr/local/bin:/usr/bin:/bin 1\n");
+}
