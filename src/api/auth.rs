@@ -132,6 +132,29 @@ impl Auth {
     }
 
     /// Checks access to sandbox `id`: its own token, or the account key.
+    /// The sandbox the request's bearer token was issued for (checked in full by
+    /// [`Self::check_sandbox`]); an account key names no sandbox.
+    fn token_sandbox(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let (_, bearer) = credentials(headers);
+        let Some(token) = bearer.filter(|b| !self.is_api_key(b)) else {
+            return Err(ApiError::bad_request(
+                "this route needs a sandbox token (Authorization: Bearer <auth_token>); with an \
+                 API key use /sandboxes/{id}/… instead",
+            ));
+        };
+        self.decode(token)
+            .map(|claims| claims.sub)
+            .map_err(|_| unauthorized("INVALID_TOKEN", "Invalid or expired sandbox token"))
+    }
+
+    /// A sandbox token's claims, if its signature and expiry hold.
+    fn decode(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims)
+    }
+
     fn check_sandbox(&self, headers: &HeaderMap, id: &str) -> Result<(), ApiError> {
         let (key, bearer) = credentials(headers);
         if key.is_some_and(|k| self.is_api_key(k)) || bearer.is_some_and(|b| self.is_api_key(b)) {
@@ -147,21 +170,14 @@ impl Auth {
                 )
             });
         };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => unauthorized(
-                    "TOKEN_EXPIRED",
-                    format!(
-                        "Token expired; get a new one with POST /v1/sandboxes/{id}/token/refresh"
-                    ),
-                ),
-                _ => unauthorized("INVALID_TOKEN", "Invalid sandbox token"),
-            },
-        )?;
-        if claims.claims.sub != id {
+        let claims = self.decode(token).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => unauthorized(
+                "TOKEN_EXPIRED",
+                format!("Token expired; get a new one with POST /v1/sandboxes/{id}/token/refresh"),
+            ),
+            _ => unauthorized("INVALID_TOKEN", "Invalid sandbox token"),
+        })?;
+        if claims.sub != id {
             return Err(unauthorized(
                 "INVALID_TOKEN",
                 "This token was issued for another sandbox",
@@ -236,10 +252,12 @@ impl FromRequestParts<AppState> for SandboxAccess {
             UrlPath::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let id = params
-            .get("id")
-            .cloned()
-            .ok_or_else(|| ApiError::bad_request("the route has no sandbox id"))?;
+        // At the origin root (where the clients' WebSocket helpers connect: they keep only the
+        // host of `public_host`), the sandbox token names the sandbox.
+        let id = match params.get("id") {
+            Some(id) => id.clone(),
+            None => state.auth.token_sandbox(&parts.headers)?,
+        };
         state.auth.check_sandbox(&parts.headers, &id)?;
         Ok(SandboxAccess(state.store.get(&id)?))
     }

@@ -278,6 +278,12 @@ fn router(state: AppState) -> Router {
             "/sandboxes/{id}/execute/ipython",
             post(kernels::execute_cell),
         )
+        // The WebSocket routes also at the origin root, the sandbox named by its token: the
+        // official clients' WebSocket helpers keep only the host of `public_host`.
+        .route("/stream/ipython", get(stream::cells))
+        .route("/execute/stream", get(stream::executions))
+        .route("/stream", get(stream::executions))
+        .route("/commands/stream", get(stream::commands))
         .route("/sandboxes/{id}/stream/ipython", get(stream::cells))
         .route("/sandboxes/{id}/execute/stream", get(stream::executions))
         .route("/sandboxes/{id}/stream", get(stream::executions))

@@ -10,7 +10,11 @@
 //! "success"}`. A refused run gets `{"type":"error","error","code"}` and `complete`. The socket
 //! stays open for further runs; a client that goes away does not stop a run.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -69,7 +73,11 @@ async fn session(app: AppState, sandbox: Sandbox, mut socket: WebSocket, runs: R
     while let Some(Ok(message)) = socket.recv().await {
         let text = match message {
             Message::Text(text) => text,
-            Message::Close(_) => return,
+            Message::Close(_) => {
+                // Completes the closing handshake (clients wait for it before they exit).
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
             _ => continue,
         };
         if text.trim().is_empty() {
@@ -77,6 +85,7 @@ async fn session(app: AppState, sandbox: Sandbox, mut socket: WebSocket, runs: R
         }
         let frames = stream_one(&app, &sandbox, runs, &text, &mut socket).await;
         for frame in frames {
+            tokio::time::sleep(FRAME_GAP).await;
             if socket
                 .send(Message::Text(frame.to_string().into()))
                 .await
@@ -85,6 +94,19 @@ async fn session(app: AppState, sandbox: Sandbox, mut socket: WebSocket, runs: R
                 return;
             }
         }
+    }
+}
+
+/// Least time between two frames. The JS client's message iterator listens for one message at
+/// a time, so frames that reach it in one read are lost (`complete` after `result`, above all);
+/// spacing them keeps each in its own read. Output written meanwhile is merged, not delayed.
+const FRAME_GAP: Duration = Duration::from_millis(2);
+
+/// Appends a piece of output, merged into the last queued frame when it is of the same stream.
+fn enqueue(queued: &mut VecDeque<(&'static str, String)>, kind: &'static str, data: String) {
+    match queued.back_mut() {
+        Some((last, text)) if *last == kind => text.push_str(&data),
+        _ => queued.push_back((kind, data)),
     }
 }
 
@@ -115,20 +137,31 @@ async fn stream_one(
     drop(tx);
     let run = run_message(app, sandbox, runs, text, taps);
     tokio::pin!(run);
+    // Output waiting to be sent, consecutive pieces of one stream merged into one frame.
+    let mut queued: VecDeque<(&'static str, String)> = VecDeque::new();
+    let mut next_send = Instant::now();
     let outcome = loop {
         tokio::select! {
             outcome = &mut run => break outcome,
-            Some((kind, data)) = rx.recv() => {
-                let frame = output_frame(kind, data);
-                // A client that went away does not stop the run; its result is still kept.
-                let _ = socket.send(Message::Text(frame.to_string().into())).await;
+            Some((kind, data)) = rx.recv() => enqueue(&mut queued, kind, data),
+            () = tokio::time::sleep_until(next_send), if !queued.is_empty() => {
+                if let Some((kind, data)) = queued.pop_front() {
+                    // A client that went away does not stop the run; its result is still kept.
+                    let _ = socket
+                        .send(Message::Text(output_frame(kind, data).to_string().into()))
+                        .await;
+                }
+                next_send = Instant::now() + FRAME_GAP;
             }
         }
     };
-    let mut frames: Vec<Value> = Vec::new();
     while let Ok((kind, data)) = rx.try_recv() {
-        frames.push(output_frame(kind, data));
+        enqueue(&mut queued, kind, data);
     }
+    let mut frames: Vec<Value> = queued
+        .into_iter()
+        .map(|(kind, data)| output_frame(kind, data))
+        .collect();
     match outcome {
         Ok(response) => {
             for output in &response.rich.rich_outputs {

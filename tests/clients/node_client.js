@@ -75,6 +75,28 @@ async function main() {
   result = await sandbox.runCode('console.log(process.env.MY_VAR)', { language: 'javascript' });
   check(result.stdout === '1\n', 'sandbox env reaches code', result.stdout);
 
+  // Background work: started at once, listed, killed.
+  const started = await sandbox.runCodeBackground("import time\nprint('bg', flush=True)\ntime.sleep(30)", { name: 'sleeper' });
+  check(started.status === 'running' && started.process_id.startsWith('proc_'), 'runCodeBackground', started);
+  let processes = await sandbox.listProcesses();
+  check(processes.some((p) => p.process_id === started.process_id && p.status === 'running'), 'listProcesses', processes);
+  const system = await sandbox.listSystemProcesses();
+  check(system.some((p) => p.process_id === started.process_id && typeof p.pid === 'number'), 'listSystemProcesses', system);
+  await sandbox.killProcess(started.process_id);
+  processes = await sandbox.listProcesses();
+  check(processes.some((p) => p.process_id === started.process_id && p.status === 'killed'), 'killProcess', processes);
+  const bg = await sandbox.commands.run('echo from-bg; sleep 30', { background: true });
+  check(typeof bg.process_id === 'string' && bg.process_id.startsWith('cmd_'), 'commands.run background', bg);
+  await sandbox.killProcess(bg.process_id);
+
+  // Streaming: lines as they are printed, then result and complete.
+  const frames = [];
+  for await (const message of sandbox.runCodeStream("import time\nfor i in range(3):\n    print('line', i)\n    time.sleep(0.2)")) {
+    frames.push(message);
+  }
+  check(JSON.stringify(frames.map((f) => f.type)) === JSON.stringify(['stdout', 'stdout', 'stdout', 'result', 'complete']), 'runCodeStream frames', frames);
+  check(frames.filter((f) => f.type === 'stdout').map((f) => f.data).join('') === 'line 0\nline 1\nline 2\n', 'runCodeStream output', frames);
+
   await sandbox.files.write('/workspace/a.txt', 'hello');
   const content = await sandbox.files.read('/workspace/a.txt');
   check(content === 'hello', 'files.write/read', content);

@@ -114,6 +114,54 @@ except HopxFileNotFoundError:
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]
 check(sandbox.sandbox_id in listed, "Sandbox.list", listed)
 
+# Background work: started at once, listed, killed; commands too.
+started = sandbox.run_code_background(
+    "import time\nprint('bg', flush=True)\ntime.sleep(30)", name="sleeper"
+)
+bg_id = started["process_id"]
+check(started["status"] == "running" and bg_id.startswith("proc_"), "run_code_background", started)
+procs = sandbox.list_processes()
+check(any(p["process_id"] == bg_id and p["status"] == "running" and p["name"] == "sleeper"
+          for p in procs), "list_processes", procs)
+killed = sandbox.kill_process(bg_id)
+check(killed["status"] == "killed" and killed["stdout"].startswith("bg"), "kill_process", killed)
+procs = sandbox.list_processes()
+check([p["status"] for p in procs if p["process_id"] == bg_id] == ["killed"], "killed is listed", procs)
+command = sandbox.commands.run("echo from-bg; sleep 30", background=True)
+check(command.stdout.startswith("Background process started: cmd_"), "commands.run(background=True)", command)
+cmd_id = command.stdout.rsplit(" ", 1)[-1]
+system = sandbox.list_system_processes()
+check(any(p["process_id"] == cmd_id and isinstance(p["pid"], int) and p["name"] for p in system),
+      "list_system_processes", system)
+check(sandbox.kill_process(cmd_id)["status"] == "killed", "kill a background command")
+
+
+async def stream_code():
+    return [m async for m in sandbox.run_code_stream(
+        "import time\nfor i in range(3):\n    print('line', i)\n    time.sleep(0.2)")]
+
+
+messages = asyncio.run(stream_code())
+check([m["type"] for m in messages] == ["stdout", "stdout", "stdout", "result", "complete"],
+      "run_code_stream frames", messages)
+check("".join(m["data"] for m in messages if m["type"] == "stdout") == "line 0\nline 1\nline 2\n"
+      and messages[3]["exit_code"] == 0 and messages[4]["success"] is True, "run_code_stream", messages)
+
+
+async def async_background():
+    connected = await AsyncSandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+    started = await connected.run_code_background("import time; time.sleep(30)", name="async-job")
+    listed = await connected.list_processes()
+    killed = await connected.kill_process(started["process_id"])
+    return started, listed, killed
+
+
+started, listed, killed = asyncio.run(async_background())
+check(any(p["process_id"] == started["process_id"] and p["status"] == "running" for p in listed),
+      "async run_code_background + list_processes", listed)
+check(killed["status"] == "killed", "async kill_process", killed)
+
+
 sandbox.kill()
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]
 check(sandbox.sandbox_id not in listed, "kill", listed)
