@@ -21,11 +21,37 @@ pub enum WordPart {
     Arith(Vec<WordPart>),
     /// `~` or `~user` at the start of a word.
     Tilde(String),
+    /// bash: the `[sub]` of an assignment word `name[sub]=value` (expands to `[sub]` elsewhere).
+    Subscript(Box<Word>),
+    /// bash: the `(…)` of `name=(…)` (only right after a literal `name=` or `name+=`).
+    ArrayLit(Vec<ArrayElem>),
+}
+
+/// One element of an array literal: `value` or `[key]=value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayElem {
+    pub key: Option<Word>,
+    pub value: Word,
+}
+
+/// The subscript of `${name[…]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subscript {
+    /// `[@]`
+    All,
+    /// `[*]`
+    Star,
+    /// an arithmetic index (indexed arrays) or a key (associative arrays), unexpanded
+    Expr(Word),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamExp {
     pub name: String,
+    /// `${name[sub]}` (bash arrays).
+    pub index: Option<Subscript>,
+    /// `${!name}` (indirection), `${!name[@]}` (keys), `${!prefix@}` (names).
+    pub indirect: bool,
     pub op: ParamOp,
     /// The word after the operator (default value, pattern, …).
     pub arg: Vec<WordPart>,
@@ -61,6 +87,10 @@ pub enum ParamOp {
     },
     /// bash: `${v:off}` / `${v:off:len}`
     Substring,
+    /// bash: `${!prefix@}` / `${!prefix*}`: names of the set variables starting with `name`.
+    Names {
+        star: bool,
+    },
     /// bash: `${v^^}` `${v,,}` `${v^}` `${v,}`
     Case {
         upper: bool,
@@ -128,9 +158,26 @@ pub struct Redir {
     pub target: Word,
 }
 
+/// `name=value`, `name+=value`, `name[sub]=value`, `name=(…)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assign {
+    pub name: String,
+    pub index: Option<Word>,
+    pub append: bool,
+    pub value: AssignValue,
+    /// The whole word as written (for re-serialising).
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignValue {
+    Scalar(Word),
+    Array(Vec<ArrayElem>),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimpleCmd {
-    pub assigns: Vec<(String, Word)>,
+    pub assigns: Vec<Assign>,
     pub words: Vec<Word>,
     pub redirs: Vec<Redir>,
     pub line: usize,

@@ -11,12 +11,7 @@ use std::rc::Rc;
 /// Maximum function-call nesting inside one shell instance.
 pub const MAX_FUNC_DEPTH: usize = 300;
 
-#[derive(Debug, Clone)]
-pub struct Var {
-    pub value: String,
-    pub exported: bool,
-    pub readonly: bool,
-}
+pub use crate::vars::{Value, Var};
 
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
@@ -182,18 +177,14 @@ impl Shell {
         let mut vars = HashMap::new();
         for (k, v) in std::env::vars() {
             if is_name(&k) {
-                vars.insert(
-                    k,
-                    Var {
-                        value: v,
-                        exported: true,
-                        readonly: false,
-                    },
-                );
+                vars.insert(k, Var::scalar(&v, true));
             }
         }
         let cwd = match vars.get("PWD") {
-            Some(v) if v.value.starts_with('/') => normalize(&v.value),
+            Some(Var {
+                value: Value::Str(v),
+                ..
+            }) if v.starts_with('/') => normalize(v),
             _ => std::env::current_dir()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "/".into()),
@@ -240,24 +231,13 @@ impl Shell {
             ("OPTIND", "1"),
         ] {
             if !sh.vars.contains_key(k) {
-                sh.vars.insert(
-                    k.into(),
-                    Var {
-                        value: v.into(),
-                        exported: false,
-                        readonly: false,
-                    },
-                );
+                sh.vars.insert(k.into(), Var::scalar(v, false));
             }
         }
         if !sh.vars.contains_key("PATH") {
             sh.vars.insert(
                 "PATH".into(),
-                Var {
-                    value: "/usr/local/bin:/usr/bin:/bin".into(),
-                    exported: true,
-                    readonly: false,
-                },
+                Var::scalar("/usr/local/bin:/usr/bin:/bin", true),
             );
         }
         sh
@@ -266,27 +246,30 @@ impl Shell {
     // ------------------------------------------------------------ variables
 
     pub fn get_var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).map(|v| v.value.clone())
+        self.vars
+            .get(name)
+            .and_then(|v| v.text().map(str::to_string))
     }
 
     pub fn set_var(&mut self, name: &str, value: &str) -> Result<(), String> {
         match self.vars.get_mut(name) {
             Some(v) => {
                 if v.readonly {
-                    return Err(format!("{name}: is read only"));
+                    return Err(if self.bash {
+                        format!("{name}: readonly variable")
+                    } else {
+                        format!("{name}: is read only")
+                    });
                 }
-                v.value = value.to_string();
+                if v.is_array() || v.attrs != crate::vars::Attrs::default() {
+                    return self.assign_elem(name, "0", value, false);
+                }
+                v.value = Value::Str(value.to_string());
             }
             None => {
                 let exported = self.opts.allexport;
-                self.vars.insert(
-                    name.to_string(),
-                    Var {
-                        value: value.to_string(),
-                        exported,
-                        readonly: false,
-                    },
-                );
+                self.vars
+                    .insert(name.to_string(), Var::scalar(value, exported));
             }
         }
         if name == "OPTIND" {
@@ -296,12 +279,11 @@ impl Shell {
     }
 
     fn set_var_exported(&mut self, name: &str, value: &str) {
-        let v = self.vars.entry(name.to_string()).or_insert(Var {
-            value: String::new(),
-            exported: true,
-            readonly: false,
-        });
-        v.value = value.to_string();
+        let v = self
+            .vars
+            .entry(name.to_string())
+            .or_insert_with(|| Var::scalar("", true));
+        v.value = Value::Str(value.to_string());
         v.exported = true;
     }
 
@@ -319,8 +301,8 @@ impl Shell {
         let mut v: Vec<(String, String)> = self
             .vars
             .iter()
-            .filter(|(_, v)| v.exported)
-            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .filter(|(_, v)| v.exported && !v.is_array())
+            .map(|(k, v)| (k.clone(), v.text().unwrap_or_default().to_string()))
             .collect();
         v.sort();
         v
@@ -1019,14 +1001,13 @@ impl Shell {
         let argv = self.expand_words(&cmd.words)?;
         if argv.is_empty() {
             // assignments only (and redirections for their side effects)
-            for (name, w) in &cmd.assigns {
-                let v = self.expand_assign(w)?;
-                if self.opts.xtrace {
-                    let s = format!("{}{}={}\n", self.ps4(), name, shell_quote(&v));
-                    self.err(&s);
-                }
-                if let Err(m) = self.set_var(name, &v) {
+            for a in &cmd.assigns {
+                if let Err(m) = self.perform_assign(a)? {
                     self.errmsg(&m);
+                    if self.bash {
+                        self.status = 1;
+                        return Ok(1);
+                    }
                     return Err(Flow::Exit(2));
                 }
             }
@@ -1045,8 +1026,10 @@ impl Shell {
             return Ok(st);
         }
         let mut assigns = Vec::new();
-        for (name, w) in &cmd.assigns {
-            assigns.push((name.clone(), self.expand_assign(w)?));
+        for a in &cmd.assigns {
+            if let AssignValue::Scalar(w) = &a.value {
+                assigns.push((a.name.clone(), self.expand_assign(w)?));
+            }
         }
         if self.opts.xtrace {
             let mut s = self.ps4();
@@ -1110,15 +1093,14 @@ impl Shell {
         let mut saved = Vec::new();
         for (n, v) in assigns {
             saved.push((n.clone(), self.vars.get(n).cloned()));
-            let e = self.vars.entry(n.clone()).or_insert(Var {
-                value: String::new(),
-                exported: true,
-                readonly: false,
-            });
+            let e = self
+                .vars
+                .entry(n.clone())
+                .or_insert_with(|| Var::scalar("", true));
             if e.readonly {
                 continue;
             }
-            e.value = v.clone();
+            e.value = Value::Str(v.clone());
             e.exported = true;
         }
         let r = f(self);
@@ -1639,10 +1621,12 @@ impl Shell {
                             && !crate::builtins::is_builtin(name, self.bash)
                         {
                             let mut env = self.exported_env();
-                            for (nm, w) in &s.assigns {
-                                let v = self.expand_assign(w)?;
-                                env.retain(|(k, _)| k != nm);
-                                env.push((nm.clone(), v));
+                            for a in &s.assigns {
+                                if let AssignValue::Scalar(w) = &a.value {
+                                    let v = self.expand_assign(w)?;
+                                    env.retain(|(k, _)| *k != a.name);
+                                    env.push((a.name.clone(), v));
+                                }
                             }
                             let argv = match self.resolve_program(argv.clone()) {
                                 Ok(a) => a,
@@ -1713,7 +1697,13 @@ impl Shell {
             if v.exported || matches!(name.as_str(), "PPID" | "OPTIND") {
                 continue;
             }
-            s.push_str(&format!("{}={}\n", name, shell_quote(&v.value)));
+            if v.is_array() || v.attrs != crate::vars::Attrs::default() {
+                s.push_str(&crate::vars::declare_line(name, v));
+                s.push('\n');
+            } else {
+                let text = v.text().unwrap_or_default();
+                s.push_str(&format!("{}={}\n", name, shell_quote(text)));
+            }
         }
         if self.status != 0 {
             s.push_str(&format!("(exit {})\n", self.status));

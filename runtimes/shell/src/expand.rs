@@ -63,6 +63,15 @@ impl Fields {
     }
 }
 
+/// `"$@"`-like: expands to several fields inside double quotes.
+fn is_at_list(pe: &ParamExp) -> bool {
+    match &pe.index {
+        None => pe.name == "@" && !pe.indirect || matches!(pe.op, ParamOp::Names { star: false }),
+        Some(Subscript::All) => true,
+        _ => false,
+    }
+}
+
 fn chars_to_string(v: &[PChar]) -> String {
     v.iter().map(|c| c.0).collect()
 }
@@ -182,16 +191,22 @@ impl Shell {
                     self.expand_dq(inner, f)?;
                 }
                 WordPart::Param(pe) => {
-                    if (pe.name == "@" || pe.name == "*") && pe.op == ParamOp::Plain && !nosplit {
-                        let ifs = self.ifs();
-                        let params = self.params.clone();
-                        for (i, a) in params.iter().enumerate() {
-                            if i > 0 {
-                                f.end_field();
+                    if !nosplit {
+                        if let Some((items, _)) = self.param_list(pe)? {
+                            let ifs = self.ifs();
+                            for (i, a) in items.iter().enumerate() {
+                                if i > 0 {
+                                    f.end_field();
+                                }
+                                f.push_split(a, &ifs);
                             }
-                            f.push_split(a, &ifs);
+                            continue;
                         }
-                        continue;
+                        if self.picks_word(pe)? {
+                            // ${v:-word} unquoted: the word's own quoting decides its splitting
+                            self.expand_parts_into(&pe.arg, f, nosplit)?;
+                            continue;
+                        }
                     }
                     let v = self.expand_param(pe, false)?;
                     if let Some(v) = v {
@@ -214,6 +229,14 @@ impl Shell {
                         f.push_split(&v, &ifs);
                     }
                 }
+                WordPart::Subscript(w) => {
+                    let sub = self.expand_string(w)?;
+                    f.push_lit(&format!("[{sub}]"), false);
+                }
+                WordPart::ArrayLit(elems) => {
+                    let text = self.array_literal_text(elems)?;
+                    f.push_lit(&text, true);
+                }
                 WordPart::Arith(inner) => {
                     let s = self.expand_parts_string(inner)?;
                     let v = self.arith(&s)?;
@@ -233,8 +256,10 @@ impl Shell {
     fn expand_dq(&mut self, inner: &[WordPart], f: &mut Fields) -> Result<(), Flow> {
         for p in inner {
             match p {
-                WordPart::Param(pe) if pe.name == "@" && pe.op == ParamOp::Plain => {
-                    let params = self.params.clone();
+                WordPart::Param(pe) if is_at_list(pe) && pe.op != ParamOp::Length => {
+                    let Some((params, _)) = self.param_list(pe)? else {
+                        continue;
+                    };
                     for (i, a) in params.iter().enumerate() {
                         if i > 0 {
                             f.end_field();
@@ -264,6 +289,14 @@ impl Shell {
                 WordPart::Quoted(s) | WordPart::Lit(s) => f.push_lit(s, true),
                 WordPart::Dq(i) => self.expand_dq(i, f)?,
                 WordPart::Tilde(u) => f.push_lit(&format!("~{u}"), true),
+                WordPart::Subscript(w) => {
+                    let sub = self.expand_string(w)?;
+                    f.push_lit(&format!("[{sub}]"), true);
+                }
+                WordPart::ArrayLit(elems) => {
+                    let text = self.array_literal_text(elems)?;
+                    f.push_lit(&text, true);
+                }
             }
         }
         Ok(())
@@ -311,9 +344,230 @@ impl Shell {
         }
     }
 
+    /// Does `${name OP word}` expand to its word (`:-`/`-` on an unset or empty value, `:+`/`+`
+    /// on a set one)?
+    fn picks_word(&mut self, pe: &ParamExp) -> Result<bool, Flow> {
+        let (colon, default) = match pe.op {
+            ParamOp::Default { colon } => (colon, true),
+            ParamOp::Alt { colon } => (colon, false),
+            _ => return Ok(false),
+        };
+        let val = self.param_scalar(pe)?;
+        let full = if colon {
+            val.as_deref().is_some_and(|v| !v.is_empty())
+        } else {
+            val.is_some()
+        };
+        Ok(full != default)
+    }
+
+    /// `(a [k]=v)` expanded and re-quoted: what `declare`/`local` receive for `name=(…)`.
+    pub fn array_literal_text(&mut self, elems: &[ArrayElem]) -> Result<String, Flow> {
+        let mut items = Vec::new();
+        for e in elems {
+            let key = match &e.key {
+                Some(k) => Some(self.expand_string(k)?),
+                None => None,
+            };
+            let values = match key {
+                Some(_) => vec![self.expand_string(&e.value)?],
+                None => self.expand_words(std::slice::from_ref(&e.value))?,
+            };
+            for v in values {
+                items.push(match &key {
+                    Some(k) => format!(
+                        "[{}]={}",
+                        crate::exec::shell_quote(k),
+                        crate::exec::shell_quote(&v)
+                    ),
+                    None => crate::exec::shell_quote(&v),
+                });
+            }
+        }
+        Ok(format!("({})", items.join(" ")))
+    }
+
+    /// Expand the elements of an array literal.
+    pub fn expand_array_elems(
+        &mut self,
+        elems: &[ArrayElem],
+    ) -> Result<Vec<crate::vars::Elem>, Flow> {
+        let mut out = Vec::new();
+        for e in elems {
+            match &e.key {
+                Some(k) => {
+                    let key = self.expand_string(k)?;
+                    let value = self.expand_string(&e.value)?;
+                    out.push(crate::vars::Elem {
+                        key: Some(key),
+                        value,
+                    });
+                }
+                None => {
+                    for value in self.expand_words(std::slice::from_ref(&e.value))? {
+                        out.push(crate::vars::Elem { key: None, value });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value of `${name}`, `${name[sub]}` or `${!name}` before any operator.
+    fn param_scalar(&mut self, pe: &ParamExp) -> Result<Option<String>, Flow> {
+        let mut name = pe.name.clone();
+        let mut index = pe.index.clone();
+        if pe.indirect {
+            let Some(target) = self.param_value(&name) else {
+                return Ok(None);
+            };
+            match crate::vars::split_subscript(&target) {
+                Some((n, sub)) => {
+                    name = n.to_string();
+                    index = Some(Subscript::Expr(crate::parse::lit_word(sub)));
+                }
+                None => name = target,
+            }
+        }
+        match index {
+            Some(Subscript::Expr(w)) => {
+                let sub = self.expand_string(&w)?;
+                match self.get_elem(&name, &sub) {
+                    Ok(v) => Ok(v),
+                    Err(m) => {
+                        self.errmsg(&m);
+                        Err(Flow::Exit(1))
+                    }
+                }
+            }
+            Some(_) => {
+                // ${a[@]} in a scalar context: the values joined by spaces
+                let v = self.array_values(&name);
+                Ok((!v.is_empty() || self.vars.contains_key(&name)).then(|| v.join(" ")))
+            }
+            None => Ok(self.param_value(&name)),
+        }
+    }
+
+    /// `${a[@]}`, `${a[*]}`, `$@`, `$*`, `${!a[@]}`, `${!prefix@}`: the items (after the
+    /// operator, applied to each) and whether they join like `*`. `None` for scalar expansions.
+    fn param_list(&mut self, pe: &ParamExp) -> Result<Option<(Vec<String>, bool)>, Flow> {
+        let (items, star) = match (&pe.index, pe.name.as_str()) {
+            (None, "@" | "*") if !pe.indirect => (self.params.clone(), pe.name == "*"),
+            (Some(Subscript::All), _) | (Some(Subscript::Star), _) => {
+                let star = pe.index == Some(Subscript::Star);
+                let items = if pe.indirect {
+                    self.array_keys(&pe.name)
+                } else {
+                    self.array_values(&pe.name)
+                };
+                (items, star)
+            }
+            _ => {
+                if let ParamOp::Names { star } = pe.op {
+                    let mut names: Vec<String> = self
+                        .vars
+                        .keys()
+                        .filter(|k| k.starts_with(&pe.name))
+                        .cloned()
+                        .collect();
+                    names.sort();
+                    return Ok(Some((names, star)));
+                }
+                return Ok(None);
+            }
+        };
+        let items = match pe.op {
+            ParamOp::Plain => items,
+            ParamOp::Length => return Ok(None),
+            ParamOp::Default { colon } | ParamOp::Alt { colon } => {
+                let set = !items.is_empty();
+                let full = if colon {
+                    items.iter().any(|s| !s.is_empty())
+                } else {
+                    set
+                };
+                let use_arg = match pe.op {
+                    ParamOp::Default { .. } => !full,
+                    _ => full,
+                };
+                if use_arg {
+                    vec![self.expand_parts_string(&pe.arg)?]
+                } else if matches!(pe.op, ParamOp::Alt { .. }) {
+                    Vec::new()
+                } else {
+                    items
+                }
+            }
+            ParamOp::Substring => {
+                let off_s = self.expand_parts_string(&pe.arg)?;
+                let mut off = self.arith(&off_s)?;
+                let mut items = items;
+                if pe.index.is_none() {
+                    // positional parameters count from $0
+                    items.insert(0, self.arg0.clone());
+                }
+                let n = items.len() as i64;
+                if off < 0 {
+                    off = (n + off).max(0);
+                }
+                let start = off.min(n) as usize;
+                let end = match &pe.arg2 {
+                    Some(a) => {
+                        let l = self.expand_parts_string(a)?;
+                        let l = self.arith(&l)?;
+                        if l < 0 {
+                            let m = format!("{}: substring expression < 0", l);
+                            self.errmsg(&m);
+                            return Err(Flow::Exit(1));
+                        }
+                        (start + l as usize).min(items.len())
+                    }
+                    None => items.len(),
+                };
+                items[start..end].to_vec()
+            }
+            _ => {
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    if let Some(v) = self.apply_op(pe, Some(it))? {
+                        out.push(v);
+                    }
+                }
+                out
+            }
+        };
+        Ok(Some((items, star)))
+    }
+
     fn expand_param(&mut self, pe: &ParamExp, in_dq: bool) -> Result<Option<String>, Flow> {
         let _ = in_dq;
-        let val = self.param_value(&pe.name);
+        if pe.op == ParamOp::Length && pe.index.is_some() {
+            if let Some(Subscript::All | Subscript::Star) = pe.index {
+                let n = match self.vars.get(&pe.name) {
+                    Some(v) => v.values().len(),
+                    None => 0,
+                };
+                return Ok(Some(n.to_string()));
+            }
+        }
+        if let Some((items, star)) = self.param_list(pe)? {
+            let sep = if star {
+                match self.get_var("IFS") {
+                    Some(s) => s.chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    None => " ".into(),
+                }
+            } else {
+                " ".into()
+            };
+            return Ok(Some(items.join(&sep)));
+        }
+        let val = self.param_scalar(pe)?;
+        self.apply_op(pe, val)
+    }
+
+    /// Apply `${name OP word}` to a value (`None`: unset).
+    fn apply_op(&mut self, pe: &ParamExp, val: Option<String>) -> Result<Option<String>, Flow> {
         let is_set = val.is_some();
         let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
         let check_unset = |sh: &mut Shell, val: &Option<String>| -> Result<(), Flow> {
@@ -477,6 +731,7 @@ impl Shell {
                     v[start as usize..end.max(start) as usize].iter().collect(),
                 ))
             }
+            ParamOp::Names { .. } => Ok(None),
             ParamOp::Case { upper, all } => {
                 check_unset(self, &val)?;
                 let v = val.unwrap_or_default();

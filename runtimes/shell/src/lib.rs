@@ -9,6 +9,7 @@ pub mod expand;
 pub mod parse;
 pub mod spawn;
 pub mod text;
+pub mod vars;
 
 use std::io::Read;
 

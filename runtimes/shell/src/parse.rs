@@ -308,12 +308,32 @@ impl Parser {
                 self.pos = end;
             }
         }
+        // NAME[sub]= / NAME[sub]+= (bash array element assignment)
+        if parts.is_empty() {
+            if let Some((name, sub_end)) = self.subscript_assignment_ahead() {
+                let sub_src: String = self.src[self.pos + name.len() + 1..sub_end]
+                    .iter()
+                    .collect();
+                parts.push(WordPart::Lit(name.clone()));
+                parts.push(WordPart::Subscript(Box::new(subscript_word(&sub_src)?)));
+                self.pos = sub_end + 1;
+            }
+        }
         while let Some(c) = self.ch() {
             if is_meta(c) {
                 if c == '(' {
-                    // NAME=( … ) is a bash array
-                    if parts.is_empty() && lit.ends_with('=') && is_name(&lit[..lit.len() - 1]) {
-                        return self.unsupported("arrays");
+                    // NAME=( … ) / NAME+=( … ) is a bash array literal
+                    let head = lit.strip_suffix("+=").or_else(|| lit.strip_suffix('='));
+                    let plain = parts.is_empty() && head.is_some_and(is_name);
+                    let indexed =
+                        matches!(parts.as_slice(), [WordPart::Lit(_), WordPart::Subscript(_)])
+                            && (lit == "=" || lit == "+=");
+                    if plain || indexed {
+                        self.bump();
+                        let elems = self.lex_array_literal()?;
+                        flush(&mut lit, &mut parts);
+                        parts.push(WordPart::ArrayLit(elems));
+                        continue;
                     }
                 }
                 break;
@@ -376,6 +396,111 @@ impl Parser {
         flush(&mut lit, &mut parts);
         let raw: String = self.src[start..self.pos].iter().collect();
         Ok(Word { raw, parts })
+    }
+
+    /// At the start of a word: `NAME[…]=` or `NAME[…]+=`? Returns the name and the index of
+    /// the closing `]`.
+    fn subscript_assignment_ahead(&self) -> Option<(String, usize)> {
+        let mut i = self.pos;
+        while self
+            .src
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            i += 1;
+        }
+        let name: String = self.src[self.pos..i].iter().collect();
+        if !is_name(&name) || self.src.get(i) != Some(&'[') {
+            return None;
+        }
+        let mut depth = 0;
+        let mut j = i;
+        while let Some(&c) = self.src.get(j) {
+            match c {
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                '\n' => return None,
+                _ => {}
+            }
+            j += 1;
+        }
+        match (self.src.get(j + 1), self.src.get(j + 2)) {
+            (Some('='), _) | (Some('+'), Some('=')) => Some((name, j)),
+            _ => None,
+        }
+    }
+
+    /// The elements of `( … )` after `NAME=`; the `(` is consumed, the `)` is too.
+    fn lex_array_literal(&mut self) -> PResult<Vec<ArrayElem>> {
+        let mut elems = Vec::new();
+        loop {
+            // blanks, newlines and comments separate elements
+            match self.ch() {
+                Some(' ') | Some('\t') | Some('\r') => {
+                    self.pos += 1;
+                    continue;
+                }
+                Some('\n') => {
+                    self.bump();
+                    continue;
+                }
+                Some('\\') if self.ch_at(1) == Some('\n') => {
+                    self.bump();
+                    self.bump();
+                    continue;
+                }
+                Some('#') => {
+                    while self.ch().is_some_and(|c| c != '\n') {
+                        self.pos += 1;
+                    }
+                    continue;
+                }
+                Some(')') => {
+                    self.bump();
+                    return Ok(elems);
+                }
+                None => return self.eof_err("unterminated array literal (expecting \")\")"),
+                _ => {}
+            }
+            let mut key = None;
+            if self.ch() == Some('[') {
+                // [key]=value
+                let mut depth = 0;
+                let mut j = self.pos;
+                while let Some(&c) = self.src.get(j) {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if self.src.get(j + 1) == Some(&'=') {
+                    let k: String = self.src[self.pos + 1..j].iter().collect();
+                    key = Some(subscript_word(&k)?);
+                    self.pos = j + 2;
+                }
+            }
+            let w = if self.ch().is_some_and(is_meta) {
+                lit_word("")
+            } else {
+                self.lex_word()?
+            };
+            if key.is_none() && w.raw.is_empty() {
+                return self.err("syntax error in array literal");
+            }
+            elems.push(ArrayElem { key, value: w });
+        }
     }
 
     /// Body of a double-quoted string (terminated by `term`) or of an unquoted here-doc (`term`
@@ -618,6 +743,16 @@ impl Parser {
                 self.pos += 1;
             }
         }
+        let mut indirect = false;
+        if !length
+            && self.ch() == Some('!')
+            && self
+                .ch_at(1)
+                .is_some_and(|c| c == '_' || c.is_ascii_alphanumeric() || c == '@' || c == '*')
+        {
+            indirect = true;
+            self.pos += 1;
+        }
         let mut name = String::new();
         match self.ch() {
             Some(c) if c == '_' || c.is_ascii_alphabetic() => {
@@ -646,19 +781,60 @@ impl Parser {
             }
             _ => return self.err("bad substitution"),
         }
+        let mut index = None;
+        if self.ch() == Some('[') && is_name(&name) {
+            let mut depth = 0;
+            let mut j = self.pos;
+            while let Some(&c) = self.src.get(j) {
+                match c {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= self.src.len() {
+                return self.eof_err("unterminated ${…}");
+            }
+            let sub: String = self.src[self.pos + 1..j].iter().collect();
+            index = Some(match sub.as_str() {
+                "@" => Subscript::All,
+                "*" => Subscript::Star,
+                _ => Subscript::Expr(subscript_word(&sub)?),
+            });
+            self.pos = j + 1;
+        }
+        let with_index = |w: WordPart, index: Option<Subscript>, indirect: bool| match w {
+            WordPart::Param(mut pe) => {
+                pe.index = index;
+                pe.indirect = indirect;
+                WordPart::Param(pe)
+            }
+            w => w,
+        };
         if length {
             if self.bump() != Some('}') {
                 return self.err("bad substitution");
             }
-            return Ok(param(name, ParamOp::Length));
+            return Ok(with_index(param(name, ParamOp::Length), index, false));
         }
-        if self.ch() == Some('[') {
-            return self.unsupported("arrays");
+        if indirect && index.is_none() && matches!(self.ch(), Some('@') | Some('*')) {
+            // ${!prefix@}: the names of the variables starting with prefix
+            let star = self.bump() == Some('*');
+            if self.bump() != Some('}') {
+                return self.err("bad substitution");
+            }
+            return Ok(param(name, ParamOp::Names { star }));
         }
         let op = match (self.ch(), self.ch_at(1)) {
             (Some('}'), _) => {
                 self.pos += 1;
-                return Ok(param(name, ParamOp::Plain));
+                return Ok(with_index(param(name, ParamOp::Plain), index, indirect));
             }
             (Some(':'), Some('-')) => (2, ParamOp::Default { colon: true }),
             (Some(':'), Some('=')) => (2, ParamOp::Assign { colon: true }),
@@ -775,6 +951,8 @@ impl Parser {
         }
         Ok(WordPart::Param(Box::new(ParamExp {
             name,
+            index,
+            indirect,
             op,
             arg,
             arg2,
@@ -1348,8 +1526,8 @@ impl Parser {
                         unreachable!()
                     };
                     if cmd.words.is_empty() {
-                        if let Some((name, value)) = split_assignment(&w) {
-                            cmd.assigns.push((name, value));
+                        if let Some(a) = split_assignment(&w) {
+                            cmd.assigns.push(a);
                             continue;
                         }
                         // function definition: NAME ( )
@@ -1393,6 +1571,8 @@ fn is_name_or_fn(s: &str) -> bool {
 fn param(name: String, op: ParamOp) -> WordPart {
     WordPart::Param(Box::new(ParamExp {
         name,
+        index: None,
+        indirect: false,
         op,
         arg: Vec::new(),
         arg2: None,
@@ -1427,23 +1607,79 @@ pub fn literal_text(parts: &[WordPart]) -> String {
     s
 }
 
-fn split_assignment(w: &Word) -> Option<(String, Word)> {
-    let WordPart::Lit(first) = w.parts.first()? else {
+/// Parse the text of a subscript (`a[…]`, `[key]=`) as a word: quotes removed, expansions kept.
+pub fn subscript_word(src: &str) -> PResult<Word> {
+    let mut p = Parser::new(src);
+    let w = p.lex_word()?;
+    if p.pos == p.src.len() {
+        return Ok(Word {
+            raw: src.to_string(),
+            parts: w.parts,
+        });
+    }
+    // blanks inside (`a[i + 1]`): an arithmetic text with expansions, quotes kept
+    let mut p = Parser::new(src);
+    let parts = p.lex_dq_body(None, true)?;
+    Ok(Word {
+        raw: src.to_string(),
+        parts,
+    })
+}
+
+/// `name=value`, `name+=value`, `name[sub]=value`, `name=(…)` as an assignment.
+fn split_assignment(w: &Word) -> Option<Assign> {
+    let (name, index, rest_parts) = match w.parts.as_slice() {
+        [WordPart::Lit(n), WordPart::Subscript(sub), rest @ ..] if is_name(n) => {
+            (n.clone(), Some((**sub).clone()), rest)
+        }
+        _ => {
+            let WordPart::Lit(first) = w.parts.first()? else {
+                return None;
+            };
+            let eq = first.find('=')?;
+            let name = first[..eq].strip_suffix('+').unwrap_or(&first[..eq]);
+            if !is_name(name) {
+                return None;
+            }
+            (name.to_string(), None, &w.parts[..])
+        }
+    };
+    // rest_parts starts with the Lit holding `=`/`+=` (after the name, or after the subscript)
+    let WordPart::Lit(head) = rest_parts.first()? else {
         return None;
     };
-    let eq = first.find('=')?;
-    let name = &first[..eq];
-    if !is_name(name) {
-        return None;
-    }
+    let after_name = if index.is_some() {
+        head.as_str()
+    } else {
+        &head[name.len()..]
+    };
+    let (append, rest) = if let Some(r) = after_name.strip_prefix("+=") {
+        (true, r)
+    } else {
+        (false, after_name.strip_prefix('=')?)
+    };
     let mut parts = Vec::new();
-    let rest = &first[eq + 1..];
     if !rest.is_empty() {
         parts.push(WordPart::Lit(rest.to_string()));
     }
-    parts.extend(w.parts[1..].iter().cloned());
-    let raw = w.raw[w.raw.find('=').unwrap() + 1..].to_string();
-    Some((name.to_string(), Word { raw, parts }))
+    parts.extend(rest_parts[1..].iter().cloned());
+    let value = match parts.as_slice() {
+        [WordPart::ArrayLit(elems)] => AssignValue::Array(elems.clone()),
+        _ => {
+            let raw = match w.raw.find('=') {
+                Some(i) => w.raw[i + 1..].to_string(),
+                None => String::new(),
+            };
+            AssignValue::Scalar(Word { raw, parts })
+        }
+    };
+    Some(Assign {
+        name,
+        index,
+        append,
+        value,
+        raw: w.raw.clone(),
+    })
 }
 
 /// Parse a whole script.
@@ -1515,11 +1751,9 @@ impl Unparser {
                     }
                     first = false;
                 };
-                for (n, v) in &s.assigns {
+                for a in &s.assigns {
                     sp(&mut self.out);
-                    self.out.push_str(n);
-                    self.out.push('=');
-                    self.out.push_str(&v.raw);
+                    self.out.push_str(&a.raw);
                 }
                 for w in &s.words {
                     sp(&mut self.out);
@@ -1718,7 +1952,7 @@ mod tests {
         let p = parse("A=1 B=\"x y\" cmd arg >out 2>&1 <in").unwrap();
         let s = simple(&p, 0);
         assert_eq!(s.assigns.len(), 2);
-        assert_eq!(s.assigns[0].0, "A");
+        assert_eq!(s.assigns[0].name, "A");
         assert_eq!(s.words.len(), 2);
         assert_eq!(s.redirs.len(), 3);
         assert_eq!(s.redirs[1].fd, Some(2));
@@ -1794,12 +2028,32 @@ mod tests {
     }
 
     #[test]
+    fn arrays() {
+        let p = parse("a=(1 \"b c\" [5]=x) m[k]+=v; echo ${a[@]} ${#a[1]} ${!m[@]}").unwrap();
+        let s = simple(&p, 0);
+        let AssignValue::Array(elems) = &s.assigns[0].value else {
+            panic!("not an array literal: {:?}", s.assigns[0]);
+        };
+        assert_eq!(elems.len(), 3);
+        assert_eq!(elems[2].key.as_ref().map(|k| k.raw.as_str()), Some("5"));
+        assert_eq!(s.assigns[1].name, "m");
+        assert!(s.assigns[1].append && s.assigns[1].index.is_some());
+        let e = simple(&p, 1);
+        let WordPart::Param(pe) = &e.words[1].parts[0] else {
+            panic!("{:?}", e.words[1]);
+        };
+        assert_eq!(pe.index, Some(Subscript::All));
+        let WordPart::Param(pe) = &e.words[3].parts[0] else {
+            panic!("{:?}", e.words[3]);
+        };
+        assert!(pe.indirect && pe.index == Some(Subscript::All));
+    }
+
+    #[test]
     fn unsupported_and_errors() {
         let e = parse("sleep 1 &").unwrap_err();
         assert!(e.unsupported && e.to_string().contains("not supported"));
-        assert!(parse("a=(1 2)").unwrap_err().unsupported);
         assert!(parse("diff <(a) <(b)").unwrap_err().unsupported);
-        assert!(parse("echo ${a[1]}").unwrap_err().unsupported);
         let e = parse("if then fi").unwrap_err();
         assert!(!e.unsupported);
         assert!(parse("echo 'open").unwrap_err().incomplete);

@@ -5,14 +5,14 @@
 //! Not every case passes yet. Those that do not are listed, one per line with the reason, in
 //! bash_known_failures.txt. The test fails when a case outside that list differs (a regression),
 //! when a listed case passes (the list must stay honest: delete its line), or when the pass count
-//! falls below FLOOR.
+//! falls below FLOOR. `BASH_TABLE_REPORT=FILE` writes every difference to FILE.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 /// The least number of passing cases; raise it as cases get fixed.
-const FLOOR: usize = 315;
+const FLOOR: usize = 363;
 
 #[test]
 fn bash_differential_table() {
@@ -37,6 +37,11 @@ fn bash_differential_table() {
     );
 
     let failures = common::failures("bash", &cases);
+    if let Some(path) = std::env::var_os("BASH_TABLE_REPORT") {
+        // every difference, for updating bash_known_failures.txt
+        let all: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
+        std::fs::write(path, all.join("\n")).expect("write BASH_TABLE_REPORT");
+    }
     let failed: BTreeSet<&str> = failures.iter().map(|f| f.0.as_str()).collect();
     let passed = cases.len() - failures.len();
     eprintln!(

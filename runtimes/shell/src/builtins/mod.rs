@@ -503,7 +503,8 @@ fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
         names.sort();
         let mut s = String::new();
         for n in names {
-            s.push_str(&format!("{}={}\n", n, shell_quote(&sh.vars[n].value)));
+            let text = sh.vars[n].text().unwrap_or_default();
+            s.push_str(&format!("{}={}\n", n, shell_quote(text)));
         }
         sh.out(&s);
         return Ok(0);
@@ -598,7 +599,8 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
         ks.sort_by(|a, b| a.0.cmp(b.0));
         let mut s = String::new();
         for (k, v) in ks {
-            s.push_str(&format!("{name} {}={}\n", k, shell_quote(&v.value)));
+            let text = v.text().unwrap_or_default();
+            s.push_str(&format!("{name} {}={}\n", k, shell_quote(text)));
         }
         sh.out(&s);
         return Ok(0);
@@ -618,11 +620,10 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
                 return Err(Flow::Exit(2));
             }
         }
-        let e = sh.vars.entry(n.clone()).or_insert(Var {
-            value: String::new(),
-            exported: false,
-            readonly: false,
-        });
+        let e = sh
+            .vars
+            .entry(n.clone())
+            .or_insert_with(|| Var::scalar("", false));
         if ro {
             e.readonly = true;
         } else {
@@ -690,11 +691,10 @@ fn builtin_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
             sh.vars.remove(&n);
         }
         if export || ro {
-            let e = sh.vars.entry(n.clone()).or_insert(Var {
-                value: String::new(),
-                exported: false,
-                readonly: false,
-            });
+            let e = sh
+                .vars
+                .entry(n.clone())
+                .or_insert_with(|| Var::scalar("", false));
             e.exported |= export;
             e.readonly |= ro;
         }
