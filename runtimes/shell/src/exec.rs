@@ -998,7 +998,7 @@ impl Shell {
     fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
         self.line = cmd.line;
         self.subst_status = None;
-        let argv = self.expand_words(&cmd.words)?;
+        let argv = self.expand_command_words(&cmd.words)?;
         if argv.is_empty() {
             // assignments only (and redirections for their side effects)
             for a in &cmd.assigns {

@@ -93,6 +93,28 @@ impl Shell {
         Ok(out)
     }
 
+    /// The words of a simple command. Arguments of the declaration utilities (`export`,
+    /// `readonly`, `local`, and bash's `declare`/`typeset`) that look like assignments are
+    /// expanded like assignments: no field splitting, no pathname expansion.
+    pub fn expand_command_words(&mut self, words: &[Word]) -> Result<Vec<String>, Flow> {
+        let decl = words.first().and_then(|w| w.as_literal()).is_some_and(|n| {
+            matches!(n, "export" | "readonly" | "local")
+                || (self.bash && matches!(n, "declare" | "typeset"))
+        });
+        if !decl {
+            return self.expand_words(words);
+        }
+        let mut out = Vec::new();
+        for w in words {
+            if crate::parse::split_assignment(w).is_some() {
+                out.push(self.expand_string(w)?);
+            } else {
+                out.extend(self.expand_words(std::slice::from_ref(w))?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn expand_word_fields(&mut self, w: &Word) -> Result<Vec<Vec<PChar>>, Flow> {
         if self.bash {
             if let Some(alts) = crate::expand::brace_expand(w) {
@@ -341,6 +363,14 @@ impl Shell {
             "LINENO" => Some(self.line.to_string()),
             "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
             n => self.get_var(n),
+        }
+    }
+
+    /// Expand the text of a subscript given as a string (`unset 'a[$i]'`, `[[ -v a[k] ]]`).
+    pub fn expand_subscript_text(&mut self, text: &str) -> Result<String, Flow> {
+        match crate::parse::subscript_word(text) {
+            Ok(w) => self.expand_string(&w),
+            Err(_) => Ok(text.to_string()),
         }
     }
 

@@ -1627,7 +1627,7 @@ pub fn subscript_word(src: &str) -> PResult<Word> {
 }
 
 /// `name=value`, `name+=value`, `name[sub]=value`, `name=(…)` as an assignment.
-fn split_assignment(w: &Word) -> Option<Assign> {
+pub fn split_assignment(w: &Word) -> Option<Assign> {
     let (name, index, rest_parts) = match w.parts.as_slice() {
         [WordPart::Lit(n), WordPart::Subscript(sub), rest @ ..] if is_name(n) => {
             (n.clone(), Some((**sub).clone()), rest)

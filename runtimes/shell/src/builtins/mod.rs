@@ -3,6 +3,8 @@
 use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
+mod declare;
+
 const SPECIAL: &[&str] = &[
     ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
     "shift", "trap", "unset",
@@ -183,6 +185,7 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
                     a => {
                         if funcs {
                             sh.funcs.remove(a);
+                        } else if sh.bash && declare::unset_element(sh, a)? {
                         } else if let Err(m) = sh.unset_var(a) {
                             sh.errmsg(&format!("unset: {m}"));
                             st = 1;
@@ -192,7 +195,7 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             }
             Ok(st)
         }
-        "local" | "declare" | "typeset" => builtin_local(sh, name, args),
+        "local" | "declare" | "typeset" => declare::declare(sh, name, args),
         "read" => builtin_read(sh, args),
         "eval" => {
             let src = args.join(" ");
@@ -631,72 +634,6 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
         }
         if !ro && !unexport && !sh.vars.contains_key(&n) {
             // `export NAME` of an unset variable: remember the export (value empty)
-        }
-    }
-    Ok(0)
-}
-
-fn builtin_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
-    let mut export = false;
-    let mut ro = false;
-    let mut names = Vec::new();
-    for a in args {
-        if a.starts_with('-') && a.len() > 1 && name != "local" {
-            for c in a[1..].chars() {
-                match c {
-                    'x' => export = true,
-                    'r' => ro = true,
-                    'i' | 'g' | 'l' | 'u' => {}
-                    'a' | 'A' => {
-                        sh.errmsg(&format!("{name} -{c}: arrays: not supported"));
-                        return Ok(2);
-                    }
-                    _ => {
-                        sh.errmsg(&format!("{name} -{c}: not supported"));
-                        return Ok(2);
-                    }
-                }
-            }
-            continue;
-        }
-        names.push(a.clone());
-    }
-    let in_func = !sh.locals.is_empty();
-    if name == "local" && !in_func {
-        sh.errmsg("local: not in a function");
-        return Ok(if sh.bash { 1 } else { 2 });
-    }
-    for a in names {
-        let (n, val) = match a.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        if !is_name(&n) {
-            sh.errmsg(&format!("{name}: {n}: bad variable name"));
-            return Ok(1);
-        }
-        if in_func {
-            let old = sh.vars.get(&n).cloned();
-            let frame = sh.locals.last_mut().unwrap();
-            if !frame.iter().any(|(k, _)| *k == n) {
-                frame.push((n.clone(), old));
-            }
-        }
-        if let Some(v) = val {
-            if let Err(m) = sh.set_var(&n, &v) {
-                sh.errmsg(&m);
-                return Ok(1);
-            }
-        } else if sh.bash && in_func && name == "local" {
-            sh.vars.remove(&n);
-        }
-        if export || ro {
-            let e = sh
-                .vars
-                .entry(n.clone())
-                .or_insert_with(|| Var::scalar("", false));
-            e.exported |= export;
-            e.readonly |= ro;
         }
     }
     Ok(0)
