@@ -111,6 +111,8 @@ pub struct Shell {
     /// The name used in messages ("sh" or "bash").
     pub name: String,
     pub pending_captures: Vec<(Sink, Sink)>,
+    /// bash `shopt` settings.
+    pub shopt: crate::builtins::shopt::Shopt,
 }
 
 pub fn io_err_msg(e: &std::io::Error) -> String {
@@ -220,6 +222,7 @@ impl Shell {
                     .unwrap_or(1),
             name: if bash { "bash".into() } else { "sh".into() },
             pending_captures: Vec::new(),
+            shopt: Default::default(),
         };
         let _ = std::env::set_current_dir(&cwd);
         sh.set_var_exported("PWD", &cwd);

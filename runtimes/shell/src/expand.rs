@@ -3,6 +3,7 @@
 
 use crate::ast::*;
 use crate::exec::{Flow, Shell};
+pub use crate::pattern::{glob, pat_match, GlobOpts};
 
 /// A character of an expanded word and whether it is quoted (not special for globbing).
 pub type PChar = (char, bool);
@@ -134,11 +135,18 @@ impl Shell {
 
     fn glob_field(&self, f: &[PChar], out: &mut Vec<String>) {
         let has_glob = !self.opts.noglob
-            && f.iter()
-                .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+            && (f
+                .iter()
+                .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['))
+                || (self.bash
+                    && f.windows(2)
+                        .any(|w| !w[0].1 && "@!+*?".contains(w[0].0) && w[1] == ('(', false))));
         if has_glob {
-            let matches = glob(f, &self.cwd_for_glob());
-            if !matches.is_empty() {
+            let opts = GlobOpts {
+                dotglob: self.shopt.get("dotglob"),
+            };
+            let matches = glob(f, &self.cwd_for_glob(), opts);
+            if !matches.is_empty() || self.shopt.get("nullglob") {
                 out.extend(matches);
                 return;
             }
@@ -817,159 +825,6 @@ impl Shell {
             }
         }
     }
-
-    // ------------------------------------------------------------ [[ ]]
-
-    pub fn dbl_bracket(&mut self, words: &[TestWord]) -> Result<i32, Flow> {
-        // Expand operands (no splitting/globbing); keep the right side of == / != / =~ as pattern.
-        let mut args: Vec<(String, Option<Vec<PChar>>, bool)> = Vec::new(); // (text, pattern, is_op)
-        let mut i = 0;
-        while i < words.len() {
-            match &words[i] {
-                TestWord::Op(o) => args.push((o.clone(), None, true)),
-                TestWord::Word(w) => {
-                    let prev_is_match = matches!(args.last(), Some((o, _, false)) if o == "==" || o == "=" || o == "!=")
-                        && w.raw != "]]";
-                    let is_opword =
-                        matches!(w.raw.as_str(), "==" | "=" | "!=" | "=~" | "!" | "-a" | "-o")
-                            || (w.raw.starts_with('-')
-                                && w.raw.len() <= 3
-                                && w.as_literal().is_some());
-                    if prev_is_match {
-                        let pat = self.expand_pattern(w)?;
-                        args.push((chars_to_string(&pat), Some(pat), false));
-                    } else {
-                        let s = self.expand_string(w)?;
-                        args.push((s, None, is_opword && w.as_literal().is_some()));
-                    }
-                }
-            }
-            i += 1;
-        }
-        let mut p = DblTest {
-            args: &args,
-            pos: 0,
-            sh: self,
-        };
-        let r = p.or();
-        match r {
-            Ok(b) if p.pos == args.len() => Ok(if b { 0 } else { 1 }),
-            Ok(_) | Err(_) => {
-                self.errmsg("[[: syntax error");
-                Ok(2)
-            }
-        }
-    }
-}
-
-struct DblTest<'a> {
-    args: &'a [(String, Option<Vec<PChar>>, bool)],
-    pos: usize,
-    sh: &'a mut Shell,
-}
-
-impl DblTest<'_> {
-    fn peek(&self) -> Option<&str> {
-        self.args.get(self.pos).map(|a| a.0.as_str())
-    }
-    fn or(&mut self) -> Result<bool, ()> {
-        let mut v = self.and()?;
-        while self.peek() == Some("||") {
-            self.pos += 1;
-            let r = self.and()?;
-            v = v || r;
-        }
-        Ok(v)
-    }
-    fn and(&mut self) -> Result<bool, ()> {
-        let mut v = self.not()?;
-        while self.peek() == Some("&&") {
-            self.pos += 1;
-            let r = self.not()?;
-            v = v && r;
-        }
-        Ok(v)
-    }
-    fn not(&mut self) -> Result<bool, ()> {
-        if self.peek() == Some("!") {
-            self.pos += 1;
-            return Ok(!self.not()?);
-        }
-        self.prim()
-    }
-    fn prim(&mut self) -> Result<bool, ()> {
-        if self.peek() == Some("(") {
-            self.pos += 1;
-            let v = self.or()?;
-            if self.peek() != Some(")") {
-                return Err(());
-            }
-            self.pos += 1;
-            return Ok(v);
-        }
-        let a = self.args.get(self.pos).ok_or(())?.clone();
-        // binary?
-        if let Some(op) = self.args.get(self.pos + 1).map(|x| x.0.clone()) {
-            let is_bin = matches!(
-                op.as_str(),
-                "==" | "="
-                    | "!="
-                    | "=~"
-                    | "<"
-                    | ">"
-                    | "-eq"
-                    | "-ne"
-                    | "-lt"
-                    | "-le"
-                    | "-gt"
-                    | "-ge"
-                    | "-nt"
-                    | "-ot"
-                    | "-ef"
-            );
-            if is_bin && self.pos + 2 < self.args.len() + 1 {
-                let b = self.args.get(self.pos + 2).ok_or(())?.clone();
-                self.pos += 3;
-                return Ok(match op.as_str() {
-                    "==" | "=" => pat_match(
-                        b.1.as_deref().unwrap_or(&[]),
-                        &a.0.chars().collect::<Vec<_>>(),
-                    ),
-                    "!=" => !pat_match(
-                        b.1.as_deref().unwrap_or(&[]),
-                        &a.0.chars().collect::<Vec<_>>(),
-                    ),
-                    "=~" => match regex::Regex::new(&b.0) {
-                        Ok(re) => re.is_match(&a.0),
-                        Err(_) => return Err(()),
-                    },
-                    "<" => a.0 < b.0,
-                    ">" => a.0 > b.0,
-                    _ => {
-                        let x = self.sh.arith(&a.0).map_err(|_| ())?;
-                        let y = self.sh.arith(&b.0).map_err(|_| ())?;
-                        match op.as_str() {
-                            "-eq" => x == y,
-                            "-ne" => x != y,
-                            "-lt" => x < y,
-                            "-le" => x <= y,
-                            "-gt" => x > y,
-                            _ => x >= y,
-                        }
-                    }
-                });
-            }
-        }
-        if a.2 && a.0.starts_with('-') && a.0.len() == 2 {
-            if let Some(b) = self.args.get(self.pos + 1) {
-                let args = vec![a.0.clone(), b.0.clone()];
-                self.pos += 2;
-                return crate::builtins::test_eval(&args, &self.sh.cwd).map_err(|_| ());
-            }
-        }
-        self.pos += 1;
-        Ok(!a.0.is_empty())
-    }
 }
 
 // ---------------------------------------------------------------- arithmetic
@@ -1296,206 +1151,6 @@ fn binop(op: &str, a: i64, b: i64, eval: bool) -> AR {
 // ---------------------------------------------------------------- patterns
 
 /// Match a shell pattern (`*`, `?`, `[…]`; quoted characters literal) against a whole string.
-pub fn pat_match(p: &[PChar], s: &[char]) -> bool {
-    let (mut pi, mut si) = (0usize, 0usize);
-    let (mut star_p, mut star_s) = (usize::MAX, 0usize);
-    while si < s.len() {
-        if pi < p.len() {
-            let (c, q) = p[pi];
-            if !q && c == '*' {
-                star_p = pi;
-                star_s = si;
-                pi += 1;
-                continue;
-            }
-            if !q && c == '?' {
-                pi += 1;
-                si += 1;
-                continue;
-            }
-            if !q && c == '[' {
-                if let Some((matched, next)) = bracket(p, pi, s[si]) {
-                    if matched {
-                        pi = next;
-                        si += 1;
-                        continue;
-                    }
-                } else if s[si] == '[' {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-            } else if c == s[si] {
-                pi += 1;
-                si += 1;
-                continue;
-            }
-        }
-        if star_p != usize::MAX {
-            pi = star_p + 1;
-            star_s += 1;
-            si = star_s;
-            continue;
-        }
-        return false;
-    }
-    while pi < p.len() && p[pi] == ('*', false) {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// A bracket expression at p[start] == '['. Returns (matched, index after `]`), or None if not a
-/// valid bracket expression.
-fn bracket(p: &[PChar], start: usize, ch: char) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let mut negate = false;
-    if i < p.len() && !p[i].1 && (p[i].0 == '!' || p[i].0 == '^') {
-        negate = true;
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() {
-        let (c, q) = p[i];
-        if c == ']' && !q && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if c == '[' && !q && i + 1 < p.len() && p[i + 1].0 == ':' {
-            // character class
-            let rest: String = p[i + 2..].iter().map(|x| x.0).collect();
-            if let Some(end) = rest.find(":]") {
-                let class = &rest[..end];
-                let m = match class {
-                    "alpha" => ch.is_alphabetic(),
-                    "digit" => ch.is_ascii_digit(),
-                    "alnum" => ch.is_alphanumeric(),
-                    "upper" => ch.is_uppercase(),
-                    "lower" => ch.is_lowercase(),
-                    "space" => ch.is_whitespace(),
-                    "blank" => ch == ' ' || ch == '\t',
-                    "punct" => ch.is_ascii_punctuation(),
-                    "xdigit" => ch.is_ascii_hexdigit(),
-                    "print" => !ch.is_control(),
-                    "graph" => !ch.is_control() && ch != ' ',
-                    "cntrl" => ch.is_control(),
-                    _ => false,
-                };
-                matched |= m;
-                i += 2 + class.chars().count() + 2;
-                continue;
-            }
-        }
-        if i + 2 < p.len() && p[i + 1] == ('-', false) && p[i + 2].0 != ']' {
-            let hi = p[i + 2].0;
-            if c <= ch && ch <= hi {
-                matched = true;
-            }
-            i += 3;
-            continue;
-        }
-        if c == ch {
-            matched = true;
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Pathname expansion of one field. Returns sorted matches (empty if none).
-pub fn glob(pat: &[PChar], cwd: &str) -> Vec<String> {
-    let absolute = pat.first().map(|c| c.0) == Some('/');
-    // split into components
-    let mut comps: Vec<Vec<PChar>> = vec![Vec::new()];
-    for &c in pat {
-        if c.0 == '/' {
-            comps.push(Vec::new());
-        } else {
-            comps.last_mut().unwrap().push(c);
-        }
-    }
-    let mut results: Vec<String> = vec![if absolute {
-        "/".to_string()
-    } else {
-        String::new()
-    }];
-    let start = if absolute { 1 } else { 0 };
-    let ncomp = comps.len();
-    for (ci, comp) in comps.iter().enumerate().skip(start) {
-        let last = ci + 1 == ncomp;
-        let has_glob = comp
-            .iter()
-            .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
-        let mut next = Vec::new();
-        for base in &results {
-            if comp.is_empty() {
-                // trailing slash or `//`
-                next.push(base.clone());
-                continue;
-            }
-            if !has_glob {
-                let name: String = comp.iter().map(|c| c.0).collect();
-                let p = format!("{base}{name}");
-                let full = if p.starts_with('/') {
-                    p.clone()
-                } else {
-                    format!("{cwd}/{p}")
-                };
-                if std::fs::symlink_metadata(&full).is_ok() {
-                    next.push(p);
-                }
-                continue;
-            }
-            let dir = if base.is_empty() {
-                cwd.to_string()
-            } else if base.starts_with('/') {
-                base.clone()
-            } else {
-                format!("{cwd}/{base}")
-            };
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut names: Vec<String> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            let explicit_dot = comp.first().map(|c| c.0) == Some('.');
-            for n in names {
-                if n.starts_with('.') && !explicit_dot {
-                    continue;
-                }
-                let nc: Vec<char> = n.chars().collect();
-                if pat_match(comp, &nc) {
-                    let p = format!("{base}{n}");
-                    if !last {
-                        let full = if p.starts_with('/') {
-                            p.clone()
-                        } else {
-                            format!("{cwd}/{p}")
-                        };
-                        if !std::path::Path::new(&full).is_dir() {
-                            continue;
-                        }
-                    }
-                    next.push(p);
-                }
-            }
-        }
-        results = next
-            .into_iter()
-            .map(|p| if last { p } else { format!("{p}/") })
-            .collect();
-        if results.is_empty() {
-            return results;
-        }
-    }
-    results.sort();
-    results
-}
-
 /// bash brace expansion on the unquoted literal parts of a word: `{a,b}` and `{1..5}`.
 pub fn brace_expand(w: &Word) -> Option<Vec<Word>> {
     // only handle the simple case where the braces are inside one Lit part

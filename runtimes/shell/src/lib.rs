@@ -4,9 +4,11 @@
 pub mod applets;
 pub mod ast;
 pub mod builtins;
+pub mod cond;
 pub mod exec;
 pub mod expand;
 pub mod parse;
+pub mod pattern;
 pub mod spawn;
 pub mod text;
 pub mod vars;

@@ -320,6 +320,24 @@ impl Parser {
             }
         }
         while let Some(c) = self.ch() {
+            if c == '(' && lit.ends_with(['@', '!', '+', '*', '?']) {
+                // bash extended pattern `@(a|b)`: literal text up to the matching `)`
+                let mut depth = 0;
+                while let Some(c) = self.bump() {
+                    lit.push(c);
+                    match c {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
             if is_meta(c) {
                 if c == '(' {
                     // NAME=( … ) / NAME+=( … ) is a bash array literal

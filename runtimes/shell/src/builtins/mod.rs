@@ -4,6 +4,7 @@ use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
 mod declare;
+pub mod shopt;
 
 const SPECIAL: &[&str] = &[
     ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
@@ -40,7 +41,6 @@ const UNSUPPORTED: &[&str] = &[
     "kill",
     "ulimit",
     "times",
-    "shopt",
     "pushd",
     "popd",
     "dirs",
@@ -195,6 +195,7 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             }
             Ok(st)
         }
+        "shopt" => shopt::shopt(sh, args),
         "local" | "declare" | "typeset" => declare::declare(sh, name, args),
         "read" => builtin_read(sh, args),
         "eval" => {
@@ -471,6 +472,93 @@ fn builtin_cd(sh: &mut Shell, args: &[String]) -> R {
     Ok(0)
 }
 
+/// `set -o` (`on`) / `set +o` listings, in the reference shell's format.
+fn option_listing(sh: &Shell, on: bool) -> String {
+    let names: &[&str] = if sh.bash {
+        &[
+            "allexport",
+            "braceexpand",
+            "emacs",
+            "errexit",
+            "errtrace",
+            "functrace",
+            "hashall",
+            "histexpand",
+            "history",
+            "ignoreeof",
+            "interactive-comments",
+            "keyword",
+            "monitor",
+            "noclobber",
+            "noexec",
+            "noglob",
+            "nolog",
+            "notify",
+            "nounset",
+            "onecmd",
+            "physical",
+            "pipefail",
+            "posix",
+            "privileged",
+            "verbose",
+            "vi",
+            "xtrace",
+        ]
+    } else {
+        &[
+            "errexit",
+            "noglob",
+            "ignoreeof",
+            "interactive",
+            "monitor",
+            "noexec",
+            "stdin",
+            "xtrace",
+            "verbose",
+            "vi",
+            "emacs",
+            "noclobber",
+            "allexport",
+            "notify",
+            "nounset",
+            "privileged",
+            "nolog",
+            "debug",
+        ]
+    };
+    let mut s = String::new();
+    if on && !sh.bash {
+        s.push_str("Current option settings\n");
+    }
+    for n in names {
+        let v = option_is_on(sh, n);
+        if !on {
+            s.push_str(&format!("set {}o {n}\n", if v { '-' } else { '+' }));
+        } else if sh.bash {
+            s.push_str(&format!("{n:<15}\t{}\n", onoff(v)));
+        } else {
+            s.push_str(&format!("{n:<16}{}\n", onoff(v)));
+        }
+    }
+    s
+}
+
+/// Is the `set -o` option `name` on? (`[[ -o name ]]`, listings)
+pub fn option_is_on(sh: &Shell, name: &str) -> bool {
+    let o = &sh.opts;
+    match name {
+        "errexit" => o.errexit,
+        "nounset" => o.nounset,
+        "xtrace" => o.xtrace,
+        "noglob" => o.noglob,
+        "noclobber" => o.noclobber,
+        "allexport" => o.allexport,
+        "pipefail" => o.pipefail,
+        "braceexpand" | "hashall" | "interactive-comments" => sh.bash,
+        _ => false,
+    }
+}
+
 fn set_opt(sh: &mut Shell, name: &str, on: bool) -> bool {
     match name {
         "e" | "errexit" => sh.opts.errexit = on,
@@ -543,17 +631,7 @@ fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
                     continue;
                 }
                 None => {
-                    let o = sh.opts.clone();
-                    let s = format!(
-                        "errexit\t{}\nnounset\t{}\nxtrace\t{}\nnoglob\t{}\nnoclobber\t{}\nallexport\t{}\npipefail\t{}\n",
-                        onoff(o.errexit),
-                        onoff(o.nounset),
-                        onoff(o.xtrace),
-                        onoff(o.noglob),
-                        onoff(o.noclobber),
-                        onoff(o.allexport),
-                        onoff(o.pipefail)
-                    );
+                    let s = option_listing(sh, on);
                     sh.out(&s);
                     return Ok(0);
                 }
