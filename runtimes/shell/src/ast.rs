@@ -215,6 +215,13 @@ pub enum Compound {
     },
     /// bash `(( expr ))`
     Arith(Word),
+    /// bash `for (( init; cond; step ))`; an empty condition is true.
+    ArithFor {
+        init: Word,
+        cond: Word,
+        step: Word,
+        body: Program,
+    },
     /// bash `[[ … ]]`: the words between the brackets, unexpanded.
     Test(Vec<TestWord>),
 }

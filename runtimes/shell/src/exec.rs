@@ -732,12 +732,53 @@ impl Shell {
                 self.status = st;
                 Ok(st)
             }
+            Compound::ArithFor {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                let e = self.expand_string(init)?;
+                if !e.trim().is_empty() {
+                    self.arith(&e)?;
+                }
+                self.loop_depth += 1;
+                let r = self.arith_for_loop(cond, step, body);
+                self.loop_depth -= 1;
+                let st = r?;
+                self.status = st;
+                Ok(st)
+            }
             Compound::Arith(w) => {
                 let s = self.expand_string(w)?;
                 let v = self.arith(&s)?;
                 Ok((v == 0) as i32)
             }
             Compound::Test(words) => self.dbl_bracket(words),
+        }
+    }
+
+    /// The iterations of `for ((…))` (after init), with break/continue.
+    fn arith_for_loop(&mut self, cond: &Word, step: &Word, body: &Program) -> R {
+        let mut st = 0;
+        loop {
+            let c = self.expand_string(cond)?;
+            if !c.trim().is_empty() && self.arith(&c)? == 0 {
+                return Ok(st);
+            }
+            match self.exec_program(body) {
+                Ok(s) => st = s,
+                Err(Flow::Break(n)) => {
+                    return if n > 1 { Err(Flow::Break(n - 1)) } else { Ok(0) };
+                }
+                Err(Flow::Continue(n)) if n > 1 => return Err(Flow::Continue(n - 1)),
+                Err(Flow::Continue(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let s = self.expand_string(step)?;
+            if !s.trim().is_empty() {
+                self.arith(&s)?;
+            }
         }
     }
 

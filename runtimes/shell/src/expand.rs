@@ -867,6 +867,27 @@ fn arith_lex(s: &str) -> Result<Vec<AT>, String> {
             while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_') {
                 i += 1;
             }
+            if c.get(i) == Some(&'[') {
+                // array element: the name keeps its `[subscript]`
+                let mut depth = 0;
+                while i < c.len() {
+                    match c[i] {
+                        '[' => depth += 1,
+                        ']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                if depth != 0 {
+                    return Err("missing `]'".into());
+                }
+            }
             v.push(AT::Name(c[st..i].iter().collect()));
             continue;
         }
@@ -921,7 +942,10 @@ impl Arith<'_> {
         }
     }
     fn var(&mut self, name: &str) -> AR {
-        let v = self.sh.param_value(name);
+        let v = match crate::vars::split_subscript(name) {
+            Some((n, sub)) => self.sh.get_elem(n, sub)?,
+            None => self.sh.param_value(name),
+        };
         match v {
             None => {
                 if self.sh.opts.nounset {
@@ -959,7 +983,10 @@ impl Arith<'_> {
     }
     fn assign(&mut self, name: &str, v: i64, eval: bool) -> Result<(), String> {
         if eval {
-            self.sh.set_var(name, &v.to_string())?;
+            match crate::vars::split_subscript(name) {
+                Some((n, sub)) => self.sh.assign_elem(n, sub, &v.to_string(), false)?,
+                None => self.sh.set_var(name, &v.to_string())?,
+            }
         }
         Ok(())
     }

@@ -1337,7 +1337,7 @@ impl Parser {
     fn parse_for(&mut self) -> PResult<Command> {
         self.next()?; // for
         if self.peek_op("(")? {
-            return self.unsupported("for ((…)) loops");
+            return self.parse_arith_for();
         }
         let var = match self.next()? {
             Tok::Word(w) if is_name(&w.raw) => w.raw,
@@ -1375,6 +1375,72 @@ impl Parser {
         self.expect_kw("done")?;
         let r = self.parse_redirs()?;
         Ok(Command::Compound(Compound::For { var, words, body }, r))
+    }
+
+    /// `for (( init; cond; step ))` after `for`, the first `(` peeked.
+    fn parse_arith_for(&mut self) -> PResult<Command> {
+        self.next()?;
+        if self.ch() != Some('(') {
+            return self.err("expecting \"((\" after for");
+        }
+        let Some(end) = self.find_arith_end(self.pos + 1) else {
+            return self.eof_err("unterminated for ((…))");
+        };
+        let inner: String = self.src[self.pos + 1..end].iter().collect();
+        self.pos = end + 2;
+        let mut exprs = Vec::new();
+        let mut depth = 0;
+        let mut cur = String::new();
+        for c in inner.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ';' if depth == 0 => {
+                    exprs.push(std::mem::take(&mut cur));
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+        }
+        exprs.push(cur);
+        if exprs.len() != 3 {
+            return self.err("for ((…)): expected three expressions separated by `;'");
+        }
+        let mut words = Vec::new();
+        for e in exprs {
+            let mut p = Parser::new(&e);
+            let parts = p.lex_dq_body(None, true)?;
+            words.push(Word { raw: e, parts });
+        }
+        let step = words.pop().unwrap_or_else(|| lit_word(""));
+        let cond = words.pop().unwrap_or_else(|| lit_word(""));
+        let init = words.pop().unwrap_or_else(|| lit_word(""));
+        if self.peek_op(";")? {
+            self.next()?;
+        }
+        self.skip_newlines()?;
+        let body = if self.peek_kw("{")? {
+            self.next()?;
+            let b = self.parse_compound_list()?;
+            self.expect_kw("}")?;
+            b
+        } else {
+            self.expect_kw("do")?;
+            let b = self.parse_nonempty_list()?;
+            self.expect_kw("done")?;
+            b
+        };
+        let r = self.parse_redirs()?;
+        Ok(Command::Compound(
+            Compound::ArithFor {
+                init,
+                cond,
+                step,
+                body,
+            },
+            r,
+        ))
     }
 
     fn parse_case(&mut self) -> PResult<Command> {
@@ -1831,6 +1897,22 @@ impl Unparser {
                         self.out.push_str(&w.raw);
                     }
                 }
+                self.nl();
+                self.out.push_str("do");
+                self.nl();
+                self.program(body);
+                self.out.push_str("done");
+            }
+            Compound::ArithFor {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                self.out.push_str(&format!(
+                    "for (({}; {}; {}))",
+                    init.raw, cond.raw, step.raw
+                ));
                 self.nl();
                 self.out.push_str("do");
                 self.nl();
