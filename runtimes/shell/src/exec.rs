@@ -769,7 +769,11 @@ impl Shell {
             match self.exec_program(body) {
                 Ok(s) => st = s,
                 Err(Flow::Break(n)) => {
-                    return if n > 1 { Err(Flow::Break(n - 1)) } else { Ok(0) };
+                    return if n > 1 {
+                        Err(Flow::Break(n - 1))
+                    } else {
+                        Ok(0)
+                    };
                 }
                 Err(Flow::Continue(n)) if n > 1 => return Err(Flow::Continue(n - 1)),
                 Err(Flow::Continue(_)) => {}

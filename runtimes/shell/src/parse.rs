@@ -1909,10 +1909,8 @@ impl Unparser {
                 step,
                 body,
             } => {
-                self.out.push_str(&format!(
-                    "for (({}; {}; {}))",
-                    init.raw, cond.raw, step.raw
-                ));
+                self.out
+                    .push_str(&format!("for (({}; {}; {}))", init.raw, cond.raw, step.raw));
                 self.nl();
                 self.out.push_str("do");
                 self.nl();

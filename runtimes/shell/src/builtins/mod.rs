@@ -4,6 +4,7 @@ use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
 mod declare;
+mod mapfile;
 pub mod shopt;
 
 const SPECIAL: &[&str] = &[
@@ -23,31 +24,18 @@ const BASH_ONLY: &[&str] = &[
     "declare",
     "typeset",
     "shopt",
+    "mapfile",
+    "readarray",
     "pushd",
     "popd",
     "dirs",
-    "mapfile",
-    "readarray",
     "disown",
     "suspend",
 ];
 
 const UNSUPPORTED: &[&str] = &[
-    "alias",
-    "unalias",
-    "jobs",
-    "fg",
-    "bg",
-    "kill",
-    "ulimit",
-    "times",
-    "pushd",
-    "popd",
-    "dirs",
-    "mapfile",
-    "readarray",
-    "disown",
-    "suspend",
+    "alias", "unalias", "jobs", "fg", "bg", "kill", "ulimit", "times", "pushd", "popd", "dirs",
+    "disown", "suspend",
 ];
 
 pub fn is_special_builtin(name: &str) -> bool {
@@ -97,12 +85,38 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             Ok(0)
         }
         "printf" => {
+            let mut args = args;
+            let mut var = None;
+            if sh.bash && args.first().is_some_and(|a| a == "-v") {
+                var = args.get(1).cloned();
+                args = args.get(2..).unwrap_or(&[]);
+            }
+            if args.first().is_some_and(|a| a == "--") {
+                args = &args[1..];
+            }
             if args.is_empty() {
-                sh.errmsg("printf: usage: printf format [arg ...]");
+                sh.errmsg("printf: usage: printf [-v var] format [arguments]");
                 return Ok(2);
             }
             let (s, err) = printf(&args[0], &args[1..]);
-            sh.out(&s);
+            match var {
+                Some(v) => {
+                    let r = match crate::vars::split_subscript(&v) {
+                        Some((n, sub)) => {
+                            let sub = sh.expand_subscript_text(sub)?;
+                            sh.assign_elem(n, &sub, &s, false)
+                        }
+                        None => sh.set_var(&v, &s),
+                    };
+                    if let Err(m) = r {
+                        sh.errmsg(&format!("printf: {m}"));
+                        return Ok(1);
+                    }
+                }
+                None => {
+                    sh.out(&s);
+                }
+            }
             if let Some(e) = err {
                 sh.errmsg(&format!("printf: {e}"));
                 return Ok(1);
@@ -196,6 +210,7 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             Ok(st)
         }
         "shopt" => shopt::shopt(sh, args),
+        "mapfile" | "readarray" => mapfile::mapfile(sh, name, args),
         "local" | "declare" | "typeset" => declare::declare(sh, name, args),
         "read" => builtin_read(sh, args),
         "eval" => {
@@ -719,38 +734,61 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
 
 fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
     let mut raw = false;
-    let mut delim = b'\n';
+    let mut delim = Some(b'\n');
     let mut nchars: Option<usize> = None;
-    let mut prompt = None;
+    let mut array: Option<String> = None;
     let mut names = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
+        if a == "--" && names.is_empty() {
+            names.extend(args[i + 1..].iter().cloned());
+            break;
+        }
         if a.starts_with('-') && a.len() > 1 && names.is_empty() {
-            match a.as_str() {
-                "-r" => raw = true,
-                "-s" => {}
-                "-p" => {
-                    prompt = args.get(i + 1).cloned();
-                    i += 1;
-                }
-                "-d" => {
-                    delim = args.get(i + 1).and_then(|s| s.bytes().next()).unwrap_or(0);
-                    i += 1;
-                }
-                "-n" | "-N" => {
-                    nchars = args.get(i + 1).and_then(|s| s.parse().ok());
-                    i += 1;
-                }
-                "-t" => i += 1,
-                "-a" => {
-                    sh.errmsg("read -a: arrays: not supported");
-                    return Ok(2);
-                }
-                "-rs" | "-sr" => raw = true,
-                o => {
-                    sh.errmsg(&format!("read: {o}: not supported"));
-                    return Ok(2);
+            let flags: Vec<char> = a[1..].chars().collect();
+            for (k, &c) in flags.iter().enumerate() {
+                match c {
+                    'r' => raw = true,
+                    's' | 'e' => {}
+                    'a' | 'd' | 'n' | 'N' | 'p' | 't' | 'u' | 'i' => {
+                        // the value is the rest of this argument or the next one
+                        let rest: String = flags[k + 1..].iter().collect();
+                        let val = if rest.is_empty() {
+                            i += 1;
+                            match args.get(i) {
+                                Some(v) => v.clone(),
+                                None => {
+                                    sh.errmsg(&format!("read: -{c}: option requires an argument"));
+                                    return Ok(2);
+                                }
+                            }
+                        } else {
+                            rest
+                        };
+                        match c {
+                            'a' => array = Some(val),
+                            'd' => delim = Some(val.bytes().next().unwrap_or(0)),
+                            'n' | 'N' => {
+                                nchars = val.parse().ok();
+                                if c == 'N' {
+                                    delim = None;
+                                }
+                            }
+                            'u' if val != "0" => {
+                                sh.errmsg(&format!("read: -u {val}: only fd 0 is supported"));
+                                return Ok(2);
+                            }
+                            // -p: the prompt only shows on a terminal; -t: input here never
+                            // blocks on a terminal either
+                            _ => {}
+                        }
+                        break;
+                    }
+                    o => {
+                        sh.errmsg(&format!("read: -{o}: invalid option"));
+                        return Ok(2);
+                    }
                 }
             }
             i += 1;
@@ -759,16 +797,13 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
         names.push(a.clone());
         i += 1;
     }
-    if names.is_empty() {
+    if names.is_empty() && array.is_none() {
         if sh.bash {
             names.push("REPLY".into());
         } else {
             sh.errmsg("read: arg count");
             return Ok(2);
         }
-    }
-    if let Some(p) = prompt {
-        sh.err(&p);
     }
     // read the line
     let mut line: Vec<u8> = Vec::new();
@@ -784,7 +819,7 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
             eof = true;
             break;
         };
-        if b == delim {
+        if Some(b) == delim {
             break;
         }
         if b == b'\\' && !raw {
@@ -806,6 +841,17 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
     }
     let text = String::from_utf8_lossy(&line).into_owned();
     let ifs = sh.get_var("IFS").unwrap_or_else(|| " \t\n".into());
+    if let Some(a) = array {
+        let elems = split_read(&text, &ifs, usize::MAX)
+            .into_iter()
+            .map(|value| crate::vars::Elem { key: None, value })
+            .collect();
+        if let Err(m) = sh.assign_array(&a, elems, false, false) {
+            sh.errmsg(&format!("read: {m}"));
+            return Ok(2);
+        }
+        return Ok(if eof { 1 } else { 0 });
+    }
     let values = split_read(&text, &ifs, names.len());
     for (k, n) in names.iter().enumerate() {
         let v = values.get(k).cloned().unwrap_or_default();
