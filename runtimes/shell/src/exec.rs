@@ -560,6 +560,9 @@ impl Shell {
             self.errexit_off -= 1;
         }
         let st = r?;
+        if self.bash && p.cmds.len() == 1 {
+            self.set_pipestatus(&[st]);
+        }
         let st = if p.bang { (st == 0) as i32 } else { st };
         self.status = st;
         Ok(st)
@@ -756,6 +759,16 @@ impl Shell {
             }
             Compound::Test(words) => self.dbl_bracket(words),
         }
+    }
+
+    /// bash `PIPESTATUS`: the statuses of the last pipeline's commands.
+    fn set_pipestatus(&mut self, statuses: &[i32]) {
+        let m = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64, s.to_string()))
+            .collect();
+        self.put("PIPESTATUS", Value::Indexed(m));
     }
 
     /// The iterations of `for ((…))` (after init), with break/continue.
@@ -1715,6 +1728,9 @@ impl Shell {
         }
         let _ = pre_status;
         let st = self.spawn_stages(stages)?;
+        if self.bash {
+            self.set_pipestatus(&st);
+        }
         let last = *st.last().unwrap_or(&0);
         let r = if self.opts.pipefail {
             st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)

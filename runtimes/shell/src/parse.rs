@@ -68,6 +68,8 @@ pub struct Parser {
     line: usize,
     peeked: Option<(Tok, usize, usize)>,
     pending: Vec<Rc<RefCell<HereDoc>>>,
+    /// Lexing the right side of `[[ … =~ … ]]`: `(`, `)`, `|`, `<`, `>` are part of the word.
+    in_regex: bool,
 }
 
 impl Parser {
@@ -78,6 +80,7 @@ impl Parser {
             line: 1,
             peeked: None,
             pending: Vec::new(),
+            in_regex: false,
         }
     }
 
@@ -222,7 +225,7 @@ impl Parser {
                 return Ok(Tok::IoNum(n.parse().unwrap_or(u32::MAX)));
             }
         }
-        if is_meta(c) {
+        if is_meta(c) && !(self.in_regex && "()|<>".contains(c)) {
             if (c == '<' || c == '>') && self.ch_at(1) == Some('(') {
                 return self.unsupported(format!("process substitution {c}(…)"));
             }
@@ -336,6 +339,11 @@ impl Parser {
                         _ => {}
                     }
                 }
+                continue;
+            }
+            if self.in_regex && "()|<>".contains(c) {
+                self.bump();
+                lit.push(c);
                 continue;
             }
             if is_meta(c) {
@@ -1509,6 +1517,17 @@ impl Parser {
         loop {
             match self.next()? {
                 Tok::Word(w) if w.raw == "]]" => break,
+                Tok::Word(w) if w.raw == "=~" => {
+                    words.push(TestWord::Word(w));
+                    // the regex: one word in which ( ) | < > are ordinary characters
+                    self.in_regex = true;
+                    let t = self.next();
+                    self.in_regex = false;
+                    match t? {
+                        Tok::Word(w) => words.push(TestWord::Word(w)),
+                        _ => return self.err("expected a regular expression after =~"),
+                    }
+                }
                 Tok::Word(w) => words.push(TestWord::Word(w)),
                 Tok::Op(o @ ("&&" | "||" | "(" | ")" | "<" | ">")) => {
                     words.push(TestWord::Op(o.to_string()))

@@ -653,6 +653,19 @@ fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
             }
         }
         for c in flags.chars() {
+            if c == 'o' {
+                // `set -euo pipefail`: the option name is the next argument
+                i += 1;
+                let Some(o) = args.get(i) else {
+                    sh.errmsg("set: -o: option requires an argument");
+                    return Ok(2);
+                };
+                if !set_opt(sh, o, on) {
+                    sh.errmsg(&format!("set: {o}: invalid option name"));
+                    return Ok(2);
+                }
+                continue;
+            }
             if !set_opt(sh, &c.to_string(), on) {
                 sh.errmsg(&format!("set: -{c}: not supported"));
                 return Ok(2);
