@@ -276,9 +276,12 @@ fn xargs(args: &[String]) -> i32 {
             "-0" | "--null" => null = true,
             "-r" | "--no-run-if-empty" => no_run_empty = true,
             "-d" => {
-                delim = args
-                    .get(i + 1)
-                    .and_then(|s| crate::builtins::echo_escapes(s, false).0.chars().next());
+                delim = args.get(i + 1).and_then(|s| {
+                    crate::builtins::echo_escapes(s, false, true)
+                        .0
+                        .chars()
+                        .next()
+                });
                 i += 1;
             }
             s if s.starts_with("-n") && s.len() > 2 => max_args = s[2..].parse().ok(),

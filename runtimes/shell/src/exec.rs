@@ -366,7 +366,7 @@ impl Shell {
 
     pub fn out(&mut self, s: &str) -> bool {
         let o = self.io.stdout.clone();
-        self.write_to(&o, s.as_bytes())
+        self.write_to(&o, &crate::bytes::encode(s))
     }
 
     pub fn out_bytes(&mut self, s: &[u8]) -> bool {
@@ -376,7 +376,7 @@ impl Shell {
 
     pub fn err(&mut self, s: &str) {
         let o = self.io.stderr.clone();
-        self.write_to(&o, s.as_bytes());
+        self.write_to(&o, &crate::bytes::encode(s));
     }
 
     /// `sh: MESSAGE` on the current stderr.
@@ -859,7 +859,7 @@ impl Shell {
         while v.last() == Some(&b'\n') {
             v.pop();
         }
-        Ok(String::from_utf8_lossy(&v).into_owned())
+        Ok(crate::bytes::decode(&v))
     }
 
     // ------------------------------------------------------------ redirections (in-shell)

@@ -4,6 +4,7 @@
 pub mod applets;
 pub mod ast;
 pub mod builtins;
+pub mod bytes;
 pub mod cond;
 pub mod exec;
 pub mod expand;

@@ -617,7 +617,48 @@ impl Parser {
                                 _ => break,
                             }
                         }
-                        s.push(char::from_u32(v).unwrap_or('?'));
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
+                    }
+                    Some(d @ '1'..='7') => {
+                        let mut v = d.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            match self.ch().and_then(|c| c.to_digit(8)) {
+                                Some(x) => {
+                                    self.bump();
+                                    v = v * 8 + x;
+                                }
+                                None => break,
+                            }
+                        }
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
+                    }
+                    Some(u @ ('u' | 'U')) => {
+                        let max = if u == 'u' { 4 } else { 8 };
+                        let mut v = 0u32;
+                        let mut n = 0;
+                        while n < max {
+                            match self.ch().and_then(|c| c.to_digit(16)) {
+                                Some(x) => {
+                                    self.bump();
+                                    v = v * 16 + x;
+                                    n += 1;
+                                }
+                                None => break,
+                            }
+                        }
+                        match char::from_u32(v) {
+                            Some(c) if n > 0 => s.push(c),
+                            _ => {
+                                s.push('\\');
+                                s.push(u);
+                            }
+                        }
+                    }
+                    Some('c') => {
+                        // \cX: control character
+                        if let Some(x) = self.bump() {
+                            s.push(((x.to_ascii_uppercase() as u8) ^ 0x40) as char);
+                        }
                     }
                     Some('x') => {
                         let mut v = 0u32;
@@ -625,12 +666,12 @@ impl Parser {
                             match self.ch() {
                                 Some(d) if d.is_ascii_hexdigit() => {
                                     self.bump();
-                                    v = v * 16 + d.to_digit(16).unwrap();
+                                    v = v * 16 + d.to_digit(16).unwrap_or(0);
                                 }
                                 _ => break,
                             }
                         }
-                        s.push(char::from_u32(v).unwrap_or('?'));
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
                     }
                     Some(c) => {
                         if !matches!(c, '\\' | '\'' | '"' | '?') {

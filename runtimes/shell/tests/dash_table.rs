@@ -9,7 +9,7 @@ fn dash_differential_table() {
     let cases: Vec<common::Case> =
         serde_json::from_str(include_str!("cases.json")).expect("cases.json");
     assert!(cases.len() >= 60);
-    let failures = common::failures("sh", &cases);
+    let failures = common::failures("sh", "C", &cases);
     if !failures.is_empty() {
         let reports: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
         panic!(

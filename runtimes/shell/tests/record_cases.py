@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Record the expected stdout/exit status of every snippet of a case file by running the reference
-shell natively (LC_ALL=C, fresh empty working directory each) and write them next to it as JSON.
+shell natively (LC_ALL=C or C.UTF-8, fresh empty working directory each) and write them next to it as JSON.
 
   python3 record_cases.py [dash|bash] [--check]
 
@@ -10,7 +10,12 @@ bash:               bash_cases.txt -> bash_cases.json, run with Debian's bash (t
 import json, os, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TABLES = {"dash": ("cases.txt", "cases.json"), "bash": ("bash_cases.txt", "bash_cases.json")}
+# (cases, recording, locale): our shell works on UTF-8 text, so bash (whose $'\u…' and ${#v}
+# follow the locale) is recorded in C.UTF-8; dash has no locale-dependent behaviour here.
+TABLES = {
+    "dash": ("cases.txt", "cases.json", "C"),
+    "bash": ("bash_cases.txt", "bash_cases.json", "C.UTF-8"),
+}
 
 def parse_cases(path):
     cases, name, buf = [], None, []
@@ -25,9 +30,9 @@ def parse_cases(path):
         cases.append((name, "\n".join(buf).rstrip("\n") + "\n"))
     return cases
 
-def run(shell, script):
+def run(shell, script, locale):
     with tempfile.TemporaryDirectory() as d:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LC_ALL": "C", "PWD": d}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LC_ALL": locale, "PWD": d}
         p = subprocess.run([shell, "-c", script], cwd=d, env=env, capture_output=True,
                            stdin=subprocess.DEVNULL, timeout=30)
         return p.stdout.decode("utf-8", "replace"), p.returncode
@@ -37,7 +42,7 @@ def main():
     shell = args[0] if args else "dash"
     if shell not in TABLES:
         sys.exit(f"unknown table {shell!r} (expected one of {', '.join(TABLES)})")
-    src, dst = TABLES[shell]
+    src, dst, locale = TABLES[shell]
     cases = parse_cases(os.path.join(HERE, src))
     names = [n for n, _ in cases]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -45,7 +50,7 @@ def main():
         sys.exit(f"duplicate case names: {dup}")
     out = []
     for name, script in cases:
-        stdout, status = run(shell, script)
+        stdout, status = run(shell, script, locale)
         out.append({"name": name, "script": script, "stdout": stdout, "status": status})
     path = os.path.join(HERE, dst)
     if "--check" in sys.argv:

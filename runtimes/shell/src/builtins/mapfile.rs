@@ -63,7 +63,7 @@ pub fn mapfile(sh: &mut Shell, name: &str, args: &[String]) -> R {
         if seen >= skip {
             elems.push(Elem {
                 key: None,
-                value: String::from_utf8_lossy(&line).into_owned(),
+                value: crate::bytes::decode(&line),
             });
         }
         seen += 1;

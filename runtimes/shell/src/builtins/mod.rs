@@ -852,7 +852,7 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
         line.push(b);
         quoted_mask.push(false);
     }
-    let text = String::from_utf8_lossy(&line).into_owned();
+    let text = crate::bytes::decode(&line);
     let ifs = sh.get_var("IFS").unwrap_or_else(|| " \t\n".into());
     if let Some(a) = array {
         let elems = split_read(&text, &ifs, usize::MAX)
@@ -1057,7 +1057,8 @@ fn builtin_getopts(sh: &mut Shell, args: &[String]) -> R {
 // ---------------------------------------------------------------- echo / printf
 
 /// Interpret backslash escapes (echo/%b style). Returns (text, stop) where stop means `\c` seen.
-pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
+/// `hex`: `\xHH` is an escape (bash, `%b`), not in dash's echo.
+pub fn echo_escapes(s: &str, echo_style_octal: bool, hex: bool) -> (String, bool) {
     let c: Vec<char> = s.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -1096,7 +1097,7 @@ pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
                     j += 1;
                     k += 1;
                 }
-                out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+                out.push(crate::bytes::byte_char((v & 0xff) as u8));
                 i = j;
                 continue;
             }
@@ -1107,10 +1108,13 @@ pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
                     v = v * 16 + c[j].to_digit(16).unwrap();
                     j += 1;
                 }
-                if j == i + 1 {
+                if j == i + 1 || !hex {
                     out.push_str("\\x");
+                    if !hex {
+                        j = i + 1;
+                    }
                 } else {
-                    out.push(char::from_u32(v).unwrap_or('?'));
+                    out.push(crate::bytes::byte_char(v as u8));
                 }
                 i = j;
                 continue;
@@ -1160,7 +1164,7 @@ pub fn echo(args: &[String], bash: bool) -> String {
             out.push(' ');
         }
         if escapes {
-            let (s, stop) = echo_escapes(a, false);
+            let (s, stop) = echo_escapes(a, false, bash);
             out.push_str(&s);
             if stop {
                 return out;
@@ -1399,7 +1403,7 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                     pad(s, width, left, false)
                 }
                 'b' => {
-                    let (s, stop) = echo_escapes(&a, false);
+                    let (s, stop) = echo_escapes(&a, false, true);
                     out.push_str(&pad(s, width, left, false));
                     if stop {
                         return (out, err);
@@ -1528,7 +1532,7 @@ fn format_escape(s: &str) -> (usize, String) {
             v = v * 8 + c[j].to_digit(8).unwrap();
             j += 1;
         }
-        return (j, char::from_u32(v & 0xff).unwrap_or('?').to_string());
+        return (j, crate::bytes::byte_char((v & 0xff) as u8).to_string());
     }
     if c[1] == 'x' {
         let mut v = 0u32;
@@ -1538,7 +1542,7 @@ fn format_escape(s: &str) -> (usize, String) {
             j += 1;
         }
         if j > 2 {
-            return (j, char::from_u32(v).unwrap_or('?').to_string());
+            return (j, crate::bytes::byte_char(v as u8).to_string());
         }
     }
     (2, format!("\\{}", c[1]))

@@ -32,7 +32,7 @@ fn scratch_dir() -> std::path::PathBuf {
 
 /// Run `script` with our shell started as `argv0` (`sh` or `bash`: the multicall name decides
 /// the mode).
-pub fn run_ours(argv0: &str, script: &str) -> Outcome {
+pub fn run_ours(argv0: &str, script: &str, locale: &str) -> Outcome {
     let dir = scratch_dir();
     let work = dir.join("w");
     std::fs::create_dir_all(&work).expect("scratch dir");
@@ -48,7 +48,7 @@ pub fn run_ours(argv0: &str, script: &str) -> Outcome {
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", "/root")
-        .env("LC_ALL", "C")
+        .env("LC_ALL", locale)
         .env("PWD", &work)
         .stdin(Stdio::null())
         .stdout(out)
@@ -82,7 +82,7 @@ pub fn run_ours(argv0: &str, script: &str) -> Outcome {
 
 /// Run every case (a few at a time) and return, in table order, the names of the cases whose
 /// stdout or status differ from the recording, each with a readable report.
-pub fn failures(argv0: &str, cases: &[Case]) -> Vec<(String, String)> {
+pub fn failures(argv0: &str, locale: &str, cases: &[Case]) -> Vec<(String, String)> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -96,7 +96,7 @@ pub fn failures(argv0: &str, cases: &[Case]) -> Vec<(String, String)> {
                 s.spawn(move || {
                     let mut v = Vec::new();
                     for (i, c) in part.iter().enumerate() {
-                        let o = run_ours(argv0, &c.script);
+                        let o = run_ours(argv0, &c.script, locale);
                         if o.stdout != c.stdout || o.status != c.status {
                             v.push((
                                 ci * chunk + i,
