@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
 use std::rc::Rc;
 
+/// How long buffered stdout may wait before it is written (see [`Shell::flush_soon`]).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Maximum function-call nesting inside one shell instance.
 pub const MAX_FUNC_DEPTH: usize = 300;
 
@@ -106,6 +109,11 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// The last status came from an and-or list whose final pipeline was skipped
+    /// (`false && x`): `set -e` ignores it, also when it ends a `{ …; }` or a function.
+    errexit_exempt: bool,
+    /// When `out_buf` was last written out (see [`Shell::flush_soon`]).
+    last_flush: std::time::Instant,
     pub getopts_pos: usize,
     pub rand_state: u64,
     /// The name used in messages ("sh" or "bash").
@@ -214,6 +222,8 @@ impl Shell {
             subst_status: None,
             line: 0,
             out_buf: Vec::new(),
+            last_flush: std::time::Instant::now(),
+            errexit_exempt: false,
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -322,7 +332,18 @@ impl Shell {
 
     // ------------------------------------------------------------ output
 
+    /// Write buffered stdout if it has waited long enough. Called after every and-or list:
+    /// a script killed at its deadline (the host stops the instance, nothing runs after) then
+    /// loses at most the last few milliseconds of output, while a loop printing many lines
+    /// still makes few writes.
+    pub fn flush_soon(&mut self) {
+        if !self.out_buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush_stdout();
+        }
+    }
+
     pub fn flush_stdout(&mut self) {
+        self.last_flush = std::time::Instant::now();
         if !self.out_buf.is_empty() {
             let mut o = std::io::stdout().lock();
             let r = o.write_all(&self.out_buf).and_then(|_| o.flush());
@@ -489,6 +510,12 @@ impl Shell {
     }
 
     fn exec_and_or(&mut self, ao: &AndOr) -> R {
+        let r = self.exec_and_or_inner(ao);
+        self.flush_soon();
+        r
+    }
+
+    fn exec_and_or_inner(&mut self, ao: &AndOr) -> R {
         let n = ao.rest.len();
         if n > 0 {
             self.errexit_off += 1;
@@ -538,16 +565,23 @@ impl Shell {
             // the last pipeline was skipped: errexit does not apply
             self.errexit_off -= 1;
             self.status = st;
+            self.errexit_exempt = true;
             return Ok(st);
         }
         self.status = st;
-        if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
+        if st != 0
+            && self.opts.errexit
+            && self.errexit_off == 0
+            && !last_bang
+            && !self.errexit_exempt
+        {
             return Err(Flow::Exit(st));
         }
         Ok(st)
     }
 
     fn exec_pipeline(&mut self, p: &Pipeline) -> R {
+        self.errexit_exempt = false;
         if p.bang {
             self.errexit_off += 1;
         }
