@@ -177,6 +177,21 @@ pub fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// May this file be run? Natively: an execute bit. WASI has no permission bits, so every
+/// file may.
+fn is_executable(p: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        true
+    }
+}
+
 /// Programs the host can start (the applets of this module, sh itself, python, node).
 pub fn is_known_program(name: &str) -> bool {
     matches!(name, "python" | "python3" | "node" | "nodejs") || crate::applets::is_applet(name)
@@ -1272,16 +1287,22 @@ impl Shell {
     /// Resolve a command name to the argv the host should start: scripts with a `#!` line or a
     /// path are rewritten to their interpreter. Err is (status, message).
     pub fn resolve_program(&self, mut argv: Vec<String>) -> Result<Vec<String>, (i32, String)> {
-        let name = argv[0].clone();
+        let mut name = argv[0].clone();
         if !name.contains('/') {
             if is_known_program(&name) {
                 return Ok(argv);
             }
-            return Err((127, format!("{name}: command not found")));
+            match self.path_lookup(&name) {
+                Some(found) => name = found,
+                None => return Err((127, format!("{name}: command not found"))),
+            }
         }
         let abs = self.abs_path(&name);
         let p = std::path::Path::new(&abs);
         if p.is_dir() {
+            return Err((126, format!("{name}: Permission denied")));
+        }
+        if p.is_file() && !is_executable(p) {
             return Err((126, format!("{name}: Permission denied")));
         }
         if p.is_file() {
@@ -1338,6 +1359,34 @@ impl Shell {
             return Ok(argv);
         }
         Err((127, format!("{name}: not found")))
+    }
+
+    /// A script named without a slash: the first `$PATH` directory holding a file of that name.
+    /// The system directories are skipped: in the sandbox they hold nothing but the programs
+    /// [`is_known_program`] already knows (and natively, the host's own binaries).
+    pub fn path_lookup(&self, name: &str) -> Option<String> {
+        let path = self.get_var("PATH")?;
+        path.split(':')
+            .filter(|d| {
+                !matches!(
+                    d.trim_end_matches('/'),
+                    "/bin"
+                        | "/usr/bin"
+                        | "/usr/local/bin"
+                        | "/sbin"
+                        | "/usr/sbin"
+                        | "/usr/local/sbin"
+                )
+            })
+            .map(|d| {
+                if d.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{}/{name}", d.trim_end_matches('/'))
+                }
+            })
+            .find(|p| std::path::Path::new(&self.abs_path(p)).is_file())
+            .map(|p| if p.contains('/') { p } else { format!("./{p}") })
     }
 
     fn run_external(

@@ -228,6 +228,23 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
                 sh.errmsg(&format!("{name}: filename argument required"));
                 return Ok(2);
             };
+            let found;
+            let file = if file.contains('/') {
+                file
+            } else {
+                // PATH first; bash then tries the current directory
+                match sh.path_lookup(file) {
+                    Some(p) => {
+                        found = p;
+                        &found
+                    }
+                    None if sh.bash => file,
+                    None => {
+                        sh.errmsg(&format!("{name}: {file}: not found"));
+                        return Err(Flow::Exit(2));
+                    }
+                }
+            };
             let src = match std::fs::read_to_string(file) {
                 Ok(s) => s,
                 Err(e) => {

@@ -1,6 +1,9 @@
 //! The multicall dispatcher: applets by argv[0] basename. uutils crates where they work on WASI,
 //! our own code for the rest (grep, sed, uname, env, xargs, find, echo/printf/test).
 
+mod chmod;
+mod tac;
+
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -21,7 +24,7 @@ uu! {
     "touch" => uu_touch, "pwd" => uu_pwd, "sort" => uu_sort, "uniq" => uu_uniq, "tr" => uu_tr,
     "cut" => uu_cut, "seq" => uu_seq, "date" => uu_date, "sleep" => uu_sleep,
     "basename" => uu_basename, "dirname" => uu_dirname, "tee" => uu_tee, "yes" => uu_yes,
-    "nl" => uu_nl, "tac" => uu_tac, "paste" => uu_paste, "comm" => uu_comm, "fold" => uu_fold,
+    "nl" => uu_nl, "paste" => uu_paste, "comm" => uu_comm, "fold" => uu_fold,
     "expand" => uu_expand, "base64" => uu_base64, "realpath" => uu_realpath,
     "readlink" => uu_readlink, "printenv" => uu_printenv, "expr" => uu_expr,
     "factor" => uu_factor, "shuf" => uu_shuf, "ln" => uu_ln, "mktemp" => uu_mktemp,
@@ -31,7 +34,7 @@ uu! {
 
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
-    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which",
+    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -68,7 +71,10 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
     let rest = &args[1..];
     let out = |s: &str| -> i32 {
         let mut o = std::io::stdout().lock();
-        if o.write_all(s.as_bytes()).and_then(|_| o.flush()).is_err() {
+        if o.write_all(&crate::bytes::encode(s))
+            .and_then(|_| o.flush())
+            .is_err()
+        {
             return 1;
         }
         0
@@ -127,6 +133,8 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "env" => env(rest),
         "xargs" => xargs(rest),
         "find" => crate::text::find(rest),
+        "tac" => tac::tac(rest),
+        "chmod" => chmod::chmod(rest),
         _ => {
             eprintln!("sh: {name}: command not found");
             127
