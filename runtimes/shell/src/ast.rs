@@ -132,8 +132,10 @@ pub struct HereDoc {
 pub enum RedirOp {
     /// `<`
     In,
-    /// `>` and `>|`
+    /// `>`
     Out,
+    /// `>|`: like `>` but even under `set -C`
+    Clobber,
     /// `>>`
     Append,
     /// `<>`

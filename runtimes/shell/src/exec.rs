@@ -924,6 +924,11 @@ impl Shell {
     }
 
     fn open_out(&self, path: &str, append: bool) -> Result<Out, String> {
+        self.open_out_mode(path, append, false)
+    }
+
+    /// `clobber`: `>|` writes even under `set -C`.
+    fn open_out_mode(&self, path: &str, append: bool, clobber: bool) -> Result<Out, String> {
         if path == "/dev/null" {
             return Ok(Out::Null);
         }
@@ -934,7 +939,7 @@ impl Shell {
             return Ok(self.io.stderr.clone());
         }
         let abs = self.abs_path(path);
-        if self.opts.noclobber && !append && std::path::Path::new(&abs).is_file() {
+        if self.opts.noclobber && !append && !clobber && std::path::Path::new(&abs).is_file() {
             return Err(format!("cannot create {path}: File exists"));
         }
         let mut o = std::fs::OpenOptions::new();
@@ -1032,6 +1037,10 @@ impl Shell {
                                 .map_err(|e| format!("cannot open {target}: {}", io_err_msg(&e)))?;
                             let i = self.open_in(&target)?;
                             self.set_in(fd, i)?;
+                        }
+                        RedirOp::Clobber => {
+                            let o = self.open_out_mode(&target, false, true)?;
+                            self.set_out(fd, o)?;
                         }
                         RedirOp::Out | RedirOp::Append => {
                             let o = self.open_out(&target, matches!(op, RedirOp::Append))?;
@@ -1135,11 +1144,42 @@ impl Shell {
             self.status = st;
             return Ok(st);
         }
+        // prefix assignments: each one's expansion sees the ones before it
         let mut assigns = Vec::new();
+        let mut shadowed = Vec::new();
+        let mut failed = None;
         for a in &cmd.assigns {
             if let AssignValue::Scalar(w) = &a.value {
-                assigns.push((a.name.clone(), self.expand_assign(w)?));
+                let v = match self.expand_assign(w) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                shadowed.push((a.name.clone(), self.vars.get(&a.name).cloned()));
+                if let Some(var) = self.vars.get_mut(&a.name) {
+                    if !var.readonly && !var.is_array() {
+                        var.value = Value::Str(v.clone());
+                    }
+                } else {
+                    self.vars.insert(a.name.clone(), Var::scalar(&v, false));
+                }
+                assigns.push((a.name.clone(), v));
             }
+        }
+        for (n, old) in shadowed.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.vars.insert(n, v);
+                }
+                None => {
+                    self.vars.remove(&n);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if self.opts.xtrace {
             let mut s = self.ps4();
@@ -1538,14 +1578,14 @@ impl Shell {
                                 },
                             };
                         }
-                        RedirOp::Out | RedirOp::Append => {
+                        RedirOp::Out | RedirOp::Clobber | RedirOp::Append => {
                             let mode = if matches!(op, RedirOp::Append) {
                                 OutputMode::Append
                             } else {
                                 OutputMode::Write
                             };
                             if self.opts.noclobber
-                                && mode == OutputMode::Write
+                                && matches!(op, RedirOp::Out)
                                 && std::path::Path::new(&self.abs_path(&target)).is_file()
                             {
                                 return Err(format!("cannot create {target}: File exists"));
@@ -1588,7 +1628,7 @@ impl Shell {
         }
         // files named by redirections that were then overridden must still be created/truncated
         for r in redirs {
-            if let RedirOp::Out | RedirOp::Append | RedirOp::OutErr = r.op {
+            if let RedirOp::Out | RedirOp::Clobber | RedirOp::Append | RedirOp::OutErr = r.op {
                 if let Ok(t) = self.expand_string(&r.target) {
                     let used = [&out, &err]
                         .iter()
@@ -1757,6 +1797,8 @@ impl Shell {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
             let mut ext: Option<External<'_>> = None;
+            // every stage is a subshell: what its expansions assign does not reach this shell
+            let vars_before = self.vars.clone();
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
@@ -1786,6 +1828,7 @@ impl Shell {
                     }
                 }
             }
+            self.vars = vars_before;
             let stage = match ext {
                 Some((argv, env, redirs)) => self.build_stage(argv, env, redirs, pipe_in, pipe_out),
                 None => {

@@ -234,7 +234,15 @@ impl Shell {
                         }
                         if self.picks_word(pe)? {
                             // ${v:-word} unquoted: the word's own quoting decides its splitting
-                            self.expand_parts_into(&pe.arg, f, nosplit)?;
+                            let ifs = self.ifs();
+                            for part in &pe.arg {
+                                match part {
+                                    WordPart::Lit(s) => f.push_split(s, &ifs),
+                                    p => {
+                                        self.expand_parts_into(std::slice::from_ref(p), f, nosplit)?
+                                    }
+                                }
+                            }
                             continue;
                         }
                     }
@@ -371,6 +379,15 @@ impl Shell {
             "LINENO" => Some(self.line.to_string()),
             "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
             n => self.get_var(n),
+        }
+    }
+
+    /// The status a failed expansion ends a non-interactive shell with: 2 in dash, 1 in bash.
+    pub fn expansion_error_status(&self) -> i32 {
+        if self.bash {
+            1
+        } else {
+            2
         }
     }
 
@@ -612,7 +629,7 @@ impl Shell {
             if val.is_none() && sh.opts.nounset && pe.name != "@" && pe.name != "*" {
                 let m = format!("{}: parameter not set", pe.name);
                 sh.errmsg(&m);
-                return Err(Flow::Exit(2));
+                return Err(Flow::Exit(sh.expansion_error_status()));
             }
             Ok(())
         };
@@ -640,11 +657,11 @@ impl Shell {
                     if !crate::parse::is_name(&pe.name) {
                         let m = format!("{}: bad variable name", pe.name);
                         self.errmsg(&m);
-                        return Err(Flow::Exit(2));
+                        return Err(Flow::Exit(self.expansion_error_status()));
                     }
                     if let Err(m) = self.set_var(&pe.name, &v) {
                         self.errmsg(&m);
-                        return Err(Flow::Exit(2));
+                        return Err(Flow::Exit(self.expansion_error_status()));
                     }
                     Ok(Some(v))
                 }
@@ -661,7 +678,7 @@ impl Shell {
                     };
                     let msg = format!("{}: {}", pe.name, m);
                     self.errmsg(&msg);
-                    Err(Flow::Exit(2))
+                    Err(Flow::Exit(self.expansion_error_status()))
                 }
             }
             ParamOp::Alt { colon } => {
@@ -801,7 +818,7 @@ impl Shell {
             Err(e) => {
                 let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
                 self.errmsg(&m);
-                return Err(Flow::Exit(2));
+                return Err(Flow::Exit(self.expansion_error_status()));
             }
         };
         let mut p = Arith {
@@ -821,7 +838,7 @@ impl Shell {
             Err(e) => {
                 let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
                 self.errmsg(&m);
-                Err(Flow::Exit(2))
+                Err(Flow::Exit(self.expansion_error_status()))
             }
         }
     }

@@ -1606,7 +1606,8 @@ impl Parser {
         };
         let rop = match op {
             "<" => RedirOp::In,
-            ">" | ">|" => RedirOp::Out,
+            ">" => RedirOp::Out,
+            ">|" => RedirOp::Clobber,
             ">>" => RedirOp::Append,
             "<>" => RedirOp::ReadWrite,
             ">&" => RedirOp::DupOut,
@@ -1803,7 +1804,24 @@ pub fn split_assignment(w: &Word) -> Option<Assign> {
         (false, after_name.strip_prefix('=')?)
     };
     let mut parts = Vec::new();
-    if !rest.is_empty() {
+    if let Some(t) = rest.strip_prefix('~') {
+        // tilde prefix of an assignment value: `x=~`, `d=~/src`
+        let end = t.find(['/', ':']).unwrap_or(t.len());
+        let user = &t[..end];
+        let whole_lit = rest_parts.len() == 1 || end < t.len();
+        if whole_lit
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            parts.push(WordPart::Tilde(user.to_string()));
+            if end < t.len() {
+                parts.push(WordPart::Lit(t[end..].to_string()));
+            }
+        } else {
+            parts.push(WordPart::Lit(rest.to_string()));
+        }
+    } else if !rest.is_empty() {
         parts.push(WordPart::Lit(rest.to_string()));
     }
     parts.extend(rest_parts[1..].iter().cloned());
@@ -2034,6 +2052,7 @@ impl Unparser {
             let op = match &r.op {
                 RedirOp::In => "<",
                 RedirOp::Out => ">",
+                RedirOp::Clobber => ">|",
                 RedirOp::Append => ">>",
                 RedirOp::ReadWrite => "<>",
                 RedirOp::DupOut => ">&",

@@ -206,10 +206,10 @@ impl Shell {
         };
         let v = self.transform(attrs, value, old.as_deref())?;
         let exported = self.opts.allexport;
-        let var = self
-            .vars
-            .entry(name.to_string())
-            .or_insert_with(|| Var::scalar("", exported));
+        let var = self.vars.entry(name.to_string()).or_insert_with(|| Var {
+            value: Value::Indexed(Default::default()),
+            ..Var::scalar("", exported)
+        });
         match &mut var.value {
             Value::Str(s) if i == 0 => *s = v,
             Value::Str(s) => {

@@ -181,6 +181,10 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
                 None => 1,
             };
             if n > sh.params.len() {
+                if sh.bash {
+                    // bash: a failed shift is just status 1
+                    return Ok(1);
+                }
                 sh.errmsg("shift: can't shift that many");
                 return Err(Flow::Exit(2));
             }
@@ -1438,7 +1442,16 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                         Ok(v) => v,
                         Err(e) => {
                             err.get_or_insert(e);
-                            0
+                            // like printf(1): the number the argument starts with
+                            let t = a.trim_start();
+                            let end = t
+                                .char_indices()
+                                .find(|&(i, c)| {
+                                    !(c.is_ascii_digit() || (i == 0 && "+-".contains(c)))
+                                })
+                                .map(|(i, _)| i)
+                                .unwrap_or(t.len());
+                            t[..end].parse().unwrap_or(0)
                         }
                     };
                     let mut digits = match conv {
