@@ -62,7 +62,19 @@ pub struct Io {
     pub stdin: In,
     pub stdout: Out,
     pub stderr: Out,
+    /// Descriptors 3–9 opened by redirections (`exec 3>file`, `{ …; } 4<in`).
+    pub extra: std::collections::BTreeMap<u32, Fd>,
 }
+
+/// What an extra descriptor refers to.
+#[derive(Clone)]
+pub enum Fd {
+    In(In),
+    Out(Out),
+}
+
+/// The highest descriptor a redirection may name.
+const MAX_FD: u32 = 9;
 
 /// Non-local control flow.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +237,7 @@ impl Shell {
                 stdin: In::Fd0,
                 stdout: Out::Fd1,
                 stderr: Out::Fd2,
+                extra: Default::default(),
             },
             spawner,
             locals: Vec::new(),
@@ -1000,8 +1013,8 @@ impl Shell {
                 | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
-            if fd > 2 {
-                return Err(format!("{fd}: file descriptors above 2: not supported"));
+            if fd > MAX_FD {
+                return Err(format!("{fd}: bad file descriptor"));
             }
             match &r.op {
                 RedirOp::HereDoc(hd) => {
@@ -1053,35 +1066,32 @@ impl Shell {
                         }
                         RedirOp::DupOut | RedirOp::DupIn => {
                             if target == "-" {
-                                if fd == 0 {
-                                    self.io.stdin = In::Null;
-                                } else {
-                                    self.set_out(fd, Out::Null)?;
+                                match fd {
+                                    0 => self.io.stdin = In::Null,
+                                    1 | 2 => self.set_out(fd, Out::Null)?,
+                                    _ => {
+                                        self.io.extra.remove(&fd);
+                                    }
                                 }
                                 continue;
                             }
-                            match target.as_str() {
-                                "0" if fd == 0 => {}
-                                "1" if fd != 0 => {
-                                    let o = self.io.stdout.clone();
-                                    self.set_out(fd, o)?;
-                                }
-                                "2" if fd != 0 => {
-                                    let o = self.io.stderr.clone();
-                                    self.set_out(fd, o)?;
-                                }
-                                t if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
-                                    return Err(format!(
-                                        "{t}: bad file descriptor (only 0, 1 and 2 exist)"
-                                    ));
-                                }
-                                t if matches!(op, RedirOp::DupOut) && fd == 1 && r.fd.is_none() => {
+                            match target.parse::<u32>() {
+                                Ok(n) => match self.dup_source(n) {
+                                    Some(Fd::Out(o)) => self.set_out(fd, o)?,
+                                    Some(Fd::In(i)) => self.set_in(fd, i)?,
+                                    None => return Err(format!("{target}: bad file descriptor")),
+                                },
+                                Err(_)
+                                    if matches!(op, RedirOp::DupOut)
+                                        && fd == 1
+                                        && r.fd.is_none() =>
+                                {
                                     // `>&word` with a file name (bash): same as &>
-                                    let o = self.open_out(t, false)?;
+                                    let o = self.open_out(&target, false)?;
                                     self.io.stdout = o.clone();
                                     self.io.stderr = o;
                                 }
-                                t => return Err(format!("{t}: bad file descriptor")),
+                                Err(_) => return Err(format!("{target}: bad file descriptor")),
                             }
                         }
                         _ => unreachable!(),
@@ -1092,13 +1102,28 @@ impl Shell {
         Ok(())
     }
 
-    fn set_in(&mut self, fd: u32, i: In) -> Result<(), String> {
-        if fd != 0 {
-            return Err(format!(
-                "{fd}: input redirection of an output descriptor: not supported"
-            ));
+    /// What descriptor `n` refers to now (the source of `N>&n` / `N<&n`).
+    fn dup_source(&self, n: u32) -> Option<Fd> {
+        match n {
+            0 => Some(Fd::In(self.io.stdin.clone())),
+            1 => Some(Fd::Out(self.io.stdout.clone())),
+            2 => Some(Fd::Out(self.io.stderr.clone())),
+            n => self.io.extra.get(&n).cloned(),
         }
-        self.io.stdin = i;
+    }
+
+    fn set_in(&mut self, fd: u32, i: In) -> Result<(), String> {
+        match fd {
+            0 => self.io.stdin = i,
+            1 | 2 => {
+                return Err(format!(
+                    "{fd}: input redirection of an output descriptor: not supported"
+                ))
+            }
+            n => {
+                self.io.extra.insert(n, Fd::In(i));
+            }
+        }
         Ok(())
     }
 
@@ -1107,7 +1132,9 @@ impl Shell {
             1 => self.io.stdout = o,
             2 => self.io.stderr = o,
             0 => return Err("0: output redirection of standard input: not supported".into()),
-            _ => unreachable!(),
+            n => {
+                self.io.extra.insert(n, Fd::Out(o));
+            }
         }
         Ok(())
     }
@@ -1496,22 +1523,7 @@ impl Shell {
         let mut stdin = if pipe_in {
             Input::Pipe
         } else {
-            match &self.io.stdin {
-                In::Fd0 => Input::Inherit,
-                In::Null => Input::Null,
-                In::File(f) => {
-                    let b = f.buf.borrow();
-                    let off = b.2 + b.1 as u64;
-                    Input::File {
-                        file: f.path.clone(),
-                        offset: Some(off),
-                    }
-                }
-                In::Data(d) => {
-                    let d = d.borrow();
-                    Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
-                }
-            }
+            input_of(&self.io.stdin)
         };
         let mut out = if pipe_out {
             Sink::Pipe
@@ -1529,8 +1541,13 @@ impl Shell {
                 | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
+            if fd > MAX_FD {
+                return Err(format!("{fd}: bad file descriptor"));
+            }
             if fd > 2 {
-                return Err(format!("{fd}: file descriptors above 2: not supported"));
+                // the child gets descriptors 0–2 only; a file named here is still created
+                // (below), the rest of such a redirection concerns nobody
+                continue;
             }
             match &r.op {
                 RedirOp::HereDoc(hd) => {
@@ -1619,7 +1636,16 @@ impl Shell {
                                 out = s.clone();
                                 err = s;
                             }
-                            (_, t) => return Err(format!("{t}: bad file descriptor")),
+                            (_, t) => {
+                                // a descriptor the shell opened (`exec 3>f; cmd >&3`)
+                                let n = t.parse::<u32>().ok().filter(|n| *n > 2);
+                                match (fd, n.and_then(|n| self.io.extra.get(&n).cloned())) {
+                                    (1, Some(Fd::Out(o))) => out = self.out_sink(&o, 1),
+                                    (2, Some(Fd::Out(o))) => err = self.out_sink(&o, 2),
+                                    (0, Some(Fd::In(i))) => stdin = input_of(&i),
+                                    _ => return Err(format!("{t}: bad file descriptor")),
+                                }
+                            }
                         },
                         _ => unreachable!(),
                     }
@@ -1657,6 +1683,26 @@ impl Shell {
             stdout,
             stderr,
         })
+    }
+}
+
+/// A child's standard input for what the shell reads from.
+fn input_of(i: &In) -> Input {
+    match i {
+        In::Fd0 => Input::Inherit,
+        In::Null => Input::Null,
+        In::File(f) => {
+            let b = f.buf.borrow();
+            let off = b.2 + b.1 as u64;
+            Input::File {
+                file: f.path.clone(),
+                offset: Some(off),
+            }
+        }
+        In::Data(d) => {
+            let d = d.borrow();
+            Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
+        }
     }
 }
 
@@ -1732,7 +1778,14 @@ impl Shell {
             return Ok(vec![126; n]);
         }
         // In-shell files that children appended to: move our offsets to the end.
-        for o in [&self.io.stdout, &self.io.stderr] {
+        let extra_outs = self.io.extra.values().filter_map(|f| match f {
+            Fd::Out(o) => Some(o),
+            Fd::In(_) => None,
+        });
+        for o in [&self.io.stdout, &self.io.stderr]
+            .into_iter()
+            .chain(extra_outs)
+        {
             if let Out::File(f) = o {
                 let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
             }
