@@ -257,6 +257,8 @@ pub enum AndOrOp {
 pub struct AndOr {
     pub first: Pipeline,
     pub rest: Vec<(AndOrOp, Pipeline)>,
+    /// Ended by `&`: an asynchronous list.
+    pub background: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -73,6 +73,9 @@ pub enum Fd {
     Out(Out),
 }
 
+/// `$!` of the first background job (later ones count up).
+const FIRST_JOB_ID: u32 = 1000;
+
 /// The highest descriptor a redirection may name.
 const MAX_FD: u32 = 9;
 
@@ -121,6 +124,8 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
+    pub jobs: Vec<(u32, i32)>,
     /// The last status came from an and-or list whose final pipeline was skipped
     /// (`false && x`): `set -e` ignores it, also when it ends a `{ …; }` or a function.
     errexit_exempt: bool,
@@ -252,6 +257,7 @@ impl Shell {
             out_buf: Vec::new(),
             last_flush: std::time::Instant::now(),
             errexit_exempt: false,
+            jobs: Vec::new(),
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -532,9 +538,31 @@ impl Shell {
     pub fn exec_program(&mut self, p: &Program) -> R {
         let mut st = self.status;
         for ao in &p.items {
-            st = self.exec_and_or(ao)?;
+            st = if ao.background {
+                self.run_background(ao)
+            } else {
+                self.exec_and_or(ao)?
+            };
         }
         Ok(st)
+    }
+
+    /// `list &`. The spawn import is synchronous (it returns when every stage has ended), so a
+    /// background list runs to completion here, as a subshell with stdin from /dev/null (what
+    /// a non-interactive shell gives it); `$!` and `wait` then report it like a finished job.
+    /// Scripts that start jobs and `wait` for them get the right output and statuses; they
+    /// do not get concurrency.
+    fn run_background(&mut self, ao: &AndOr) -> i32 {
+        let st = self
+            .subshell(|sh| {
+                sh.io.stdin = In::Null;
+                sh.exec_and_or(ao)
+            })
+            .unwrap_or(1);
+        let id = FIRST_JOB_ID + self.jobs.len() as u32;
+        self.jobs.push((id, st));
+        self.status = 0;
+        0
     }
 
     fn exec_and_or(&mut self, ao: &AndOr) -> R {
@@ -2104,10 +2132,16 @@ mod tests {
 
     #[test]
     fn unsupported_is_exit_2() {
-        let (_, st, _) = run("echo a & echo b");
-        assert_eq!(st, 2);
         let (_, st, _) = run("kill 1");
         assert_eq!(st, 2);
+    }
+
+    #[test]
+    fn background_jobs_report_through_wait() {
+        let (out, st, reqs) = run("ls --fail & echo \"job $!\"; wait $!; echo $?; wait 7");
+        assert_eq!(out, "ls --fail\njob 1000\n3\n");
+        assert_eq!(st, 127);
+        assert_eq!(reqs[0].stages[0].stdin, Input::Null);
     }
 
     #[test]

@@ -354,7 +354,7 @@ impl Shell {
             }
             "0" => Some(self.arg0.clone()),
             "$" => Some("1".into()),
-            "!" => None,
+            "!" => self.jobs.last().map(|j| j.0.to_string()),
             "-" => {
                 let mut s = String::new();
                 if self.opts.errexit {

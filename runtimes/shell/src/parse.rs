@@ -1140,7 +1140,15 @@ impl Parser {
                         break;
                     }
                 }
-                Tok::Op("&") => return self.unsupported("background jobs (&)"),
+                Tok::Op("&") => {
+                    self.next()?;
+                    if let Some(last) = prog.items.last_mut() {
+                        last.background = true;
+                    }
+                    if matches!(self.peek()?, Tok::Newline | Tok::Eof) {
+                        break;
+                    }
+                }
                 Tok::Newline | Tok::Eof => break,
                 _ => {
                     let t = self.describe_peek()?;
@@ -1183,7 +1191,13 @@ impl Parser {
                     self.next()?;
                     self.skip_newlines()?;
                 }
-                Tok::Op("&") => return self.unsupported("background jobs (&)"),
+                Tok::Op("&") => {
+                    self.next()?;
+                    if let Some(last) = prog.items.last_mut() {
+                        last.background = true;
+                    }
+                    self.skip_newlines()?;
+                }
                 _ => break,
             }
         }
@@ -1216,7 +1230,11 @@ impl Parser {
             self.skip_newlines()?;
             rest.push((op, self.parse_pipeline()?));
         }
-        Ok(AndOr { first, rest })
+        Ok(AndOr {
+            first,
+            rest,
+            background: false,
+        })
     }
 
     fn parse_pipeline(&mut self) -> PResult<Pipeline> {
@@ -1889,6 +1907,9 @@ impl Unparser {
             });
             self.pipeline(p);
         }
+        if ao.background {
+            self.out.push_str(" &");
+        }
     }
 
     pub fn pipeline(&mut self, p: &Pipeline) {
@@ -2228,8 +2249,7 @@ mod tests {
 
     #[test]
     fn unsupported_and_errors() {
-        let e = parse("sleep 1 &").unwrap_err();
-        assert!(e.unsupported && e.to_string().contains("not supported"));
+        assert!(parse("sleep 1 &").unwrap().items[0].background);
         assert!(parse("diff <(a) <(b)").unwrap_err().unsupported);
         let e = parse("if then fi").unwrap_err();
         assert!(!e.unsupported);

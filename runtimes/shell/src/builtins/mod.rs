@@ -419,7 +419,9 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             sh.funcs = saved;
             r
         }
-        "hash" | "wait" => Ok(0),
+        "hash" => Ok(0),
+        "wait" => builtin_wait(sh, args),
+        "jobs" => Ok(0),
         "umask" => {
             if args.is_empty() {
                 sh.out("0022\n");
@@ -439,6 +441,30 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             Ok(2)
         }
     }
+}
+
+/// `wait [-n] [ID…]`: background jobs have already ended (see `Shell::run_background`), so
+/// this reports their statuses; an ID that is no job of this shell is status 127.
+fn builtin_wait(sh: &mut Shell, args: &[String]) -> R {
+    let ids: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if ids.is_empty() {
+        if args.iter().any(|a| a == "-n") {
+            return Ok(sh.jobs.last().map(|j| j.1).unwrap_or(127));
+        }
+        return Ok(0);
+    }
+    let mut st = 0;
+    for a in ids {
+        let id = a.trim_start_matches('%');
+        match sh.jobs.iter().find(|j| j.0.to_string() == id) {
+            Some(j) => st = j.1,
+            None => {
+                sh.errmsg(&format!("wait: pid {a} is not a child of this shell"));
+                st = 127;
+            }
+        }
+    }
+    Ok(st)
 }
 
 fn unquote_simple(s: &str) -> String {
