@@ -150,6 +150,8 @@ pub enum RedirOp {
     HereString,
     /// `&>` (bash): stdout and stderr to a file.
     OutErr,
+    /// `&>>` (bash): stdout and stderr appended to a file.
+    AppendOutErr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,8 +191,10 @@ pub struct SimpleCmd {
 pub struct CaseArm {
     pub patterns: Vec<Word>,
     pub body: Program,
-    /// `;&` (bash fall-through) — we only parse `;;`.
+    /// `;&` (bash): run the next arm's body too.
     pub fallthrough: bool,
+    /// `;;&` (bash): go on testing the next arms' patterns.
+    pub test_next: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

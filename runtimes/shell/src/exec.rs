@@ -73,6 +73,9 @@ pub enum Fd {
     Out(Out),
 }
 
+/// The bash release whose behaviour bash mode follows (and the table is recorded from).
+const BASH_VERSION: &str = "5.2.15(1)-release";
+
 /// `$!` of the first background job (later ones count up).
 const FIRST_JOB_ID: u32 = 1000;
 
@@ -124,6 +127,8 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// When the shell started (`$SECONDS`).
+    pub started: std::time::Instant,
     /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
     pub jobs: Vec<(u32, i32)>,
     /// The last status came from an and-or list whose final pipeline was skipped
@@ -258,6 +263,7 @@ impl Shell {
             last_flush: std::time::Instant::now(),
             errexit_exempt: false,
             jobs: Vec::new(),
+            started: std::time::Instant::now(),
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -280,6 +286,26 @@ impl Shell {
             if !sh.vars.contains_key(k) {
                 sh.vars.insert(k.into(), Var::scalar(v, false));
             }
+        }
+        if bash {
+            // what scripts test for to know they run under bash
+            for (k, v) in [
+                ("BASH", "/bin/bash"),
+                ("BASH_VERSION", BASH_VERSION),
+                ("HOSTNAME", crate::applets::UNAME_NODENAME),
+                ("OSTYPE", "linux-gnu"),
+                ("MACHTYPE", "wasm32-unknown-wasi"),
+            ] {
+                sh.vars
+                    .entry(k.into())
+                    .or_insert_with(|| Var::scalar(v, false));
+            }
+            let info = ["5", "2", "15", "1", "release", "wasm32-unknown-wasi"]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64, v.to_string()))
+                .collect();
+            sh.put("BASH_VERSINFO", Value::Indexed(info));
         }
         if !sh.vars.contains_key("PATH") {
             sh.vars.insert(
@@ -817,7 +843,9 @@ impl Shell {
                     }
                     if matched {
                         st = self.exec_program(&arm.body)?;
-                        if !arm.fallthrough {
+                        if arm.test_next {
+                            matched = false;
+                        } else if !arm.fallthrough {
                             break;
                         }
                     }
@@ -1087,8 +1115,8 @@ impl Shell {
                             let o = self.open_out(&target, matches!(op, RedirOp::Append))?;
                             self.set_out(fd, o)?;
                         }
-                        RedirOp::OutErr => {
-                            let o = self.open_out(&target, false)?;
+                        RedirOp::OutErr | RedirOp::AppendOutErr => {
+                            let o = self.open_out(&target, matches!(op, RedirOp::AppendOutErr))?;
                             self.io.stdout = o.clone();
                             self.io.stderr = o;
                         }
@@ -1352,6 +1380,18 @@ impl Shell {
             return Err(Flow::Exit(2));
         }
         let saved_params = std::mem::replace(&mut self.params, args.to_vec());
+        let saved_funcname = self.bash.then(|| self.vars.get("FUNCNAME").cloned());
+        if self.bash {
+            // FUNCNAME: the call stack, innermost first
+            let mut stack = vec![_name.to_string()];
+            stack.extend(self.array_values("FUNCNAME"));
+            let m = stack
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (i as i64, n))
+                .collect();
+            self.put("FUNCNAME", Value::Indexed(m));
+        }
         self.func_depth += 1;
         self.locals.push(Vec::new());
         let saved_loop = std::mem::replace(&mut self.loop_depth, 0);
@@ -1370,6 +1410,15 @@ impl Shell {
         }
         self.func_depth -= 1;
         self.params = saved_params;
+        match saved_funcname {
+            Some(Some(v)) => {
+                self.vars.insert("FUNCNAME".into(), v);
+            }
+            Some(None) => {
+                self.vars.remove("FUNCNAME");
+            }
+            None => {}
+        }
         let st = match r {
             Ok(s) => s,
             Err(Flow::Return(s)) => s,
@@ -1646,8 +1695,13 @@ impl Shell {
                                 _ => return Err("0>: not supported".into()),
                             }
                         }
-                        RedirOp::OutErr => {
-                            let s = file_sink(OutputMode::Write, &mut file_id);
+                        RedirOp::OutErr | RedirOp::AppendOutErr => {
+                            let mode = if matches!(op, RedirOp::AppendOutErr) {
+                                OutputMode::Append
+                            } else {
+                                OutputMode::Write
+                            };
+                            let s = file_sink(mode, &mut file_id);
                             out = s.clone();
                             err = s;
                         }
@@ -1682,7 +1736,12 @@ impl Shell {
         }
         // files named by redirections that were then overridden must still be created/truncated
         for r in redirs {
-            if let RedirOp::Out | RedirOp::Clobber | RedirOp::Append | RedirOp::OutErr = r.op {
+            if let RedirOp::Out
+            | RedirOp::Clobber
+            | RedirOp::Append
+            | RedirOp::OutErr
+            | RedirOp::AppendOutErr = r.op
+            {
                 if let Ok(t) = self.expand_string(&r.target) {
                     let used = [&out, &err]
                         .iter()
@@ -1690,7 +1749,7 @@ impl Shell {
                     if !used && !t.starts_with("/dev/") {
                         let abs = self.abs_path(&t);
                         let mut o = std::fs::OpenOptions::new();
-                        if matches!(r.op, RedirOp::Append) {
+                        if matches!(r.op, RedirOp::Append | RedirOp::AppendOutErr) {
                             o.append(true).create(true);
                         } else {
                             o.write(true).create(true).truncate(true);

@@ -376,6 +376,7 @@ impl Shell {
                 self.params.get(i - 1).cloned()
             }
             "RANDOM" => Some((self.next_random() % 32768).to_string()),
+            "SECONDS" if self.bash => Some(self.started.elapsed().as_secs().to_string()),
             "LINENO" => Some(self.line.to_string()),
             "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
             n => self.get_var(n),

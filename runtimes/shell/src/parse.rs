@@ -37,11 +37,11 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "<<<", "<<-", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "|&", ";", "&",
-    "|", "<", ">", "(", ")",
+    "<<<", "<<-", "&>>", ";;&", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>",
+    "|&", ";", "&", "|", "<", ">", "(", ")",
 ];
 
-const KEYWORDS: &[&str] = &[
+pub const KEYWORDS: &[&str] = &[
     "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
     "in", "{", "}", "!",
 ];
@@ -1165,7 +1165,7 @@ impl Parser {
     fn at_list_end(&mut self) -> PResult<bool> {
         Ok(match self.peek()? {
             Tok::Eof => true,
-            Tok::Op(")") | Tok::Op(";;") | Tok::Op(";&") => true,
+            Tok::Op(")") | Tok::Op(";;") | Tok::Op(";&") | Tok::Op(";;&") => true,
             Tok::Word(w) => {
                 matches!(
                     w.as_literal(),
@@ -1337,9 +1337,9 @@ impl Parser {
             }
             Tok::Word(_)
             | Tok::IoNum(_)
-            | Tok::Op("<" | ">" | ">>" | "<<" | "<<-" | "<<<" | "<&" | ">&" | "<>" | ">|" | "&>") => {
-                self.parse_simple()
-            }
+            | Tok::Op(
+                "<" | ">" | ">>" | "<<" | "<<-" | "<<<" | "<&" | ">&" | "<>" | ">|" | "&>" | "&>>",
+            ) => self.parse_simple(),
             Tok::Eof => self.eof_err("unexpected end of file"),
             _ => {
                 let t = self.describe_peek()?;
@@ -1543,9 +1543,14 @@ impl Parser {
             }
             let body = self.parse_compound_list()?;
             let mut fallthrough = false;
+            let mut test_next = false;
             match self.peek()? {
                 Tok::Op(";;") => {
                     self.next()?;
+                }
+                Tok::Op(";;&") => {
+                    self.next()?;
+                    test_next = true;
                 }
                 Tok::Op(";&") => {
                     self.next()?;
@@ -1557,6 +1562,7 @@ impl Parser {
                 patterns,
                 body,
                 fallthrough,
+                test_next,
             });
             self.skip_newlines()?;
             if !fallthrough && !self.peek_kw("esac")? && !arms.is_empty() {
@@ -1632,6 +1638,7 @@ impl Parser {
             "<&" => RedirOp::DupIn,
             "<<<" => RedirOp::HereString,
             "&>" => RedirOp::OutErr,
+            "&>>" => RedirOp::AppendOutErr,
             "<<" | "<<-" => RedirOp::HereDoc(Rc::new(RefCell::new(HereDoc {
                 delim: String::new(),
                 raw: String::new(),
@@ -2040,7 +2047,13 @@ impl Unparser {
                     self.out.push(')');
                     self.nl();
                     self.program(&arm.body);
-                    self.out.push_str(if arm.fallthrough { ";&" } else { ";;" });
+                    self.out.push_str(if arm.fallthrough {
+                        ";&"
+                    } else if arm.test_next {
+                        ";;&"
+                    } else {
+                        ";;"
+                    });
                     self.nl();
                 }
                 self.out.push_str("esac");
@@ -2080,6 +2093,7 @@ impl Unparser {
                 RedirOp::DupIn => "<&",
                 RedirOp::HereString => "<<<",
                 RedirOp::OutErr => "&>",
+                RedirOp::AppendOutErr => "&>>",
                 RedirOp::HereDoc(hd) => {
                     self.pending.push(hd.clone());
                     "<<"

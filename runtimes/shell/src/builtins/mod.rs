@@ -20,6 +20,7 @@ const REGULAR: &[&str] = &[
 
 const BASH_ONLY: &[&str] = &[
     "source",
+    "builtin",
     "let",
     "declare",
     "typeset",
@@ -310,7 +311,39 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
         "trap" => builtin_trap(sh, args),
         "type" => {
             let mut st = 0;
+            let mut kind_only = false;
+            let mut path_only = false;
+            let mut names = Vec::new();
             for a in args {
+                match a.as_str() {
+                    "-t" => kind_only = true,
+                    "-p" | "-P" => path_only = true,
+                    "-a" | "-f" => {}
+                    _ => names.push(a.clone()),
+                }
+            }
+            for a in &names {
+                if kind_only || path_only {
+                    let kind = if sh.funcs.contains_key(a) {
+                        "function"
+                    } else if crate::parse::KEYWORDS.contains(&a.as_str()) || a == "[[" {
+                        "keyword"
+                    } else if is_builtin(a, sh.bash) {
+                        "builtin"
+                    } else if crate::exec::is_known_program(a) {
+                        "file"
+                    } else {
+                        st = 1;
+                        continue;
+                    };
+                    let s = match (path_only, kind) {
+                        (false, k) => format!("{k}\n"),
+                        (true, "file") => format!("/usr/bin/{a}\n"),
+                        (true, _) => continue,
+                    };
+                    sh.out(&s);
+                    continue;
+                }
                 let s = if sh.funcs.contains_key(a) {
                     format!("{a} is a shell function\n")
                 } else if is_special_builtin(a) {
@@ -420,6 +453,14 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             r
         }
         "hash" => Ok(0),
+        "builtin" => match args.first() {
+            Some(b) if is_builtin(b, sh.bash) => run_builtin(sh, args),
+            Some(b) => {
+                sh.errmsg(&format!("builtin: {b}: not a shell builtin"));
+                Ok(1)
+            }
+            None => Ok(0),
+        },
         "wait" => builtin_wait(sh, args),
         "jobs" => Ok(0),
         "umask" => {
