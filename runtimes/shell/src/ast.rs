@@ -21,6 +21,8 @@ pub enum WordPart {
     Arith(Vec<WordPart>),
     /// `~` or `~user` at the start of a word.
     Tilde(String),
+    /// bash: `<(…)` (`output` false) or `>(…)` (`output` true): expands to a file name.
+    ProcSub { prog: Rc<Program>, output: bool },
     /// bash: the `[sub]` of an assignment word `name[sub]=value` (expands to `[sub]` elsewhere).
     Subscript(Box<Word>),
     /// bash: the `(…)` of `name=(…)` (only right after a literal `name=` or `name+=`).

@@ -127,6 +127,8 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// Scratch files of process substitutions still in use.
+    pub procsubs: Vec<crate::procsub::ProcSubFile>,
     /// When the shell started (`$SECONDS`).
     pub started: std::time::Instant,
     /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
@@ -264,6 +266,7 @@ impl Shell {
             errexit_exempt: false,
             jobs: Vec::new(),
             started: std::time::Instant::now(),
+            procsubs: Vec::new(),
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -663,6 +666,13 @@ impl Shell {
     }
 
     fn exec_pipeline(&mut self, p: &Pipeline) -> R {
+        let mark = self.procsubs.len();
+        let r = self.exec_pipeline_inner(p);
+        self.finish_procsubs(mark);
+        r
+    }
+
+    fn exec_pipeline_inner(&mut self, p: &Pipeline) -> R {
         self.errexit_exempt = false;
         if p.bang {
             self.errexit_off += 1;
@@ -685,6 +695,13 @@ impl Shell {
     }
 
     pub fn exec_command(&mut self, c: &Command) -> R {
+        let mark = self.procsubs.len();
+        let r = self.exec_command_inner(c);
+        self.finish_procsubs(mark);
+        r
+    }
+
+    fn exec_command_inner(&mut self, c: &Command) -> R {
         match c {
             Command::Simple(s) => self.exec_simple(s),
             Command::Compound(cc, redirs) => {

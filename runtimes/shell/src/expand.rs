@@ -258,6 +258,10 @@ impl Shell {
                         }
                     }
                 }
+                WordPart::ProcSub { prog, output } => {
+                    let path = self.process_subst(prog, *output)?;
+                    f.push_lit(&path, true);
+                }
                 WordPart::Cmd(prog) => {
                     let v = self.command_subst(prog)?;
                     if nosplit {
@@ -319,6 +323,7 @@ impl Shell {
                     let v = self.command_subst(prog)?;
                     f.push_lit(&v, true);
                 }
+                WordPart::ProcSub { .. } => {}
                 WordPart::Arith(inner) => {
                     let s = self.expand_parts_string(inner)?;
                     let v = self.arith(&s)?;

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod expand;
 pub mod parse;
 pub mod pattern;
+pub mod procsub;
 pub mod spawn;
 pub mod text;
 pub mod vars;

@@ -225,10 +225,8 @@ impl Parser {
                 return Ok(Tok::IoNum(n.parse().unwrap_or(u32::MAX)));
             }
         }
-        if is_meta(c) && !(self.in_regex && "()|<>".contains(c)) {
-            if (c == '<' || c == '>') && self.ch_at(1) == Some('(') {
-                return self.unsupported(format!("process substitution {c}(…)"));
-            }
+        let proc_sub = (c == '<' || c == '>') && self.ch_at(1) == Some('(');
+        if is_meta(c) && !(self.in_regex && "()|<>".contains(c)) && !proc_sub {
             for op in OPS {
                 if self.starts_with(op) {
                     self.pos += op.chars().count();
@@ -323,6 +321,24 @@ impl Parser {
             }
         }
         while let Some(c) = self.ch() {
+            if (c == '<' || c == '>') && self.ch_at(1) == Some('(') && !self.in_regex {
+                // process substitution <(…) / >(…)
+                self.pos += 2;
+                let saved = self.peeked.take();
+                let prog = self.parse_compound_list()?;
+                match self.next()? {
+                    Tok::Op(")") => {}
+                    Tok::Eof => return self.eof_err("unterminated process substitution"),
+                    _ => return self.err("expecting \")\" to end a process substitution"),
+                }
+                self.peeked = saved;
+                flush(&mut lit, &mut parts);
+                parts.push(WordPart::ProcSub {
+                    prog: Rc::new(prog),
+                    output: c == '>',
+                });
+                continue;
+            }
             if c == '(' && lit.ends_with(['@', '!', '+', '*', '?']) {
                 // bash extended pattern `@(a|b)`: literal text up to the matching `)`
                 let mut depth = 0;
@@ -2264,7 +2280,10 @@ mod tests {
     #[test]
     fn unsupported_and_errors() {
         assert!(parse("sleep 1 &").unwrap().items[0].background);
-        assert!(parse("diff <(a) <(b)").unwrap_err().unsupported);
+        assert!(matches!(
+            &simple(&parse("diff <(a) >(b)").unwrap(), 0).words[2].parts[0],
+            WordPart::ProcSub { output: true, .. }
+        ));
         let e = parse("if then fi").unwrap_err();
         assert!(!e.unsupported);
         assert!(parse("echo 'open").unwrap_err().incomplete);
