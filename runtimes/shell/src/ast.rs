@@ -251,6 +251,8 @@ pub enum Command {
 pub struct Pipeline {
     pub bang: bool,
     pub cmds: Vec<Command>,
+    /// `time pipeline` (bash keyword): report the elapsed time on stderr.
+    pub timed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

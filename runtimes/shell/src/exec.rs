@@ -127,6 +127,14 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// `alias` definitions (expanded with `shopt -s expand_aliases`).
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// `pushd`/`popd`: the stacked directories, most recent last.
+    pub dir_stack: Vec<String>,
+    /// bash's ERR and RETURN traps.
+    pub bash_traps: std::collections::BTreeMap<String, String>,
+    /// Aliases being expanded (an alias is not expanded inside itself).
+    alias_active: Vec<String>,
     /// Scratch files of process substitutions still in use.
     pub procsubs: Vec<crate::procsub::ProcSubFile>,
     /// When the shell started (`$SECONDS`).
@@ -267,6 +275,10 @@ impl Shell {
             jobs: Vec::new(),
             started: std::time::Instant::now(),
             procsubs: Vec::new(),
+            aliases: Default::default(),
+            dir_stack: Vec::new(),
+            bash_traps: Default::default(),
+            alias_active: Vec::new(),
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -640,8 +652,11 @@ impl Shell {
             if is_last {
                 // errexit applies to the last pipeline
                 self.status = st;
-                if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
-                    return Err(Flow::Exit(st));
+                if st != 0 && self.errexit_off == 0 && !last_bang {
+                    self.run_err_trap(st)?;
+                    if self.opts.errexit {
+                        return Err(Flow::Exit(st));
+                    }
                 }
                 return Ok(st);
             }
@@ -654,21 +669,53 @@ impl Shell {
             return Ok(st);
         }
         self.status = st;
-        if st != 0
-            && self.opts.errexit
-            && self.errexit_off == 0
-            && !last_bang
-            && !self.errexit_exempt
-        {
-            return Err(Flow::Exit(st));
+        if st != 0 && self.errexit_off == 0 && !last_bang && !self.errexit_exempt {
+            self.run_err_trap(st)?;
+            if self.opts.errexit {
+                return Err(Flow::Exit(st));
+            }
         }
         Ok(st)
     }
 
+    /// bash `trap … ERR`: run after a command fails where `set -e` would act.
+    fn run_err_trap(&mut self, st: i32) -> Result<(), Flow> {
+        self.run_bash_trap("ERR")?;
+        self.status = st;
+        Ok(())
+    }
+
+    /// Run bash's trap for `name` (ERR, RETURN) if one is set; not inside itself.
+    fn run_bash_trap(&mut self, name: &str) -> Result<(), Flow> {
+        let Some(action) = self.bash_traps.remove(name) else {
+            return Ok(());
+        };
+        let st = self.status;
+        let r = match parse::parse(&action) {
+            Ok(prog) => self.exec_program(&prog).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        self.bash_traps.entry(name.to_string()).or_insert(action);
+        self.status = st;
+        r
+    }
+
     fn exec_pipeline(&mut self, p: &Pipeline) -> R {
         let mark = self.procsubs.len();
+        let start = std::time::Instant::now();
         let r = self.exec_pipeline_inner(p);
         self.finish_procsubs(mark);
+        if p.timed {
+            // wall-clock only: the sandbox has no per-process CPU accounting to report
+            let t = start.elapsed().as_secs_f64();
+            let m = (t / 60.0).floor();
+            let s = format!(
+                "\nreal\t{}m{:.3}s\nuser\t0m0.000s\nsys\t0m0.000s\n",
+                m,
+                t - m * 60.0
+            );
+            self.err(&s);
+        }
         r
     }
 
@@ -1214,7 +1261,39 @@ impl Shell {
 
     // ------------------------------------------------------------ simple commands
 
+    /// `name args` where `name` is an alias: run the alias text followed by the rest of the
+    /// command, re-parsed.
+    fn expand_alias(&mut self, cmd: &SimpleCmd) -> Option<R> {
+        if !self.shopt.get("expand_aliases") {
+            return None;
+        }
+        let name = cmd.words.first()?.as_literal()?;
+        if self.alias_active.iter().any(|a| a == name) {
+            return None;
+        }
+        let value = self.aliases.get(name)?.clone();
+        let mut rest = cmd.clone();
+        rest.words.remove(0);
+        rest.assigns.clear();
+        let tail = parse::unparse_command(&Command::Simple(rest));
+        let src = format!("{value} {tail}");
+        let prog = match parse::parse(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                self.errmsg(&e.to_string());
+                return Some(Ok(2));
+            }
+        };
+        self.alias_active.push(name.to_string());
+        let r = self.exec_program(&prog);
+        self.alias_active.pop();
+        Some(r)
+    }
+
     fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
+        if let Some(r) = self.expand_alias(cmd) {
+            return r;
+        }
         self.line = cmd.line;
         self.subst_status = None;
         let argv = self.expand_command_words(&cmd.words)?;
@@ -1412,7 +1491,15 @@ impl Shell {
         self.func_depth += 1;
         self.locals.push(Vec::new());
         let saved_loop = std::mem::replace(&mut self.loop_depth, 0);
-        let r = self.exec_command(body);
+        let mut r = self.exec_command(body);
+        if self.bash_traps.contains_key("RETURN") {
+            if let Ok(st) | Err(Flow::Return(st)) = r {
+                self.status = st;
+                if let Err(e) = self.run_bash_trap("RETURN") {
+                    r = Err(e);
+                }
+            }
+        }
         self.loop_depth = saved_loop;
         let frame = self.locals.pop().unwrap_or_default();
         for (n, old) in frame.into_iter().rev() {

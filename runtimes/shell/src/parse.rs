@@ -1259,8 +1259,33 @@ impl Parser {
             self.next()?;
             bang = !bang;
         }
+        let mut timed = false;
         if self.peek_kw("time")? {
-            return self.unsupported("time");
+            self.next()?;
+            timed = true;
+            if self.peek_kw("-p")? {
+                self.next()?;
+            }
+            while self.peek_kw("!")? {
+                self.next()?;
+                bang = !bang;
+            }
+            if matches!(
+                self.peek()?,
+                Tok::Newline | Tok::Eof | Tok::Op(";") | Tok::Op("&")
+            ) {
+                // `time` alone times nothing
+                return Ok(Pipeline {
+                    bang,
+                    cmds: vec![Command::Simple(SimpleCmd {
+                        assigns: Vec::new(),
+                        words: vec![lit_word(":")],
+                        redirs: Vec::new(),
+                        line: self.line,
+                    })],
+                    timed,
+                });
+            }
         }
         let mut cmds = vec![self.parse_command()?];
         loop {
@@ -1285,7 +1310,7 @@ impl Parser {
             self.skip_newlines()?;
             cmds.push(self.parse_command()?);
         }
-        Ok(Pipeline { bang, cmds })
+        Ok(Pipeline { bang, cmds, timed })
     }
 
     fn parse_command(&mut self) -> PResult<Command> {
@@ -1936,6 +1961,9 @@ impl Unparser {
     }
 
     pub fn pipeline(&mut self, p: &Pipeline) {
+        if p.timed {
+            self.out.push_str("time ");
+        }
         if p.bang {
             self.out.push_str("! ");
         }

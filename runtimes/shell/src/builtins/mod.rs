@@ -3,6 +3,7 @@
 use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
+mod alias;
 mod declare;
 mod mapfile;
 pub mod shopt;
@@ -35,8 +36,7 @@ const BASH_ONLY: &[&str] = &[
 ];
 
 const UNSUPPORTED: &[&str] = &[
-    "alias", "unalias", "jobs", "fg", "bg", "kill", "ulimit", "times", "pushd", "popd", "dirs",
-    "disown", "suspend",
+    "jobs", "fg", "bg", "kill", "ulimit", "times", "disown", "suspend",
 ];
 
 pub fn is_special_builtin(name: &str) -> bool {
@@ -215,6 +215,11 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             Ok(st)
         }
         "shopt" => shopt::shopt(sh, args),
+        "alias" => alias::alias(sh, args),
+        "unalias" => alias::unalias(sh, args),
+        "pushd" => alias::pushd(sh, args),
+        "popd" => alias::popd(sh, args),
+        "dirs" => alias::dirs(sh, args),
         "mapfile" | "readarray" => mapfile::mapfile(sh, name, args),
         "local" | "declare" | "typeset" => declare::declare(sh, name, args),
         "read" => builtin_read(sh, args),
@@ -1026,6 +1031,13 @@ fn builtin_trap(sh: &mut Shell, args: &[String]) -> R {
                 } else {
                     Some(action.clone())
                 };
+            }
+            "ERR" | "RETURN" if sh.bash => {
+                if action == "-" || action.is_empty() {
+                    sh.bash_traps.remove(s);
+                } else {
+                    sh.bash_traps.insert(s.to_string(), action.clone());
+                }
             }
             // Signals are never delivered inside the sandbox: accepting these traps is exact.
             "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "ALRM" | "CHLD" | "1"
