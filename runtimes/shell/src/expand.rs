@@ -796,22 +796,25 @@ impl Shell {
             ParamOp::Case { upper, all } => {
                 check_unset(self, &val)?;
                 let v = val.unwrap_or_default();
-                let conv = |s: &str| {
-                    if upper {
-                        s.to_uppercase()
-                    } else {
-                        s.to_lowercase()
-                    }
-                };
-                if all {
-                    Ok(Some(conv(&v)))
+                // `${v^^pat}`: only characters matching the pattern (default: any)
+                let pat = if pe.arg.is_empty() {
+                    None
                 } else {
-                    let mut c = v.chars();
-                    Ok(Some(match c.next() {
-                        Some(f) => conv(&f.to_string()) + c.as_str(),
-                        None => String::new(),
-                    }))
+                    Some(self.expand_nosplit(&pe.arg)?)
+                };
+                let mut out = String::with_capacity(v.len());
+                for (i, c) in v.chars().enumerate() {
+                    let eligible =
+                        (all || i == 0) && pat.as_ref().is_none_or(|p| pat_match(p, &[c]));
+                    if !eligible {
+                        out.push(c);
+                    } else if upper {
+                        out.extend(c.to_uppercase());
+                    } else {
+                        out.extend(c.to_lowercase());
+                    }
                 }
+                Ok(Some(out))
             }
         }
     }

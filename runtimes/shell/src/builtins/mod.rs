@@ -1479,7 +1479,7 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                 }
             }
             // length modifiers
-            while i < f.len() && "hlLqjzt".contains(f[i]) {
+            while i < f.len() && "hlLjzt".contains(f[i]) {
                 i += 1;
             }
             if i >= f.len() {
@@ -1510,6 +1510,7 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                     }
                     continue;
                 }
+                'q' => pad(quote_q(&a), width, left, false),
                 'c' => pad(
                     a.chars().next().map(|c| c.to_string()).unwrap_or_default(),
                     width,
@@ -1612,6 +1613,42 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
 }
 
 /// One escape at the start of `s` (which begins with `\`) in a printf format: (chars used, text).
+/// `printf %q`: quoted so that the shell reads it back as `s` (bash's style: backslashes,
+/// `$'…'` when there are control characters, `''` for the empty string).
+fn quote_q(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    if s.chars().any(|c| c.is_control()) {
+        let mut o = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\n' => o.push_str("\\n"),
+                '\t' => o.push_str("\\t"),
+                '\r' => o.push_str("\\r"),
+                '\x1b' => o.push_str("\\E"),
+                '\'' | '\\' => {
+                    o.push('\\');
+                    o.push(c);
+                }
+                c if c.is_control() => o.push_str(&format!("\\{:03o}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('\'');
+        return o;
+    }
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        let special = " '\"\\$`*?[](){}<>|&;!^,".contains(c) || (i == 0 && (c == '~' || c == '#'));
+        if special {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
 fn format_escape(s: &str) -> (usize, String) {
     let c: Vec<char> = s.chars().collect();
     if c.len() < 2 {
