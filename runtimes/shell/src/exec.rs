@@ -135,6 +135,8 @@ pub struct Shell {
     pub bash_traps: std::collections::BTreeMap<String, String>,
     /// Aliases being expanded (an alias is not expanded inside itself).
     alias_active: Vec<String>,
+    /// `$_`: the last argument of the previous simple command.
+    pub last_arg: String,
     /// Scratch files of process substitutions still in use.
     pub procsubs: Vec<crate::procsub::ProcSubFile>,
     /// When the shell started (`$SECONDS`).
@@ -275,6 +277,7 @@ impl Shell {
             jobs: Vec::new(),
             started: std::time::Instant::now(),
             procsubs: Vec::new(),
+            last_arg: String::new(),
             aliases: Default::default(),
             dir_stack: Vec::new(),
             bash_traps: Default::default(),
@@ -340,6 +343,14 @@ impl Shell {
     }
 
     pub fn set_var(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name == "RANDOM" && self.bash {
+            // seeding: the same seed gives the same sequence
+            let seed = value.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+            });
+            self.rand_state = seed | 1;
+            return Ok(());
+        }
         match self.vars.get_mut(name) {
             Some(v) => {
                 if v.readonly {
@@ -1030,6 +1041,9 @@ impl Shell {
 
     /// `$(…)`: run in a subshell with stdout captured; trailing newlines removed.
     pub fn command_subst(&mut self, p: &Program) -> Result<String, Flow> {
+        if let Some(r) = self.read_file_subst(p) {
+            return r;
+        }
         let buf = Rc::new(RefCell::new(Vec::new()));
         let b2 = buf.clone();
         let st = self.subshell(move |sh| {
@@ -1042,6 +1056,43 @@ impl Shell {
             v.pop();
         }
         Ok(crate::bytes::decode(&v))
+    }
+
+    /// `$(< file)`: the file's contents (trailing newlines removed), without running anything.
+    fn read_file_subst(&mut self, p: &Program) -> Option<Result<String, Flow>> {
+        let [ao] = p.items.as_slice() else {
+            return None;
+        };
+        let [Command::Simple(s)] = ao.first.cmds.as_slice() else {
+            return None;
+        };
+        let [r] = s.redirs.as_slice() else {
+            return None;
+        };
+        if !ao.rest.is_empty() || !s.words.is_empty() || !s.assigns.is_empty() {
+            return None;
+        }
+        if r.op != RedirOp::In || r.fd.is_some_and(|fd| fd != 0) {
+            return None;
+        }
+        let name = match self.expand_string(&r.target) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match std::fs::read(self.abs_path(&name)) {
+            Ok(mut v) => {
+                while v.last() == Some(&b'\n') {
+                    v.pop();
+                }
+                self.subst_status = Some(0);
+                Ok(crate::bytes::decode(&v))
+            }
+            Err(e) => {
+                self.errmsg(&format!("{name}: {}", io_err_msg(&e)));
+                self.subst_status = Some(1);
+                Ok(String::new())
+            }
+        })
     }
 
     // ------------------------------------------------------------ redirections (in-shell)
@@ -1376,6 +1427,9 @@ impl Shell {
             self.err(&s);
         }
         let name = argv[0].clone();
+        if let Some(last) = argv.last() {
+            self.last_arg = last.clone();
+        }
         if crate::builtins::is_special_builtin(&name) {
             for (n, v) in &assigns {
                 if let Err(m) = self.set_var(n, v) {

@@ -381,6 +381,7 @@ impl Shell {
                 self.params.get(i - 1).cloned()
             }
             "RANDOM" => Some((self.next_random() % 32768).to_string()),
+            "_" if self.bash => Some(self.last_arg.clone()),
             "SECONDS" if self.bash => Some(self.started.elapsed().as_secs().to_string()),
             "LINENO" => Some(self.line.to_string()),
             "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
@@ -1273,6 +1274,7 @@ pub fn brace_expand(w: &Word) -> Option<Vec<Word>> {
                     (y..=x).rev().collect()
                 };
                 r.into_iter()
+                    .step_by(step as usize)
                     .filter_map(char::from_u32)
                     .map(|c| c.to_string())
                     .collect()

@@ -1718,18 +1718,12 @@ fn file_test(op: &str, path: &str) -> bool {
             }
             #[cfg(not(unix))]
             {
-                // WASI has no permission bits: directories and scripts with a #! line are "executable"
-                m.is_dir() || {
-                    let mut b = [0u8; 2];
-                    use std::io::Read;
-                    std::fs::File::open(path)
-                        .and_then(|mut f| f.read_exact(&mut b))
-                        .is_ok()
-                        && &b == b"#!"
-                }
+                // WASI has no permission bits: every file may be run (see exec::is_executable)
+                true
             }
         }
-        "-p" | "-S" | "-b" | "-c" | "-g" | "-u" | "-k" | "-t" => false,
+        "-p" | "-S" | "-b" | "-c" => special_file(op, &m),
+        "-g" | "-u" | "-k" | "-t" => false,
         "-O" | "-G" => true,
         _ => false,
     }
@@ -1777,12 +1771,48 @@ fn binary(a: &str, op: &str, b: &str) -> Result<bool, String> {
                 _ => false,
             }
         }
-        "-ef" => match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => false,
-        },
+        "-ef" => same_file(a, b),
         _ => return Err(format!("{op}: unknown operator")),
     })
+}
+
+/// `-p` `-S` `-b` `-c`: the kind of a special file.
+#[cfg(unix)]
+fn special_file(op: &str, m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    match op {
+        "-p" => t.is_fifo(),
+        "-S" => t.is_socket(),
+        "-b" => t.is_block_device(),
+        _ => t.is_char_device(),
+    }
+}
+
+/// WASI's stable std tells files, directories and links apart only: anything else that exists
+/// (the host's device files) counts as a character device.
+#[cfg(not(unix))]
+fn special_file(op: &str, m: &std::fs::Metadata) -> bool {
+    let t = m.file_type();
+    op == "-c" && !t.is_file() && !t.is_dir() && !t.is_symlink()
+}
+
+/// Same file: same device and inode natively (hard links included); the same resolved path
+/// on WASI, whose stable std has no inode numbers.
+fn same_file(a: &str, b: &str) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 fn unary(op: &str, a: &str) -> bool {
