@@ -35,6 +35,7 @@ uu! {
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
     "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
+    "whoami", "id",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -134,6 +135,20 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "xargs" => xargs(rest),
         "find" => crate::text::find(rest),
         "tac" => tac::tac(rest),
+        "whoami" => out(&format!("{}\n", user())),
+        "id" => {
+            // -u/-g/-G print the number, with -n the name; no option: the whole line
+            let u = user();
+            let opts: String = rest.iter().filter_map(|a| a.strip_prefix('-')).collect();
+            let s = if opts.is_empty() {
+                format!("uid=0({u}) gid=0({u}) groups=0({u})\n")
+            } else if opts.contains('n') {
+                format!("{u}\n")
+            } else {
+                "0\n".to_string()
+            };
+            out(&s)
+        }
         "chmod" => chmod::chmod(rest),
         _ => {
             eprintln!("sh: {name}: command not found");
@@ -189,6 +204,15 @@ fn uname(args: &[String]) -> i32 {
     }
     println!("{}", parts.join(" "));
     0
+}
+
+/// The sandbox's one user: `$USER` if the environment names one, else root (uid 0, like the
+/// instance's file ownership).
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into())
 }
 
 fn cwd() -> String {

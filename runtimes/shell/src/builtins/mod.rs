@@ -35,9 +35,7 @@ const BASH_ONLY: &[&str] = &[
     "suspend",
 ];
 
-const UNSUPPORTED: &[&str] = &[
-    "jobs", "fg", "bg", "kill", "ulimit", "times", "disown", "suspend",
-];
+const UNSUPPORTED: &[&str] = &["jobs", "fg", "bg", "ulimit", "times", "disown", "suspend"];
 
 pub fn is_special_builtin(name: &str) -> bool {
     SPECIAL.contains(&name)
@@ -467,6 +465,7 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             None => Ok(0),
         },
         "wait" => builtin_wait(sh, args),
+        "kill" => builtin_kill(sh, args),
         "jobs" => Ok(0),
         "umask" => {
             if args.is_empty() {
@@ -487,6 +486,72 @@ pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
             Ok(2)
         }
     }
+}
+
+/// `kill [-SIG | -s SIG | -0] ID…`: the only processes are this shell (`$$`) and its
+/// background jobs, which have already ended. `-0` checks that an ID exists; a signal to `$$`
+/// ends the shell with 128 + the signal number, as the default action would.
+fn builtin_kill(sh: &mut Shell, args: &[String]) -> R {
+    let mut sig = 15;
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "-l" | "-L" => {
+                sh.out("HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM\n");
+                return Ok(0);
+            }
+            "-s" | "-n" => {
+                i += 1;
+                sig = args.get(i).map(|s| signal_number(s)).unwrap_or(-1);
+            }
+            a if a.starts_with('-') && ids.is_empty() && a.len() > 1 => {
+                sig = signal_number(&a[1..])
+            }
+            _ => ids.push(a.clone()),
+        }
+        i += 1;
+    }
+    if sig < 0 {
+        sh.errmsg("kill: invalid signal specification");
+        return Ok(1);
+    }
+    if ids.is_empty() {
+        sh.errmsg("kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ...");
+        return Ok(2);
+    }
+    let mut st = 0;
+    for id in ids {
+        if id == "1" || id == "$$" {
+            if sig != 0 {
+                return Err(Flow::Exit(128 + sig));
+            }
+        } else if sig == 0 && sh.jobs.iter().any(|j| j.0.to_string() == id) {
+            // a finished job no longer exists
+            st = 1;
+        } else {
+            sh.errmsg(&format!("kill: ({id}) - No such process"));
+            st = 1;
+        }
+    }
+    Ok(st)
+}
+
+fn signal_number(s: &str) -> i32 {
+    let s = s.trim_start_matches("SIG");
+    if let Ok(n) = s.parse::<i32>() {
+        return n;
+    }
+    let names = [
+        "0", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM",
+    ];
+    names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(s))
+        .map(|p| p as i32)
+        .unwrap_or(-1)
 }
 
 /// `wait [-n] [ID…]`: background jobs have already ended (see `Shell::run_background`), so
@@ -880,6 +945,10 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
                                 if c == 'N' {
                                     delim = None;
                                 }
+                            }
+                            't' if val.parse::<f64>().is_ok_and(|t| t == 0.0) => {
+                                // -t 0: only asks whether input is ready; it always is here
+                                return Ok(0);
                             }
                             'u' if val != "0" => {
                                 sh.errmsg(&format!("read: -u {val}: only fd 0 is supported"));
