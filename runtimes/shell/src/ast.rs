@@ -89,6 +89,10 @@ pub enum ParamOp {
     },
     /// bash: `${v:off}` / `${v:off:len}`
     Substring,
+    /// bash: `${v@Q}` and the other `@` transformations (Q E U u L a A).
+    Transform {
+        op: char,
+    },
     /// bash: `${!prefix@}` / `${!prefix*}`: names of the set variables starting with `name`.
     Names {
         star: bool,

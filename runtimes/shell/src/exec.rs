@@ -338,7 +338,7 @@ impl Shell {
 
     pub fn get_var(&self, name: &str) -> Option<String> {
         self.vars
-            .get(name)
+            .get(&self.resolve_name(name))
             .and_then(|v| v.text().map(str::to_string))
     }
 
@@ -351,6 +351,8 @@ impl Shell {
             self.rand_state = seed | 1;
             return Ok(());
         }
+        let resolved = self.resolve_name(name);
+        let name = resolved.as_str();
         match self.vars.get_mut(name) {
             Some(v) => {
                 if v.readonly {

@@ -794,6 +794,46 @@ impl Shell {
                 ))
             }
             ParamOp::Names { .. } => Ok(None),
+            ParamOp::Transform { op } => {
+                let Some(v) = val else {
+                    return Ok(None);
+                };
+                Ok(Some(match op {
+                    'Q' | 'K' => format!("'{}'", v.replace('\'', "'\\''")),
+                    'E' => crate::builtins::echo_escapes(&v, false, true).0,
+                    'U' => v.to_uppercase(),
+                    'L' => v.to_lowercase(),
+                    'u' => {
+                        let mut c = v.chars();
+                        c.next()
+                            .map(|f| f.to_uppercase().chain(c).collect())
+                            .unwrap_or_default()
+                    }
+                    'a' => {
+                        let var = self.vars.get(&pe.name);
+                        let mut flags = String::new();
+                        if let Some(var) = var {
+                            match var.value {
+                                crate::vars::Value::Indexed(_) => flags.push('a'),
+                                crate::vars::Value::Assoc(_) => flags.push('A'),
+                                _ => {}
+                            }
+                            if var.attrs.integer {
+                                flags.push('i');
+                            }
+                            if var.readonly {
+                                flags.push('r');
+                            }
+                            if var.exported {
+                                flags.push('x');
+                            }
+                        }
+                        flags
+                    }
+                    'A' => format!("{}='{}'", pe.name, v.replace('\'', "'\\''")),
+                    _ => v,
+                }))
+            }
             ParamOp::Case { upper, all } => {
                 check_unset(self, &val)?;
                 let v = val.unwrap_or_default();

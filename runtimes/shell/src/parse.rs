@@ -988,6 +988,7 @@ impl Parser {
                     all: false,
                 },
             ),
+            (Some('@'), Some(c)) if "QEPAaUuLK".contains(c) => (2, ParamOp::Transform { op: c }),
             (None, _) => return self.eof_err("unterminated ${…}"),
             _ => return self.err("bad substitution"),
         };

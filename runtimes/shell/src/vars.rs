@@ -23,6 +23,8 @@ pub struct Attrs {
     pub integer: bool,
     pub lower: bool,
     pub upper: bool,
+    /// `declare -n`: the value names the variable this one stands for.
+    pub nameref: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +84,21 @@ pub struct Elem {
 }
 
 impl Shell {
+    /// The variable `name` stands for, following `declare -n` references (a few levels).
+    pub fn resolve_name(&self, name: &str) -> String {
+        let mut n = name.to_string();
+        for _ in 0..8 {
+            match self.vars.get(&n) {
+                Some(v) if v.attrs.nameref => match v.text() {
+                    Some(t) if !t.is_empty() && t != n => n = t.to_string(),
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+        n
+    }
+
     /// Apply `declare -i/-l/-u` to a value about to be stored in `name` (`old` for `+=`).
     fn transform(
         &mut self,
@@ -151,6 +168,8 @@ impl Shell {
 
     /// `${name[sub]}`.
     pub fn get_elem(&mut self, name: &str, sub: &str) -> Result<Option<String>, String> {
+        let resolved = self.resolve_name(name);
+        let name = resolved.as_str();
         let assoc = matches!(self.vars.get(name).map(|v| &v.value), Some(Value::Assoc(_)));
         if assoc {
             return Ok(match self.vars.get(name).map(|v| &v.value) {
@@ -180,6 +199,8 @@ impl Shell {
         value: &str,
         append: bool,
     ) -> Result<(), String> {
+        let resolved = self.resolve_name(name);
+        let name = resolved.as_str();
         self.check_writable(name)?;
         let attrs = self.attrs_of(name);
         let assoc = matches!(self.vars.get(name).map(|v| &v.value), Some(Value::Assoc(_)));
@@ -234,6 +255,8 @@ impl Shell {
         append: bool,
         assoc: bool,
     ) -> Result<(), String> {
+        let resolved = self.resolve_name(name);
+        let name = resolved.as_str();
         self.check_writable(name)?;
         let attrs = self.attrs_of(name);
         let existing_assoc = matches!(self.vars.get(name).map(|v| &v.value), Some(Value::Assoc(_)));
@@ -323,12 +346,18 @@ impl Shell {
 
     /// The values of `name` as a list (`${name[@]}`); empty when unset.
     pub fn array_values(&self, name: &str) -> Vec<String> {
-        self.vars.get(name).map(Var::values).unwrap_or_default()
+        self.vars
+            .get(&self.resolve_name(name))
+            .map(Var::values)
+            .unwrap_or_default()
     }
 
     /// The subscripts of `name` (`${!name[@]}`); empty when unset.
     pub fn array_keys(&self, name: &str) -> Vec<String> {
-        self.vars.get(name).map(Var::keys).unwrap_or_default()
+        self.vars
+            .get(&self.resolve_name(name))
+            .map(Var::keys)
+            .unwrap_or_default()
     }
 }
 
@@ -365,6 +394,7 @@ pub fn declare_line(name: &str, v: &Var) -> String {
     for (on, c) in [
         (v.attrs.integer, 'i'),
         (v.attrs.lower, 'l'),
+        (v.attrs.nameref, 'n'),
         (v.readonly, 'r'),
         (v.attrs.upper, 'u'),
         (v.exported, 'x'),

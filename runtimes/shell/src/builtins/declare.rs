@@ -18,6 +18,7 @@ struct Flags {
     print: bool,
     funcs: bool,
     func_names: bool,
+    nameref: bool,
 }
 
 pub fn declare(sh: &mut Shell, name: &str, args: &[String]) -> R {
@@ -43,7 +44,8 @@ pub fn declare(sh: &mut Shell, name: &str, args: &[String]) -> R {
                     'p' => f.print = true,
                     'f' => f.funcs = true,
                     'F' => f.func_names = true,
-                    'n' | 't' => {}
+                    'n' => f.nameref = on,
+                    't' => {}
                     _ => {
                         sh.errmsg(&format!("{name}: -{c}: invalid option"));
                         return Ok(2);
@@ -115,6 +117,22 @@ fn declare_one(
 ) -> Result<(), String> {
     if sh.vars.get(var).is_some_and(|v| v.readonly) && value.is_some() {
         return Err(format!("{var}: readonly variable"));
+    }
+    if f.nameref {
+        // the value is a variable name, kept as it is (not assigned through)
+        let target = value.unwrap_or_default();
+        if !target.is_empty() && split_subscript(target).is_none() && !is_name(target) {
+            return Err(format!(
+                "{target}: invalid variable name for name reference"
+            ));
+        }
+        let v = sh
+            .vars
+            .entry(var.to_string())
+            .or_insert_with(|| Var::scalar("", false));
+        v.value = Value::Str(target.to_string());
+        v.attrs.nameref = true;
+        return Ok(());
     }
     // the kind first, so that the value is stored the right way
     if f.assoc || f.indexed {
