@@ -2351,8 +2351,16 @@ mod tests {
 
     #[test]
     fn unsupported_is_exit_2() {
-        let (_, st, _) = run("kill 1");
+        let (_, st, _) = run("fg");
         assert_eq!(st, 2);
+    }
+
+    #[test]
+    fn kill_reaches_only_this_shell() {
+        let (out, st, _) =
+            run("kill -0 $$ && echo alive; kill 4242; echo $?; kill -TERM $$; echo no");
+        assert_eq!(out, "alive\n1\n");
+        assert_eq!(st, 143);
     }
 
     #[test]
