@@ -224,6 +224,13 @@ fn cwd() -> String {
 }
 
 /// Run one command through the host, with this instance's streams.
+/// Run one command (an applet, sh, python, node) with this instance's environment and stdio;
+/// its status (for `find -exec`).
+pub fn run_command(argv: Vec<String>) -> i32 {
+    let env = std::env::vars().collect();
+    spawn_one(argv, env, Input::Null)
+}
+
 fn spawn_one(argv: Vec<String>, env: Vec<(String, String)>, stdin: Input) -> i32 {
     let _ = std::io::stdout().flush();
     let name = argv[0].clone();
