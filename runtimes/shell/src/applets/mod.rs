@@ -2,6 +2,7 @@
 //! our own code for the rest (grep, sed, uname, env, xargs, find, echo/printf/test).
 
 mod chmod;
+mod diff;
 mod tac;
 
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
@@ -35,7 +36,7 @@ uu! {
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
     "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
-    "whoami", "id",
+    "whoami", "id", "diff",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -149,6 +150,7 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
             };
             out(&s)
         }
+        "diff" => diff::diff(rest),
         "chmod" => chmod::chmod(rest),
         _ => {
             eprintln!("sh: {name}: command not found");
