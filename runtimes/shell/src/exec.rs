@@ -2089,7 +2089,49 @@ impl Shell {
     }
 
     /// A multi-stage pipeline: every stage is a fresh instance.
+    /// bash `shopt -s lastpipe`: the last command of a pipeline runs in this shell (so
+    /// `… | while read x; do n=…; done` keeps `n`), reading what the others wrote. With the
+    /// synchronous spawn the others finish first and their output is handed over whole.
+    fn exec_lastpipe(&mut self, cmds: &[Command]) -> R {
+        let (last, front) = match cmds.split_last() {
+            Some(x) => x,
+            None => return Ok(0),
+        };
+        let buf = Rc::new(RefCell::new(Vec::new()));
+        let saved_out = std::mem::replace(&mut self.io.stdout, Out::Capture(buf.clone()));
+        let r = self.exec_stages(front);
+        self.io.stdout = saved_out;
+        r?;
+        let mut statuses = self.array_values("PIPESTATUS");
+        let data = std::mem::take(&mut *buf.borrow_mut());
+        let saved_in = std::mem::replace(
+            &mut self.io.stdin,
+            In::Data(Rc::new(RefCell::new((data, 0)))),
+        );
+        let r = self.exec_command(last);
+        self.io.stdin = saved_in;
+        let st = r?;
+        statuses.push(st.to_string());
+        let all: Vec<i32> = statuses.iter().map(|s| s.parse().unwrap_or(0)).collect();
+        self.set_pipestatus(&all);
+        let r = if self.opts.pipefail {
+            all.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+        } else {
+            st
+        };
+        self.status = r;
+        Ok(r)
+    }
+
     fn exec_multi(&mut self, cmds: &[Command]) -> R {
+        if self.bash && self.shopt.get("lastpipe") {
+            return self.exec_lastpipe(cmds);
+        }
+        self.exec_stages(cmds)
+    }
+
+    /// Every command of a pipeline as its own instance.
+    fn exec_stages(&mut self, cmds: &[Command]) -> R {
         let n = cmds.len();
         let mut stages = Vec::with_capacity(n);
         let mut pre_status: Vec<Option<i32>> = vec![None; n];
