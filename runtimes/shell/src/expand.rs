@@ -144,6 +144,7 @@ impl Shell {
         if has_glob {
             let opts = GlobOpts {
                 dotglob: self.shopt.get("dotglob"),
+                globstar: self.shopt.get("globstar"),
             };
             let matches = glob(f, &self.cwd_for_glob(), opts);
             if !matches.is_empty() || self.shopt.get("nullglob") {

@@ -8,6 +8,37 @@ use crate::expand::PChar;
 pub struct GlobOpts {
     /// `*` also matches names starting with `.`.
     pub dotglob: bool,
+    /// `**` alone as a component matches any number of directories (bash `globstar`).
+    pub globstar: bool,
+}
+
+/// Every directory below `base` (relative names ending in `/`), depth first, sorted.
+fn subdirs(cwd: &str, base: &str, dotglob: bool, out: &mut Vec<String>) {
+    let dir = if base.is_empty() {
+        cwd.to_string()
+    } else if base.starts_with('/') {
+        base.to_string()
+    } else {
+        format!("{cwd}/{base}")
+    };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut names: Vec<(String, bool)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (e.file_name().to_string_lossy().into_owned(), is_dir)
+        })
+        .collect();
+    names.sort();
+    for (n, is_dir) in names {
+        if is_dir && (dotglob || !n.starts_with('.')) {
+            let sub = format!("{base}{n}/");
+            out.push(sub.clone());
+            subdirs(cwd, &sub, dotglob, out);
+        }
+    }
 }
 
 /// Does the pattern contain an unquoted extglob group opener?
@@ -231,6 +262,16 @@ pub fn glob(pat: &[PChar], cwd: &str, opts: GlobOpts) -> Vec<String> {
     let ncomp = comps.len();
     for (ci, comp) in comps.iter().enumerate().skip(start) {
         let last = ci + 1 == ncomp;
+        if opts.globstar && !last && comp.as_slice() == [('*', false), ('*', false)] {
+            // `**/`: this directory and every one below it
+            let mut next = Vec::new();
+            for base in &results {
+                next.push(base.clone());
+                subdirs(cwd, base, opts.dotglob, &mut next);
+            }
+            results = next;
+            continue;
+        }
         let has_glob = comp
             .iter()
             .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['))
