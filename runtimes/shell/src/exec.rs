@@ -551,6 +551,9 @@ impl Shell {
     /// Run a whole script, parsing it one top-level command at a time (like dash).
     pub fn run_script(&mut self, src: &str) -> i32 {
         let mut p = Parser::new(src);
+        if !self.bash {
+            p = p.posix();
+        }
         loop {
             let prog = match p.next_complete_command() {
                 Ok(Some(prog)) => prog,

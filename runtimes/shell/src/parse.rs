@@ -70,6 +70,8 @@ pub struct Parser {
     pending: Vec<Rc<RefCell<HereDoc>>>,
     /// Lexing the right side of `[[ … =~ … ]]`: `(`, `)`, `|`, `<`, `>` are part of the word.
     in_regex: bool,
+    /// sh mode: bash-only syntax (array literals) is a syntax error, as in dash.
+    posix: bool,
 }
 
 impl Parser {
@@ -81,7 +83,14 @@ impl Parser {
             peeked: None,
             pending: Vec::new(),
             in_regex: false,
+            posix: false,
         }
+    }
+
+    /// Parse as sh (dash) does: no bash-only syntax.
+    pub fn posix(mut self) -> Self {
+        self.posix = true;
+        self
     }
 
     pub fn line(&self) -> usize {
@@ -370,6 +379,9 @@ impl Parser {
                     let indexed =
                         matches!(parts.as_slice(), [WordPart::Lit(_), WordPart::Subscript(_)])
                             && (lit == "=" || lit == "+=");
+                    if (plain || indexed) && self.posix {
+                        return self.err("\"(\" unexpected");
+                    }
                     if plain || indexed {
                         self.bump();
                         let elems = self.lex_array_literal()?;
