@@ -8,52 +8,302 @@ mod declare;
 mod mapfile;
 pub mod shopt;
 
-const SPECIAL: &[&str] = &[
-    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
-    "shift", "trap", "unset",
-];
-
-const REGULAR: &[&str] = &[
-    "true", "false", "echo", "printf", "test", "[", "cd", "pwd", "read", "local", "type",
-    "command", "hash", "wait", "umask", "getopts", "alias", "unalias", "jobs", "fg", "bg", "kill",
-    "ulimit", "times",
-];
-
-const BASH_ONLY: &[&str] = &[
-    "source",
-    "builtin",
-    "let",
-    "declare",
-    "typeset",
-    "shopt",
-    "mapfile",
-    "readarray",
-    "pushd",
-    "popd",
-    "dirs",
-    "disown",
-    "suspend",
-];
-
-const UNSUPPORTED: &[&str] = &["jobs", "fg", "bg", "ulimit", "times", "disown", "suspend"];
-
-pub fn is_special_builtin(name: &str) -> bool {
-    SPECIAL.contains(&name)
+/// How POSIX (and bash) classify a builtin: special builtins' assignments persist and their
+/// errors end a non-interactive shell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Special,
+    Regular,
+    /// bash's own (also run in sh mode: a script that calls them means them).
+    BashOnly,
 }
 
-pub fn is_builtin(name: &str, bash: bool) -> bool {
-    SPECIAL.contains(&name)
-        || REGULAR.contains(&name)
-        || BASH_ONLY.contains(&name)
-        || (bash && name == "source")
+/// One builtin: its name, kind and implementation (`run(shell, name, args)`).
+pub struct Builtin {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub run: fn(&mut Shell, &str, &[String]) -> R,
+}
+
+/// Every builtin. To add one: write `fn bi_x(sh, name, args) -> R` and list it here.
+static BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: ":",
+        kind: Kind::Special,
+        run: bi_colon,
+    },
+    Builtin {
+        name: "true",
+        kind: Kind::Regular,
+        run: bi_colon,
+    },
+    Builtin {
+        name: "false",
+        kind: Kind::Regular,
+        run: bi_false,
+    },
+    Builtin {
+        name: "echo",
+        kind: Kind::Regular,
+        run: bi_echo,
+    },
+    Builtin {
+        name: "printf",
+        kind: Kind::Regular,
+        run: bi_printf,
+    },
+    Builtin {
+        name: "test",
+        kind: Kind::Regular,
+        run: bi_test,
+    },
+    Builtin {
+        name: "[",
+        kind: Kind::Regular,
+        run: bi_test,
+    },
+    Builtin {
+        name: "cd",
+        kind: Kind::Regular,
+        run: bi_cd,
+    },
+    Builtin {
+        name: "pwd",
+        kind: Kind::Regular,
+        run: bi_pwd,
+    },
+    Builtin {
+        name: "exit",
+        kind: Kind::Special,
+        run: bi_exit,
+    },
+    Builtin {
+        name: "return",
+        kind: Kind::Special,
+        run: bi_return,
+    },
+    Builtin {
+        name: "break",
+        kind: Kind::Special,
+        run: bi_break,
+    },
+    Builtin {
+        name: "continue",
+        kind: Kind::Special,
+        run: bi_break,
+    },
+    Builtin {
+        name: "shift",
+        kind: Kind::Special,
+        run: bi_shift,
+    },
+    Builtin {
+        name: "set",
+        kind: Kind::Special,
+        run: bi_set,
+    },
+    Builtin {
+        name: "export",
+        kind: Kind::Special,
+        run: bi_export,
+    },
+    Builtin {
+        name: "readonly",
+        kind: Kind::Special,
+        run: bi_export,
+    },
+    Builtin {
+        name: "unset",
+        kind: Kind::Special,
+        run: bi_unset,
+    },
+    Builtin {
+        name: "shopt",
+        kind: Kind::BashOnly,
+        run: bi_shopt,
+    },
+    Builtin {
+        name: "alias",
+        kind: Kind::Regular,
+        run: bi_alias,
+    },
+    Builtin {
+        name: "unalias",
+        kind: Kind::Regular,
+        run: bi_unalias,
+    },
+    Builtin {
+        name: "pushd",
+        kind: Kind::BashOnly,
+        run: bi_pushd,
+    },
+    Builtin {
+        name: "popd",
+        kind: Kind::BashOnly,
+        run: bi_popd,
+    },
+    Builtin {
+        name: "dirs",
+        kind: Kind::BashOnly,
+        run: bi_dirs,
+    },
+    Builtin {
+        name: "mapfile",
+        kind: Kind::BashOnly,
+        run: bi_mapfile,
+    },
+    Builtin {
+        name: "readarray",
+        kind: Kind::BashOnly,
+        run: bi_mapfile,
+    },
+    Builtin {
+        name: "local",
+        kind: Kind::Regular,
+        run: bi_local,
+    },
+    Builtin {
+        name: "declare",
+        kind: Kind::BashOnly,
+        run: bi_local,
+    },
+    Builtin {
+        name: "typeset",
+        kind: Kind::BashOnly,
+        run: bi_local,
+    },
+    Builtin {
+        name: "read",
+        kind: Kind::Regular,
+        run: bi_read,
+    },
+    Builtin {
+        name: "eval",
+        kind: Kind::Special,
+        run: bi_eval,
+    },
+    Builtin {
+        name: ".",
+        kind: Kind::Special,
+        run: bi_source,
+    },
+    Builtin {
+        name: "source",
+        kind: Kind::BashOnly,
+        run: bi_source,
+    },
+    Builtin {
+        name: "exec",
+        kind: Kind::Special,
+        run: bi_exec,
+    },
+    Builtin {
+        name: "trap",
+        kind: Kind::Special,
+        run: bi_trap,
+    },
+    Builtin {
+        name: "type",
+        kind: Kind::Regular,
+        run: bi_type,
+    },
+    Builtin {
+        name: "command",
+        kind: Kind::Regular,
+        run: bi_command,
+    },
+    Builtin {
+        name: "hash",
+        kind: Kind::Regular,
+        run: bi_hash,
+    },
+    Builtin {
+        name: "builtin",
+        kind: Kind::BashOnly,
+        run: bi_builtin,
+    },
+    Builtin {
+        name: "wait",
+        kind: Kind::Regular,
+        run: bi_wait,
+    },
+    Builtin {
+        name: "kill",
+        kind: Kind::Regular,
+        run: bi_kill,
+    },
+    Builtin {
+        name: "jobs",
+        kind: Kind::Regular,
+        run: bi_jobs,
+    },
+    Builtin {
+        name: "umask",
+        kind: Kind::Regular,
+        run: bi_umask,
+    },
+    Builtin {
+        name: "getopts",
+        kind: Kind::Regular,
+        run: bi_getopts,
+    },
+    Builtin {
+        name: "let",
+        kind: Kind::BashOnly,
+        run: bi_let,
+    },
+    Builtin {
+        name: "fg",
+        kind: Kind::Regular,
+        run: bi_unsupported,
+    },
+    Builtin {
+        name: "bg",
+        kind: Kind::Regular,
+        run: bi_unsupported,
+    },
+    Builtin {
+        name: "ulimit",
+        kind: Kind::Regular,
+        run: bi_unsupported,
+    },
+    Builtin {
+        name: "times",
+        kind: Kind::Regular,
+        run: bi_unsupported,
+    },
+    Builtin {
+        name: "disown",
+        kind: Kind::BashOnly,
+        run: bi_unsupported,
+    },
+    Builtin {
+        name: "suspend",
+        kind: Kind::BashOnly,
+        run: bi_unsupported,
+    },
+];
+
+fn lookup(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+pub fn is_special_builtin(name: &str) -> bool {
+    lookup(name).is_some_and(|b| b.kind == Kind::Special)
+}
+
+pub fn is_builtin(name: &str, _bash: bool) -> bool {
+    lookup(name).is_some()
 }
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-    SPECIAL
-        .iter()
-        .chain(REGULAR.iter())
-        .chain(BASH_ONLY.iter())
-        .copied()
+    BUILTINS.iter().map(|b| b.name)
+}
+
+/// Builtins the sandbox cannot provide (job control, resource limits): status 2.
+fn bi_unsupported(sh: &mut Shell, name: &str, _args: &[String]) -> R {
+    sh.errmsg(&format!("{name}: not supported"));
+    Ok(2)
 }
 
 fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
@@ -69,423 +319,529 @@ fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
 pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
     let name = argv[0].as_str();
     let args = &argv[1..];
-    if UNSUPPORTED.contains(&name) {
-        sh.errmsg(&format!("{name}: not supported"));
-        return Ok(2);
-    }
-    match name {
-        ":" | "true" => Ok(0),
-        "false" => Ok(1),
-        "echo" => {
-            let s = echo(args, sh.bash);
-            if !sh.out(&s) {
-                return Ok(1);
-            }
-            Ok(0)
-        }
-        "printf" => {
-            let mut args = args;
-            let mut var = None;
-            if sh.bash && args.first().is_some_and(|a| a == "-v") {
-                var = args.get(1).cloned();
-                args = args.get(2..).unwrap_or(&[]);
-            }
-            if args.first().is_some_and(|a| a == "--") {
-                args = &args[1..];
-            }
-            if args.is_empty() {
-                sh.errmsg("printf: usage: printf [-v var] format [arguments]");
-                return Ok(2);
-            }
-            let (s, err) = printf(&args[0], &args[1..]);
-            match var {
-                Some(v) => {
-                    let r = match crate::vars::split_subscript(&v) {
-                        Some((n, sub)) => {
-                            let sub = sh.expand_subscript_text(sub)?;
-                            sh.assign_elem(n, &sub, &s, false)
-                        }
-                        None => sh.set_var(&v, &s),
-                    };
-                    if let Err(m) = r {
-                        sh.errmsg(&format!("printf: {m}"));
-                        return Ok(1);
-                    }
-                }
-                None => {
-                    sh.out(&s);
-                }
-            }
-            if let Some(e) = err {
-                sh.errmsg(&format!("printf: {e}"));
-                return Ok(1);
-            }
-            Ok(0)
-        }
-        "test" | "[" => {
-            let mut a = args.to_vec();
-            if name == "[" {
-                if a.last().map(|s| s.as_str()) != Some("]") {
-                    sh.errmsg("[: missing ]");
-                    return Ok(2);
-                }
-                a.pop();
-            }
-            match test_eval(&a, &sh.cwd) {
-                Ok(b) => Ok(if b { 0 } else { 1 }),
-                Err(e) => {
-                    sh.errmsg(&format!("{name}: {e}"));
-                    Ok(2)
-                }
-            }
-        }
-        "cd" => builtin_cd(sh, args),
-        "pwd" => {
-            let s = format!("{}\n", sh.cwd);
-            sh.out(&s);
-            Ok(0)
-        }
-        "exit" => {
-            let st = match args.first() {
-                Some(a) => parse_num(sh, "exit", a)? as i32 & 0xff,
-                None => sh.status,
-            };
-            Err(Flow::Exit(st))
-        }
-        "return" => {
-            let st = match args.first() {
-                Some(a) => parse_num(sh, "return", a)? as i32 & 0xff,
-                None => sh.status,
-            };
-            Err(Flow::Return(st))
-        }
-        "break" | "continue" => {
-            let n = match args.first() {
-                Some(a) => parse_num(sh, name, a)?.max(1) as usize,
-                None => 1,
-            };
-            if sh.loop_depth == 0 {
-                return Ok(0);
-            }
-            let n = n.min(sh.loop_depth);
-            Err(if name == "break" {
-                Flow::Break(n)
-            } else {
-                Flow::Continue(n)
-            })
-        }
-        "shift" => {
-            let n = match args.first() {
-                Some(a) => parse_num(sh, "shift", a)? as usize,
-                None => 1,
-            };
-            if n > sh.params.len() {
-                if sh.bash {
-                    // bash: a failed shift is just status 1
-                    return Ok(1);
-                }
-                sh.errmsg("shift: can't shift that many");
-                return Err(Flow::Exit(2));
-            }
-            sh.params.drain(..n);
-            Ok(0)
-        }
-        "set" => builtin_set(sh, args),
-        "export" | "readonly" => builtin_export(sh, name, args),
-        "unset" => {
-            let mut funcs = false;
-            let mut st = 0;
-            for a in args {
-                match a.as_str() {
-                    "-f" => funcs = true,
-                    "-v" => funcs = false,
-                    a => {
-                        if funcs {
-                            sh.funcs.remove(a);
-                        } else if sh.bash && declare::unset_element(sh, a)? {
-                        } else if let Err(m) = sh.unset_var(a) {
-                            sh.errmsg(&format!("unset: {m}"));
-                            st = 1;
-                        }
-                    }
-                }
-            }
-            Ok(st)
-        }
-        "shopt" => shopt::shopt(sh, args),
-        "alias" => alias::alias(sh, args),
-        "unalias" => alias::unalias(sh, args),
-        "pushd" => alias::pushd(sh, args),
-        "popd" => alias::popd(sh, args),
-        "dirs" => alias::dirs(sh, args),
-        "mapfile" | "readarray" => mapfile::mapfile(sh, name, args),
-        "local" | "declare" | "typeset" => declare::declare(sh, name, args),
-        "read" => builtin_read(sh, args),
-        "eval" => {
-            let src = args.join(" ");
-            match parse::parse(&src) {
-                Ok(p) => sh.exec_program(&p),
-                Err(e) => {
-                    sh.errmsg(&format!("eval: {e}"));
-                    Ok(2)
-                }
-            }
-        }
-        "." | "source" => {
-            let Some(file) = args.first() else {
-                sh.errmsg(&format!("{name}: filename argument required"));
-                return Ok(2);
-            };
-            let found;
-            let file = if file.contains('/') {
-                file
-            } else {
-                // PATH first; bash then tries the current directory
-                match sh.path_lookup(file) {
-                    Some(p) => {
-                        found = p;
-                        &found
-                    }
-                    None if sh.bash => file,
-                    None => {
-                        sh.errmsg(&format!("{name}: {file}: not found"));
-                        return Err(Flow::Exit(2));
-                    }
-                }
-            };
-            let src = match std::fs::read_to_string(file) {
-                Ok(s) => s,
-                Err(e) => {
-                    sh.errmsg(&format!(
-                        "{name}: cannot open {file}: {}",
-                        crate::exec::io_err_msg(&e)
-                    ));
-                    return Err(Flow::Exit(2));
-                }
-            };
-            let prog = match parse::parse(&src) {
-                Ok(p) => p,
-                Err(e) => {
-                    sh.errmsg(&format!("{file}: {e}"));
-                    return Err(Flow::Exit(2));
-                }
-            };
-            let saved = if args.len() > 1 {
-                Some(std::mem::replace(&mut sh.params, args[1..].to_vec()))
-            } else {
-                None
-            };
-            let r = sh.exec_program(&prog);
-            if let Some(p) = saved {
-                sh.params = p;
-            }
-            match r {
-                Err(Flow::Return(n)) => Ok(n),
-                r => r,
-            }
-        }
-        "exec" => {
-            if args.is_empty() {
-                return Ok(0); // redirections stay in effect (see run_builtin_redir)
-            }
-            let st = if is_builtin(&args[0], sh.bash) {
-                run_builtin(sh, args)?
-            } else {
-                let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
-                    assigns: vec![],
-                    words: args
-                        .iter()
-                        .map(|a| parse::lit_word(&shell_quote(a)))
-                        .map(|mut w| {
-                            w.parts = vec![crate::ast::WordPart::Quoted(unquote_simple(&w.raw))];
-                            w
-                        })
-                        .collect(),
-                    redirs: vec![],
-                    line: sh.line,
-                });
-                let saved = std::mem::take(&mut sh.funcs);
-                let r = sh.exec_command(&c);
-                sh.funcs = saved;
-                r?
-            };
-            Err(Flow::Exit(st))
-        }
-        "trap" => builtin_trap(sh, args),
-        "type" => {
-            let mut st = 0;
-            let mut kind_only = false;
-            let mut path_only = false;
-            let mut names = Vec::new();
-            for a in args {
-                match a.as_str() {
-                    "-t" => kind_only = true,
-                    "-p" | "-P" => path_only = true,
-                    "-a" | "-f" => {}
-                    _ => names.push(a.clone()),
-                }
-            }
-            for a in &names {
-                if kind_only || path_only {
-                    let kind = if sh.funcs.contains_key(a) {
-                        "function"
-                    } else if crate::parse::KEYWORDS.contains(&a.as_str()) || a == "[[" {
-                        "keyword"
-                    } else if is_builtin(a, sh.bash) {
-                        "builtin"
-                    } else if crate::exec::is_known_program(a) {
-                        "file"
-                    } else {
-                        st = 1;
-                        continue;
-                    };
-                    let s = match (path_only, kind) {
-                        (false, k) => format!("{k}\n"),
-                        (true, "file") => format!("/usr/bin/{a}\n"),
-                        (true, _) => continue,
-                    };
-                    sh.out(&s);
-                    continue;
-                }
-                let s = if sh.funcs.contains_key(a) {
-                    format!("{a} is a shell function\n")
-                } else if is_special_builtin(a) {
-                    format!("{a} is a special shell builtin\n")
-                } else if is_builtin(a, sh.bash) {
-                    format!("{a} is a shell builtin\n")
-                } else if matches!(
-                    a.as_str(),
-                    "if" | "then"
-                        | "else"
-                        | "elif"
-                        | "fi"
-                        | "for"
-                        | "while"
-                        | "until"
-                        | "do"
-                        | "done"
-                        | "case"
-                        | "esac"
-                        | "{"
-                        | "}"
-                        | "!"
-                ) {
-                    format!("{a} is a shell keyword\n")
-                } else if crate::exec::is_known_program(a) {
-                    format!("{a} is {a} (a wasmbox program)\n")
-                } else {
-                    st = if sh.bash { 1 } else { 127 };
-                    sh.errmsg(&format!("type: {a}: not found"));
-                    continue;
-                };
-                sh.out(&s);
-            }
-            Ok(st)
-        }
-        "command" => {
-            let mut i = 0;
-            let mut mode = ' ';
-            while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
-                match args[i].as_str() {
-                    "-v" => mode = 'v',
-                    "-V" => mode = 'V',
-                    "-p" => {}
-                    "--" => {
-                        i += 1;
-                        break;
-                    }
-                    o => {
-                        sh.errmsg(&format!("command: {o}: bad option"));
-                        return Ok(2);
-                    }
-                }
-                i += 1;
-            }
-            let rest = &args[i..];
-            if rest.is_empty() {
-                return Ok(0);
-            }
-            if mode == 'v' || mode == 'V' {
-                let mut st = 0;
-                for a in rest {
-                    let known = sh.funcs.contains_key(a)
-                        || is_builtin(a, sh.bash)
-                        || crate::exec::is_known_program(a)
-                        || matches!(
-                            a.as_str(),
-                            "if" | "then"
-                                | "else"
-                                | "fi"
-                                | "for"
-                                | "while"
-                                | "case"
-                                | "do"
-                                | "done"
-                        );
-                    if known {
-                        let s = if mode == 'v' {
-                            format!("{a}\n")
-                        } else {
-                            format!("{a} is {a}\n")
-                        };
-                        sh.out(&s);
-                    } else {
-                        st = 1;
-                    }
-                }
-                return Ok(st);
-            }
-            if is_builtin(&rest[0], sh.bash) {
-                return run_builtin(sh, rest);
-            }
-            let saved = std::mem::take(&mut sh.funcs);
-            let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
-                assigns: vec![],
-                words: rest
-                    .iter()
-                    .map(|a| crate::ast::Word {
-                        raw: shell_quote(a),
-                        parts: vec![crate::ast::WordPart::Quoted(a.clone())],
-                    })
-                    .collect(),
-                redirs: vec![],
-                line: sh.line,
-            });
-            let r = sh.exec_command(&c);
-            sh.funcs = saved;
-            r
-        }
-        "hash" => Ok(0),
-        "builtin" => match args.first() {
-            Some(b) if is_builtin(b, sh.bash) => run_builtin(sh, args),
-            Some(b) => {
-                sh.errmsg(&format!("builtin: {b}: not a shell builtin"));
-                Ok(1)
-            }
-            None => Ok(0),
-        },
-        "wait" => builtin_wait(sh, args),
-        "kill" => builtin_kill(sh, args),
-        "jobs" => Ok(0),
-        "umask" => {
-            if args.is_empty() {
-                sh.out("0022\n");
-            }
-            Ok(0)
-        }
-        "getopts" => builtin_getopts(sh, args),
-        "let" => {
-            let mut v = 0;
-            for a in args {
-                v = sh.arith(a)?;
-            }
-            Ok((v == 0) as i32)
-        }
-        _ => {
+    match lookup(name) {
+        Some(b) => (b.run)(sh, name, args),
+        None => {
             sh.errmsg(&format!("{name}: not supported"));
             Ok(2)
         }
     }
+}
+
+/// `:`, `true`.
+fn bi_colon(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `false`.
+fn bi_false(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(1)
+}
+
+/// `echo`.
+fn bi_echo(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let s = echo(args, sh.bash);
+    if !sh.out(&s) {
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `printf`.
+fn bi_printf(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut args = args;
+    let mut var = None;
+    if sh.bash && args.first().is_some_and(|a| a == "-v") {
+        var = args.get(1).cloned();
+        args = args.get(2..).unwrap_or(&[]);
+    }
+    if args.first().is_some_and(|a| a == "--") {
+        args = &args[1..];
+    }
+    if args.is_empty() {
+        sh.errmsg("printf: usage: printf [-v var] format [arguments]");
+        return Ok(2);
+    }
+    let (s, err) = printf(&args[0], &args[1..]);
+    match var {
+        Some(v) => {
+            let r = match crate::vars::split_subscript(&v) {
+                Some((n, sub)) => {
+                    let sub = sh.expand_subscript_text(sub)?;
+                    sh.assign_elem(n, &sub, &s, false)
+                }
+                None => sh.set_var(&v, &s),
+            };
+            if let Err(m) = r {
+                sh.errmsg(&format!("printf: {m}"));
+                return Ok(1);
+            }
+        }
+        None => {
+            sh.out(&s);
+        }
+    }
+    if let Some(e) = err {
+        sh.errmsg(&format!("printf: {e}"));
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `test`, `[`.
+fn bi_test(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let mut a = args.to_vec();
+    if name == "[" {
+        if a.last().map(|s| s.as_str()) != Some("]") {
+            sh.errmsg("[: missing ]");
+            return Ok(2);
+        }
+        a.pop();
+    }
+    match test_eval(&a, &sh.cwd) {
+        Ok(b) => Ok(if b { 0 } else { 1 }),
+        Err(e) => {
+            sh.errmsg(&format!("{name}: {e}"));
+            Ok(2)
+        }
+    }
+}
+
+/// `cd`.
+fn bi_cd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_cd(sh, args)
+}
+
+/// `pwd`.
+fn bi_pwd(sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    let s = format!("{}\n", sh.cwd);
+    sh.out(&s);
+    Ok(0)
+}
+
+/// `exit`.
+fn bi_exit(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let st = match args.first() {
+        Some(a) => parse_num(sh, "exit", a)? as i32 & 0xff,
+        None => sh.status,
+    };
+    Err(Flow::Exit(st))
+}
+
+/// `return`.
+fn bi_return(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let st = match args.first() {
+        Some(a) => parse_num(sh, "return", a)? as i32 & 0xff,
+        None => sh.status,
+    };
+    Err(Flow::Return(st))
+}
+
+/// `break`, `continue`.
+fn bi_break(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let n = match args.first() {
+        Some(a) => parse_num(sh, name, a)?.max(1) as usize,
+        None => 1,
+    };
+    if sh.loop_depth == 0 {
+        return Ok(0);
+    }
+    let n = n.min(sh.loop_depth);
+    Err(if name == "break" {
+        Flow::Break(n)
+    } else {
+        Flow::Continue(n)
+    })
+}
+
+/// `shift`.
+fn bi_shift(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let n = match args.first() {
+        Some(a) => parse_num(sh, "shift", a)? as usize,
+        None => 1,
+    };
+    if n > sh.params.len() {
+        if sh.bash {
+            // bash: a failed shift is just status 1
+            return Ok(1);
+        }
+        sh.errmsg("shift: can't shift that many");
+        return Err(Flow::Exit(2));
+    }
+    sh.params.drain(..n);
+    Ok(0)
+}
+
+/// `set`.
+fn bi_set(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_set(sh, args)
+}
+
+/// `export`, `readonly`.
+fn bi_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    builtin_export(sh, name, args)
+}
+
+/// `unset`.
+fn bi_unset(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut funcs = false;
+    let mut st = 0;
+    for a in args {
+        match a.as_str() {
+            "-f" => funcs = true,
+            "-v" => funcs = false,
+            a => {
+                if funcs {
+                    sh.funcs.remove(a);
+                } else if sh.bash && declare::unset_element(sh, a)? {
+                } else if let Err(m) = sh.unset_var(a) {
+                    sh.errmsg(&format!("unset: {m}"));
+                    st = 1;
+                }
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// `shopt`.
+fn bi_shopt(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    shopt::shopt(sh, args)
+}
+
+/// `alias`.
+fn bi_alias(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::alias(sh, args)
+}
+
+/// `unalias`.
+fn bi_unalias(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::unalias(sh, args)
+}
+
+/// `pushd`.
+fn bi_pushd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::pushd(sh, args)
+}
+
+/// `popd`.
+fn bi_popd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::popd(sh, args)
+}
+
+/// `dirs`.
+fn bi_dirs(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::dirs(sh, args)
+}
+
+/// `mapfile`, `readarray`.
+fn bi_mapfile(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    mapfile::mapfile(sh, name, args)
+}
+
+/// `local`, `declare`, `typeset`.
+fn bi_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    declare::declare(sh, name, args)
+}
+
+/// `read`.
+fn bi_read(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_read(sh, args)
+}
+
+/// `eval`.
+fn bi_eval(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let src = args.join(" ");
+    match parse::parse(&src) {
+        Ok(p) => sh.exec_program(&p),
+        Err(e) => {
+            sh.errmsg(&format!("eval: {e}"));
+            Ok(2)
+        }
+    }
+}
+
+/// `.`, `source`.
+fn bi_source(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let Some(file) = args.first() else {
+        sh.errmsg(&format!("{name}: filename argument required"));
+        return Ok(2);
+    };
+    let found;
+    let file = if file.contains('/') {
+        file
+    } else {
+        // PATH first; bash then tries the current directory
+        match sh.path_lookup(file) {
+            Some(p) => {
+                found = p;
+                &found
+            }
+            None if sh.bash => file,
+            None => {
+                sh.errmsg(&format!("{name}: {file}: not found"));
+                return Err(Flow::Exit(2));
+            }
+        }
+    };
+    let src = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            sh.errmsg(&format!(
+                "{name}: cannot open {file}: {}",
+                crate::exec::io_err_msg(&e)
+            ));
+            return Err(Flow::Exit(2));
+        }
+    };
+    let prog = match parse::parse(&src) {
+        Ok(p) => p,
+        Err(e) => {
+            sh.errmsg(&format!("{file}: {e}"));
+            return Err(Flow::Exit(2));
+        }
+    };
+    let saved = if args.len() > 1 {
+        Some(std::mem::replace(&mut sh.params, args[1..].to_vec()))
+    } else {
+        None
+    };
+    let r = sh.exec_program(&prog);
+    if let Some(p) = saved {
+        sh.params = p;
+    }
+    match r {
+        Err(Flow::Return(n)) => Ok(n),
+        r => r,
+    }
+}
+
+/// `exec`.
+fn bi_exec(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    if args.is_empty() {
+        return Ok(0); // redirections stay in effect (see run_builtin_redir)
+    }
+    let st = if is_builtin(&args[0], sh.bash) {
+        run_builtin(sh, args)?
+    } else {
+        let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+            assigns: vec![],
+            words: args
+                .iter()
+                .map(|a| parse::lit_word(&shell_quote(a)))
+                .map(|mut w| {
+                    w.parts = vec![crate::ast::WordPart::Quoted(unquote_simple(&w.raw))];
+                    w
+                })
+                .collect(),
+            redirs: vec![],
+            line: sh.line,
+        });
+        let saved = std::mem::take(&mut sh.funcs);
+        let r = sh.exec_command(&c);
+        sh.funcs = saved;
+        r?
+    };
+    Err(Flow::Exit(st))
+}
+
+/// `trap`.
+fn bi_trap(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_trap(sh, args)
+}
+
+/// `type`.
+fn bi_type(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut st = 0;
+    let mut kind_only = false;
+    let mut path_only = false;
+    let mut names = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "-t" => kind_only = true,
+            "-p" | "-P" => path_only = true,
+            "-a" | "-f" => {}
+            _ => names.push(a.clone()),
+        }
+    }
+    for a in &names {
+        if kind_only || path_only {
+            let kind = if sh.funcs.contains_key(a) {
+                "function"
+            } else if crate::parse::KEYWORDS.contains(&a.as_str()) || a == "[[" {
+                "keyword"
+            } else if is_builtin(a, sh.bash) {
+                "builtin"
+            } else if crate::exec::is_known_program(a) {
+                "file"
+            } else {
+                st = 1;
+                continue;
+            };
+            let s = match (path_only, kind) {
+                (false, k) => format!("{k}\n"),
+                (true, "file") => format!("/usr/bin/{a}\n"),
+                (true, _) => continue,
+            };
+            sh.out(&s);
+            continue;
+        }
+        let s = if sh.funcs.contains_key(a) {
+            format!("{a} is a shell function\n")
+        } else if is_special_builtin(a) {
+            format!("{a} is a special shell builtin\n")
+        } else if is_builtin(a, sh.bash) {
+            format!("{a} is a shell builtin\n")
+        } else if matches!(
+            a.as_str(),
+            "if" | "then"
+                | "else"
+                | "elif"
+                | "fi"
+                | "for"
+                | "while"
+                | "until"
+                | "do"
+                | "done"
+                | "case"
+                | "esac"
+                | "{"
+                | "}"
+                | "!"
+        ) {
+            format!("{a} is a shell keyword\n")
+        } else if crate::exec::is_known_program(a) {
+            format!("{a} is {a} (a wasmbox program)\n")
+        } else {
+            st = if sh.bash { 1 } else { 127 };
+            sh.errmsg(&format!("type: {a}: not found"));
+            continue;
+        };
+        sh.out(&s);
+    }
+    Ok(st)
+}
+
+/// `command`.
+fn bi_command(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut i = 0;
+    let mut mode = ' ';
+    while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
+        match args[i].as_str() {
+            "-v" => mode = 'v',
+            "-V" => mode = 'V',
+            "-p" => {}
+            "--" => {
+                i += 1;
+                break;
+            }
+            o => {
+                sh.errmsg(&format!("command: {o}: bad option"));
+                return Ok(2);
+            }
+        }
+        i += 1;
+    }
+    let rest = &args[i..];
+    if rest.is_empty() {
+        return Ok(0);
+    }
+    if mode == 'v' || mode == 'V' {
+        let mut st = 0;
+        for a in rest {
+            let known = sh.funcs.contains_key(a)
+                || is_builtin(a, sh.bash)
+                || crate::exec::is_known_program(a)
+                || matches!(
+                    a.as_str(),
+                    "if" | "then" | "else" | "fi" | "for" | "while" | "case" | "do" | "done"
+                );
+            if known {
+                let s = if mode == 'v' {
+                    format!("{a}\n")
+                } else {
+                    format!("{a} is {a}\n")
+                };
+                sh.out(&s);
+            } else {
+                st = 1;
+            }
+        }
+        return Ok(st);
+    }
+    if is_builtin(&rest[0], sh.bash) {
+        return run_builtin(sh, rest);
+    }
+    let saved = std::mem::take(&mut sh.funcs);
+    let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+        assigns: vec![],
+        words: rest
+            .iter()
+            .map(|a| crate::ast::Word {
+                raw: shell_quote(a),
+                parts: vec![crate::ast::WordPart::Quoted(a.clone())],
+            })
+            .collect(),
+        redirs: vec![],
+        line: sh.line,
+    });
+    let r = sh.exec_command(&c);
+    sh.funcs = saved;
+    r
+}
+
+/// `hash`.
+fn bi_hash(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `builtin`.
+fn bi_builtin(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    match args.first() {
+        Some(b) if is_builtin(b, sh.bash) => run_builtin(sh, args),
+        Some(b) => {
+            sh.errmsg(&format!("builtin: {b}: not a shell builtin"));
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// `wait`.
+fn bi_wait(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_wait(sh, args)
+}
+
+/// `kill`.
+fn bi_kill(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_kill(sh, args)
+}
+
+/// `jobs`.
+fn bi_jobs(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `umask`.
+fn bi_umask(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    if args.is_empty() {
+        sh.out("0022\n");
+    }
+    Ok(0)
+}
+
+/// `getopts`.
+fn bi_getopts(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_getopts(sh, args)
+}
+
+/// `let`.
+fn bi_let(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut v = 0;
+    for a in args {
+        v = sh.arith(a)?;
+    }
+    Ok((v == 0) as i32)
 }
 
 /// `kill [-SIG | -s SIG | -0] ID…`: the only processes are this shell (`$$`) and its
