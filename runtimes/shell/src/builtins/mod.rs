@@ -22,267 +22,72 @@ pub enum Kind {
 pub struct Builtin {
     pub name: &'static str,
     pub kind: Kind,
-    pub run: fn(&mut Shell, &str, &[String]) -> R,
+    pub run: BuiltinFn,
 }
+
+/// `run(shell, name, args)`: the name as invoked (one function may serve several names).
+pub type BuiltinFn = fn(&mut Shell, &str, &[String]) -> R;
 
 /// Every builtin. To add one: write `fn bi_x(sh, name, args) -> R` and list it here.
 static BUILTINS: &[Builtin] = &[
-    Builtin {
-        name: ":",
-        kind: Kind::Special,
-        run: bi_colon,
-    },
-    Builtin {
-        name: "true",
-        kind: Kind::Regular,
-        run: bi_colon,
-    },
-    Builtin {
-        name: "false",
-        kind: Kind::Regular,
-        run: bi_false,
-    },
-    Builtin {
-        name: "echo",
-        kind: Kind::Regular,
-        run: bi_echo,
-    },
-    Builtin {
-        name: "printf",
-        kind: Kind::Regular,
-        run: bi_printf,
-    },
-    Builtin {
-        name: "test",
-        kind: Kind::Regular,
-        run: bi_test,
-    },
-    Builtin {
-        name: "[",
-        kind: Kind::Regular,
-        run: bi_test,
-    },
-    Builtin {
-        name: "cd",
-        kind: Kind::Regular,
-        run: bi_cd,
-    },
-    Builtin {
-        name: "pwd",
-        kind: Kind::Regular,
-        run: bi_pwd,
-    },
-    Builtin {
-        name: "exit",
-        kind: Kind::Special,
-        run: bi_exit,
-    },
-    Builtin {
-        name: "return",
-        kind: Kind::Special,
-        run: bi_return,
-    },
-    Builtin {
-        name: "break",
-        kind: Kind::Special,
-        run: bi_break,
-    },
-    Builtin {
-        name: "continue",
-        kind: Kind::Special,
-        run: bi_break,
-    },
-    Builtin {
-        name: "shift",
-        kind: Kind::Special,
-        run: bi_shift,
-    },
-    Builtin {
-        name: "set",
-        kind: Kind::Special,
-        run: bi_set,
-    },
-    Builtin {
-        name: "export",
-        kind: Kind::Special,
-        run: bi_export,
-    },
-    Builtin {
-        name: "readonly",
-        kind: Kind::Special,
-        run: bi_export,
-    },
-    Builtin {
-        name: "unset",
-        kind: Kind::Special,
-        run: bi_unset,
-    },
-    Builtin {
-        name: "shopt",
-        kind: Kind::BashOnly,
-        run: bi_shopt,
-    },
-    Builtin {
-        name: "alias",
-        kind: Kind::Regular,
-        run: bi_alias,
-    },
-    Builtin {
-        name: "unalias",
-        kind: Kind::Regular,
-        run: bi_unalias,
-    },
-    Builtin {
-        name: "pushd",
-        kind: Kind::BashOnly,
-        run: bi_pushd,
-    },
-    Builtin {
-        name: "popd",
-        kind: Kind::BashOnly,
-        run: bi_popd,
-    },
-    Builtin {
-        name: "dirs",
-        kind: Kind::BashOnly,
-        run: bi_dirs,
-    },
-    Builtin {
-        name: "mapfile",
-        kind: Kind::BashOnly,
-        run: bi_mapfile,
-    },
-    Builtin {
-        name: "readarray",
-        kind: Kind::BashOnly,
-        run: bi_mapfile,
-    },
-    Builtin {
-        name: "local",
-        kind: Kind::Regular,
-        run: bi_local,
-    },
-    Builtin {
-        name: "declare",
-        kind: Kind::BashOnly,
-        run: bi_local,
-    },
-    Builtin {
-        name: "typeset",
-        kind: Kind::BashOnly,
-        run: bi_local,
-    },
-    Builtin {
-        name: "read",
-        kind: Kind::Regular,
-        run: bi_read,
-    },
-    Builtin {
-        name: "eval",
-        kind: Kind::Special,
-        run: bi_eval,
-    },
-    Builtin {
-        name: ".",
-        kind: Kind::Special,
-        run: bi_source,
-    },
-    Builtin {
-        name: "source",
-        kind: Kind::BashOnly,
-        run: bi_source,
-    },
-    Builtin {
-        name: "exec",
-        kind: Kind::Special,
-        run: bi_exec,
-    },
-    Builtin {
-        name: "trap",
-        kind: Kind::Special,
-        run: bi_trap,
-    },
-    Builtin {
-        name: "type",
-        kind: Kind::Regular,
-        run: bi_type,
-    },
-    Builtin {
-        name: "command",
-        kind: Kind::Regular,
-        run: bi_command,
-    },
-    Builtin {
-        name: "hash",
-        kind: Kind::Regular,
-        run: bi_hash,
-    },
-    Builtin {
-        name: "builtin",
-        kind: Kind::BashOnly,
-        run: bi_builtin,
-    },
-    Builtin {
-        name: "wait",
-        kind: Kind::Regular,
-        run: bi_wait,
-    },
-    Builtin {
-        name: "kill",
-        kind: Kind::Regular,
-        run: bi_kill,
-    },
-    Builtin {
-        name: "jobs",
-        kind: Kind::Regular,
-        run: bi_jobs,
-    },
-    Builtin {
-        name: "umask",
-        kind: Kind::Regular,
-        run: bi_umask,
-    },
-    Builtin {
-        name: "getopts",
-        kind: Kind::Regular,
-        run: bi_getopts,
-    },
-    Builtin {
-        name: "let",
-        kind: Kind::BashOnly,
-        run: bi_let,
-    },
-    Builtin {
-        name: "fg",
-        kind: Kind::Regular,
-        run: bi_unsupported,
-    },
-    Builtin {
-        name: "bg",
-        kind: Kind::Regular,
-        run: bi_unsupported,
-    },
-    Builtin {
-        name: "ulimit",
-        kind: Kind::Regular,
-        run: bi_unsupported,
-    },
-    Builtin {
-        name: "times",
-        kind: Kind::Regular,
-        run: bi_unsupported,
-    },
-    Builtin {
-        name: "disown",
-        kind: Kind::BashOnly,
-        run: bi_unsupported,
-    },
-    Builtin {
-        name: "suspend",
-        kind: Kind::BashOnly,
-        run: bi_unsupported,
-    },
+    b(":", Special, bi_colon),
+    b("true", Regular, bi_colon),
+    b("false", Regular, bi_false),
+    b("echo", Regular, bi_echo),
+    b("printf", Regular, bi_printf),
+    b("test", Regular, bi_test),
+    b("[", Regular, bi_test),
+    b("cd", Regular, bi_cd),
+    b("pwd", Regular, bi_pwd),
+    b("exit", Special, bi_exit),
+    b("return", Special, bi_return),
+    b("break", Special, bi_break),
+    b("continue", Special, bi_break),
+    b("shift", Special, bi_shift),
+    b("set", Special, bi_set),
+    b("export", Special, bi_export),
+    b("readonly", Special, bi_export),
+    b("unset", Special, bi_unset),
+    b("shopt", BashOnly, bi_shopt),
+    b("alias", Regular, bi_alias),
+    b("unalias", Regular, bi_unalias),
+    b("pushd", BashOnly, bi_pushd),
+    b("popd", BashOnly, bi_popd),
+    b("dirs", BashOnly, bi_dirs),
+    b("mapfile", BashOnly, bi_mapfile),
+    b("readarray", BashOnly, bi_mapfile),
+    b("local", Regular, bi_local),
+    b("declare", BashOnly, bi_local),
+    b("typeset", BashOnly, bi_local),
+    b("read", Regular, bi_read),
+    b("eval", Special, bi_eval),
+    b(".", Special, bi_source),
+    b("source", BashOnly, bi_source),
+    b("exec", Special, bi_exec),
+    b("trap", Special, bi_trap),
+    b("type", Regular, bi_type),
+    b("command", Regular, bi_command),
+    b("hash", Regular, bi_hash),
+    b("builtin", BashOnly, bi_builtin),
+    b("wait", Regular, bi_wait),
+    b("kill", Regular, bi_kill),
+    b("jobs", Regular, bi_jobs),
+    b("umask", Regular, bi_umask),
+    b("getopts", Regular, bi_getopts),
+    b("let", BashOnly, bi_let),
+    b("fg", Regular, bi_unsupported),
+    b("bg", Regular, bi_unsupported),
+    b("ulimit", Regular, bi_unsupported),
+    b("times", Regular, bi_unsupported),
+    b("disown", BashOnly, bi_unsupported),
+    b("suspend", BashOnly, bi_unsupported),
 ];
+
+const fn b(name: &'static str, kind: Kind, run: BuiltinFn) -> Builtin {
+    Builtin { name, kind, run }
+}
+
+use Kind::{BashOnly, Regular, Special};
 
 fn lookup(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
