@@ -2155,6 +2155,9 @@ impl Shell {
                             for a in &s.assigns {
                                 if let AssignValue::Scalar(w) = &a.value {
                                     let v = self.expand_assign(w)?;
+                                    // later prefix assignments see this one (the stage's
+                                    // variables are put back below)
+                                    let _ = self.set_var(&a.name, &v);
                                     env.retain(|(k, _)| *k != a.name);
                                     env.push((a.name.clone(), v));
                                 }
