@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod procsub;
 pub mod spawn;
 pub mod text;
+pub mod unparse;
 pub mod vars;
 
 use std::io::Read;
