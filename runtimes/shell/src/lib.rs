@@ -2,6 +2,7 @@
 //! See ABI.md for the host interface.
 
 pub mod applets;
+pub mod arith;
 pub mod ast;
 pub mod builtins;
 pub mod bytes;
