@@ -1,6 +1,7 @@
 //! The multicall dispatcher: applets by argv[0] basename. uutils crates where they work on WASI,
 //! our own code for the rest (grep, sed, uname, env, xargs, find, echo/printf/test).
 
+mod awk;
 mod chmod;
 mod diff;
 mod tac;
@@ -36,7 +37,7 @@ uu! {
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
     "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
-    "whoami", "id", "diff",
+    "whoami", "id", "diff", "awk",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -151,6 +152,7 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
             out(&s)
         }
         "diff" => diff::diff(rest),
+        "awk" => awk::awk(rest),
         "chmod" => chmod::chmod(rest),
         _ => {
             eprintln!("sh: {name}: command not found");
