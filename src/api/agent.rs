@@ -202,11 +202,12 @@ fn resolve_timeout(requested: Option<f64>, default: f64, max: f64) -> Result<Dur
     Ok(Duration::from_secs_f64(seconds.min(max)))
 }
 
-/// The shell line for a command request. `sh|bash -c LINE` is LINE itself; other argv is
-/// quoted word by word.
+/// The shell line for a command request, run by the shell guest in bash mode. `bash -c LINE`
+/// is LINE itself; other argv (`sh -c LINE` among it, so that `sh` keeps POSIX semantics in a
+/// child shell) is quoted word by word.
 fn shell_line(command: &str, args: &[String]) -> String {
     let program = command.rsplit('/').next().unwrap_or(command);
-    if matches!(program, "bash" | "sh") && args.first().is_some_and(|a| a == "-c") {
+    if program == "bash" && args.first().is_some_and(|a| a == "-c") {
         if let Some(line) = args.get(1) {
             return line.clone();
         }
@@ -315,14 +316,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bash_dash_c_is_the_line_itself() {
+    fn bash_dash_c_is_the_line_itself_sh_stays_posix() {
         assert_eq!(
             shell_line("bash", &["-c".into(), "ls -la | wc -l".into()]),
             "ls -la | wc -l"
         );
         assert_eq!(
-            shell_line("/bin/sh", &["-c".into(), "echo $X".into()]),
+            shell_line("/bin/bash", &["-c".into(), "echo $X".into()]),
             "echo $X"
+        );
+        assert_eq!(
+            shell_line("sh", &["-c".into(), "echo $X".into()]),
+            "sh -c 'echo $X'"
         );
         assert_eq!(shell_line("echo $HOME && ls", &[]), "echo $HOME && ls");
     }

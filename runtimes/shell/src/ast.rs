@@ -21,11 +21,39 @@ pub enum WordPart {
     Arith(Vec<WordPart>),
     /// `~` or `~user` at the start of a word.
     Tilde(String),
+    /// bash: `<(…)` (`output` false) or `>(…)` (`output` true): expands to a file name.
+    ProcSub { prog: Rc<Program>, output: bool },
+    /// bash: the `[sub]` of an assignment word `name[sub]=value` (expands to `[sub]` elsewhere).
+    Subscript(Box<Word>),
+    /// bash: the `(…)` of `name=(…)` (only right after a literal `name=` or `name+=`).
+    ArrayLit(Vec<ArrayElem>),
+}
+
+/// One element of an array literal: `value` or `[key]=value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayElem {
+    pub key: Option<Word>,
+    pub value: Word,
+}
+
+/// The subscript of `${name[…]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subscript {
+    /// `[@]`
+    All,
+    /// `[*]`
+    Star,
+    /// an arithmetic index (indexed arrays) or a key (associative arrays), unexpanded
+    Expr(Word),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamExp {
     pub name: String,
+    /// `${name[sub]}` (bash arrays).
+    pub index: Option<Subscript>,
+    /// `${!name}` (indirection), `${!name[@]}` (keys), `${!prefix@}` (names).
+    pub indirect: bool,
     pub op: ParamOp,
     /// The word after the operator (default value, pattern, …).
     pub arg: Vec<WordPart>,
@@ -61,6 +89,14 @@ pub enum ParamOp {
     },
     /// bash: `${v:off}` / `${v:off:len}`
     Substring,
+    /// bash: `${v@Q}` and the other `@` transformations (Q E U u L a A).
+    Transform {
+        op: char,
+    },
+    /// bash: `${!prefix@}` / `${!prefix*}`: names of the set variables starting with `name`.
+    Names {
+        star: bool,
+    },
     /// bash: `${v^^}` `${v,,}` `${v^}` `${v,}`
     Case {
         upper: bool,
@@ -102,8 +138,10 @@ pub struct HereDoc {
 pub enum RedirOp {
     /// `<`
     In,
-    /// `>` and `>|`
+    /// `>`
     Out,
+    /// `>|`: like `>` but even under `set -C`
+    Clobber,
     /// `>>`
     Append,
     /// `<>`
@@ -118,6 +156,8 @@ pub enum RedirOp {
     HereString,
     /// `&>` (bash): stdout and stderr to a file.
     OutErr,
+    /// `&>>` (bash): stdout and stderr appended to a file.
+    AppendOutErr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +168,26 @@ pub struct Redir {
     pub target: Word,
 }
 
+/// `name=value`, `name+=value`, `name[sub]=value`, `name=(…)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assign {
+    pub name: String,
+    pub index: Option<Word>,
+    pub append: bool,
+    pub value: AssignValue,
+    /// The whole word as written (for re-serialising).
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignValue {
+    Scalar(Word),
+    Array(Vec<ArrayElem>),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimpleCmd {
-    pub assigns: Vec<(String, Word)>,
+    pub assigns: Vec<Assign>,
     pub words: Vec<Word>,
     pub redirs: Vec<Redir>,
     pub line: usize,
@@ -140,8 +197,10 @@ pub struct SimpleCmd {
 pub struct CaseArm {
     pub patterns: Vec<Word>,
     pub body: Program,
-    /// `;&` (bash fall-through) — we only parse `;;`.
+    /// `;&` (bash): run the next arm's body too.
     pub fallthrough: bool,
+    /// `;;&` (bash): go on testing the next arms' patterns.
+    pub test_next: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +227,13 @@ pub enum Compound {
     },
     /// bash `(( expr ))`
     Arith(Word),
+    /// bash `for (( init; cond; step ))`; an empty condition is true.
+    ArithFor {
+        init: Word,
+        cond: Word,
+        step: Word,
+        body: Program,
+    },
     /// bash `[[ … ]]`: the words between the brackets, unexpanded.
     Test(Vec<TestWord>),
 }
@@ -189,6 +255,8 @@ pub enum Command {
 pub struct Pipeline {
     pub bang: bool,
     pub cmds: Vec<Command>,
+    /// `time pipeline` (bash keyword): report the elapsed time on stderr.
+    pub timed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,6 +269,8 @@ pub enum AndOrOp {
 pub struct AndOr {
     pub first: Pipeline,
     pub rest: Vec<(AndOrOp, Pipeline)>,
+    /// Ended by `&`: an asynchronous list.
+    pub background: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

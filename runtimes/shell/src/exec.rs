@@ -8,15 +8,13 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
 use std::rc::Rc;
 
+/// How long buffered stdout may wait before it is written (see [`Shell::flush_soon`]).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Maximum function-call nesting inside one shell instance.
 pub const MAX_FUNC_DEPTH: usize = 300;
 
-#[derive(Debug, Clone)]
-pub struct Var {
-    pub value: String,
-    pub exported: bool,
-    pub readonly: bool,
-}
+pub use crate::vars::{Value, Var};
 
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
@@ -64,7 +62,25 @@ pub struct Io {
     pub stdin: In,
     pub stdout: Out,
     pub stderr: Out,
+    /// Descriptors 3–9 opened by redirections (`exec 3>file`, `{ …; } 4<in`).
+    pub extra: std::collections::BTreeMap<u32, Fd>,
 }
+
+/// What an extra descriptor refers to.
+#[derive(Clone)]
+pub enum Fd {
+    In(In),
+    Out(Out),
+}
+
+/// The bash release whose behaviour bash mode follows (and the table is recorded from).
+const BASH_VERSION: &str = "5.2.15(1)-release";
+
+/// `$!` of the first background job (later ones count up).
+const FIRST_JOB_ID: u32 = 1000;
+
+/// The highest descriptor a redirection may name.
+const MAX_FD: u32 = 9;
 
 /// Non-local control flow.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,11 +127,34 @@ pub struct Shell {
     pub subst_status: Option<i32>,
     pub line: usize,
     out_buf: Vec<u8>,
+    /// `alias` definitions (expanded with `shopt -s expand_aliases`).
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// `pushd`/`popd`: the stacked directories, most recent last.
+    pub dir_stack: Vec<String>,
+    /// bash's ERR and RETURN traps.
+    pub bash_traps: std::collections::BTreeMap<String, String>,
+    /// Aliases being expanded (an alias is not expanded inside itself).
+    alias_active: Vec<String>,
+    /// `$_`: the last argument of the previous simple command.
+    pub last_arg: String,
+    /// Scratch files of process substitutions still in use.
+    pub procsubs: Vec<crate::procsub::ProcSubFile>,
+    /// When the shell started (`$SECONDS`).
+    pub started: std::time::Instant,
+    /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
+    pub jobs: Vec<(u32, i32)>,
+    /// The last status came from an and-or list whose final pipeline was skipped
+    /// (`false && x`): `set -e` ignores it, also when it ends a `{ …; }` or a function.
+    errexit_exempt: bool,
+    /// When `out_buf` was last written out (see [`Shell::flush_soon`]).
+    last_flush: std::time::Instant,
     pub getopts_pos: usize,
     pub rand_state: u64,
     /// The name used in messages ("sh" or "bash").
     pub name: String,
     pub pending_captures: Vec<(Sink, Sink)>,
+    /// bash `shopt` settings.
+    pub shopt: crate::builtins::shopt::Shopt,
 }
 
 pub fn io_err_msg(e: &std::io::Error) -> String {
@@ -172,6 +211,21 @@ pub fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// May this file be run? Natively: an execute bit. WASI has no permission bits, so every
+/// file may.
+fn is_executable(p: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        true
+    }
+}
+
 /// Programs the host can start (the applets of this module, sh itself, python, node).
 pub fn is_known_program(name: &str) -> bool {
     matches!(name, "python" | "python3" | "node" | "nodejs") || crate::applets::is_applet(name)
@@ -182,18 +236,14 @@ impl Shell {
         let mut vars = HashMap::new();
         for (k, v) in std::env::vars() {
             if is_name(&k) {
-                vars.insert(
-                    k,
-                    Var {
-                        value: v,
-                        exported: true,
-                        readonly: false,
-                    },
-                );
+                vars.insert(k, Var::scalar(&v, true));
             }
         }
         let cwd = match vars.get("PWD") {
-            Some(v) if v.value.starts_with('/') => normalize(&v.value),
+            Some(Var {
+                value: Value::Str(v),
+                ..
+            }) if v.starts_with('/') => normalize(v),
             _ => std::env::current_dir()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "/".into()),
@@ -209,6 +259,7 @@ impl Shell {
                 stdin: In::Fd0,
                 stdout: Out::Fd1,
                 stderr: Out::Fd2,
+                extra: Default::default(),
             },
             spawner,
             locals: Vec::new(),
@@ -221,6 +272,16 @@ impl Shell {
             subst_status: None,
             line: 0,
             out_buf: Vec::new(),
+            last_flush: std::time::Instant::now(),
+            errexit_exempt: false,
+            jobs: Vec::new(),
+            started: std::time::Instant::now(),
+            procsubs: Vec::new(),
+            last_arg: String::new(),
+            aliases: Default::default(),
+            dir_stack: Vec::new(),
+            bash_traps: Default::default(),
+            alias_active: Vec::new(),
             getopts_pos: 0,
             rand_state: 0x2545F4914F6CDD1D
                 ^ std::time::SystemTime::now()
@@ -229,6 +290,7 @@ impl Shell {
                     .unwrap_or(1),
             name: if bash { "bash".into() } else { "sh".into() },
             pending_captures: Vec::new(),
+            shopt: Default::default(),
         };
         let _ = std::env::set_current_dir(&cwd);
         sh.set_var_exported("PWD", &cwd);
@@ -240,24 +302,33 @@ impl Shell {
             ("OPTIND", "1"),
         ] {
             if !sh.vars.contains_key(k) {
-                sh.vars.insert(
-                    k.into(),
-                    Var {
-                        value: v.into(),
-                        exported: false,
-                        readonly: false,
-                    },
-                );
+                sh.vars.insert(k.into(), Var::scalar(v, false));
             }
+        }
+        if bash {
+            // what scripts test for to know they run under bash
+            for (k, v) in [
+                ("BASH", "/bin/bash"),
+                ("BASH_VERSION", BASH_VERSION),
+                ("HOSTNAME", crate::applets::UNAME_NODENAME),
+                ("OSTYPE", "linux-gnu"),
+                ("MACHTYPE", "wasm32-unknown-wasi"),
+            ] {
+                sh.vars
+                    .entry(k.into())
+                    .or_insert_with(|| Var::scalar(v, false));
+            }
+            let info = ["5", "2", "15", "1", "release", "wasm32-unknown-wasi"]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64, v.to_string()))
+                .collect();
+            sh.put("BASH_VERSINFO", Value::Indexed(info));
         }
         if !sh.vars.contains_key("PATH") {
             sh.vars.insert(
                 "PATH".into(),
-                Var {
-                    value: "/usr/local/bin:/usr/bin:/bin".into(),
-                    exported: true,
-                    readonly: false,
-                },
+                Var::scalar("/usr/local/bin:/usr/bin:/bin", true),
             );
         }
         sh
@@ -266,27 +337,40 @@ impl Shell {
     // ------------------------------------------------------------ variables
 
     pub fn get_var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).map(|v| v.value.clone())
+        self.vars
+            .get(&self.resolve_name(name))
+            .and_then(|v| v.text().map(str::to_string))
     }
 
     pub fn set_var(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name == "RANDOM" && self.bash {
+            // seeding: the same seed gives the same sequence
+            let seed = value.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+            });
+            self.rand_state = seed | 1;
+            return Ok(());
+        }
+        let resolved = self.resolve_name(name);
+        let name = resolved.as_str();
         match self.vars.get_mut(name) {
             Some(v) => {
                 if v.readonly {
-                    return Err(format!("{name}: is read only"));
+                    return Err(if self.bash {
+                        format!("{name}: readonly variable")
+                    } else {
+                        format!("{name}: is read only")
+                    });
                 }
-                v.value = value.to_string();
+                if v.is_array() || v.attrs != crate::vars::Attrs::default() {
+                    return self.assign_elem(name, "0", value, false);
+                }
+                v.value = Value::Str(value.to_string());
             }
             None => {
                 let exported = self.opts.allexport;
-                self.vars.insert(
-                    name.to_string(),
-                    Var {
-                        value: value.to_string(),
-                        exported,
-                        readonly: false,
-                    },
-                );
+                self.vars
+                    .insert(name.to_string(), Var::scalar(value, exported));
             }
         }
         if name == "OPTIND" {
@@ -296,12 +380,11 @@ impl Shell {
     }
 
     fn set_var_exported(&mut self, name: &str, value: &str) {
-        let v = self.vars.entry(name.to_string()).or_insert(Var {
-            value: String::new(),
-            exported: true,
-            readonly: false,
-        });
-        v.value = value.to_string();
+        let v = self
+            .vars
+            .entry(name.to_string())
+            .or_insert_with(|| Var::scalar("", true));
+        v.value = Value::Str(value.to_string());
         v.exported = true;
     }
 
@@ -319,8 +402,8 @@ impl Shell {
         let mut v: Vec<(String, String)> = self
             .vars
             .iter()
-            .filter(|(_, v)| v.exported)
-            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .filter(|(_, v)| v.exported && !v.is_array())
+            .map(|(k, v)| (k.clone(), v.text().unwrap_or_default().to_string()))
             .collect();
         v.sort();
         v
@@ -337,7 +420,18 @@ impl Shell {
 
     // ------------------------------------------------------------ output
 
+    /// Write buffered stdout if it has waited long enough. Called after every and-or list:
+    /// a script killed at its deadline (the host stops the instance, nothing runs after) then
+    /// loses at most the last few milliseconds of output, while a loop printing many lines
+    /// still makes few writes.
+    pub fn flush_soon(&mut self) {
+        if !self.out_buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush_stdout();
+        }
+    }
+
     pub fn flush_stdout(&mut self) {
+        self.last_flush = std::time::Instant::now();
         if !self.out_buf.is_empty() {
             let mut o = std::io::stdout().lock();
             let r = o.write_all(&self.out_buf).and_then(|_| o.flush());
@@ -381,7 +475,7 @@ impl Shell {
 
     pub fn out(&mut self, s: &str) -> bool {
         let o = self.io.stdout.clone();
-        self.write_to(&o, s.as_bytes())
+        self.write_to(&o, &crate::bytes::encode(s))
     }
 
     pub fn out_bytes(&mut self, s: &[u8]) -> bool {
@@ -391,7 +485,7 @@ impl Shell {
 
     pub fn err(&mut self, s: &str) {
         let o = self.io.stderr.clone();
-        self.write_to(&o, s.as_bytes());
+        self.write_to(&o, &crate::bytes::encode(s));
     }
 
     /// `sh: MESSAGE` on the current stderr.
@@ -457,6 +551,9 @@ impl Shell {
     /// Run a whole script, parsing it one top-level command at a time (like dash).
     pub fn run_script(&mut self, src: &str) -> i32 {
         let mut p = Parser::new(src);
+        if !self.bash {
+            p = p.posix();
+        }
         loop {
             let prog = match p.next_complete_command() {
                 Ok(Some(prog)) => prog,
@@ -498,12 +595,40 @@ impl Shell {
     pub fn exec_program(&mut self, p: &Program) -> R {
         let mut st = self.status;
         for ao in &p.items {
-            st = self.exec_and_or(ao)?;
+            st = if ao.background {
+                self.run_background(ao)
+            } else {
+                self.exec_and_or(ao)?
+            };
         }
         Ok(st)
     }
 
+    /// `list &`. The spawn import is synchronous (it returns when every stage has ended), so a
+    /// background list runs to completion here, as a subshell with stdin from /dev/null (what
+    /// a non-interactive shell gives it); `$!` and `wait` then report it like a finished job.
+    /// Scripts that start jobs and `wait` for them get the right output and statuses; they
+    /// do not get concurrency.
+    fn run_background(&mut self, ao: &AndOr) -> i32 {
+        let st = self
+            .subshell(|sh| {
+                sh.io.stdin = In::Null;
+                sh.exec_and_or(ao)
+            })
+            .unwrap_or(1);
+        let id = FIRST_JOB_ID + self.jobs.len() as u32;
+        self.jobs.push((id, st));
+        self.status = 0;
+        0
+    }
+
     fn exec_and_or(&mut self, ao: &AndOr) -> R {
+        let r = self.exec_and_or_inner(ao);
+        self.flush_soon();
+        r
+    }
+
+    fn exec_and_or_inner(&mut self, ao: &AndOr) -> R {
         let n = ao.rest.len();
         if n > 0 {
             self.errexit_off += 1;
@@ -543,8 +668,11 @@ impl Shell {
             if is_last {
                 // errexit applies to the last pipeline
                 self.status = st;
-                if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
-                    return Err(Flow::Exit(st));
+                if st != 0 && self.errexit_off == 0 && !last_bang {
+                    self.run_err_trap(st)?;
+                    if self.opts.errexit {
+                        return Err(Flow::Exit(st));
+                    }
                 }
                 return Ok(st);
             }
@@ -553,16 +681,62 @@ impl Shell {
             // the last pipeline was skipped: errexit does not apply
             self.errexit_off -= 1;
             self.status = st;
+            self.errexit_exempt = true;
             return Ok(st);
         }
         self.status = st;
-        if st != 0 && self.opts.errexit && self.errexit_off == 0 && !last_bang {
-            return Err(Flow::Exit(st));
+        if st != 0 && self.errexit_off == 0 && !last_bang && !self.errexit_exempt {
+            self.run_err_trap(st)?;
+            if self.opts.errexit {
+                return Err(Flow::Exit(st));
+            }
         }
         Ok(st)
     }
 
+    /// bash `trap … ERR`: run after a command fails where `set -e` would act.
+    fn run_err_trap(&mut self, st: i32) -> Result<(), Flow> {
+        self.run_bash_trap("ERR")?;
+        self.status = st;
+        Ok(())
+    }
+
+    /// Run bash's trap for `name` (ERR, RETURN) if one is set; not inside itself.
+    fn run_bash_trap(&mut self, name: &str) -> Result<(), Flow> {
+        let Some(action) = self.bash_traps.remove(name) else {
+            return Ok(());
+        };
+        let st = self.status;
+        let r = match parse::parse(&action) {
+            Ok(prog) => self.exec_program(&prog).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        self.bash_traps.entry(name.to_string()).or_insert(action);
+        self.status = st;
+        r
+    }
+
     fn exec_pipeline(&mut self, p: &Pipeline) -> R {
+        let mark = self.procsubs.len();
+        let start = std::time::Instant::now();
+        let r = self.exec_pipeline_inner(p);
+        self.finish_procsubs(mark);
+        if p.timed {
+            // wall-clock only: the sandbox has no per-process CPU accounting to report
+            let t = start.elapsed().as_secs_f64();
+            let m = (t / 60.0).floor();
+            let s = format!(
+                "\nreal\t{}m{:.3}s\nuser\t0m0.000s\nsys\t0m0.000s\n",
+                m,
+                t - m * 60.0
+            );
+            self.err(&s);
+        }
+        r
+    }
+
+    fn exec_pipeline_inner(&mut self, p: &Pipeline) -> R {
+        self.errexit_exempt = false;
         if p.bang {
             self.errexit_off += 1;
         }
@@ -575,12 +749,22 @@ impl Shell {
             self.errexit_off -= 1;
         }
         let st = r?;
+        if self.bash && p.cmds.len() == 1 {
+            self.set_pipestatus(&[st]);
+        }
         let st = if p.bang { (st == 0) as i32 } else { st };
         self.status = st;
         Ok(st)
     }
 
     pub fn exec_command(&mut self, c: &Command) -> R {
+        let mark = self.procsubs.len();
+        let r = self.exec_command_inner(c);
+        self.finish_procsubs(mark);
+        r
+    }
+
+    fn exec_command_inner(&mut self, c: &Command) -> R {
         match c {
             Command::Simple(s) => self.exec_simple(s),
             Command::Compound(cc, redirs) => {
@@ -739,11 +923,30 @@ impl Shell {
                     }
                     if matched {
                         st = self.exec_program(&arm.body)?;
-                        if !arm.fallthrough {
+                        if arm.test_next {
+                            matched = false;
+                        } else if !arm.fallthrough {
                             break;
                         }
                     }
                 }
+                self.status = st;
+                Ok(st)
+            }
+            Compound::ArithFor {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                let e = self.expand_string(init)?;
+                if !e.trim().is_empty() {
+                    self.arith(&e)?;
+                }
+                self.loop_depth += 1;
+                let r = self.arith_for_loop(cond, step, body);
+                self.loop_depth -= 1;
+                let st = r?;
                 self.status = st;
                 Ok(st)
             }
@@ -753,6 +956,44 @@ impl Shell {
                 Ok((v == 0) as i32)
             }
             Compound::Test(words) => self.dbl_bracket(words),
+        }
+    }
+
+    /// bash `PIPESTATUS`: the statuses of the last pipeline's commands.
+    fn set_pipestatus(&mut self, statuses: &[i32]) {
+        let m = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64, s.to_string()))
+            .collect();
+        self.put("PIPESTATUS", Value::Indexed(m));
+    }
+
+    /// The iterations of `for ((…))` (after init), with break/continue.
+    fn arith_for_loop(&mut self, cond: &Word, step: &Word, body: &Program) -> R {
+        let mut st = 0;
+        loop {
+            let c = self.expand_string(cond)?;
+            if !c.trim().is_empty() && self.arith(&c)? == 0 {
+                return Ok(st);
+            }
+            match self.exec_program(body) {
+                Ok(s) => st = s,
+                Err(Flow::Break(n)) => {
+                    return if n > 1 {
+                        Err(Flow::Break(n - 1))
+                    } else {
+                        Ok(0)
+                    };
+                }
+                Err(Flow::Continue(n)) if n > 1 => return Err(Flow::Continue(n - 1)),
+                Err(Flow::Continue(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let s = self.expand_string(step)?;
+            if !s.trim().is_empty() {
+                self.arith(&s)?;
+            }
         }
     }
 
@@ -805,6 +1046,9 @@ impl Shell {
 
     /// `$(…)`: run in a subshell with stdout captured; trailing newlines removed.
     pub fn command_subst(&mut self, p: &Program) -> Result<String, Flow> {
+        if let Some(r) = self.read_file_subst(p) {
+            return r;
+        }
         let buf = Rc::new(RefCell::new(Vec::new()));
         let b2 = buf.clone();
         let st = self.subshell(move |sh| {
@@ -816,7 +1060,44 @@ impl Shell {
         while v.last() == Some(&b'\n') {
             v.pop();
         }
-        Ok(String::from_utf8_lossy(&v).into_owned())
+        Ok(crate::bytes::decode(&v))
+    }
+
+    /// `$(< file)`: the file's contents (trailing newlines removed), without running anything.
+    fn read_file_subst(&mut self, p: &Program) -> Option<Result<String, Flow>> {
+        let [ao] = p.items.as_slice() else {
+            return None;
+        };
+        let [Command::Simple(s)] = ao.first.cmds.as_slice() else {
+            return None;
+        };
+        let [r] = s.redirs.as_slice() else {
+            return None;
+        };
+        if !ao.rest.is_empty() || !s.words.is_empty() || !s.assigns.is_empty() {
+            return None;
+        }
+        if r.op != RedirOp::In || r.fd.is_some_and(|fd| fd != 0) {
+            return None;
+        }
+        let name = match self.expand_string(&r.target) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match std::fs::read(self.abs_path(&name)) {
+            Ok(mut v) => {
+                while v.last() == Some(&b'\n') {
+                    v.pop();
+                }
+                self.subst_status = Some(0);
+                Ok(crate::bytes::decode(&v))
+            }
+            Err(e) => {
+                self.errmsg(&format!("{name}: {}", io_err_msg(&e)));
+                self.subst_status = Some(1);
+                Ok(String::new())
+            }
+        })
     }
 
     // ------------------------------------------------------------ redirections (in-shell)
@@ -832,6 +1113,11 @@ impl Shell {
     }
 
     fn open_out(&self, path: &str, append: bool) -> Result<Out, String> {
+        self.open_out_mode(path, append, false)
+    }
+
+    /// `clobber`: `>|` writes even under `set -C`.
+    fn open_out_mode(&self, path: &str, append: bool, clobber: bool) -> Result<Out, String> {
         if path == "/dev/null" {
             return Ok(Out::Null);
         }
@@ -842,7 +1128,7 @@ impl Shell {
             return Ok(self.io.stderr.clone());
         }
         let abs = self.abs_path(path);
-        if self.opts.noclobber && !append && std::path::Path::new(&abs).is_file() {
+        if self.opts.noclobber && !append && !clobber && std::path::Path::new(&abs).is_file() {
             return Err(format!("cannot create {path}: File exists"));
         }
         let mut o = std::fs::OpenOptions::new();
@@ -903,8 +1189,8 @@ impl Shell {
                 | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
-            if fd > 2 {
-                return Err(format!("{fd}: file descriptors above 2: not supported"));
+            if fd > MAX_FD {
+                return Err(format!("{fd}: bad file descriptor"));
             }
             match &r.op {
                 RedirOp::HereDoc(hd) => {
@@ -941,46 +1227,47 @@ impl Shell {
                             let i = self.open_in(&target)?;
                             self.set_in(fd, i)?;
                         }
+                        RedirOp::Clobber => {
+                            let o = self.open_out_mode(&target, false, true)?;
+                            self.set_out(fd, o)?;
+                        }
                         RedirOp::Out | RedirOp::Append => {
                             let o = self.open_out(&target, matches!(op, RedirOp::Append))?;
                             self.set_out(fd, o)?;
                         }
-                        RedirOp::OutErr => {
-                            let o = self.open_out(&target, false)?;
+                        RedirOp::OutErr | RedirOp::AppendOutErr => {
+                            let o = self.open_out(&target, matches!(op, RedirOp::AppendOutErr))?;
                             self.io.stdout = o.clone();
                             self.io.stderr = o;
                         }
                         RedirOp::DupOut | RedirOp::DupIn => {
                             if target == "-" {
-                                if fd == 0 {
-                                    self.io.stdin = In::Null;
-                                } else {
-                                    self.set_out(fd, Out::Null)?;
+                                match fd {
+                                    0 => self.io.stdin = In::Null,
+                                    1 | 2 => self.set_out(fd, Out::Null)?,
+                                    _ => {
+                                        self.io.extra.remove(&fd);
+                                    }
                                 }
                                 continue;
                             }
-                            match target.as_str() {
-                                "0" if fd == 0 => {}
-                                "1" if fd != 0 => {
-                                    let o = self.io.stdout.clone();
-                                    self.set_out(fd, o)?;
-                                }
-                                "2" if fd != 0 => {
-                                    let o = self.io.stderr.clone();
-                                    self.set_out(fd, o)?;
-                                }
-                                t if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
-                                    return Err(format!(
-                                        "{t}: bad file descriptor (only 0, 1 and 2 exist)"
-                                    ));
-                                }
-                                t if matches!(op, RedirOp::DupOut) && fd == 1 && r.fd.is_none() => {
+                            match target.parse::<u32>() {
+                                Ok(n) => match self.dup_source(n) {
+                                    Some(Fd::Out(o)) => self.set_out(fd, o)?,
+                                    Some(Fd::In(i)) => self.set_in(fd, i)?,
+                                    None => return Err(format!("{target}: bad file descriptor")),
+                                },
+                                Err(_)
+                                    if matches!(op, RedirOp::DupOut)
+                                        && fd == 1
+                                        && r.fd.is_none() =>
+                                {
                                     // `>&word` with a file name (bash): same as &>
-                                    let o = self.open_out(t, false)?;
+                                    let o = self.open_out(&target, false)?;
                                     self.io.stdout = o.clone();
                                     self.io.stderr = o;
                                 }
-                                t => return Err(format!("{t}: bad file descriptor")),
+                                Err(_) => return Err(format!("{target}: bad file descriptor")),
                             }
                         }
                         _ => unreachable!(),
@@ -991,13 +1278,28 @@ impl Shell {
         Ok(())
     }
 
-    fn set_in(&mut self, fd: u32, i: In) -> Result<(), String> {
-        if fd != 0 {
-            return Err(format!(
-                "{fd}: input redirection of an output descriptor: not supported"
-            ));
+    /// What descriptor `n` refers to now (the source of `N>&n` / `N<&n`).
+    fn dup_source(&self, n: u32) -> Option<Fd> {
+        match n {
+            0 => Some(Fd::In(self.io.stdin.clone())),
+            1 => Some(Fd::Out(self.io.stdout.clone())),
+            2 => Some(Fd::Out(self.io.stderr.clone())),
+            n => self.io.extra.get(&n).cloned(),
         }
-        self.io.stdin = i;
+    }
+
+    fn set_in(&mut self, fd: u32, i: In) -> Result<(), String> {
+        match fd {
+            0 => self.io.stdin = i,
+            1 | 2 => {
+                return Err(format!(
+                    "{fd}: input redirection of an output descriptor: not supported"
+                ))
+            }
+            n => {
+                self.io.extra.insert(n, Fd::In(i));
+            }
+        }
         Ok(())
     }
 
@@ -1006,27 +1308,60 @@ impl Shell {
             1 => self.io.stdout = o,
             2 => self.io.stderr = o,
             0 => return Err("0: output redirection of standard input: not supported".into()),
-            _ => unreachable!(),
+            n => {
+                self.io.extra.insert(n, Fd::Out(o));
+            }
         }
         Ok(())
     }
 
     // ------------------------------------------------------------ simple commands
 
+    /// `name args` where `name` is an alias: run the alias text followed by the rest of the
+    /// command, re-parsed.
+    fn expand_alias(&mut self, cmd: &SimpleCmd) -> Option<R> {
+        if !self.shopt.get("expand_aliases") {
+            return None;
+        }
+        let name = cmd.words.first()?.as_literal()?;
+        if self.alias_active.iter().any(|a| a == name) {
+            return None;
+        }
+        let value = self.aliases.get(name)?.clone();
+        let mut rest = cmd.clone();
+        rest.words.remove(0);
+        rest.assigns.clear();
+        let tail = parse::unparse_command(&Command::Simple(rest));
+        let src = format!("{value} {tail}");
+        let prog = match parse::parse(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                self.errmsg(&e.to_string());
+                return Some(Ok(2));
+            }
+        };
+        self.alias_active.push(name.to_string());
+        let r = self.exec_program(&prog);
+        self.alias_active.pop();
+        Some(r)
+    }
+
     fn exec_simple(&mut self, cmd: &SimpleCmd) -> R {
+        if let Some(r) = self.expand_alias(cmd) {
+            return r;
+        }
         self.line = cmd.line;
         self.subst_status = None;
-        let argv = self.expand_words(&cmd.words)?;
+        let argv = self.expand_command_words(&cmd.words)?;
         if argv.is_empty() {
             // assignments only (and redirections for their side effects)
-            for (name, w) in &cmd.assigns {
-                let v = self.expand_assign(w)?;
-                if self.opts.xtrace {
-                    let s = format!("{}{}={}\n", self.ps4(), name, shell_quote(&v));
-                    self.err(&s);
-                }
-                if let Err(m) = self.set_var(name, &v) {
+            for a in &cmd.assigns {
+                if let Err(m) = self.perform_assign(a)? {
                     self.errmsg(&m);
+                    if self.bash {
+                        self.status = 1;
+                        return Ok(1);
+                    }
                     return Err(Flow::Exit(2));
                 }
             }
@@ -1044,9 +1379,42 @@ impl Shell {
             self.status = st;
             return Ok(st);
         }
+        // prefix assignments: each one's expansion sees the ones before it
         let mut assigns = Vec::new();
-        for (name, w) in &cmd.assigns {
-            assigns.push((name.clone(), self.expand_assign(w)?));
+        let mut shadowed = Vec::new();
+        let mut failed = None;
+        for a in &cmd.assigns {
+            if let AssignValue::Scalar(w) = &a.value {
+                let v = match self.expand_assign(w) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                shadowed.push((a.name.clone(), self.vars.get(&a.name).cloned()));
+                if let Some(var) = self.vars.get_mut(&a.name) {
+                    if !var.readonly && !var.is_array() {
+                        var.value = Value::Str(v.clone());
+                    }
+                } else {
+                    self.vars.insert(a.name.clone(), Var::scalar(&v, false));
+                }
+                assigns.push((a.name.clone(), v));
+            }
+        }
+        for (n, old) in shadowed.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.vars.insert(n, v);
+                }
+                None => {
+                    self.vars.remove(&n);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if self.opts.xtrace {
             let mut s = self.ps4();
@@ -1064,6 +1432,9 @@ impl Shell {
             self.err(&s);
         }
         let name = argv[0].clone();
+        if let Some(last) = argv.last() {
+            self.last_arg = last.clone();
+        }
         if crate::builtins::is_special_builtin(&name) {
             for (n, v) in &assigns {
                 if let Err(m) = self.set_var(n, v) {
@@ -1110,15 +1481,14 @@ impl Shell {
         let mut saved = Vec::new();
         for (n, v) in assigns {
             saved.push((n.clone(), self.vars.get(n).cloned()));
-            let e = self.vars.entry(n.clone()).or_insert(Var {
-                value: String::new(),
-                exported: true,
-                readonly: false,
-            });
+            let e = self
+                .vars
+                .entry(n.clone())
+                .or_insert_with(|| Var::scalar("", true));
             if e.readonly {
                 continue;
             }
-            e.value = v.clone();
+            e.value = Value::Str(v.clone());
             e.exported = true;
         }
         let r = f(self);
@@ -1165,10 +1535,30 @@ impl Shell {
             return Err(Flow::Exit(2));
         }
         let saved_params = std::mem::replace(&mut self.params, args.to_vec());
+        let saved_funcname = self.bash.then(|| self.vars.get("FUNCNAME").cloned());
+        if self.bash {
+            // FUNCNAME: the call stack, innermost first
+            let mut stack = vec![_name.to_string()];
+            stack.extend(self.array_values("FUNCNAME"));
+            let m = stack
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (i as i64, n))
+                .collect();
+            self.put("FUNCNAME", Value::Indexed(m));
+        }
         self.func_depth += 1;
         self.locals.push(Vec::new());
         let saved_loop = std::mem::replace(&mut self.loop_depth, 0);
-        let r = self.exec_command(body);
+        let mut r = self.exec_command(body);
+        if self.bash_traps.contains_key("RETURN") {
+            if let Ok(st) | Err(Flow::Return(st)) = r {
+                self.status = st;
+                if let Err(e) = self.run_bash_trap("RETURN") {
+                    r = Err(e);
+                }
+            }
+        }
         self.loop_depth = saved_loop;
         let frame = self.locals.pop().unwrap_or_default();
         for (n, old) in frame.into_iter().rev() {
@@ -1183,6 +1573,15 @@ impl Shell {
         }
         self.func_depth -= 1;
         self.params = saved_params;
+        match saved_funcname {
+            Some(Some(v)) => {
+                self.vars.insert("FUNCNAME".into(), v);
+            }
+            Some(None) => {
+                self.vars.remove("FUNCNAME");
+            }
+            None => {}
+        }
         let st = match r {
             Ok(s) => s,
             Err(Flow::Return(s)) => s,
@@ -1195,16 +1594,22 @@ impl Shell {
     /// Resolve a command name to the argv the host should start: scripts with a `#!` line or a
     /// path are rewritten to their interpreter. Err is (status, message).
     pub fn resolve_program(&self, mut argv: Vec<String>) -> Result<Vec<String>, (i32, String)> {
-        let name = argv[0].clone();
+        let mut name = argv[0].clone();
         if !name.contains('/') {
             if is_known_program(&name) {
                 return Ok(argv);
             }
-            return Err((127, format!("{name}: command not found")));
+            match self.path_lookup(&name) {
+                Some(found) => name = found,
+                None => return Err((127, format!("{name}: command not found"))),
+            }
         }
         let abs = self.abs_path(&name);
         let p = std::path::Path::new(&abs);
         if p.is_dir() {
+            return Err((126, format!("{name}: Permission denied")));
+        }
+        if p.is_file() && !is_executable(p) {
             return Err((126, format!("{name}: Permission denied")));
         }
         if p.is_file() {
@@ -1261,6 +1666,34 @@ impl Shell {
             return Ok(argv);
         }
         Err((127, format!("{name}: not found")))
+    }
+
+    /// A script named without a slash: the first `$PATH` directory holding a file of that name.
+    /// The system directories are skipped: in the sandbox they hold nothing but the programs
+    /// [`is_known_program`] already knows (and natively, the host's own binaries).
+    pub fn path_lookup(&self, name: &str) -> Option<String> {
+        let path = self.get_var("PATH")?;
+        path.split(':')
+            .filter(|d| {
+                !matches!(
+                    d.trim_end_matches('/'),
+                    "/bin"
+                        | "/usr/bin"
+                        | "/usr/local/bin"
+                        | "/sbin"
+                        | "/usr/sbin"
+                        | "/usr/local/sbin"
+                )
+            })
+            .map(|d| {
+                if d.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{}/{name}", d.trim_end_matches('/'))
+                }
+            })
+            .find(|p| std::path::Path::new(&self.abs_path(p)).is_file())
+            .map(|p| if p.contains('/') { p } else { format!("./{p}") })
     }
 
     fn run_external(
@@ -1330,22 +1763,7 @@ impl Shell {
         let mut stdin = if pipe_in {
             Input::Pipe
         } else {
-            match &self.io.stdin {
-                In::Fd0 => Input::Inherit,
-                In::Null => Input::Null,
-                In::File(f) => {
-                    let b = f.buf.borrow();
-                    let off = b.2 + b.1 as u64;
-                    Input::File {
-                        file: f.path.clone(),
-                        offset: Some(off),
-                    }
-                }
-                In::Data(d) => {
-                    let d = d.borrow();
-                    Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
-                }
-            }
+            input_of(&self.io.stdin)
         };
         let mut out = if pipe_out {
             Sink::Pipe
@@ -1363,8 +1781,13 @@ impl Shell {
                 | RedirOp::ReadWrite => 0,
                 _ => 1,
             });
+            if fd > MAX_FD {
+                return Err(format!("{fd}: bad file descriptor"));
+            }
             if fd > 2 {
-                return Err(format!("{fd}: file descriptors above 2: not supported"));
+                // the child gets descriptors 0–2 only; a file named here is still created
+                // (below), the rest of such a redirection concerns nobody
+                continue;
             }
             match &r.op {
                 RedirOp::HereDoc(hd) => {
@@ -1412,14 +1835,14 @@ impl Shell {
                                 },
                             };
                         }
-                        RedirOp::Out | RedirOp::Append => {
+                        RedirOp::Out | RedirOp::Clobber | RedirOp::Append => {
                             let mode = if matches!(op, RedirOp::Append) {
                                 OutputMode::Append
                             } else {
                                 OutputMode::Write
                             };
                             if self.opts.noclobber
-                                && mode == OutputMode::Write
+                                && matches!(op, RedirOp::Out)
                                 && std::path::Path::new(&self.abs_path(&target)).is_file()
                             {
                                 return Err(format!("cannot create {target}: File exists"));
@@ -1435,8 +1858,13 @@ impl Shell {
                                 _ => return Err("0>: not supported".into()),
                             }
                         }
-                        RedirOp::OutErr => {
-                            let s = file_sink(OutputMode::Write, &mut file_id);
+                        RedirOp::OutErr | RedirOp::AppendOutErr => {
+                            let mode = if matches!(op, RedirOp::AppendOutErr) {
+                                OutputMode::Append
+                            } else {
+                                OutputMode::Write
+                            };
+                            let s = file_sink(mode, &mut file_id);
                             out = s.clone();
                             err = s;
                         }
@@ -1453,7 +1881,16 @@ impl Shell {
                                 out = s.clone();
                                 err = s;
                             }
-                            (_, t) => return Err(format!("{t}: bad file descriptor")),
+                            (_, t) => {
+                                // a descriptor the shell opened (`exec 3>f; cmd >&3`)
+                                let n = t.parse::<u32>().ok().filter(|n| *n > 2);
+                                match (fd, n.and_then(|n| self.io.extra.get(&n).cloned())) {
+                                    (1, Some(Fd::Out(o))) => out = self.out_sink(&o, 1),
+                                    (2, Some(Fd::Out(o))) => err = self.out_sink(&o, 2),
+                                    (0, Some(Fd::In(i))) => stdin = input_of(&i),
+                                    _ => return Err(format!("{t}: bad file descriptor")),
+                                }
+                            }
                         },
                         _ => unreachable!(),
                     }
@@ -1462,7 +1899,12 @@ impl Shell {
         }
         // files named by redirections that were then overridden must still be created/truncated
         for r in redirs {
-            if let RedirOp::Out | RedirOp::Append | RedirOp::OutErr = r.op {
+            if let RedirOp::Out
+            | RedirOp::Clobber
+            | RedirOp::Append
+            | RedirOp::OutErr
+            | RedirOp::AppendOutErr = r.op
+            {
                 if let Ok(t) = self.expand_string(&r.target) {
                     let used = [&out, &err]
                         .iter()
@@ -1470,7 +1912,7 @@ impl Shell {
                     if !used && !t.starts_with("/dev/") {
                         let abs = self.abs_path(&t);
                         let mut o = std::fs::OpenOptions::new();
-                        if matches!(r.op, RedirOp::Append) {
+                        if matches!(r.op, RedirOp::Append | RedirOp::AppendOutErr) {
                             o.append(true).create(true);
                         } else {
                             o.write(true).create(true).truncate(true);
@@ -1491,6 +1933,26 @@ impl Shell {
             stdout,
             stderr,
         })
+    }
+}
+
+/// A child's standard input for what the shell reads from.
+fn input_of(i: &In) -> Input {
+    match i {
+        In::Fd0 => Input::Inherit,
+        In::Null => Input::Null,
+        In::File(f) => {
+            let b = f.buf.borrow();
+            let off = b.2 + b.1 as u64;
+            Input::File {
+                file: f.path.clone(),
+                offset: Some(off),
+            }
+        }
+        In::Data(d) => {
+            let d = d.borrow();
+            Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
+        }
     }
 }
 
@@ -1566,7 +2028,14 @@ impl Shell {
             return Ok(vec![126; n]);
         }
         // In-shell files that children appended to: move our offsets to the end.
-        for o in [&self.io.stdout, &self.io.stderr] {
+        let extra_outs = self.io.extra.values().filter_map(|f| match f {
+            Fd::Out(o) => Some(o),
+            Fd::In(_) => None,
+        });
+        for o in [&self.io.stdout, &self.io.stderr]
+            .into_iter()
+            .chain(extra_outs)
+        {
             if let Out::File(f) = o {
                 let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
             }
@@ -1623,7 +2092,49 @@ impl Shell {
     }
 
     /// A multi-stage pipeline: every stage is a fresh instance.
+    /// bash `shopt -s lastpipe`: the last command of a pipeline runs in this shell (so
+    /// `… | while read x; do n=…; done` keeps `n`), reading what the others wrote. With the
+    /// synchronous spawn the others finish first and their output is handed over whole.
+    fn exec_lastpipe(&mut self, cmds: &[Command]) -> R {
+        let (last, front) = match cmds.split_last() {
+            Some(x) => x,
+            None => return Ok(0),
+        };
+        let buf = Rc::new(RefCell::new(Vec::new()));
+        let saved_out = std::mem::replace(&mut self.io.stdout, Out::Capture(buf.clone()));
+        let r = self.exec_stages(front);
+        self.io.stdout = saved_out;
+        r?;
+        let mut statuses = self.array_values("PIPESTATUS");
+        let data = std::mem::take(&mut *buf.borrow_mut());
+        let saved_in = std::mem::replace(
+            &mut self.io.stdin,
+            In::Data(Rc::new(RefCell::new((data, 0)))),
+        );
+        let r = self.exec_command(last);
+        self.io.stdin = saved_in;
+        let st = r?;
+        statuses.push(st.to_string());
+        let all: Vec<i32> = statuses.iter().map(|s| s.parse().unwrap_or(0)).collect();
+        self.set_pipestatus(&all);
+        let r = if self.opts.pipefail {
+            all.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+        } else {
+            st
+        };
+        self.status = r;
+        Ok(r)
+    }
+
     fn exec_multi(&mut self, cmds: &[Command]) -> R {
+        if self.bash && self.shopt.get("lastpipe") {
+            return self.exec_lastpipe(cmds);
+        }
+        self.exec_stages(cmds)
+    }
+
+    /// Every command of a pipeline as its own instance.
+    fn exec_stages(&mut self, cmds: &[Command]) -> R {
         let n = cmds.len();
         let mut stages = Vec::with_capacity(n);
         let mut pre_status: Vec<Option<i32>> = vec![None; n];
@@ -1631,6 +2142,8 @@ impl Shell {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
             let mut ext: Option<External<'_>> = None;
+            // every stage is a subshell: what its expansions assign does not reach this shell
+            let vars_before = self.vars.clone();
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
@@ -1639,10 +2152,15 @@ impl Shell {
                             && !crate::builtins::is_builtin(name, self.bash)
                         {
                             let mut env = self.exported_env();
-                            for (nm, w) in &s.assigns {
-                                let v = self.expand_assign(w)?;
-                                env.retain(|(k, _)| k != nm);
-                                env.push((nm.clone(), v));
+                            for a in &s.assigns {
+                                if let AssignValue::Scalar(w) = &a.value {
+                                    let v = self.expand_assign(w)?;
+                                    // later prefix assignments see this one (the stage's
+                                    // variables are put back below)
+                                    let _ = self.set_var(&a.name, &v);
+                                    env.retain(|(k, _)| *k != a.name);
+                                    env.push((a.name.clone(), v));
+                                }
                             }
                             let argv = match self.resolve_program(argv.clone()) {
                                 Ok(a) => a,
@@ -1658,6 +2176,7 @@ impl Shell {
                     }
                 }
             }
+            self.vars = vars_before;
             let stage = match ext {
                 Some((argv, env, redirs)) => self.build_stage(argv, env, redirs, pipe_in, pipe_out),
                 None => {
@@ -1683,6 +2202,9 @@ impl Shell {
         }
         let _ = pre_status;
         let st = self.spawn_stages(stages)?;
+        if self.bash {
+            self.set_pipestatus(&st);
+        }
         let last = *st.last().unwrap_or(&0);
         let r = if self.opts.pipefail {
             st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
@@ -1713,7 +2235,13 @@ impl Shell {
             if v.exported || matches!(name.as_str(), "PPID" | "OPTIND") {
                 continue;
             }
-            s.push_str(&format!("{}={}\n", name, shell_quote(&v.value)));
+            if v.is_array() || v.attrs != crate::vars::Attrs::default() {
+                s.push_str(&crate::vars::declare_line(name, v));
+                s.push('\n');
+            } else {
+                let text = v.text().unwrap_or_default();
+                s.push_str(&format!("{}={}\n", name, shell_quote(text)));
+            }
         }
         if self.status != 0 {
             s.push_str(&format!("(exit {})\n", self.status));
@@ -1871,10 +2399,24 @@ mod tests {
 
     #[test]
     fn unsupported_is_exit_2() {
-        let (_, st, _) = run("echo a & echo b");
+        let (_, st, _) = run("fg");
         assert_eq!(st, 2);
-        let (_, st, _) = run("kill 1");
-        assert_eq!(st, 2);
+    }
+
+    #[test]
+    fn kill_reaches_only_this_shell() {
+        let (out, st, _) =
+            run("kill -0 $$ && echo alive; kill 4242; echo $?; kill -TERM $$; echo no");
+        assert_eq!(out, "alive\n1\n");
+        assert_eq!(st, 143);
+    }
+
+    #[test]
+    fn background_jobs_report_through_wait() {
+        let (out, st, reqs) = run("ls --fail & echo \"job $!\"; wait $!; echo $?; wait 7");
+        assert_eq!(out, "ls --fail\njob 1000\n3\n");
+        assert_eq!(st, 127);
+        assert_eq!(reqs[0].stages[0].stdin, Input::Null);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Word expansion: parameters, command substitution, arithmetic, field splitting, pathname
-//! expansion, patterns.
+//! Word expansion: parameters, command substitution, field splitting, pathname expansion
+//! (arithmetic is arith.rs, patterns pattern.rs).
 
 use crate::ast::*;
 use crate::exec::{Flow, Shell};
+pub use crate::pattern::{glob, pat_match, GlobOpts};
 
 /// A character of an expanded word and whether it is quoted (not special for globbing).
 pub type PChar = (char, bool);
@@ -63,6 +64,15 @@ impl Fields {
     }
 }
 
+/// `"$@"`-like: expands to several fields inside double quotes.
+fn is_at_list(pe: &ParamExp) -> bool {
+    match &pe.index {
+        None => pe.name == "@" && !pe.indirect || matches!(pe.op, ParamOp::Names { star: false }),
+        Some(Subscript::All) => true,
+        _ => false,
+    }
+}
+
 fn chars_to_string(v: &[PChar]) -> String {
     v.iter().map(|c| c.0).collect()
 }
@@ -79,6 +89,28 @@ impl Shell {
             let fields = self.expand_word_fields(w)?;
             for f in fields {
                 self.glob_field(&f, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The words of a simple command. Arguments of the declaration utilities (`export`,
+    /// `readonly`, `local`, and bash's `declare`/`typeset`) that look like assignments are
+    /// expanded like assignments: no field splitting, no pathname expansion.
+    pub fn expand_command_words(&mut self, words: &[Word]) -> Result<Vec<String>, Flow> {
+        let decl = words.first().and_then(|w| w.as_literal()).is_some_and(|n| {
+            matches!(n, "export" | "readonly" | "local")
+                || (self.bash && matches!(n, "declare" | "typeset"))
+        });
+        if !decl {
+            return self.expand_words(words);
+        }
+        let mut out = Vec::new();
+        for w in words {
+            if crate::parse::split_assignment(w).is_some() {
+                out.push(self.expand_string(w)?);
+            } else {
+                out.extend(self.expand_words(std::slice::from_ref(w))?);
             }
         }
         Ok(out)
@@ -103,11 +135,19 @@ impl Shell {
 
     fn glob_field(&self, f: &[PChar], out: &mut Vec<String>) {
         let has_glob = !self.opts.noglob
-            && f.iter()
-                .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
+            && (f
+                .iter()
+                .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['))
+                || (self.bash
+                    && f.windows(2)
+                        .any(|w| !w[0].1 && "@!+*?".contains(w[0].0) && w[1] == ('(', false))));
         if has_glob {
-            let matches = glob(f, &self.cwd_for_glob());
-            if !matches.is_empty() {
+            let opts = GlobOpts {
+                dotglob: self.shopt.get("dotglob"),
+                globstar: self.shopt.get("globstar"),
+            };
+            let matches = glob(f, &self.cwd_for_glob(), opts);
+            if !matches.is_empty() || self.shopt.get("nullglob") {
                 out.extend(matches);
                 return;
             }
@@ -182,16 +222,30 @@ impl Shell {
                     self.expand_dq(inner, f)?;
                 }
                 WordPart::Param(pe) => {
-                    if (pe.name == "@" || pe.name == "*") && pe.op == ParamOp::Plain && !nosplit {
-                        let ifs = self.ifs();
-                        let params = self.params.clone();
-                        for (i, a) in params.iter().enumerate() {
-                            if i > 0 {
-                                f.end_field();
+                    if !nosplit {
+                        if let Some((items, _)) = self.param_list(pe)? {
+                            let ifs = self.ifs();
+                            for (i, a) in items.iter().enumerate() {
+                                if i > 0 {
+                                    f.end_field();
+                                }
+                                f.push_split(a, &ifs);
                             }
-                            f.push_split(a, &ifs);
+                            continue;
                         }
-                        continue;
+                        if self.picks_word(pe)? {
+                            // ${v:-word} unquoted: the word's own quoting decides its splitting
+                            let ifs = self.ifs();
+                            for part in &pe.arg {
+                                match part {
+                                    WordPart::Lit(s) => f.push_split(s, &ifs),
+                                    p => {
+                                        self.expand_parts_into(std::slice::from_ref(p), f, nosplit)?
+                                    }
+                                }
+                            }
+                            continue;
+                        }
                     }
                     let v = self.expand_param(pe, false)?;
                     if let Some(v) = v {
@@ -205,6 +259,10 @@ impl Shell {
                         }
                     }
                 }
+                WordPart::ProcSub { prog, output } => {
+                    let path = self.process_subst(prog, *output)?;
+                    f.push_lit(&path, true);
+                }
                 WordPart::Cmd(prog) => {
                     let v = self.command_subst(prog)?;
                     if nosplit {
@@ -213,6 +271,14 @@ impl Shell {
                         let ifs = self.ifs();
                         f.push_split(&v, &ifs);
                     }
+                }
+                WordPart::Subscript(w) => {
+                    let sub = self.expand_string(w)?;
+                    f.push_lit(&format!("[{sub}]"), false);
+                }
+                WordPart::ArrayLit(elems) => {
+                    let text = self.array_literal_text(elems)?;
+                    f.push_lit(&text, true);
                 }
                 WordPart::Arith(inner) => {
                     let s = self.expand_parts_string(inner)?;
@@ -233,8 +299,10 @@ impl Shell {
     fn expand_dq(&mut self, inner: &[WordPart], f: &mut Fields) -> Result<(), Flow> {
         for p in inner {
             match p {
-                WordPart::Param(pe) if pe.name == "@" && pe.op == ParamOp::Plain => {
-                    let params = self.params.clone();
+                WordPart::Param(pe) if is_at_list(pe) && pe.op != ParamOp::Length => {
+                    let Some((params, _)) = self.param_list(pe)? else {
+                        continue;
+                    };
                     for (i, a) in params.iter().enumerate() {
                         if i > 0 {
                             f.end_field();
@@ -256,6 +324,7 @@ impl Shell {
                     let v = self.command_subst(prog)?;
                     f.push_lit(&v, true);
                 }
+                WordPart::ProcSub { .. } => {}
                 WordPart::Arith(inner) => {
                     let s = self.expand_parts_string(inner)?;
                     let v = self.arith(&s)?;
@@ -264,6 +333,14 @@ impl Shell {
                 WordPart::Quoted(s) | WordPart::Lit(s) => f.push_lit(s, true),
                 WordPart::Dq(i) => self.expand_dq(i, f)?,
                 WordPart::Tilde(u) => f.push_lit(&format!("~{u}"), true),
+                WordPart::Subscript(w) => {
+                    let sub = self.expand_string(w)?;
+                    f.push_lit(&format!("[{sub}]"), true);
+                }
+                WordPart::ArrayLit(elems) => {
+                    let text = self.array_literal_text(elems)?;
+                    f.push_lit(&text, true);
+                }
             }
         }
         Ok(())
@@ -283,7 +360,7 @@ impl Shell {
             }
             "0" => Some(self.arg0.clone()),
             "$" => Some("1".into()),
-            "!" => None,
+            "!" => self.jobs.last().map(|j| j.0.to_string()),
             "-" => {
                 let mut s = String::new();
                 if self.opts.errexit {
@@ -305,22 +382,262 @@ impl Shell {
                 self.params.get(i - 1).cloned()
             }
             "RANDOM" => Some((self.next_random() % 32768).to_string()),
+            "_" if self.bash => Some(self.last_arg.clone()),
+            "SECONDS" if self.bash => Some(self.started.elapsed().as_secs().to_string()),
             "LINENO" => Some(self.line.to_string()),
             "PPID" => Some(self.get_var("PPID").unwrap_or_else(|| "0".into())),
             n => self.get_var(n),
         }
     }
 
+    /// The status a failed expansion ends a non-interactive shell with: 2 in dash, 1 in bash.
+    pub fn expansion_error_status(&self) -> i32 {
+        if self.bash {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Expand the text of a subscript given as a string (`unset 'a[$i]'`, `[[ -v a[k] ]]`).
+    pub fn expand_subscript_text(&mut self, text: &str) -> Result<String, Flow> {
+        match crate::parse::subscript_word(text) {
+            Ok(w) => self.expand_string(&w),
+            Err(_) => Ok(text.to_string()),
+        }
+    }
+
+    /// Does `${name OP word}` expand to its word (`:-`/`-` on an unset or empty value, `:+`/`+`
+    /// on a set one)?
+    fn picks_word(&mut self, pe: &ParamExp) -> Result<bool, Flow> {
+        let (colon, default) = match pe.op {
+            ParamOp::Default { colon } => (colon, true),
+            ParamOp::Alt { colon } => (colon, false),
+            _ => return Ok(false),
+        };
+        let val = self.param_scalar(pe)?;
+        let full = if colon {
+            val.as_deref().is_some_and(|v| !v.is_empty())
+        } else {
+            val.is_some()
+        };
+        Ok(full != default)
+    }
+
+    /// `(a [k]=v)` expanded and re-quoted: what `declare`/`local` receive for `name=(…)`.
+    pub fn array_literal_text(&mut self, elems: &[ArrayElem]) -> Result<String, Flow> {
+        let mut items = Vec::new();
+        for e in elems {
+            let key = match &e.key {
+                Some(k) => Some(self.expand_string(k)?),
+                None => None,
+            };
+            let values = match key {
+                Some(_) => vec![self.expand_string(&e.value)?],
+                None => self.expand_words(std::slice::from_ref(&e.value))?,
+            };
+            for v in values {
+                items.push(match &key {
+                    Some(k) => format!(
+                        "[{}]={}",
+                        crate::exec::shell_quote(k),
+                        crate::exec::shell_quote(&v)
+                    ),
+                    None => crate::exec::shell_quote(&v),
+                });
+            }
+        }
+        Ok(format!("({})", items.join(" ")))
+    }
+
+    /// Expand the elements of an array literal.
+    pub fn expand_array_elems(
+        &mut self,
+        elems: &[ArrayElem],
+    ) -> Result<Vec<crate::vars::Elem>, Flow> {
+        let mut out = Vec::new();
+        for e in elems {
+            match &e.key {
+                Some(k) => {
+                    let key = self.expand_string(k)?;
+                    let value = self.expand_string(&e.value)?;
+                    out.push(crate::vars::Elem {
+                        key: Some(key),
+                        value,
+                    });
+                }
+                None => {
+                    for value in self.expand_words(std::slice::from_ref(&e.value))? {
+                        out.push(crate::vars::Elem { key: None, value });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value of `${name}`, `${name[sub]}` or `${!name}` before any operator.
+    fn param_scalar(&mut self, pe: &ParamExp) -> Result<Option<String>, Flow> {
+        let mut name = pe.name.clone();
+        let mut index = pe.index.clone();
+        if pe.indirect {
+            let Some(target) = self.param_value(&name) else {
+                return Ok(None);
+            };
+            match crate::vars::split_subscript(&target) {
+                Some((n, sub)) => {
+                    name = n.to_string();
+                    index = Some(Subscript::Expr(crate::parse::lit_word(sub)));
+                }
+                None => name = target,
+            }
+        }
+        match index {
+            Some(Subscript::Expr(w)) => {
+                let sub = self.expand_string(&w)?;
+                match self.get_elem(&name, &sub) {
+                    Ok(v) => Ok(v),
+                    Err(m) => {
+                        self.errmsg(&m);
+                        Err(Flow::Exit(1))
+                    }
+                }
+            }
+            Some(_) => {
+                // ${a[@]} in a scalar context: the values joined by spaces
+                let v = self.array_values(&name);
+                Ok((!v.is_empty() || self.vars.contains_key(&name)).then(|| v.join(" ")))
+            }
+            None => Ok(self.param_value(&name)),
+        }
+    }
+
+    /// `${a[@]}`, `${a[*]}`, `$@`, `$*`, `${!a[@]}`, `${!prefix@}`: the items (after the
+    /// operator, applied to each) and whether they join like `*`. `None` for scalar expansions.
+    fn param_list(&mut self, pe: &ParamExp) -> Result<Option<(Vec<String>, bool)>, Flow> {
+        let (items, star) = match (&pe.index, pe.name.as_str()) {
+            (None, "@" | "*") if !pe.indirect => (self.params.clone(), pe.name == "*"),
+            (Some(Subscript::All), _) | (Some(Subscript::Star), _) => {
+                let star = pe.index == Some(Subscript::Star);
+                let items = if pe.indirect {
+                    self.array_keys(&pe.name)
+                } else {
+                    self.array_values(&pe.name)
+                };
+                (items, star)
+            }
+            _ => {
+                if let ParamOp::Names { star } = pe.op {
+                    let mut names: Vec<String> = self
+                        .vars
+                        .keys()
+                        .filter(|k| k.starts_with(&pe.name))
+                        .cloned()
+                        .collect();
+                    names.sort();
+                    return Ok(Some((names, star)));
+                }
+                return Ok(None);
+            }
+        };
+        let items = match pe.op {
+            ParamOp::Plain => items,
+            ParamOp::Length => return Ok(None),
+            ParamOp::Default { colon } | ParamOp::Alt { colon } => {
+                let set = !items.is_empty();
+                let full = if colon {
+                    items.iter().any(|s| !s.is_empty())
+                } else {
+                    set
+                };
+                let use_arg = match pe.op {
+                    ParamOp::Default { .. } => !full,
+                    _ => full,
+                };
+                if use_arg {
+                    vec![self.expand_parts_string(&pe.arg)?]
+                } else if matches!(pe.op, ParamOp::Alt { .. }) {
+                    Vec::new()
+                } else {
+                    items
+                }
+            }
+            ParamOp::Substring => {
+                let off_s = self.expand_parts_string(&pe.arg)?;
+                let mut off = self.arith(&off_s)?;
+                let mut items = items;
+                if pe.index.is_none() {
+                    // positional parameters count from $0
+                    items.insert(0, self.arg0.clone());
+                }
+                let n = items.len() as i64;
+                if off < 0 {
+                    off = (n + off).max(0);
+                }
+                let start = off.min(n) as usize;
+                let end = match &pe.arg2 {
+                    Some(a) => {
+                        let l = self.expand_parts_string(a)?;
+                        let l = self.arith(&l)?;
+                        if l < 0 {
+                            let m = format!("{}: substring expression < 0", l);
+                            self.errmsg(&m);
+                            return Err(Flow::Exit(1));
+                        }
+                        (start + l as usize).min(items.len())
+                    }
+                    None => items.len(),
+                };
+                items[start..end].to_vec()
+            }
+            _ => {
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    if let Some(v) = self.apply_op(pe, Some(it))? {
+                        out.push(v);
+                    }
+                }
+                out
+            }
+        };
+        Ok(Some((items, star)))
+    }
+
     fn expand_param(&mut self, pe: &ParamExp, in_dq: bool) -> Result<Option<String>, Flow> {
         let _ = in_dq;
-        let val = self.param_value(&pe.name);
+        if pe.op == ParamOp::Length && pe.index.is_some() {
+            if let Some(Subscript::All | Subscript::Star) = pe.index {
+                let n = match self.vars.get(&pe.name) {
+                    Some(v) => v.values().len(),
+                    None => 0,
+                };
+                return Ok(Some(n.to_string()));
+            }
+        }
+        if let Some((items, star)) = self.param_list(pe)? {
+            let sep = if star {
+                match self.get_var("IFS") {
+                    Some(s) => s.chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    None => " ".into(),
+                }
+            } else {
+                " ".into()
+            };
+            return Ok(Some(items.join(&sep)));
+        }
+        let val = self.param_scalar(pe)?;
+        self.apply_op(pe, val)
+    }
+
+    /// Apply `${name OP word}` to a value (`None`: unset).
+    fn apply_op(&mut self, pe: &ParamExp, val: Option<String>) -> Result<Option<String>, Flow> {
         let is_set = val.is_some();
         let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
         let check_unset = |sh: &mut Shell, val: &Option<String>| -> Result<(), Flow> {
             if val.is_none() && sh.opts.nounset && pe.name != "@" && pe.name != "*" {
                 let m = format!("{}: parameter not set", pe.name);
                 sh.errmsg(&m);
-                return Err(Flow::Exit(2));
+                return Err(Flow::Exit(sh.expansion_error_status()));
             }
             Ok(())
         };
@@ -348,11 +665,11 @@ impl Shell {
                     if !crate::parse::is_name(&pe.name) {
                         let m = format!("{}: bad variable name", pe.name);
                         self.errmsg(&m);
-                        return Err(Flow::Exit(2));
+                        return Err(Flow::Exit(self.expansion_error_status()));
                     }
                     if let Err(m) = self.set_var(&pe.name, &v) {
                         self.errmsg(&m);
-                        return Err(Flow::Exit(2));
+                        return Err(Flow::Exit(self.expansion_error_status()));
                     }
                     Ok(Some(v))
                 }
@@ -369,7 +686,7 @@ impl Shell {
                     };
                     let msg = format!("{}: {}", pe.name, m);
                     self.errmsg(&msg);
-                    Err(Flow::Exit(2))
+                    Err(Flow::Exit(self.expansion_error_status()))
                 }
             }
             ParamOp::Alt { colon } => {
@@ -477,738 +794,72 @@ impl Shell {
                     v[start as usize..end.max(start) as usize].iter().collect(),
                 ))
             }
+            ParamOp::Names { .. } => Ok(None),
+            ParamOp::Transform { op } => {
+                let Some(v) = val else {
+                    return Ok(None);
+                };
+                Ok(Some(match op {
+                    'Q' | 'K' => format!("'{}'", v.replace('\'', "'\\''")),
+                    'E' => crate::builtins::echo_escapes(&v, false, true).0,
+                    'U' => v.to_uppercase(),
+                    'L' => v.to_lowercase(),
+                    'u' => {
+                        let mut c = v.chars();
+                        c.next()
+                            .map(|f| f.to_uppercase().chain(c).collect())
+                            .unwrap_or_default()
+                    }
+                    'a' => {
+                        let var = self.vars.get(&pe.name);
+                        let mut flags = String::new();
+                        if let Some(var) = var {
+                            match var.value {
+                                crate::vars::Value::Indexed(_) => flags.push('a'),
+                                crate::vars::Value::Assoc(_) => flags.push('A'),
+                                _ => {}
+                            }
+                            if var.attrs.integer {
+                                flags.push('i');
+                            }
+                            if var.readonly {
+                                flags.push('r');
+                            }
+                            if var.exported {
+                                flags.push('x');
+                            }
+                        }
+                        flags
+                    }
+                    'A' => format!("{}='{}'", pe.name, v.replace('\'', "'\\''")),
+                    _ => v,
+                }))
+            }
             ParamOp::Case { upper, all } => {
                 check_unset(self, &val)?;
                 let v = val.unwrap_or_default();
-                let conv = |s: &str| {
-                    if upper {
-                        s.to_uppercase()
+                // `${v^^pat}`: only characters matching the pattern (default: any)
+                let pat = if pe.arg.is_empty() {
+                    None
+                } else {
+                    Some(self.expand_nosplit(&pe.arg)?)
+                };
+                let mut out = String::with_capacity(v.len());
+                for (i, c) in v.chars().enumerate() {
+                    let eligible =
+                        (all || i == 0) && pat.as_ref().is_none_or(|p| pat_match(p, &[c]));
+                    if !eligible {
+                        out.push(c);
+                    } else if upper {
+                        out.extend(c.to_uppercase());
                     } else {
-                        s.to_lowercase()
-                    }
-                };
-                if all {
-                    Ok(Some(conv(&v)))
-                } else {
-                    let mut c = v.chars();
-                    Ok(Some(match c.next() {
-                        Some(f) => conv(&f.to_string()) + c.as_str(),
-                        None => String::new(),
-                    }))
-                }
-            }
-        }
-    }
-
-    // ------------------------------------------------------------ arithmetic
-
-    pub fn arith(&mut self, expr: &str) -> Result<i64, Flow> {
-        let toks = match arith_lex(expr) {
-            Ok(t) => t,
-            Err(e) => {
-                let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
-                self.errmsg(&m);
-                return Err(Flow::Exit(2));
-            }
-        };
-        let mut p = Arith {
-            toks,
-            pos: 0,
-            sh: self,
-            depth: 0,
-        };
-        let r = p.expr(true);
-        let r = match r {
-            Ok(v) if p.pos == p.toks.len() => Ok(v),
-            Ok(_) => Err("syntax error".to_string()),
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let m = format!("arithmetic expression: {e}: \"{}\"", expr.trim());
-                self.errmsg(&m);
-                Err(Flow::Exit(2))
-            }
-        }
-    }
-
-    // ------------------------------------------------------------ [[ ]]
-
-    pub fn dbl_bracket(&mut self, words: &[TestWord]) -> Result<i32, Flow> {
-        // Expand operands (no splitting/globbing); keep the right side of == / != / =~ as pattern.
-        let mut args: Vec<(String, Option<Vec<PChar>>, bool)> = Vec::new(); // (text, pattern, is_op)
-        let mut i = 0;
-        while i < words.len() {
-            match &words[i] {
-                TestWord::Op(o) => args.push((o.clone(), None, true)),
-                TestWord::Word(w) => {
-                    let prev_is_match = matches!(args.last(), Some((o, _, false)) if o == "==" || o == "=" || o == "!=")
-                        && w.raw != "]]";
-                    let is_opword =
-                        matches!(w.raw.as_str(), "==" | "=" | "!=" | "=~" | "!" | "-a" | "-o")
-                            || (w.raw.starts_with('-')
-                                && w.raw.len() <= 3
-                                && w.as_literal().is_some());
-                    if prev_is_match {
-                        let pat = self.expand_pattern(w)?;
-                        args.push((chars_to_string(&pat), Some(pat), false));
-                    } else {
-                        let s = self.expand_string(w)?;
-                        args.push((s, None, is_opword && w.as_literal().is_some()));
+                        out.extend(c.to_lowercase());
                     }
                 }
-            }
-            i += 1;
-        }
-        let mut p = DblTest {
-            args: &args,
-            pos: 0,
-            sh: self,
-        };
-        let r = p.or();
-        match r {
-            Ok(b) if p.pos == args.len() => Ok(if b { 0 } else { 1 }),
-            Ok(_) | Err(_) => {
-                self.errmsg("[[: syntax error");
-                Ok(2)
+                Ok(Some(out))
             }
         }
     }
-}
-
-struct DblTest<'a> {
-    args: &'a [(String, Option<Vec<PChar>>, bool)],
-    pos: usize,
-    sh: &'a mut Shell,
-}
-
-impl DblTest<'_> {
-    fn peek(&self) -> Option<&str> {
-        self.args.get(self.pos).map(|a| a.0.as_str())
-    }
-    fn or(&mut self) -> Result<bool, ()> {
-        let mut v = self.and()?;
-        while self.peek() == Some("||") {
-            self.pos += 1;
-            let r = self.and()?;
-            v = v || r;
-        }
-        Ok(v)
-    }
-    fn and(&mut self) -> Result<bool, ()> {
-        let mut v = self.not()?;
-        while self.peek() == Some("&&") {
-            self.pos += 1;
-            let r = self.not()?;
-            v = v && r;
-        }
-        Ok(v)
-    }
-    fn not(&mut self) -> Result<bool, ()> {
-        if self.peek() == Some("!") {
-            self.pos += 1;
-            return Ok(!self.not()?);
-        }
-        self.prim()
-    }
-    fn prim(&mut self) -> Result<bool, ()> {
-        if self.peek() == Some("(") {
-            self.pos += 1;
-            let v = self.or()?;
-            if self.peek() != Some(")") {
-                return Err(());
-            }
-            self.pos += 1;
-            return Ok(v);
-        }
-        let a = self.args.get(self.pos).ok_or(())?.clone();
-        // binary?
-        if let Some(op) = self.args.get(self.pos + 1).map(|x| x.0.clone()) {
-            let is_bin = matches!(
-                op.as_str(),
-                "==" | "="
-                    | "!="
-                    | "=~"
-                    | "<"
-                    | ">"
-                    | "-eq"
-                    | "-ne"
-                    | "-lt"
-                    | "-le"
-                    | "-gt"
-                    | "-ge"
-                    | "-nt"
-                    | "-ot"
-                    | "-ef"
-            );
-            if is_bin && self.pos + 2 < self.args.len() + 1 {
-                let b = self.args.get(self.pos + 2).ok_or(())?.clone();
-                self.pos += 3;
-                return Ok(match op.as_str() {
-                    "==" | "=" => pat_match(
-                        b.1.as_deref().unwrap_or(&[]),
-                        &a.0.chars().collect::<Vec<_>>(),
-                    ),
-                    "!=" => !pat_match(
-                        b.1.as_deref().unwrap_or(&[]),
-                        &a.0.chars().collect::<Vec<_>>(),
-                    ),
-                    "=~" => match regex::Regex::new(&b.0) {
-                        Ok(re) => re.is_match(&a.0),
-                        Err(_) => return Err(()),
-                    },
-                    "<" => a.0 < b.0,
-                    ">" => a.0 > b.0,
-                    _ => {
-                        let x = self.sh.arith(&a.0).map_err(|_| ())?;
-                        let y = self.sh.arith(&b.0).map_err(|_| ())?;
-                        match op.as_str() {
-                            "-eq" => x == y,
-                            "-ne" => x != y,
-                            "-lt" => x < y,
-                            "-le" => x <= y,
-                            "-gt" => x > y,
-                            _ => x >= y,
-                        }
-                    }
-                });
-            }
-        }
-        if a.2 && a.0.starts_with('-') && a.0.len() == 2 {
-            if let Some(b) = self.args.get(self.pos + 1) {
-                let args = vec![a.0.clone(), b.0.clone()];
-                self.pos += 2;
-                return crate::builtins::test_eval(&args, &self.sh.cwd).map_err(|_| ());
-            }
-        }
-        self.pos += 1;
-        Ok(!a.0.is_empty())
-    }
-}
-
-// ---------------------------------------------------------------- arithmetic
-
-#[derive(Debug, Clone, PartialEq)]
-enum AT {
-    Num(i64),
-    Name(String),
-    Op(&'static str),
-}
-
-const AOPS: &[&str] = &[
-    "<<=", ">>=", "**", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=",
-    "%=", "&=", "^=", "|=", "++", "--", "+", "-", "*", "/", "%", "<", ">", "&", "^", "|", "!", "~",
-    "?", ":", "=", "(", ")", ",",
-];
-
-fn arith_lex(s: &str) -> Result<Vec<AT>, String> {
-    let c: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    let mut v = Vec::new();
-    while i < c.len() {
-        let ch = c[i];
-        if ch.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        if ch.is_ascii_digit() {
-            let st = i;
-            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '#') {
-                i += 1;
-            }
-            let t: String = c[st..i].iter().collect();
-            let n = parse_int(&t).ok_or_else(|| format!("bad number \"{t}\""))?;
-            v.push(AT::Num(n));
-            continue;
-        }
-        if ch.is_ascii_alphabetic() || ch == '_' {
-            let st = i;
-            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
-            v.push(AT::Name(c[st..i].iter().collect()));
-            continue;
-        }
-        let mut found = false;
-        for op in AOPS {
-            let oc: Vec<char> = op.chars().collect();
-            if c[i..].starts_with(&oc) {
-                v.push(AT::Op(op));
-                i += oc.len();
-                found = true;
-                break;
-            }
-        }
-        if !found {
-            return Err(format!("unexpected character '{ch}'"));
-        }
-    }
-    Ok(v)
-}
-
-fn parse_int(t: &str) -> Option<i64> {
-    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        return i64::from_str_radix(h, 16).ok();
-    }
-    if let Some((b, d)) = t.split_once('#') {
-        let base: u32 = b.parse().ok()?;
-        if !(2..=36).contains(&base) {
-            return None;
-        }
-        return i64::from_str_radix(d, base).ok();
-    }
-    if t.len() > 1 && t.starts_with('0') {
-        return i64::from_str_radix(&t[1..], 8).ok();
-    }
-    t.parse().ok()
-}
-
-struct Arith<'a> {
-    toks: Vec<AT>,
-    pos: usize,
-    sh: &'a mut Shell,
-    depth: usize,
-}
-
-type AR = Result<i64, String>;
-
-impl Arith<'_> {
-    fn peek_op(&self) -> Option<&'static str> {
-        match self.toks.get(self.pos) {
-            Some(AT::Op(o)) => Some(o),
-            _ => None,
-        }
-    }
-    fn var(&mut self, name: &str) -> AR {
-        let v = self.sh.param_value(name);
-        match v {
-            None => {
-                if self.sh.opts.nounset {
-                    return Err(format!("{name}: parameter not set"));
-                }
-                Ok(0)
-            }
-            Some(s) => {
-                let t = s.trim();
-                if t.is_empty() {
-                    return Ok(0);
-                }
-                if let Some(n) =
-                    parse_int(t).or_else(|| t.strip_prefix('-').and_then(parse_int).map(|n| -n))
-                {
-                    return Ok(n);
-                }
-                if self.depth > 20 {
-                    return Err("expression recursion level exceeded".into());
-                }
-                let toks = arith_lex(t)?;
-                let mut p = Arith {
-                    toks,
-                    pos: 0,
-                    sh: self.sh,
-                    depth: self.depth + 1,
-                };
-                let r = p.expr(true)?;
-                if p.pos != p.toks.len() {
-                    return Err(format!("bad value \"{t}\" for {name}"));
-                }
-                Ok(r)
-            }
-        }
-    }
-    fn assign(&mut self, name: &str, v: i64, eval: bool) -> Result<(), String> {
-        if eval {
-            self.sh.set_var(name, &v.to_string())?;
-        }
-        Ok(())
-    }
-    /// comma expression
-    fn expr(&mut self, eval: bool) -> AR {
-        let mut v = self.assign_expr(eval)?;
-        while self.peek_op() == Some(",") {
-            self.pos += 1;
-            v = self.assign_expr(eval)?;
-        }
-        Ok(v)
-    }
-    fn assign_expr(&mut self, eval: bool) -> AR {
-        if let (Some(AT::Name(n)), Some(AT::Op(op))) = (
-            self.toks.get(self.pos).cloned(),
-            self.toks.get(self.pos + 1).cloned(),
-        ) {
-            if matches!(
-                op,
-                "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "<<=" | ">>=" | "&=" | "^=" | "|="
-            ) {
-                self.pos += 2;
-                let rhs = self.assign_expr(eval)?;
-                let v = if op == "=" {
-                    rhs
-                } else {
-                    let cur = if eval { self.var(&n)? } else { 0 };
-                    binop(&op[..op.len() - 1], cur, rhs, eval)?
-                };
-                self.assign(&n, v, eval)?;
-                return Ok(v);
-            }
-        }
-        self.ternary(eval)
-    }
-    fn ternary(&mut self, eval: bool) -> AR {
-        let c = self.binary(1, eval)?;
-        if self.peek_op() == Some("?") {
-            self.pos += 1;
-            let a = self.expr(eval && c != 0)?;
-            if self.peek_op() != Some(":") {
-                return Err("expecting ':'".into());
-            }
-            self.pos += 1;
-            let b = self.ternary(eval && c == 0)?;
-            return Ok(if c != 0 { a } else { b });
-        }
-        Ok(c)
-    }
-    fn binary(&mut self, min_prec: u8, eval: bool) -> AR {
-        let mut lhs = self.unary(eval)?;
-        while let Some(op) = self.peek_op() {
-            let prec = match op {
-                "||" => 1,
-                "&&" => 2,
-                "|" => 3,
-                "^" => 4,
-                "&" => 5,
-                "==" | "!=" => 6,
-                "<" | ">" | "<=" | ">=" => 7,
-                "<<" | ">>" => 8,
-                "+" | "-" => 9,
-                "*" | "/" | "%" => 10,
-                "**" => 11,
-                _ => break,
-            };
-            if prec < min_prec {
-                break;
-            }
-            self.pos += 1;
-            let next_min = if op == "**" { prec } else { prec + 1 };
-            if op == "&&" {
-                let r = self.binary(next_min, eval && lhs != 0)?;
-                lhs = (lhs != 0 && r != 0) as i64;
-                continue;
-            }
-            if op == "||" {
-                let r = self.binary(next_min, eval && lhs == 0)?;
-                lhs = (lhs != 0 || r != 0) as i64;
-                continue;
-            }
-            let rhs = self.binary(next_min, eval)?;
-            lhs = binop(op, lhs, rhs, eval)?;
-        }
-        Ok(lhs)
-    }
-    fn unary(&mut self, eval: bool) -> AR {
-        match self.toks.get(self.pos).cloned() {
-            Some(AT::Op("-")) => {
-                self.pos += 1;
-                Ok(self.unary(eval)?.wrapping_neg())
-            }
-            Some(AT::Op("+")) => {
-                self.pos += 1;
-                self.unary(eval)
-            }
-            Some(AT::Op("!")) => {
-                self.pos += 1;
-                Ok((self.unary(eval)? == 0) as i64)
-            }
-            Some(AT::Op("~")) => {
-                self.pos += 1;
-                Ok(!self.unary(eval)?)
-            }
-            Some(AT::Op(op @ ("++" | "--"))) => {
-                self.pos += 1;
-                let Some(AT::Name(n)) = self.toks.get(self.pos).cloned() else {
-                    return Err("bad ++/--".into());
-                };
-                self.pos += 1;
-                let v = self.var(&n)? + if op == "++" { 1 } else { -1 };
-                self.assign(&n, v, eval)?;
-                Ok(v)
-            }
-            _ => self.postfix(eval),
-        }
-    }
-    fn postfix(&mut self, eval: bool) -> AR {
-        match self.toks.get(self.pos).cloned() {
-            Some(AT::Num(n)) => {
-                self.pos += 1;
-                Ok(n)
-            }
-            Some(AT::Name(n)) => {
-                self.pos += 1;
-                let v = self.var(&n)?;
-                if let Some(op @ ("++" | "--")) = self.peek_op() {
-                    self.pos += 1;
-                    self.assign(&n, v + if op == "++" { 1 } else { -1 }, eval)?;
-                }
-                Ok(v)
-            }
-            Some(AT::Op("(")) => {
-                self.pos += 1;
-                let v = self.expr(eval)?;
-                if self.peek_op() != Some(")") {
-                    return Err("missing ')'".into());
-                }
-                self.pos += 1;
-                Ok(v)
-            }
-            Some(t) => Err(format!("unexpected {t:?}")
-                .replace("Op(", "")
-                .replace(')', "")),
-            None => Err("missing operand".into()),
-        }
-    }
-}
-
-fn binop(op: &str, a: i64, b: i64, eval: bool) -> AR {
-    Ok(match op {
-        "+" => a.wrapping_add(b),
-        "-" => a.wrapping_sub(b),
-        "*" => a.wrapping_mul(b),
-        "/" | "%" => {
-            if b == 0 {
-                if !eval {
-                    return Ok(0);
-                }
-                return Err("division by zero".into());
-            }
-            if op == "/" {
-                a.wrapping_div(b)
-            } else {
-                a.wrapping_rem(b)
-            }
-        }
-        "**" => {
-            if b < 0 {
-                return Err("exponent less than 0".into());
-            }
-            a.wrapping_pow(b.min(u32::MAX as i64) as u32)
-        }
-        "<<" => a.wrapping_shl(b as u32),
-        ">>" => a.wrapping_shr(b as u32),
-        "<" => (a < b) as i64,
-        ">" => (a > b) as i64,
-        "<=" => (a <= b) as i64,
-        ">=" => (a >= b) as i64,
-        "==" => (a == b) as i64,
-        "!=" => (a != b) as i64,
-        "&" => a & b,
-        "^" => a ^ b,
-        "|" => a | b,
-        _ => return Err(format!("bad operator {op}")),
-    })
-}
-
-// ---------------------------------------------------------------- patterns
-
-/// Match a shell pattern (`*`, `?`, `[…]`; quoted characters literal) against a whole string.
-pub fn pat_match(p: &[PChar], s: &[char]) -> bool {
-    let (mut pi, mut si) = (0usize, 0usize);
-    let (mut star_p, mut star_s) = (usize::MAX, 0usize);
-    while si < s.len() {
-        if pi < p.len() {
-            let (c, q) = p[pi];
-            if !q && c == '*' {
-                star_p = pi;
-                star_s = si;
-                pi += 1;
-                continue;
-            }
-            if !q && c == '?' {
-                pi += 1;
-                si += 1;
-                continue;
-            }
-            if !q && c == '[' {
-                if let Some((matched, next)) = bracket(p, pi, s[si]) {
-                    if matched {
-                        pi = next;
-                        si += 1;
-                        continue;
-                    }
-                } else if s[si] == '[' {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-            } else if c == s[si] {
-                pi += 1;
-                si += 1;
-                continue;
-            }
-        }
-        if star_p != usize::MAX {
-            pi = star_p + 1;
-            star_s += 1;
-            si = star_s;
-            continue;
-        }
-        return false;
-    }
-    while pi < p.len() && p[pi] == ('*', false) {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// A bracket expression at p[start] == '['. Returns (matched, index after `]`), or None if not a
-/// valid bracket expression.
-fn bracket(p: &[PChar], start: usize, ch: char) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let mut negate = false;
-    if i < p.len() && !p[i].1 && (p[i].0 == '!' || p[i].0 == '^') {
-        negate = true;
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() {
-        let (c, q) = p[i];
-        if c == ']' && !q && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if c == '[' && !q && i + 1 < p.len() && p[i + 1].0 == ':' {
-            // character class
-            let rest: String = p[i + 2..].iter().map(|x| x.0).collect();
-            if let Some(end) = rest.find(":]") {
-                let class = &rest[..end];
-                let m = match class {
-                    "alpha" => ch.is_alphabetic(),
-                    "digit" => ch.is_ascii_digit(),
-                    "alnum" => ch.is_alphanumeric(),
-                    "upper" => ch.is_uppercase(),
-                    "lower" => ch.is_lowercase(),
-                    "space" => ch.is_whitespace(),
-                    "blank" => ch == ' ' || ch == '\t',
-                    "punct" => ch.is_ascii_punctuation(),
-                    "xdigit" => ch.is_ascii_hexdigit(),
-                    "print" => !ch.is_control(),
-                    "graph" => !ch.is_control() && ch != ' ',
-                    "cntrl" => ch.is_control(),
-                    _ => false,
-                };
-                matched |= m;
-                i += 2 + class.chars().count() + 2;
-                continue;
-            }
-        }
-        if i + 2 < p.len() && p[i + 1] == ('-', false) && p[i + 2].0 != ']' {
-            let hi = p[i + 2].0;
-            if c <= ch && ch <= hi {
-                matched = true;
-            }
-            i += 3;
-            continue;
-        }
-        if c == ch {
-            matched = true;
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Pathname expansion of one field. Returns sorted matches (empty if none).
-pub fn glob(pat: &[PChar], cwd: &str) -> Vec<String> {
-    let absolute = pat.first().map(|c| c.0) == Some('/');
-    // split into components
-    let mut comps: Vec<Vec<PChar>> = vec![Vec::new()];
-    for &c in pat {
-        if c.0 == '/' {
-            comps.push(Vec::new());
-        } else {
-            comps.last_mut().unwrap().push(c);
-        }
-    }
-    let mut results: Vec<String> = vec![if absolute {
-        "/".to_string()
-    } else {
-        String::new()
-    }];
-    let start = if absolute { 1 } else { 0 };
-    let ncomp = comps.len();
-    for (ci, comp) in comps.iter().enumerate().skip(start) {
-        let last = ci + 1 == ncomp;
-        let has_glob = comp
-            .iter()
-            .any(|&(c, q)| !q && (c == '*' || c == '?' || c == '['));
-        let mut next = Vec::new();
-        for base in &results {
-            if comp.is_empty() {
-                // trailing slash or `//`
-                next.push(base.clone());
-                continue;
-            }
-            if !has_glob {
-                let name: String = comp.iter().map(|c| c.0).collect();
-                let p = format!("{base}{name}");
-                let full = if p.starts_with('/') {
-                    p.clone()
-                } else {
-                    format!("{cwd}/{p}")
-                };
-                if std::fs::symlink_metadata(&full).is_ok() {
-                    next.push(p);
-                }
-                continue;
-            }
-            let dir = if base.is_empty() {
-                cwd.to_string()
-            } else if base.starts_with('/') {
-                base.clone()
-            } else {
-                format!("{cwd}/{base}")
-            };
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut names: Vec<String> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            let explicit_dot = comp.first().map(|c| c.0) == Some('.');
-            for n in names {
-                if n.starts_with('.') && !explicit_dot {
-                    continue;
-                }
-                let nc: Vec<char> = n.chars().collect();
-                if pat_match(comp, &nc) {
-                    let p = format!("{base}{n}");
-                    if !last {
-                        let full = if p.starts_with('/') {
-                            p.clone()
-                        } else {
-                            format!("{cwd}/{p}")
-                        };
-                        if !std::path::Path::new(&full).is_dir() {
-                            continue;
-                        }
-                    }
-                    next.push(p);
-                }
-            }
-        }
-        results = next
-            .into_iter()
-            .map(|p| if last { p } else { format!("{p}/") })
-            .collect();
-        if results.is_empty() {
-            return results;
-        }
-    }
-    results.sort();
-    results
 }
 
 /// bash brace expansion on the unquoted literal parts of a word: `{a,b}` and `{1..5}`.
@@ -1280,6 +931,7 @@ pub fn brace_expand(w: &Word) -> Option<Vec<Word>> {
                     (y..=x).rev().collect()
                 };
                 r.into_iter()
+                    .step_by(step as usize)
                     .filter_map(char::from_u32)
                     .map(|c| c.to_string())
                     .collect()

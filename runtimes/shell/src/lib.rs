@@ -2,13 +2,20 @@
 //! See ABI.md for the host interface.
 
 pub mod applets;
+pub mod arith;
 pub mod ast;
 pub mod builtins;
+pub mod bytes;
+pub mod cond;
 pub mod exec;
 pub mod expand;
 pub mod parse;
+pub mod pattern;
+pub mod procsub;
 pub mod spawn;
 pub mod text;
+pub mod unparse;
+pub mod vars;
 
 use std::io::Read;
 

@@ -2,6 +2,7 @@
 //! unparser that re-serialises a command for a child `sh -c` instance.
 
 use crate::ast::*;
+pub use crate::unparse::{unparse_command, unparse_program, Unparser};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -37,11 +38,11 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "<<<", "<<-", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "|&", ";", "&",
-    "|", "<", ">", "(", ")",
+    "<<<", "<<-", "&>>", ";;&", "&&", "||", ";;", ";&", "<<", ">>", "<&", ">&", "<>", ">|", "&>",
+    "|&", ";", "&", "|", "<", ">", "(", ")",
 ];
 
-const KEYWORDS: &[&str] = &[
+pub const KEYWORDS: &[&str] = &[
     "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
     "in", "{", "}", "!",
 ];
@@ -68,6 +69,10 @@ pub struct Parser {
     line: usize,
     peeked: Option<(Tok, usize, usize)>,
     pending: Vec<Rc<RefCell<HereDoc>>>,
+    /// Lexing the right side of `[[ … =~ … ]]`: `(`, `)`, `|`, `<`, `>` are part of the word.
+    in_regex: bool,
+    /// sh mode: bash-only syntax (array literals) is a syntax error, as in dash.
+    posix: bool,
 }
 
 impl Parser {
@@ -78,7 +83,15 @@ impl Parser {
             line: 1,
             peeked: None,
             pending: Vec::new(),
+            in_regex: false,
+            posix: false,
         }
+    }
+
+    /// Parse as sh (dash) does: no bash-only syntax.
+    pub fn posix(mut self) -> Self {
+        self.posix = true;
+        self
     }
 
     pub fn line(&self) -> usize {
@@ -222,10 +235,8 @@ impl Parser {
                 return Ok(Tok::IoNum(n.parse().unwrap_or(u32::MAX)));
             }
         }
-        if is_meta(c) {
-            if (c == '<' || c == '>') && self.ch_at(1) == Some('(') {
-                return self.unsupported(format!("process substitution {c}(…)"));
-            }
+        let proc_sub = (c == '<' || c == '>') && self.ch_at(1) == Some('(');
+        if is_meta(c) && !(self.in_regex && "()|<>".contains(c)) && !proc_sub {
             for op in OPS {
                 if self.starts_with(op) {
                     self.pos += op.chars().count();
@@ -308,12 +319,76 @@ impl Parser {
                 self.pos = end;
             }
         }
+        // NAME[sub]= / NAME[sub]+= (bash array element assignment)
+        if parts.is_empty() {
+            if let Some((name, sub_end)) = self.subscript_assignment_ahead() {
+                let sub_src: String = self.src[self.pos + name.len() + 1..sub_end]
+                    .iter()
+                    .collect();
+                parts.push(WordPart::Lit(name.clone()));
+                parts.push(WordPart::Subscript(Box::new(subscript_word(&sub_src)?)));
+                self.pos = sub_end + 1;
+            }
+        }
         while let Some(c) = self.ch() {
+            if (c == '<' || c == '>') && self.ch_at(1) == Some('(') && !self.in_regex {
+                // process substitution <(…) / >(…)
+                self.pos += 2;
+                let saved = self.peeked.take();
+                let prog = self.parse_compound_list()?;
+                match self.next()? {
+                    Tok::Op(")") => {}
+                    Tok::Eof => return self.eof_err("unterminated process substitution"),
+                    _ => return self.err("expecting \")\" to end a process substitution"),
+                }
+                self.peeked = saved;
+                flush(&mut lit, &mut parts);
+                parts.push(WordPart::ProcSub {
+                    prog: Rc::new(prog),
+                    output: c == '>',
+                });
+                continue;
+            }
+            if c == '(' && lit.ends_with(['@', '!', '+', '*', '?']) {
+                // bash extended pattern `@(a|b)`: literal text up to the matching `)`
+                let mut depth = 0;
+                while let Some(c) = self.bump() {
+                    lit.push(c);
+                    match c {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            if self.in_regex && "()|<>".contains(c) {
+                self.bump();
+                lit.push(c);
+                continue;
+            }
             if is_meta(c) {
                 if c == '(' {
-                    // NAME=( … ) is a bash array
-                    if parts.is_empty() && lit.ends_with('=') && is_name(&lit[..lit.len() - 1]) {
-                        return self.unsupported("arrays");
+                    // NAME=( … ) / NAME+=( … ) is a bash array literal
+                    let head = lit.strip_suffix("+=").or_else(|| lit.strip_suffix('='));
+                    let plain = parts.is_empty() && head.is_some_and(is_name);
+                    let indexed =
+                        matches!(parts.as_slice(), [WordPart::Lit(_), WordPart::Subscript(_)])
+                            && (lit == "=" || lit == "+=");
+                    if (plain || indexed) && self.posix {
+                        return self.err("\"(\" unexpected");
+                    }
+                    if plain || indexed {
+                        self.bump();
+                        let elems = self.lex_array_literal()?;
+                        flush(&mut lit, &mut parts);
+                        parts.push(WordPart::ArrayLit(elems));
+                        continue;
                     }
                 }
                 break;
@@ -376,6 +451,111 @@ impl Parser {
         flush(&mut lit, &mut parts);
         let raw: String = self.src[start..self.pos].iter().collect();
         Ok(Word { raw, parts })
+    }
+
+    /// At the start of a word: `NAME[…]=` or `NAME[…]+=`? Returns the name and the index of
+    /// the closing `]`.
+    fn subscript_assignment_ahead(&self) -> Option<(String, usize)> {
+        let mut i = self.pos;
+        while self
+            .src
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            i += 1;
+        }
+        let name: String = self.src[self.pos..i].iter().collect();
+        if !is_name(&name) || self.src.get(i) != Some(&'[') {
+            return None;
+        }
+        let mut depth = 0;
+        let mut j = i;
+        while let Some(&c) = self.src.get(j) {
+            match c {
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                '\n' => return None,
+                _ => {}
+            }
+            j += 1;
+        }
+        match (self.src.get(j + 1), self.src.get(j + 2)) {
+            (Some('='), _) | (Some('+'), Some('=')) => Some((name, j)),
+            _ => None,
+        }
+    }
+
+    /// The elements of `( … )` after `NAME=`; the `(` is consumed, the `)` is too.
+    fn lex_array_literal(&mut self) -> PResult<Vec<ArrayElem>> {
+        let mut elems = Vec::new();
+        loop {
+            // blanks, newlines and comments separate elements
+            match self.ch() {
+                Some(' ') | Some('\t') | Some('\r') => {
+                    self.pos += 1;
+                    continue;
+                }
+                Some('\n') => {
+                    self.bump();
+                    continue;
+                }
+                Some('\\') if self.ch_at(1) == Some('\n') => {
+                    self.bump();
+                    self.bump();
+                    continue;
+                }
+                Some('#') => {
+                    while self.ch().is_some_and(|c| c != '\n') {
+                        self.pos += 1;
+                    }
+                    continue;
+                }
+                Some(')') => {
+                    self.bump();
+                    return Ok(elems);
+                }
+                None => return self.eof_err("unterminated array literal (expecting \")\")"),
+                _ => {}
+            }
+            let mut key = None;
+            if self.ch() == Some('[') {
+                // [key]=value
+                let mut depth = 0;
+                let mut j = self.pos;
+                while let Some(&c) = self.src.get(j) {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if self.src.get(j + 1) == Some(&'=') {
+                    let k: String = self.src[self.pos + 1..j].iter().collect();
+                    key = Some(subscript_word(&k)?);
+                    self.pos = j + 2;
+                }
+            }
+            let w = if self.ch().is_some_and(is_meta) {
+                lit_word("")
+            } else {
+                self.lex_word()?
+            };
+            if key.is_none() && w.raw.is_empty() {
+                return self.err("syntax error in array literal");
+            }
+            elems.push(ArrayElem { key, value: w });
+        }
     }
 
     /// Body of a double-quoted string (terminated by `term`) or of an unquoted here-doc (`term`
@@ -466,7 +646,48 @@ impl Parser {
                                 _ => break,
                             }
                         }
-                        s.push(char::from_u32(v).unwrap_or('?'));
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
+                    }
+                    Some(d @ '1'..='7') => {
+                        let mut v = d.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            match self.ch().and_then(|c| c.to_digit(8)) {
+                                Some(x) => {
+                                    self.bump();
+                                    v = v * 8 + x;
+                                }
+                                None => break,
+                            }
+                        }
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
+                    }
+                    Some(u @ ('u' | 'U')) => {
+                        let max = if u == 'u' { 4 } else { 8 };
+                        let mut v = 0u32;
+                        let mut n = 0;
+                        while n < max {
+                            match self.ch().and_then(|c| c.to_digit(16)) {
+                                Some(x) => {
+                                    self.bump();
+                                    v = v * 16 + x;
+                                    n += 1;
+                                }
+                                None => break,
+                            }
+                        }
+                        match char::from_u32(v) {
+                            Some(c) if n > 0 => s.push(c),
+                            _ => {
+                                s.push('\\');
+                                s.push(u);
+                            }
+                        }
+                    }
+                    Some('c') => {
+                        // \cX: control character
+                        if let Some(x) = self.bump() {
+                            s.push(((x.to_ascii_uppercase() as u8) ^ 0x40) as char);
+                        }
                     }
                     Some('x') => {
                         let mut v = 0u32;
@@ -474,12 +695,12 @@ impl Parser {
                             match self.ch() {
                                 Some(d) if d.is_ascii_hexdigit() => {
                                     self.bump();
-                                    v = v * 16 + d.to_digit(16).unwrap();
+                                    v = v * 16 + d.to_digit(16).unwrap_or(0);
                                 }
                                 _ => break,
                             }
                         }
-                        s.push(char::from_u32(v).unwrap_or('?'));
+                        s.push(crate::bytes::byte_char((v & 0xff) as u8));
                     }
                     Some(c) => {
                         if !matches!(c, '\\' | '\'' | '"' | '?') {
@@ -618,6 +839,16 @@ impl Parser {
                 self.pos += 1;
             }
         }
+        let mut indirect = false;
+        if !length
+            && self.ch() == Some('!')
+            && self
+                .ch_at(1)
+                .is_some_and(|c| c == '_' || c.is_ascii_alphanumeric() || c == '@' || c == '*')
+        {
+            indirect = true;
+            self.pos += 1;
+        }
         let mut name = String::new();
         match self.ch() {
             Some(c) if c == '_' || c.is_ascii_alphabetic() => {
@@ -646,19 +877,60 @@ impl Parser {
             }
             _ => return self.err("bad substitution"),
         }
+        let mut index = None;
+        if self.ch() == Some('[') && is_name(&name) {
+            let mut depth = 0;
+            let mut j = self.pos;
+            while let Some(&c) = self.src.get(j) {
+                match c {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= self.src.len() {
+                return self.eof_err("unterminated ${…}");
+            }
+            let sub: String = self.src[self.pos + 1..j].iter().collect();
+            index = Some(match sub.as_str() {
+                "@" => Subscript::All,
+                "*" => Subscript::Star,
+                _ => Subscript::Expr(subscript_word(&sub)?),
+            });
+            self.pos = j + 1;
+        }
+        let with_index = |w: WordPart, index: Option<Subscript>, indirect: bool| match w {
+            WordPart::Param(mut pe) => {
+                pe.index = index;
+                pe.indirect = indirect;
+                WordPart::Param(pe)
+            }
+            w => w,
+        };
         if length {
             if self.bump() != Some('}') {
                 return self.err("bad substitution");
             }
-            return Ok(param(name, ParamOp::Length));
+            return Ok(with_index(param(name, ParamOp::Length), index, false));
         }
-        if self.ch() == Some('[') {
-            return self.unsupported("arrays");
+        if indirect && index.is_none() && matches!(self.ch(), Some('@') | Some('*')) {
+            // ${!prefix@}: the names of the variables starting with prefix
+            let star = self.bump() == Some('*');
+            if self.bump() != Some('}') {
+                return self.err("bad substitution");
+            }
+            return Ok(param(name, ParamOp::Names { star }));
         }
         let op = match (self.ch(), self.ch_at(1)) {
             (Some('}'), _) => {
                 self.pos += 1;
-                return Ok(param(name, ParamOp::Plain));
+                return Ok(with_index(param(name, ParamOp::Plain), index, indirect));
             }
             (Some(':'), Some('-')) => (2, ParamOp::Default { colon: true }),
             (Some(':'), Some('=')) => (2, ParamOp::Assign { colon: true }),
@@ -729,6 +1001,7 @@ impl Parser {
                     all: false,
                 },
             ),
+            (Some('@'), Some(c)) if "QEPAaUuLK".contains(c) => (2, ParamOp::Transform { op: c }),
             (None, _) => return self.eof_err("unterminated ${…}"),
             _ => return self.err("bad substitution"),
         };
@@ -775,6 +1048,8 @@ impl Parser {
         }
         Ok(WordPart::Param(Box::new(ParamExp {
             name,
+            index,
+            indirect,
             op,
             arg,
             arg2,
@@ -895,7 +1170,15 @@ impl Parser {
                         break;
                     }
                 }
-                Tok::Op("&") => return self.unsupported("background jobs (&)"),
+                Tok::Op("&") => {
+                    self.next()?;
+                    if let Some(last) = prog.items.last_mut() {
+                        last.background = true;
+                    }
+                    if matches!(self.peek()?, Tok::Newline | Tok::Eof) {
+                        break;
+                    }
+                }
                 Tok::Newline | Tok::Eof => break,
                 _ => {
                     let t = self.describe_peek()?;
@@ -912,7 +1195,7 @@ impl Parser {
     fn at_list_end(&mut self) -> PResult<bool> {
         Ok(match self.peek()? {
             Tok::Eof => true,
-            Tok::Op(")") | Tok::Op(";;") | Tok::Op(";&") => true,
+            Tok::Op(")") | Tok::Op(";;") | Tok::Op(";&") | Tok::Op(";;&") => true,
             Tok::Word(w) => {
                 matches!(
                     w.as_literal(),
@@ -938,7 +1221,13 @@ impl Parser {
                     self.next()?;
                     self.skip_newlines()?;
                 }
-                Tok::Op("&") => return self.unsupported("background jobs (&)"),
+                Tok::Op("&") => {
+                    self.next()?;
+                    if let Some(last) = prog.items.last_mut() {
+                        last.background = true;
+                    }
+                    self.skip_newlines()?;
+                }
                 _ => break,
             }
         }
@@ -971,7 +1260,11 @@ impl Parser {
             self.skip_newlines()?;
             rest.push((op, self.parse_pipeline()?));
         }
-        Ok(AndOr { first, rest })
+        Ok(AndOr {
+            first,
+            rest,
+            background: false,
+        })
     }
 
     fn parse_pipeline(&mut self) -> PResult<Pipeline> {
@@ -980,8 +1273,33 @@ impl Parser {
             self.next()?;
             bang = !bang;
         }
+        let mut timed = false;
         if self.peek_kw("time")? {
-            return self.unsupported("time");
+            self.next()?;
+            timed = true;
+            if self.peek_kw("-p")? {
+                self.next()?;
+            }
+            while self.peek_kw("!")? {
+                self.next()?;
+                bang = !bang;
+            }
+            if matches!(
+                self.peek()?,
+                Tok::Newline | Tok::Eof | Tok::Op(";") | Tok::Op("&")
+            ) {
+                // `time` alone times nothing
+                return Ok(Pipeline {
+                    bang,
+                    cmds: vec![Command::Simple(SimpleCmd {
+                        assigns: Vec::new(),
+                        words: vec![lit_word(":")],
+                        redirs: Vec::new(),
+                        line: self.line,
+                    })],
+                    timed,
+                });
+            }
         }
         let mut cmds = vec![self.parse_command()?];
         loop {
@@ -1006,7 +1324,7 @@ impl Parser {
             self.skip_newlines()?;
             cmds.push(self.parse_command()?);
         }
-        Ok(Pipeline { bang, cmds })
+        Ok(Pipeline { bang, cmds, timed })
     }
 
     fn parse_command(&mut self) -> PResult<Command> {
@@ -1074,9 +1392,9 @@ impl Parser {
             }
             Tok::Word(_)
             | Tok::IoNum(_)
-            | Tok::Op("<" | ">" | ">>" | "<<" | "<<-" | "<<<" | "<&" | ">&" | "<>" | ">|" | "&>") => {
-                self.parse_simple()
-            }
+            | Tok::Op(
+                "<" | ">" | ">>" | "<<" | "<<-" | "<<<" | "<&" | ">&" | "<>" | ">|" | "&>" | "&>>",
+            ) => self.parse_simple(),
             Tok::Eof => self.eof_err("unexpected end of file"),
             _ => {
                 let t = self.describe_peek()?;
@@ -1141,7 +1459,7 @@ impl Parser {
     fn parse_for(&mut self) -> PResult<Command> {
         self.next()?; // for
         if self.peek_op("(")? {
-            return self.unsupported("for ((…)) loops");
+            return self.parse_arith_for();
         }
         let var = match self.next()? {
             Tok::Word(w) if is_name(&w.raw) => w.raw,
@@ -1181,6 +1499,72 @@ impl Parser {
         Ok(Command::Compound(Compound::For { var, words, body }, r))
     }
 
+    /// `for (( init; cond; step ))` after `for`, the first `(` peeked.
+    fn parse_arith_for(&mut self) -> PResult<Command> {
+        self.next()?;
+        if self.ch() != Some('(') {
+            return self.err("expecting \"((\" after for");
+        }
+        let Some(end) = self.find_arith_end(self.pos + 1) else {
+            return self.eof_err("unterminated for ((…))");
+        };
+        let inner: String = self.src[self.pos + 1..end].iter().collect();
+        self.pos = end + 2;
+        let mut exprs = Vec::new();
+        let mut depth = 0;
+        let mut cur = String::new();
+        for c in inner.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ';' if depth == 0 => {
+                    exprs.push(std::mem::take(&mut cur));
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+        }
+        exprs.push(cur);
+        if exprs.len() != 3 {
+            return self.err("for ((…)): expected three expressions separated by `;'");
+        }
+        let mut words = Vec::new();
+        for e in exprs {
+            let mut p = Parser::new(&e);
+            let parts = p.lex_dq_body(None, true)?;
+            words.push(Word { raw: e, parts });
+        }
+        let step = words.pop().unwrap_or_else(|| lit_word(""));
+        let cond = words.pop().unwrap_or_else(|| lit_word(""));
+        let init = words.pop().unwrap_or_else(|| lit_word(""));
+        if self.peek_op(";")? {
+            self.next()?;
+        }
+        self.skip_newlines()?;
+        let body = if self.peek_kw("{")? {
+            self.next()?;
+            let b = self.parse_compound_list()?;
+            self.expect_kw("}")?;
+            b
+        } else {
+            self.expect_kw("do")?;
+            let b = self.parse_nonempty_list()?;
+            self.expect_kw("done")?;
+            b
+        };
+        let r = self.parse_redirs()?;
+        Ok(Command::Compound(
+            Compound::ArithFor {
+                init,
+                cond,
+                step,
+                body,
+            },
+            r,
+        ))
+    }
+
     fn parse_case(&mut self) -> PResult<Command> {
         self.next()?; // case
         let word = match self.next()? {
@@ -1214,9 +1598,14 @@ impl Parser {
             }
             let body = self.parse_compound_list()?;
             let mut fallthrough = false;
+            let mut test_next = false;
             match self.peek()? {
                 Tok::Op(";;") => {
                     self.next()?;
+                }
+                Tok::Op(";;&") => {
+                    self.next()?;
+                    test_next = true;
                 }
                 Tok::Op(";&") => {
                     self.next()?;
@@ -1228,6 +1617,7 @@ impl Parser {
                 patterns,
                 body,
                 fallthrough,
+                test_next,
             });
             self.skip_newlines()?;
             if !fallthrough && !self.peek_kw("esac")? && !arms.is_empty() {
@@ -1247,6 +1637,17 @@ impl Parser {
         loop {
             match self.next()? {
                 Tok::Word(w) if w.raw == "]]" => break,
+                Tok::Word(w) if w.raw == "=~" => {
+                    words.push(TestWord::Word(w));
+                    // the regex: one word in which ( ) | < > are ordinary characters
+                    self.in_regex = true;
+                    let t = self.next();
+                    self.in_regex = false;
+                    match t? {
+                        Tok::Word(w) => words.push(TestWord::Word(w)),
+                        _ => return self.err("expected a regular expression after =~"),
+                    }
+                }
                 Tok::Word(w) => words.push(TestWord::Word(w)),
                 Tok::Op(o @ ("&&" | "||" | "(" | ")" | "<" | ">")) => {
                     words.push(TestWord::Op(o.to_string()))
@@ -1284,13 +1685,15 @@ impl Parser {
         };
         let rop = match op {
             "<" => RedirOp::In,
-            ">" | ">|" => RedirOp::Out,
+            ">" => RedirOp::Out,
+            ">|" => RedirOp::Clobber,
             ">>" => RedirOp::Append,
             "<>" => RedirOp::ReadWrite,
             ">&" => RedirOp::DupOut,
             "<&" => RedirOp::DupIn,
             "<<<" => RedirOp::HereString,
             "&>" => RedirOp::OutErr,
+            "&>>" => RedirOp::AppendOutErr,
             "<<" | "<<-" => RedirOp::HereDoc(Rc::new(RefCell::new(HereDoc {
                 delim: String::new(),
                 raw: String::new(),
@@ -1348,8 +1751,8 @@ impl Parser {
                         unreachable!()
                     };
                     if cmd.words.is_empty() {
-                        if let Some((name, value)) = split_assignment(&w) {
-                            cmd.assigns.push((name, value));
+                        if let Some(a) = split_assignment(&w) {
+                            cmd.assigns.push(a);
                             continue;
                         }
                         // function definition: NAME ( )
@@ -1393,6 +1796,8 @@ fn is_name_or_fn(s: &str) -> bool {
 fn param(name: String, op: ParamOp) -> WordPart {
     WordPart::Param(Box::new(ParamExp {
         name,
+        index: None,
+        indirect: false,
         op,
         arg: Vec::new(),
         arg2: None,
@@ -1427,261 +1832,101 @@ pub fn literal_text(parts: &[WordPart]) -> String {
     s
 }
 
-fn split_assignment(w: &Word) -> Option<(String, Word)> {
-    let WordPart::Lit(first) = w.parts.first()? else {
+/// Parse the text of a subscript (`a[…]`, `[key]=`) as a word: quotes removed, expansions kept.
+pub fn subscript_word(src: &str) -> PResult<Word> {
+    let mut p = Parser::new(src);
+    let w = p.lex_word()?;
+    if p.pos == p.src.len() {
+        return Ok(Word {
+            raw: src.to_string(),
+            parts: w.parts,
+        });
+    }
+    // blanks inside (`a[i + 1]`): an arithmetic text with expansions, quotes kept
+    let mut p = Parser::new(src);
+    let parts = p.lex_dq_body(None, true)?;
+    Ok(Word {
+        raw: src.to_string(),
+        parts,
+    })
+}
+
+/// `name=value`, `name+=value`, `name[sub]=value`, `name=(…)` as an assignment.
+pub fn split_assignment(w: &Word) -> Option<Assign> {
+    let (name, index, rest_parts) = match w.parts.as_slice() {
+        [WordPart::Lit(n), WordPart::Subscript(sub), rest @ ..] if is_name(n) => {
+            (n.clone(), Some((**sub).clone()), rest)
+        }
+        _ => {
+            let WordPart::Lit(first) = w.parts.first()? else {
+                return None;
+            };
+            let eq = first.find('=')?;
+            let name = first[..eq].strip_suffix('+').unwrap_or(&first[..eq]);
+            if !is_name(name) {
+                return None;
+            }
+            (name.to_string(), None, &w.parts[..])
+        }
+    };
+    // rest_parts starts with the Lit holding `=`/`+=` (after the name, or after the subscript)
+    let WordPart::Lit(head) = rest_parts.first()? else {
         return None;
     };
-    let eq = first.find('=')?;
-    let name = &first[..eq];
-    if !is_name(name) {
-        return None;
-    }
+    let after_name = if index.is_some() {
+        head.as_str()
+    } else {
+        &head[name.len()..]
+    };
+    let (append, rest) = if let Some(r) = after_name.strip_prefix("+=") {
+        (true, r)
+    } else {
+        (false, after_name.strip_prefix('=')?)
+    };
     let mut parts = Vec::new();
-    let rest = &first[eq + 1..];
-    if !rest.is_empty() {
+    if let Some(t) = rest.strip_prefix('~') {
+        // tilde prefix of an assignment value: `x=~`, `d=~/src`
+        let end = t.find(['/', ':']).unwrap_or(t.len());
+        let user = &t[..end];
+        let whole_lit = rest_parts.len() == 1 || end < t.len();
+        if whole_lit
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            parts.push(WordPart::Tilde(user.to_string()));
+            if end < t.len() {
+                parts.push(WordPart::Lit(t[end..].to_string()));
+            }
+        } else {
+            parts.push(WordPart::Lit(rest.to_string()));
+        }
+    } else if !rest.is_empty() {
         parts.push(WordPart::Lit(rest.to_string()));
     }
-    parts.extend(w.parts[1..].iter().cloned());
-    let raw = w.raw[w.raw.find('=').unwrap() + 1..].to_string();
-    Some((name.to_string(), Word { raw, parts }))
+    parts.extend(rest_parts[1..].iter().cloned());
+    let value = match parts.as_slice() {
+        [WordPart::ArrayLit(elems)] => AssignValue::Array(elems.clone()),
+        _ => {
+            let raw = match w.raw.find('=') {
+                Some(i) => w.raw[i + 1..].to_string(),
+                None => String::new(),
+            };
+            AssignValue::Scalar(Word { raw, parts })
+        }
+    };
+    Some(Assign {
+        name,
+        index,
+        append,
+        value,
+        raw: w.raw.clone(),
+    })
 }
 
 /// Parse a whole script.
 pub fn parse(src: &str) -> Result<Program, ParseError> {
     Parser::new(src).parse_all()
-}
-
-// ------------------------------------------------------------------ unparser
-
-/// Re-serialise syntax as sh source (used for the `sh -c` text of child shells).
-#[derive(Default)]
-pub struct Unparser {
-    pub out: String,
-    pending: Vec<Rc<RefCell<HereDoc>>>,
-}
-
-impl Unparser {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn nl(&mut self) {
-        self.out.push('\n');
-        for hd in std::mem::take(&mut self.pending) {
-            let h = hd.borrow();
-            self.out.push_str(&h.raw);
-            self.out.push_str(&h.delim);
-            self.out.push('\n');
-        }
-    }
-
-    pub fn program(&mut self, p: &Program) {
-        for ao in &p.items {
-            self.and_or(ao);
-            self.nl();
-        }
-    }
-
-    pub fn and_or(&mut self, ao: &AndOr) {
-        self.pipeline(&ao.first);
-        for (op, p) in &ao.rest {
-            self.out.push_str(match op {
-                AndOrOp::And => " && ",
-                AndOrOp::Or => " || ",
-            });
-            self.pipeline(p);
-        }
-    }
-
-    pub fn pipeline(&mut self, p: &Pipeline) {
-        if p.bang {
-            self.out.push_str("! ");
-        }
-        for (i, c) in p.cmds.iter().enumerate() {
-            if i > 0 {
-                self.out.push_str(" | ");
-            }
-            self.command(c);
-        }
-    }
-
-    pub fn command(&mut self, c: &Command) {
-        match c {
-            Command::Simple(s) => {
-                let mut first = true;
-                let mut sp = |o: &mut String| {
-                    if !first {
-                        o.push(' ');
-                    }
-                    first = false;
-                };
-                for (n, v) in &s.assigns {
-                    sp(&mut self.out);
-                    self.out.push_str(n);
-                    self.out.push('=');
-                    self.out.push_str(&v.raw);
-                }
-                for w in &s.words {
-                    sp(&mut self.out);
-                    self.out.push_str(&w.raw);
-                }
-                self.redirs(&s.redirs);
-            }
-            Command::Compound(cc, r) => {
-                self.compound(cc);
-                self.redirs(r);
-            }
-            Command::FuncDef(name, body) => {
-                self.out.push_str(name);
-                self.out.push_str("() ");
-                self.command(body);
-            }
-        }
-    }
-
-    fn compound(&mut self, c: &Compound) {
-        match c {
-            Compound::Brace(p) => {
-                self.out.push('{');
-                self.nl();
-                self.program(p);
-                self.out.push('}');
-            }
-            Compound::Subshell(p) => {
-                self.out.push('(');
-                self.nl();
-                self.program(p);
-                self.out.push(')');
-            }
-            Compound::If { branches, else_ } => {
-                for (i, (c, b)) in branches.iter().enumerate() {
-                    self.out.push_str(if i == 0 { "if" } else { "elif" });
-                    self.nl();
-                    self.program(c);
-                    self.out.push_str("then");
-                    self.nl();
-                    self.program(b);
-                }
-                if let Some(e) = else_ {
-                    self.out.push_str("else");
-                    self.nl();
-                    self.program(e);
-                }
-                self.out.push_str("fi");
-            }
-            Compound::For { var, words, body } => {
-                self.out.push_str("for ");
-                self.out.push_str(var);
-                if let Some(ws) = words {
-                    self.out.push_str(" in");
-                    for w in ws {
-                        self.out.push(' ');
-                        self.out.push_str(&w.raw);
-                    }
-                }
-                self.nl();
-                self.out.push_str("do");
-                self.nl();
-                self.program(body);
-                self.out.push_str("done");
-            }
-            Compound::While { cond, body, until } => {
-                self.out.push_str(if *until { "until" } else { "while" });
-                self.nl();
-                self.program(cond);
-                self.out.push_str("do");
-                self.nl();
-                self.program(body);
-                self.out.push_str("done");
-            }
-            Compound::Case { word, arms } => {
-                self.out.push_str("case ");
-                self.out.push_str(&word.raw);
-                self.out.push_str(" in");
-                self.nl();
-                for arm in arms {
-                    for (i, p) in arm.patterns.iter().enumerate() {
-                        if i > 0 {
-                            self.out.push('|');
-                        }
-                        self.out.push_str(&p.raw);
-                    }
-                    self.out.push(')');
-                    self.nl();
-                    self.program(&arm.body);
-                    self.out.push_str(if arm.fallthrough { ";&" } else { ";;" });
-                    self.nl();
-                }
-                self.out.push_str("esac");
-            }
-            Compound::Arith(w) => {
-                self.out.push_str("((");
-                self.out.push_str(&w.raw);
-                self.out.push_str("))");
-            }
-            Compound::Test(ws) => {
-                self.out.push_str("[[");
-                for w in ws {
-                    self.out.push(' ');
-                    match w {
-                        TestWord::Word(w) => self.out.push_str(&w.raw),
-                        TestWord::Op(o) => self.out.push_str(o),
-                    }
-                }
-                self.out.push_str(" ]]");
-            }
-        }
-    }
-
-    fn redirs(&mut self, rs: &[Redir]) {
-        for r in rs {
-            self.out.push(' ');
-            if let Some(fd) = r.fd {
-                self.out.push_str(&fd.to_string());
-            }
-            let op = match &r.op {
-                RedirOp::In => "<",
-                RedirOp::Out => ">",
-                RedirOp::Append => ">>",
-                RedirOp::ReadWrite => "<>",
-                RedirOp::DupOut => ">&",
-                RedirOp::DupIn => "<&",
-                RedirOp::HereString => "<<<",
-                RedirOp::OutErr => "&>",
-                RedirOp::HereDoc(hd) => {
-                    self.pending.push(hd.clone());
-                    "<<"
-                }
-            };
-            self.out.push_str(op);
-            if let RedirOp::HereDoc(hd) = &r.op {
-                let h = hd.borrow();
-                // Re-quote so the body keeps its (non-)expansion semantics; tabs were already stripped.
-                if h.quoted {
-                    self.out.push('\'');
-                    self.out.push_str(&h.delim);
-                    self.out.push('\'');
-                } else {
-                    self.out.push_str(&h.delim);
-                }
-            } else {
-                self.out.push_str(&r.target.raw);
-            }
-        }
-    }
-}
-
-pub fn unparse_command(c: &Command) -> String {
-    let mut u = Unparser::new();
-    u.command(c);
-    u.nl();
-    u.out
-}
-
-pub fn unparse_program(p: &Program) -> String {
-    let mut u = Unparser::new();
-    u.program(p);
-    u.out
 }
 
 #[cfg(test)]
@@ -1718,7 +1963,7 @@ mod tests {
         let p = parse("A=1 B=\"x y\" cmd arg >out 2>&1 <in").unwrap();
         let s = simple(&p, 0);
         assert_eq!(s.assigns.len(), 2);
-        assert_eq!(s.assigns[0].0, "A");
+        assert_eq!(s.assigns[0].name, "A");
         assert_eq!(s.words.len(), 2);
         assert_eq!(s.redirs.len(), 3);
         assert_eq!(s.redirs[1].fd, Some(2));
@@ -1794,12 +2039,34 @@ mod tests {
     }
 
     #[test]
+    fn arrays() {
+        let p = parse("a=(1 \"b c\" [5]=x) m[k]+=v; echo ${a[@]} ${#a[1]} ${!m[@]}").unwrap();
+        let s = simple(&p, 0);
+        let AssignValue::Array(elems) = &s.assigns[0].value else {
+            panic!("not an array literal: {:?}", s.assigns[0]);
+        };
+        assert_eq!(elems.len(), 3);
+        assert_eq!(elems[2].key.as_ref().map(|k| k.raw.as_str()), Some("5"));
+        assert_eq!(s.assigns[1].name, "m");
+        assert!(s.assigns[1].append && s.assigns[1].index.is_some());
+        let e = simple(&p, 1);
+        let WordPart::Param(pe) = &e.words[1].parts[0] else {
+            panic!("{:?}", e.words[1]);
+        };
+        assert_eq!(pe.index, Some(Subscript::All));
+        let WordPart::Param(pe) = &e.words[3].parts[0] else {
+            panic!("{:?}", e.words[3]);
+        };
+        assert!(pe.indirect && pe.index == Some(Subscript::All));
+    }
+
+    #[test]
     fn unsupported_and_errors() {
-        let e = parse("sleep 1 &").unwrap_err();
-        assert!(e.unsupported && e.to_string().contains("not supported"));
-        assert!(parse("a=(1 2)").unwrap_err().unsupported);
-        assert!(parse("diff <(a) <(b)").unwrap_err().unsupported);
-        assert!(parse("echo ${a[1]}").unwrap_err().unsupported);
+        assert!(parse("sleep 1 &").unwrap().items[0].background);
+        assert!(matches!(
+            &simple(&parse("diff <(a) >(b)").unwrap(), 0).words[2].parts[0],
+            WordPart::ProcSub { output: true, .. }
+        ));
         let e = parse("if then fi").unwrap_err();
         assert!(!e.unsupported);
         assert!(parse("echo 'open").unwrap_err().incomplete);

@@ -1379,6 +1379,12 @@ enum FExpr {
     Print,
     Print0,
     Delete,
+    /// `-exec CMD … {} ;` (run per file) or `-exec CMD … {} +` (`batch`: the files collected
+    /// and run once at the end).
+    Exec {
+        argv: Vec<String>,
+        batch: Option<std::cell::RefCell<Vec<String>>>,
+    },
     Not(Box<FExpr>),
     And(Box<FExpr>, Box<FExpr>),
     Or(Box<FExpr>, Box<FExpr>),
@@ -1467,6 +1473,33 @@ impl FParser<'_> {
                 self.has_action = true;
                 FExpr::Delete
             }
+            "-exec" => {
+                self.has_action = true;
+                let mut argv = Vec::new();
+                let mut plus = false;
+                loop {
+                    self.i += 1;
+                    match self.a.get(self.i).map(String::as_str) {
+                        Some(";") => break,
+                        Some("+") if argv.last().is_some_and(|a| a == "{}") => {
+                            plus = true;
+                            break;
+                        }
+                        Some(a) => argv.push(a.to_string()),
+                        None => return Err("-exec: missing terminating ';' or '+'".into()),
+                    }
+                }
+                if argv.is_empty() {
+                    return Err("-exec: missing command".into());
+                }
+                if plus {
+                    argv.pop();
+                }
+                FExpr::Exec {
+                    argv,
+                    batch: plus.then(|| std::cell::RefCell::new(Vec::new())),
+                }
+            }
             "-maxdepth" => {
                 self.maxdepth = self.arg("-maxdepth")?.parse().ok();
                 FExpr::True
@@ -1532,6 +1565,21 @@ fn feval(e: &FExpr, path: &str, md: &std::fs::Metadata, out: &mut String) -> boo
                 std::fs::remove_file(path).is_ok()
             }
         }
+        FExpr::Exec { argv, batch } => match batch {
+            Some(b) => {
+                b.borrow_mut().push(path.to_string());
+                true
+            }
+            None => {
+                let argv = argv.iter().map(|a| a.replace("{}", path)).collect();
+                // what was found so far comes before the command's output
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(out.as_bytes());
+                let _ = o.flush();
+                out.clear();
+                crate::applets::run_command(argv) == 0
+            }
+        },
         FExpr::Not(x) => !feval(x, path, md, out),
         FExpr::And(a, b) => feval(a, path, md, out) && feval(b, path, md, out),
         FExpr::Or(a, b) => feval(a, path, md, out) || feval(b, path, md, out),
@@ -1643,5 +1691,33 @@ pub fn find(args: &[String]) -> i32 {
     }
     let _ = walk.o.write_all(walk.out.as_bytes());
     let _ = walk.o.flush();
-    walk.status
+    let mut status = walk.status;
+    drop(walk);
+    run_batches(&expr, &mut status);
+    status
+}
+
+/// `-exec … {} +`: run each batch command once with every file it collected.
+fn run_batches(e: &FExpr, status: &mut i32) {
+    match e {
+        FExpr::Exec {
+            argv,
+            batch: Some(b),
+        } => {
+            let files = std::mem::take(&mut *b.borrow_mut());
+            if !files.is_empty() {
+                let mut v = argv.clone();
+                v.extend(files);
+                if crate::applets::run_command(v) != 0 {
+                    *status = 1;
+                }
+            }
+        }
+        FExpr::Not(x) => run_batches(x, status),
+        FExpr::And(a, b) | FExpr::Or(a, b) => {
+            run_batches(a, status);
+            run_batches(b, status);
+        }
+        _ => {}
+    }
 }

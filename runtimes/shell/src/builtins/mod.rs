@@ -3,68 +3,112 @@
 use crate::exec::{normalize, shell_quote, Flow, Shell, Var, R};
 use crate::parse::{self, is_name};
 
-const SPECIAL: &[&str] = &[
-    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
-    "shift", "trap", "unset",
-];
+mod alias;
+mod declare;
+mod mapfile;
+pub mod shopt;
 
-const REGULAR: &[&str] = &[
-    "true", "false", "echo", "printf", "test", "[", "cd", "pwd", "read", "local", "type",
-    "command", "hash", "wait", "umask", "getopts", "alias", "unalias", "jobs", "fg", "bg", "kill",
-    "ulimit", "times",
-];
-
-const BASH_ONLY: &[&str] = &[
-    "source",
-    "let",
-    "declare",
-    "typeset",
-    "shopt",
-    "pushd",
-    "popd",
-    "dirs",
-    "mapfile",
-    "readarray",
-    "disown",
-    "suspend",
-];
-
-const UNSUPPORTED: &[&str] = &[
-    "alias",
-    "unalias",
-    "jobs",
-    "fg",
-    "bg",
-    "kill",
-    "ulimit",
-    "times",
-    "shopt",
-    "pushd",
-    "popd",
-    "dirs",
-    "mapfile",
-    "readarray",
-    "disown",
-    "suspend",
-];
-
-pub fn is_special_builtin(name: &str) -> bool {
-    SPECIAL.contains(&name)
+/// How POSIX (and bash) classify a builtin: special builtins' assignments persist and their
+/// errors end a non-interactive shell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Special,
+    Regular,
+    /// bash's own (also run in sh mode: a script that calls them means them).
+    BashOnly,
 }
 
-pub fn is_builtin(name: &str, bash: bool) -> bool {
-    SPECIAL.contains(&name)
-        || REGULAR.contains(&name)
-        || BASH_ONLY.contains(&name)
-        || (bash && name == "source")
+/// One builtin: its name, kind and implementation (`run(shell, name, args)`).
+pub struct Builtin {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub run: BuiltinFn,
+}
+
+/// `run(shell, name, args)`: the name as invoked (one function may serve several names).
+pub type BuiltinFn = fn(&mut Shell, &str, &[String]) -> R;
+
+/// Every builtin. To add one: write `fn bi_x(sh, name, args) -> R` and list it here.
+static BUILTINS: &[Builtin] = &[
+    b(":", Special, bi_colon),
+    b("true", Regular, bi_colon),
+    b("false", Regular, bi_false),
+    b("echo", Regular, bi_echo),
+    b("printf", Regular, bi_printf),
+    b("test", Regular, bi_test),
+    b("[", Regular, bi_test),
+    b("cd", Regular, bi_cd),
+    b("pwd", Regular, bi_pwd),
+    b("exit", Special, bi_exit),
+    b("return", Special, bi_return),
+    b("break", Special, bi_break),
+    b("continue", Special, bi_break),
+    b("shift", Special, bi_shift),
+    b("set", Special, bi_set),
+    b("export", Special, bi_export),
+    b("readonly", Special, bi_export),
+    b("unset", Special, bi_unset),
+    b("shopt", BashOnly, bi_shopt),
+    b("alias", Regular, bi_alias),
+    b("unalias", Regular, bi_unalias),
+    b("pushd", BashOnly, bi_pushd),
+    b("popd", BashOnly, bi_popd),
+    b("dirs", BashOnly, bi_dirs),
+    b("mapfile", BashOnly, bi_mapfile),
+    b("readarray", BashOnly, bi_mapfile),
+    b("local", Regular, bi_local),
+    b("declare", BashOnly, bi_local),
+    b("typeset", BashOnly, bi_local),
+    b("read", Regular, bi_read),
+    b("eval", Special, bi_eval),
+    b(".", Special, bi_source),
+    b("source", BashOnly, bi_source),
+    b("exec", Special, bi_exec),
+    b("trap", Special, bi_trap),
+    b("type", Regular, bi_type),
+    b("command", Regular, bi_command),
+    b("hash", Regular, bi_hash),
+    b("builtin", BashOnly, bi_builtin),
+    b("wait", Regular, bi_wait),
+    b("kill", Regular, bi_kill),
+    b("jobs", Regular, bi_jobs),
+    b("umask", Regular, bi_umask),
+    b("getopts", Regular, bi_getopts),
+    b("let", BashOnly, bi_let),
+    b("fg", Regular, bi_unsupported),
+    b("bg", Regular, bi_unsupported),
+    b("ulimit", Regular, bi_unsupported),
+    b("times", Regular, bi_unsupported),
+    b("disown", BashOnly, bi_unsupported),
+    b("suspend", BashOnly, bi_unsupported),
+];
+
+const fn b(name: &'static str, kind: Kind, run: BuiltinFn) -> Builtin {
+    Builtin { name, kind, run }
+}
+
+use Kind::{BashOnly, Regular, Special};
+
+fn lookup(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+pub fn is_special_builtin(name: &str) -> bool {
+    lookup(name).is_some_and(|b| b.kind == Kind::Special)
+}
+
+pub fn is_builtin(name: &str, _bash: bool) -> bool {
+    lookup(name).is_some()
 }
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-    SPECIAL
-        .iter()
-        .chain(REGULAR.iter())
-        .chain(BASH_ONLY.iter())
-        .copied()
+    BUILTINS.iter().map(|b| b.name)
+}
+
+/// Builtins the sandbox cannot provide (job control, resource limits): status 2.
+fn bi_unsupported(sh: &mut Shell, name: &str, _args: &[String]) -> R {
+    sh.errmsg(&format!("{name}: not supported"));
+    Ok(2)
 }
 
 fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
@@ -80,325 +124,619 @@ fn parse_num(sh: &mut Shell, cmd: &str, s: &str) -> Result<i64, Flow> {
 pub fn run_builtin(sh: &mut Shell, argv: &[String]) -> R {
     let name = argv[0].as_str();
     let args = &argv[1..];
-    if UNSUPPORTED.contains(&name) {
-        sh.errmsg(&format!("{name}: not supported"));
-        return Ok(2);
-    }
-    match name {
-        ":" | "true" => Ok(0),
-        "false" => Ok(1),
-        "echo" => {
-            let s = echo(args, sh.bash);
-            if !sh.out(&s) {
-                return Ok(1);
-            }
-            Ok(0)
-        }
-        "printf" => {
-            if args.is_empty() {
-                sh.errmsg("printf: usage: printf format [arg ...]");
-                return Ok(2);
-            }
-            let (s, err) = printf(&args[0], &args[1..]);
-            sh.out(&s);
-            if let Some(e) = err {
-                sh.errmsg(&format!("printf: {e}"));
-                return Ok(1);
-            }
-            Ok(0)
-        }
-        "test" | "[" => {
-            let mut a = args.to_vec();
-            if name == "[" {
-                if a.last().map(|s| s.as_str()) != Some("]") {
-                    sh.errmsg("[: missing ]");
-                    return Ok(2);
-                }
-                a.pop();
-            }
-            match test_eval(&a, &sh.cwd) {
-                Ok(b) => Ok(if b { 0 } else { 1 }),
-                Err(e) => {
-                    sh.errmsg(&format!("{name}: {e}"));
-                    Ok(2)
-                }
-            }
-        }
-        "cd" => builtin_cd(sh, args),
-        "pwd" => {
-            let s = format!("{}\n", sh.cwd);
-            sh.out(&s);
-            Ok(0)
-        }
-        "exit" => {
-            let st = match args.first() {
-                Some(a) => parse_num(sh, "exit", a)? as i32 & 0xff,
-                None => sh.status,
-            };
-            Err(Flow::Exit(st))
-        }
-        "return" => {
-            let st = match args.first() {
-                Some(a) => parse_num(sh, "return", a)? as i32 & 0xff,
-                None => sh.status,
-            };
-            Err(Flow::Return(st))
-        }
-        "break" | "continue" => {
-            let n = match args.first() {
-                Some(a) => parse_num(sh, name, a)?.max(1) as usize,
-                None => 1,
-            };
-            if sh.loop_depth == 0 {
-                return Ok(0);
-            }
-            let n = n.min(sh.loop_depth);
-            Err(if name == "break" {
-                Flow::Break(n)
-            } else {
-                Flow::Continue(n)
-            })
-        }
-        "shift" => {
-            let n = match args.first() {
-                Some(a) => parse_num(sh, "shift", a)? as usize,
-                None => 1,
-            };
-            if n > sh.params.len() {
-                sh.errmsg("shift: can't shift that many");
-                return Err(Flow::Exit(2));
-            }
-            sh.params.drain(..n);
-            Ok(0)
-        }
-        "set" => builtin_set(sh, args),
-        "export" | "readonly" => builtin_export(sh, name, args),
-        "unset" => {
-            let mut funcs = false;
-            let mut st = 0;
-            for a in args {
-                match a.as_str() {
-                    "-f" => funcs = true,
-                    "-v" => funcs = false,
-                    a => {
-                        if funcs {
-                            sh.funcs.remove(a);
-                        } else if let Err(m) = sh.unset_var(a) {
-                            sh.errmsg(&format!("unset: {m}"));
-                            st = 1;
-                        }
-                    }
-                }
-            }
-            Ok(st)
-        }
-        "local" | "declare" | "typeset" => builtin_local(sh, name, args),
-        "read" => builtin_read(sh, args),
-        "eval" => {
-            let src = args.join(" ");
-            match parse::parse(&src) {
-                Ok(p) => sh.exec_program(&p),
-                Err(e) => {
-                    sh.errmsg(&format!("eval: {e}"));
-                    Ok(2)
-                }
-            }
-        }
-        "." | "source" => {
-            let Some(file) = args.first() else {
-                sh.errmsg(&format!("{name}: filename argument required"));
-                return Ok(2);
-            };
-            let src = match std::fs::read_to_string(file) {
-                Ok(s) => s,
-                Err(e) => {
-                    sh.errmsg(&format!(
-                        "{name}: cannot open {file}: {}",
-                        crate::exec::io_err_msg(&e)
-                    ));
-                    return Err(Flow::Exit(2));
-                }
-            };
-            let prog = match parse::parse(&src) {
-                Ok(p) => p,
-                Err(e) => {
-                    sh.errmsg(&format!("{file}: {e}"));
-                    return Err(Flow::Exit(2));
-                }
-            };
-            let saved = if args.len() > 1 {
-                Some(std::mem::replace(&mut sh.params, args[1..].to_vec()))
-            } else {
-                None
-            };
-            let r = sh.exec_program(&prog);
-            if let Some(p) = saved {
-                sh.params = p;
-            }
-            match r {
-                Err(Flow::Return(n)) => Ok(n),
-                r => r,
-            }
-        }
-        "exec" => {
-            if args.is_empty() {
-                return Ok(0); // redirections stay in effect (see run_builtin_redir)
-            }
-            let st = if is_builtin(&args[0], sh.bash) {
-                run_builtin(sh, args)?
-            } else {
-                let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
-                    assigns: vec![],
-                    words: args
-                        .iter()
-                        .map(|a| parse::lit_word(&shell_quote(a)))
-                        .map(|mut w| {
-                            w.parts = vec![crate::ast::WordPart::Quoted(unquote_simple(&w.raw))];
-                            w
-                        })
-                        .collect(),
-                    redirs: vec![],
-                    line: sh.line,
-                });
-                let saved = std::mem::take(&mut sh.funcs);
-                let r = sh.exec_command(&c);
-                sh.funcs = saved;
-                r?
-            };
-            Err(Flow::Exit(st))
-        }
-        "trap" => builtin_trap(sh, args),
-        "type" => {
-            let mut st = 0;
-            for a in args {
-                let s = if sh.funcs.contains_key(a) {
-                    format!("{a} is a shell function\n")
-                } else if is_special_builtin(a) {
-                    format!("{a} is a special shell builtin\n")
-                } else if is_builtin(a, sh.bash) {
-                    format!("{a} is a shell builtin\n")
-                } else if matches!(
-                    a.as_str(),
-                    "if" | "then"
-                        | "else"
-                        | "elif"
-                        | "fi"
-                        | "for"
-                        | "while"
-                        | "until"
-                        | "do"
-                        | "done"
-                        | "case"
-                        | "esac"
-                        | "{"
-                        | "}"
-                        | "!"
-                ) {
-                    format!("{a} is a shell keyword\n")
-                } else if crate::exec::is_known_program(a) {
-                    format!("{a} is {a} (a wasmbox program)\n")
-                } else {
-                    st = if sh.bash { 1 } else { 127 };
-                    sh.errmsg(&format!("type: {a}: not found"));
-                    continue;
-                };
-                sh.out(&s);
-            }
-            Ok(st)
-        }
-        "command" => {
-            let mut i = 0;
-            let mut mode = ' ';
-            while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
-                match args[i].as_str() {
-                    "-v" => mode = 'v',
-                    "-V" => mode = 'V',
-                    "-p" => {}
-                    "--" => {
-                        i += 1;
-                        break;
-                    }
-                    o => {
-                        sh.errmsg(&format!("command: {o}: bad option"));
-                        return Ok(2);
-                    }
-                }
-                i += 1;
-            }
-            let rest = &args[i..];
-            if rest.is_empty() {
-                return Ok(0);
-            }
-            if mode == 'v' || mode == 'V' {
-                let mut st = 0;
-                for a in rest {
-                    let known = sh.funcs.contains_key(a)
-                        || is_builtin(a, sh.bash)
-                        || crate::exec::is_known_program(a)
-                        || matches!(
-                            a.as_str(),
-                            "if" | "then"
-                                | "else"
-                                | "fi"
-                                | "for"
-                                | "while"
-                                | "case"
-                                | "do"
-                                | "done"
-                        );
-                    if known {
-                        let s = if mode == 'v' {
-                            format!("{a}\n")
-                        } else {
-                            format!("{a} is {a}\n")
-                        };
-                        sh.out(&s);
-                    } else {
-                        st = 1;
-                    }
-                }
-                return Ok(st);
-            }
-            if is_builtin(&rest[0], sh.bash) {
-                return run_builtin(sh, rest);
-            }
-            let saved = std::mem::take(&mut sh.funcs);
-            let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
-                assigns: vec![],
-                words: rest
-                    .iter()
-                    .map(|a| crate::ast::Word {
-                        raw: shell_quote(a),
-                        parts: vec![crate::ast::WordPart::Quoted(a.clone())],
-                    })
-                    .collect(),
-                redirs: vec![],
-                line: sh.line,
-            });
-            let r = sh.exec_command(&c);
-            sh.funcs = saved;
-            r
-        }
-        "hash" | "wait" => Ok(0),
-        "umask" => {
-            if args.is_empty() {
-                sh.out("0022\n");
-            }
-            Ok(0)
-        }
-        "getopts" => builtin_getopts(sh, args),
-        "let" => {
-            let mut v = 0;
-            for a in args {
-                v = sh.arith(a)?;
-            }
-            Ok((v == 0) as i32)
-        }
-        _ => {
+    match lookup(name) {
+        Some(b) => (b.run)(sh, name, args),
+        None => {
             sh.errmsg(&format!("{name}: not supported"));
             Ok(2)
         }
     }
+}
+
+/// `:`, `true`.
+fn bi_colon(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `false`.
+fn bi_false(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(1)
+}
+
+/// `echo`.
+fn bi_echo(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let s = echo(args, sh.bash);
+    if !sh.out(&s) {
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `printf`.
+fn bi_printf(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut args = args;
+    let mut var = None;
+    if sh.bash && args.first().is_some_and(|a| a == "-v") {
+        var = args.get(1).cloned();
+        args = args.get(2..).unwrap_or(&[]);
+    }
+    if args.first().is_some_and(|a| a == "--") {
+        args = &args[1..];
+    }
+    if args.is_empty() {
+        sh.errmsg("printf: usage: printf [-v var] format [arguments]");
+        return Ok(2);
+    }
+    let (s, err) = printf(&args[0], &args[1..]);
+    match var {
+        Some(v) => {
+            let r = match crate::vars::split_subscript(&v) {
+                Some((n, sub)) => {
+                    let sub = sh.expand_subscript_text(sub)?;
+                    sh.assign_elem(n, &sub, &s, false)
+                }
+                None => sh.set_var(&v, &s),
+            };
+            if let Err(m) = r {
+                sh.errmsg(&format!("printf: {m}"));
+                return Ok(1);
+            }
+        }
+        None => {
+            sh.out(&s);
+        }
+    }
+    if let Some(e) = err {
+        sh.errmsg(&format!("printf: {e}"));
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `test`, `[`.
+fn bi_test(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let mut a = args.to_vec();
+    if name == "[" {
+        if a.last().map(|s| s.as_str()) != Some("]") {
+            sh.errmsg("[: missing ]");
+            return Ok(2);
+        }
+        a.pop();
+    }
+    match test_eval(&a, &sh.cwd) {
+        Ok(b) => Ok(if b { 0 } else { 1 }),
+        Err(e) => {
+            sh.errmsg(&format!("{name}: {e}"));
+            Ok(2)
+        }
+    }
+}
+
+/// `cd`.
+fn bi_cd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_cd(sh, args)
+}
+
+/// `pwd`.
+fn bi_pwd(sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    let s = format!("{}\n", sh.cwd);
+    sh.out(&s);
+    Ok(0)
+}
+
+/// `exit`.
+fn bi_exit(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let st = match args.first() {
+        Some(a) => parse_num(sh, "exit", a)? as i32 & 0xff,
+        None => sh.status,
+    };
+    Err(Flow::Exit(st))
+}
+
+/// `return`.
+fn bi_return(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let st = match args.first() {
+        Some(a) => parse_num(sh, "return", a)? as i32 & 0xff,
+        None => sh.status,
+    };
+    Err(Flow::Return(st))
+}
+
+/// `break`, `continue`.
+fn bi_break(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let n = match args.first() {
+        Some(a) => parse_num(sh, name, a)?.max(1) as usize,
+        None => 1,
+    };
+    if sh.loop_depth == 0 {
+        return Ok(0);
+    }
+    let n = n.min(sh.loop_depth);
+    Err(if name == "break" {
+        Flow::Break(n)
+    } else {
+        Flow::Continue(n)
+    })
+}
+
+/// `shift`.
+fn bi_shift(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let n = match args.first() {
+        Some(a) => parse_num(sh, "shift", a)? as usize,
+        None => 1,
+    };
+    if n > sh.params.len() {
+        if sh.bash {
+            // bash: a failed shift is just status 1
+            return Ok(1);
+        }
+        sh.errmsg("shift: can't shift that many");
+        return Err(Flow::Exit(2));
+    }
+    sh.params.drain(..n);
+    Ok(0)
+}
+
+/// `set`.
+fn bi_set(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_set(sh, args)
+}
+
+/// `export`, `readonly`.
+fn bi_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    builtin_export(sh, name, args)
+}
+
+/// `unset`.
+fn bi_unset(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut funcs = false;
+    let mut st = 0;
+    for a in args {
+        match a.as_str() {
+            "-f" => funcs = true,
+            "-v" => funcs = false,
+            a => {
+                if funcs {
+                    sh.funcs.remove(a);
+                } else if sh.bash && declare::unset_element(sh, a)? {
+                } else if let Err(m) = sh.unset_var(a) {
+                    sh.errmsg(&format!("unset: {m}"));
+                    st = 1;
+                }
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// `shopt`.
+fn bi_shopt(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    shopt::shopt(sh, args)
+}
+
+/// `alias`.
+fn bi_alias(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::alias(sh, args)
+}
+
+/// `unalias`.
+fn bi_unalias(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::unalias(sh, args)
+}
+
+/// `pushd`.
+fn bi_pushd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::pushd(sh, args)
+}
+
+/// `popd`.
+fn bi_popd(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::popd(sh, args)
+}
+
+/// `dirs`.
+fn bi_dirs(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    alias::dirs(sh, args)
+}
+
+/// `mapfile`, `readarray`.
+fn bi_mapfile(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    mapfile::mapfile(sh, name, args)
+}
+
+/// `local`, `declare`, `typeset`.
+fn bi_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    declare::declare(sh, name, args)
+}
+
+/// `read`.
+fn bi_read(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_read(sh, args)
+}
+
+/// `eval`.
+fn bi_eval(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let src = args.join(" ");
+    match parse::parse(&src) {
+        Ok(p) => sh.exec_program(&p),
+        Err(e) => {
+            sh.errmsg(&format!("eval: {e}"));
+            Ok(2)
+        }
+    }
+}
+
+/// `.`, `source`.
+fn bi_source(sh: &mut Shell, name: &str, args: &[String]) -> R {
+    let Some(file) = args.first() else {
+        sh.errmsg(&format!("{name}: filename argument required"));
+        return Ok(2);
+    };
+    let found;
+    let file = if file.contains('/') {
+        file
+    } else {
+        // PATH first; bash then tries the current directory
+        match sh.path_lookup(file) {
+            Some(p) => {
+                found = p;
+                &found
+            }
+            None if sh.bash => file,
+            None => {
+                sh.errmsg(&format!("{name}: {file}: not found"));
+                return Err(Flow::Exit(2));
+            }
+        }
+    };
+    let src = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            sh.errmsg(&format!(
+                "{name}: cannot open {file}: {}",
+                crate::exec::io_err_msg(&e)
+            ));
+            return Err(Flow::Exit(2));
+        }
+    };
+    let prog = match parse::parse(&src) {
+        Ok(p) => p,
+        Err(e) => {
+            sh.errmsg(&format!("{file}: {e}"));
+            return Err(Flow::Exit(2));
+        }
+    };
+    let saved = if args.len() > 1 {
+        Some(std::mem::replace(&mut sh.params, args[1..].to_vec()))
+    } else {
+        None
+    };
+    let r = sh.exec_program(&prog);
+    if let Some(p) = saved {
+        sh.params = p;
+    }
+    match r {
+        Err(Flow::Return(n)) => Ok(n),
+        r => r,
+    }
+}
+
+/// `exec`.
+fn bi_exec(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    if args.is_empty() {
+        return Ok(0); // redirections stay in effect (see run_builtin_redir)
+    }
+    let st = if is_builtin(&args[0], sh.bash) {
+        run_builtin(sh, args)?
+    } else {
+        let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+            assigns: vec![],
+            words: args
+                .iter()
+                .map(|a| parse::lit_word(&shell_quote(a)))
+                .map(|mut w| {
+                    w.parts = vec![crate::ast::WordPart::Quoted(unquote_simple(&w.raw))];
+                    w
+                })
+                .collect(),
+            redirs: vec![],
+            line: sh.line,
+        });
+        let saved = std::mem::take(&mut sh.funcs);
+        let r = sh.exec_command(&c);
+        sh.funcs = saved;
+        r?
+    };
+    Err(Flow::Exit(st))
+}
+
+/// `trap`.
+fn bi_trap(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_trap(sh, args)
+}
+
+/// `type`.
+fn bi_type(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut st = 0;
+    let mut kind_only = false;
+    let mut path_only = false;
+    let mut names = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "-t" => kind_only = true,
+            "-p" | "-P" => path_only = true,
+            "-a" | "-f" => {}
+            _ => names.push(a.clone()),
+        }
+    }
+    for a in &names {
+        if kind_only || path_only {
+            let kind = if sh.funcs.contains_key(a) {
+                "function"
+            } else if crate::parse::KEYWORDS.contains(&a.as_str()) || a == "[[" {
+                "keyword"
+            } else if is_builtin(a, sh.bash) {
+                "builtin"
+            } else if crate::exec::is_known_program(a) {
+                "file"
+            } else {
+                st = 1;
+                continue;
+            };
+            let s = match (path_only, kind) {
+                (false, k) => format!("{k}\n"),
+                (true, "file") => format!("/usr/bin/{a}\n"),
+                (true, _) => continue,
+            };
+            sh.out(&s);
+            continue;
+        }
+        let s = if sh.funcs.contains_key(a) {
+            format!("{a} is a shell function\n")
+        } else if is_special_builtin(a) {
+            format!("{a} is a special shell builtin\n")
+        } else if is_builtin(a, sh.bash) {
+            format!("{a} is a shell builtin\n")
+        } else if matches!(
+            a.as_str(),
+            "if" | "then"
+                | "else"
+                | "elif"
+                | "fi"
+                | "for"
+                | "while"
+                | "until"
+                | "do"
+                | "done"
+                | "case"
+                | "esac"
+                | "{"
+                | "}"
+                | "!"
+        ) {
+            format!("{a} is a shell keyword\n")
+        } else if crate::exec::is_known_program(a) {
+            format!("{a} is {a} (a wasmbox program)\n")
+        } else {
+            st = if sh.bash { 1 } else { 127 };
+            sh.errmsg(&format!("type: {a}: not found"));
+            continue;
+        };
+        sh.out(&s);
+    }
+    Ok(st)
+}
+
+/// `command`.
+fn bi_command(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut i = 0;
+    let mut mode = ' ';
+    while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
+        match args[i].as_str() {
+            "-v" => mode = 'v',
+            "-V" => mode = 'V',
+            "-p" => {}
+            "--" => {
+                i += 1;
+                break;
+            }
+            o => {
+                sh.errmsg(&format!("command: {o}: bad option"));
+                return Ok(2);
+            }
+        }
+        i += 1;
+    }
+    let rest = &args[i..];
+    if rest.is_empty() {
+        return Ok(0);
+    }
+    if mode == 'v' || mode == 'V' {
+        let mut st = 0;
+        for a in rest {
+            let known = sh.funcs.contains_key(a)
+                || is_builtin(a, sh.bash)
+                || crate::exec::is_known_program(a)
+                || matches!(
+                    a.as_str(),
+                    "if" | "then" | "else" | "fi" | "for" | "while" | "case" | "do" | "done"
+                );
+            if known {
+                let s = if mode == 'v' {
+                    format!("{a}\n")
+                } else {
+                    format!("{a} is {a}\n")
+                };
+                sh.out(&s);
+            } else {
+                st = 1;
+            }
+        }
+        return Ok(st);
+    }
+    if is_builtin(&rest[0], sh.bash) {
+        return run_builtin(sh, rest);
+    }
+    let saved = std::mem::take(&mut sh.funcs);
+    let c = crate::ast::Command::Simple(crate::ast::SimpleCmd {
+        assigns: vec![],
+        words: rest
+            .iter()
+            .map(|a| crate::ast::Word {
+                raw: shell_quote(a),
+                parts: vec![crate::ast::WordPart::Quoted(a.clone())],
+            })
+            .collect(),
+        redirs: vec![],
+        line: sh.line,
+    });
+    let r = sh.exec_command(&c);
+    sh.funcs = saved;
+    r
+}
+
+/// `hash`.
+fn bi_hash(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `builtin`.
+fn bi_builtin(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    match args.first() {
+        Some(b) if is_builtin(b, sh.bash) => run_builtin(sh, args),
+        Some(b) => {
+            sh.errmsg(&format!("builtin: {b}: not a shell builtin"));
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// `wait`.
+fn bi_wait(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_wait(sh, args)
+}
+
+/// `kill`.
+fn bi_kill(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_kill(sh, args)
+}
+
+/// `jobs`.
+fn bi_jobs(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+    Ok(0)
+}
+
+/// `umask`.
+fn bi_umask(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    if args.is_empty() {
+        sh.out("0022\n");
+    }
+    Ok(0)
+}
+
+/// `getopts`.
+fn bi_getopts(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    builtin_getopts(sh, args)
+}
+
+/// `let`.
+fn bi_let(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut v = 0;
+    for a in args {
+        v = sh.arith(a)?;
+    }
+    Ok((v == 0) as i32)
+}
+
+/// `kill [-SIG | -s SIG | -0] ID…`: the only processes are this shell (`$$`) and its
+/// background jobs, which have already ended. `-0` checks that an ID exists; a signal to `$$`
+/// ends the shell with 128 + the signal number, as the default action would.
+fn builtin_kill(sh: &mut Shell, args: &[String]) -> R {
+    let mut sig = 15;
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "-l" | "-L" => {
+                sh.out("HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM\n");
+                return Ok(0);
+            }
+            "-s" | "-n" => {
+                i += 1;
+                sig = args.get(i).map(|s| signal_number(s)).unwrap_or(-1);
+            }
+            a if a.starts_with('-') && ids.is_empty() && a.len() > 1 => {
+                sig = signal_number(&a[1..])
+            }
+            _ => ids.push(a.clone()),
+        }
+        i += 1;
+    }
+    if sig < 0 {
+        sh.errmsg("kill: invalid signal specification");
+        return Ok(1);
+    }
+    if ids.is_empty() {
+        sh.errmsg("kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ...");
+        return Ok(2);
+    }
+    let mut st = 0;
+    for id in ids {
+        if id == "1" || id == "$$" {
+            if sig != 0 {
+                return Err(Flow::Exit(128 + sig));
+            }
+        } else if sig == 0 && sh.jobs.iter().any(|j| j.0.to_string() == id) {
+            // a finished job no longer exists
+            st = 1;
+        } else {
+            sh.errmsg(&format!("kill: ({id}) - No such process"));
+            st = 1;
+        }
+    }
+    Ok(st)
+}
+
+fn signal_number(s: &str) -> i32 {
+    let s = s.trim_start_matches("SIG");
+    if let Ok(n) = s.parse::<i32>() {
+        return n;
+    }
+    let names = [
+        "0", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM",
+    ];
+    names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(s))
+        .map(|p| p as i32)
+        .unwrap_or(-1)
+}
+
+/// `wait [-n] [ID…]`: background jobs have already ended (see `Shell::run_background`), so
+/// this reports their statuses; an ID that is no job of this shell is status 127.
+fn builtin_wait(sh: &mut Shell, args: &[String]) -> R {
+    let ids: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if ids.is_empty() {
+        if args.iter().any(|a| a == "-n") {
+            return Ok(sh.jobs.last().map(|j| j.1).unwrap_or(127));
+        }
+        return Ok(0);
+    }
+    let mut st = 0;
+    for a in ids {
+        let id = a.trim_start_matches('%');
+        match sh.jobs.iter().find(|j| j.0.to_string() == id) {
+            Some(j) => st = j.1,
+            None => {
+                sh.errmsg(&format!("wait: pid {a} is not a child of this shell"));
+                st = 127;
+            }
+        }
+    }
+    Ok(st)
 }
 
 fn unquote_simple(s: &str) -> String {
@@ -468,6 +806,93 @@ fn builtin_cd(sh: &mut Shell, args: &[String]) -> R {
     Ok(0)
 }
 
+/// `set -o` (`on`) / `set +o` listings, in the reference shell's format.
+fn option_listing(sh: &Shell, on: bool) -> String {
+    let names: &[&str] = if sh.bash {
+        &[
+            "allexport",
+            "braceexpand",
+            "emacs",
+            "errexit",
+            "errtrace",
+            "functrace",
+            "hashall",
+            "histexpand",
+            "history",
+            "ignoreeof",
+            "interactive-comments",
+            "keyword",
+            "monitor",
+            "noclobber",
+            "noexec",
+            "noglob",
+            "nolog",
+            "notify",
+            "nounset",
+            "onecmd",
+            "physical",
+            "pipefail",
+            "posix",
+            "privileged",
+            "verbose",
+            "vi",
+            "xtrace",
+        ]
+    } else {
+        &[
+            "errexit",
+            "noglob",
+            "ignoreeof",
+            "interactive",
+            "monitor",
+            "noexec",
+            "stdin",
+            "xtrace",
+            "verbose",
+            "vi",
+            "emacs",
+            "noclobber",
+            "allexport",
+            "notify",
+            "nounset",
+            "privileged",
+            "nolog",
+            "debug",
+        ]
+    };
+    let mut s = String::new();
+    if on && !sh.bash {
+        s.push_str("Current option settings\n");
+    }
+    for n in names {
+        let v = option_is_on(sh, n);
+        if !on {
+            s.push_str(&format!("set {}o {n}\n", if v { '-' } else { '+' }));
+        } else if sh.bash {
+            s.push_str(&format!("{n:<15}\t{}\n", onoff(v)));
+        } else {
+            s.push_str(&format!("{n:<16}{}\n", onoff(v)));
+        }
+    }
+    s
+}
+
+/// Is the `set -o` option `name` on? (`[[ -o name ]]`, listings)
+pub fn option_is_on(sh: &Shell, name: &str) -> bool {
+    let o = &sh.opts;
+    match name {
+        "errexit" => o.errexit,
+        "nounset" => o.nounset,
+        "xtrace" => o.xtrace,
+        "noglob" => o.noglob,
+        "noclobber" => o.noclobber,
+        "allexport" => o.allexport,
+        "pipefail" => o.pipefail,
+        "braceexpand" | "hashall" | "interactive-comments" => sh.bash,
+        _ => false,
+    }
+}
+
 fn set_opt(sh: &mut Shell, name: &str, on: bool) -> bool {
     match name {
         "e" | "errexit" => sh.opts.errexit = on,
@@ -503,7 +928,8 @@ fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
         names.sort();
         let mut s = String::new();
         for n in names {
-            s.push_str(&format!("{}={}\n", n, shell_quote(&sh.vars[n].value)));
+            let text = sh.vars[n].text().unwrap_or_default();
+            s.push_str(&format!("{}={}\n", n, shell_quote(text)));
         }
         sh.out(&s);
         return Ok(0);
@@ -539,23 +965,26 @@ fn builtin_set(sh: &mut Shell, args: &[String]) -> R {
                     continue;
                 }
                 None => {
-                    let o = sh.opts.clone();
-                    let s = format!(
-                        "errexit\t{}\nnounset\t{}\nxtrace\t{}\nnoglob\t{}\nnoclobber\t{}\nallexport\t{}\npipefail\t{}\n",
-                        onoff(o.errexit),
-                        onoff(o.nounset),
-                        onoff(o.xtrace),
-                        onoff(o.noglob),
-                        onoff(o.noclobber),
-                        onoff(o.allexport),
-                        onoff(o.pipefail)
-                    );
+                    let s = option_listing(sh, on);
                     sh.out(&s);
                     return Ok(0);
                 }
             }
         }
         for c in flags.chars() {
+            if c == 'o' {
+                // `set -euo pipefail`: the option name is the next argument
+                i += 1;
+                let Some(o) = args.get(i) else {
+                    sh.errmsg("set: -o: option requires an argument");
+                    return Ok(2);
+                };
+                if !set_opt(sh, o, on) {
+                    sh.errmsg(&format!("set: {o}: invalid option name"));
+                    return Ok(2);
+                }
+                continue;
+            }
             if !set_opt(sh, &c.to_string(), on) {
                 sh.errmsg(&format!("set: -{c}: not supported"));
                 return Ok(2);
@@ -598,7 +1027,8 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
         ks.sort_by(|a, b| a.0.cmp(b.0));
         let mut s = String::new();
         for (k, v) in ks {
-            s.push_str(&format!("{name} {}={}\n", k, shell_quote(&v.value)));
+            let text = v.text().unwrap_or_default();
+            s.push_str(&format!("{name} {}={}\n", k, shell_quote(text)));
         }
         sh.out(&s);
         return Ok(0);
@@ -618,11 +1048,10 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
                 return Err(Flow::Exit(2));
             }
         }
-        let e = sh.vars.entry(n.clone()).or_insert(Var {
-            value: String::new(),
-            exported: false,
-            readonly: false,
-        });
+        let e = sh
+            .vars
+            .entry(n.clone())
+            .or_insert_with(|| Var::scalar("", false));
         if ro {
             e.readonly = true;
         } else {
@@ -635,107 +1064,67 @@ fn builtin_export(sh: &mut Shell, name: &str, args: &[String]) -> R {
     Ok(0)
 }
 
-fn builtin_local(sh: &mut Shell, name: &str, args: &[String]) -> R {
-    let mut export = false;
-    let mut ro = false;
-    let mut names = Vec::new();
-    for a in args {
-        if a.starts_with('-') && a.len() > 1 && name != "local" {
-            for c in a[1..].chars() {
-                match c {
-                    'x' => export = true,
-                    'r' => ro = true,
-                    'i' | 'g' | 'l' | 'u' => {}
-                    'a' | 'A' => {
-                        sh.errmsg(&format!("{name} -{c}: arrays: not supported"));
-                        return Ok(2);
-                    }
-                    _ => {
-                        sh.errmsg(&format!("{name} -{c}: not supported"));
-                        return Ok(2);
-                    }
-                }
-            }
-            continue;
-        }
-        names.push(a.clone());
-    }
-    let in_func = !sh.locals.is_empty();
-    if name == "local" && !in_func {
-        sh.errmsg("local: not in a function");
-        return Ok(if sh.bash { 1 } else { 2 });
-    }
-    for a in names {
-        let (n, val) = match a.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        if !is_name(&n) {
-            sh.errmsg(&format!("{name}: {n}: bad variable name"));
-            return Ok(1);
-        }
-        if in_func {
-            let old = sh.vars.get(&n).cloned();
-            let frame = sh.locals.last_mut().unwrap();
-            if !frame.iter().any(|(k, _)| *k == n) {
-                frame.push((n.clone(), old));
-            }
-        }
-        if let Some(v) = val {
-            if let Err(m) = sh.set_var(&n, &v) {
-                sh.errmsg(&m);
-                return Ok(1);
-            }
-        } else if sh.bash && in_func && name == "local" {
-            sh.vars.remove(&n);
-        }
-        if export || ro {
-            let e = sh.vars.entry(n.clone()).or_insert(Var {
-                value: String::new(),
-                exported: false,
-                readonly: false,
-            });
-            e.exported |= export;
-            e.readonly |= ro;
-        }
-    }
-    Ok(0)
-}
-
 fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
     let mut raw = false;
-    let mut delim = b'\n';
+    let mut delim = Some(b'\n');
     let mut nchars: Option<usize> = None;
-    let mut prompt = None;
+    let mut array: Option<String> = None;
     let mut names = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
+        if a == "--" && names.is_empty() {
+            names.extend(args[i + 1..].iter().cloned());
+            break;
+        }
         if a.starts_with('-') && a.len() > 1 && names.is_empty() {
-            match a.as_str() {
-                "-r" => raw = true,
-                "-s" => {}
-                "-p" => {
-                    prompt = args.get(i + 1).cloned();
-                    i += 1;
-                }
-                "-d" => {
-                    delim = args.get(i + 1).and_then(|s| s.bytes().next()).unwrap_or(0);
-                    i += 1;
-                }
-                "-n" | "-N" => {
-                    nchars = args.get(i + 1).and_then(|s| s.parse().ok());
-                    i += 1;
-                }
-                "-t" => i += 1,
-                "-a" => {
-                    sh.errmsg("read -a: arrays: not supported");
-                    return Ok(2);
-                }
-                "-rs" | "-sr" => raw = true,
-                o => {
-                    sh.errmsg(&format!("read: {o}: not supported"));
-                    return Ok(2);
+            let flags: Vec<char> = a[1..].chars().collect();
+            for (k, &c) in flags.iter().enumerate() {
+                match c {
+                    'r' => raw = true,
+                    's' | 'e' => {}
+                    'a' | 'd' | 'n' | 'N' | 'p' | 't' | 'u' | 'i' => {
+                        // the value is the rest of this argument or the next one
+                        let rest: String = flags[k + 1..].iter().collect();
+                        let val = if rest.is_empty() {
+                            i += 1;
+                            match args.get(i) {
+                                Some(v) => v.clone(),
+                                None => {
+                                    sh.errmsg(&format!("read: -{c}: option requires an argument"));
+                                    return Ok(2);
+                                }
+                            }
+                        } else {
+                            rest
+                        };
+                        match c {
+                            'a' => array = Some(val),
+                            'd' => delim = Some(val.bytes().next().unwrap_or(0)),
+                            'n' | 'N' => {
+                                nchars = val.parse().ok();
+                                if c == 'N' {
+                                    delim = None;
+                                }
+                            }
+                            't' if val.parse::<f64>().is_ok_and(|t| t == 0.0) => {
+                                // -t 0: only asks whether input is ready; it always is here
+                                return Ok(0);
+                            }
+                            'u' if val != "0" => {
+                                sh.errmsg(&format!("read: -u {val}: only fd 0 is supported"));
+                                return Ok(2);
+                            }
+                            // -p: the prompt only shows on a terminal; -t: input here never
+                            // blocks on a terminal either
+                            _ => {}
+                        }
+                        break;
+                    }
+                    o => {
+                        sh.errmsg(&format!("read: -{o}: invalid option"));
+                        return Ok(2);
+                    }
                 }
             }
             i += 1;
@@ -744,16 +1133,13 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
         names.push(a.clone());
         i += 1;
     }
-    if names.is_empty() {
+    if names.is_empty() && array.is_none() {
         if sh.bash {
             names.push("REPLY".into());
         } else {
             sh.errmsg("read: arg count");
             return Ok(2);
         }
-    }
-    if let Some(p) = prompt {
-        sh.err(&p);
     }
     // read the line
     let mut line: Vec<u8> = Vec::new();
@@ -769,7 +1155,7 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
             eof = true;
             break;
         };
-        if b == delim {
+        if Some(b) == delim {
             break;
         }
         if b == b'\\' && !raw {
@@ -789,8 +1175,19 @@ fn builtin_read(sh: &mut Shell, args: &[String]) -> R {
         line.push(b);
         quoted_mask.push(false);
     }
-    let text = String::from_utf8_lossy(&line).into_owned();
+    let text = crate::bytes::decode(&line);
     let ifs = sh.get_var("IFS").unwrap_or_else(|| " \t\n".into());
+    if let Some(a) = array {
+        let elems = split_read(&text, &ifs, usize::MAX)
+            .into_iter()
+            .map(|value| crate::vars::Elem { key: None, value })
+            .collect();
+        if let Err(m) = sh.assign_array(&a, elems, false, false) {
+            sh.errmsg(&format!("read: {m}"));
+            return Ok(2);
+        }
+        return Ok(if eof { 1 } else { 0 });
+    }
     let values = split_read(&text, &ifs, names.len());
     for (k, n) in names.iter().enumerate() {
         let v = values.get(k).cloned().unwrap_or_default();
@@ -864,6 +1261,13 @@ fn builtin_trap(sh: &mut Shell, args: &[String]) -> R {
                 } else {
                     Some(action.clone())
                 };
+            }
+            "ERR" | "RETURN" if sh.bash => {
+                if action == "-" || action.is_empty() {
+                    sh.bash_traps.remove(s);
+                } else {
+                    sh.bash_traps.insert(s.to_string(), action.clone());
+                }
             }
             // Signals are never delivered inside the sandbox: accepting these traps is exact.
             "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "ALRM" | "CHLD" | "1"
@@ -983,7 +1387,8 @@ fn builtin_getopts(sh: &mut Shell, args: &[String]) -> R {
 // ---------------------------------------------------------------- echo / printf
 
 /// Interpret backslash escapes (echo/%b style). Returns (text, stop) where stop means `\c` seen.
-pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
+/// `hex`: `\xHH` is an escape (bash, `%b`), not in dash's echo.
+pub fn echo_escapes(s: &str, echo_style_octal: bool, hex: bool) -> (String, bool) {
     let c: Vec<char> = s.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -1022,7 +1427,7 @@ pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
                     j += 1;
                     k += 1;
                 }
-                out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+                out.push(crate::bytes::byte_char((v & 0xff) as u8));
                 i = j;
                 continue;
             }
@@ -1033,10 +1438,13 @@ pub fn echo_escapes(s: &str, echo_style_octal: bool) -> (String, bool) {
                     v = v * 16 + c[j].to_digit(16).unwrap();
                     j += 1;
                 }
-                if j == i + 1 {
+                if j == i + 1 || !hex {
                     out.push_str("\\x");
+                    if !hex {
+                        j = i + 1;
+                    }
                 } else {
-                    out.push(char::from_u32(v).unwrap_or('?'));
+                    out.push(crate::bytes::byte_char(v as u8));
                 }
                 i = j;
                 continue;
@@ -1086,7 +1494,7 @@ pub fn echo(args: &[String], bash: bool) -> String {
             out.push(' ');
         }
         if escapes {
-            let (s, stop) = echo_escapes(a, false);
+            let (s, stop) = echo_escapes(a, false, bash);
             out.push_str(&s);
             if stop {
                 return out;
@@ -1301,7 +1709,7 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                 }
             }
             // length modifiers
-            while i < f.len() && "hlLqjzt".contains(f[i]) {
+            while i < f.len() && "hlLjzt".contains(f[i]) {
                 i += 1;
             }
             if i >= f.len() {
@@ -1325,13 +1733,14 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                     pad(s, width, left, false)
                 }
                 'b' => {
-                    let (s, stop) = echo_escapes(&a, false);
+                    let (s, stop) = echo_escapes(&a, false, true);
                     out.push_str(&pad(s, width, left, false));
                     if stop {
                         return (out, err);
                     }
                     continue;
                 }
+                'q' => pad(quote_q(&a), width, left, false),
                 'c' => pad(
                     a.chars().next().map(|c| c.to_string()).unwrap_or_default(),
                     width,
@@ -1343,7 +1752,16 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
                         Ok(v) => v,
                         Err(e) => {
                             err.get_or_insert(e);
-                            0
+                            // like printf(1): the number the argument starts with
+                            let t = a.trim_start();
+                            let end = t
+                                .char_indices()
+                                .find(|&(i, c)| {
+                                    !(c.is_ascii_digit() || (i == 0 && "+-".contains(c)))
+                                })
+                                .map(|(i, _)| i)
+                                .unwrap_or(t.len());
+                            t[..end].parse().unwrap_or(0)
                         }
                     };
                     let mut digits = match conv {
@@ -1425,6 +1843,42 @@ pub fn printf(fmt: &str, args: &[String]) -> (String, Option<String>) {
 }
 
 /// One escape at the start of `s` (which begins with `\`) in a printf format: (chars used, text).
+/// `printf %q`: quoted so that the shell reads it back as `s` (bash's style: backslashes,
+/// `$'…'` when there are control characters, `''` for the empty string).
+fn quote_q(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    if s.chars().any(|c| c.is_control()) {
+        let mut o = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\n' => o.push_str("\\n"),
+                '\t' => o.push_str("\\t"),
+                '\r' => o.push_str("\\r"),
+                '\x1b' => o.push_str("\\E"),
+                '\'' | '\\' => {
+                    o.push('\\');
+                    o.push(c);
+                }
+                c if c.is_control() => o.push_str(&format!("\\{:03o}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('\'');
+        return o;
+    }
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        let special = " '\"\\$`*?[](){}<>|&;!^,".contains(c) || (i == 0 && (c == '~' || c == '#'));
+        if special {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
 fn format_escape(s: &str) -> (usize, String) {
     let c: Vec<char> = s.chars().collect();
     if c.len() < 2 {
@@ -1454,7 +1908,7 @@ fn format_escape(s: &str) -> (usize, String) {
             v = v * 8 + c[j].to_digit(8).unwrap();
             j += 1;
         }
-        return (j, char::from_u32(v & 0xff).unwrap_or('?').to_string());
+        return (j, crate::bytes::byte_char((v & 0xff) as u8).to_string());
     }
     if c[1] == 'x' {
         let mut v = 0u32;
@@ -1464,7 +1918,7 @@ fn format_escape(s: &str) -> (usize, String) {
             j += 1;
         }
         if j > 2 {
-            return (j, char::from_u32(v).unwrap_or('?').to_string());
+            return (j, crate::bytes::byte_char(v as u8).to_string());
         }
     }
     (2, format!("\\{}", c[1]))
@@ -1494,18 +1948,12 @@ fn file_test(op: &str, path: &str) -> bool {
             }
             #[cfg(not(unix))]
             {
-                // WASI has no permission bits: directories and scripts with a #! line are "executable"
-                m.is_dir() || {
-                    let mut b = [0u8; 2];
-                    use std::io::Read;
-                    std::fs::File::open(path)
-                        .and_then(|mut f| f.read_exact(&mut b))
-                        .is_ok()
-                        && &b == b"#!"
-                }
+                // WASI has no permission bits: every file may be run (see exec::is_executable)
+                true
             }
         }
-        "-p" | "-S" | "-b" | "-c" | "-g" | "-u" | "-k" | "-t" => false,
+        "-p" | "-S" | "-b" | "-c" => special_file(op, &m),
+        "-g" | "-u" | "-k" | "-t" => false,
         "-O" | "-G" => true,
         _ => false,
     }
@@ -1553,12 +2001,48 @@ fn binary(a: &str, op: &str, b: &str) -> Result<bool, String> {
                 _ => false,
             }
         }
-        "-ef" => match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => false,
-        },
+        "-ef" => same_file(a, b),
         _ => return Err(format!("{op}: unknown operator")),
     })
+}
+
+/// `-p` `-S` `-b` `-c`: the kind of a special file.
+#[cfg(unix)]
+fn special_file(op: &str, m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    match op {
+        "-p" => t.is_fifo(),
+        "-S" => t.is_socket(),
+        "-b" => t.is_block_device(),
+        _ => t.is_char_device(),
+    }
+}
+
+/// WASI's stable std tells files, directories and links apart only: anything else that exists
+/// (the host's device files) counts as a character device.
+#[cfg(not(unix))]
+fn special_file(op: &str, m: &std::fs::Metadata) -> bool {
+    let t = m.file_type();
+    op == "-c" && !t.is_file() && !t.is_dir() && !t.is_symlink()
+}
+
+/// Same file: same device and inode natively (hard links included); the same resolved path
+/// on WASI, whose stable std has no inode numbers.
+fn same_file(a: &str, b: &str) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 fn unary(op: &str, a: &str) -> bool {

@@ -1,6 +1,11 @@
 //! The multicall dispatcher: applets by argv[0] basename. uutils crates where they work on WASI,
 //! our own code for the rest (grep, sed, uname, env, xargs, find, echo/printf/test).
 
+mod awk;
+mod chmod;
+mod diff;
+mod tac;
+
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -21,7 +26,7 @@ uu! {
     "touch" => uu_touch, "pwd" => uu_pwd, "sort" => uu_sort, "uniq" => uu_uniq, "tr" => uu_tr,
     "cut" => uu_cut, "seq" => uu_seq, "date" => uu_date, "sleep" => uu_sleep,
     "basename" => uu_basename, "dirname" => uu_dirname, "tee" => uu_tee, "yes" => uu_yes,
-    "nl" => uu_nl, "tac" => uu_tac, "paste" => uu_paste, "comm" => uu_comm, "fold" => uu_fold,
+    "nl" => uu_nl, "paste" => uu_paste, "comm" => uu_comm, "fold" => uu_fold,
     "expand" => uu_expand, "base64" => uu_base64, "realpath" => uu_realpath,
     "readlink" => uu_readlink, "printenv" => uu_printenv, "expr" => uu_expr,
     "factor" => uu_factor, "shuf" => uu_shuf, "ln" => uu_ln, "mktemp" => uu_mktemp,
@@ -31,7 +36,8 @@ uu! {
 
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
-    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which",
+    "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
+    "whoami", "id", "diff", "awk",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -68,7 +74,10 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
     let rest = &args[1..];
     let out = |s: &str| -> i32 {
         let mut o = std::io::stdout().lock();
-        if o.write_all(s.as_bytes()).and_then(|_| o.flush()).is_err() {
+        if o.write_all(&crate::bytes::encode(s))
+            .and_then(|_| o.flush())
+            .is_err()
+        {
             return 1;
         }
         0
@@ -127,6 +136,24 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "env" => env(rest),
         "xargs" => xargs(rest),
         "find" => crate::text::find(rest),
+        "tac" => tac::tac(rest),
+        "whoami" => out(&format!("{}\n", user())),
+        "id" => {
+            // -u/-g/-G print the number, with -n the name; no option: the whole line
+            let u = user();
+            let opts: String = rest.iter().filter_map(|a| a.strip_prefix('-')).collect();
+            let s = if opts.is_empty() {
+                format!("uid=0({u}) gid=0({u}) groups=0({u})\n")
+            } else if opts.contains('n') {
+                format!("{u}\n")
+            } else {
+                "0\n".to_string()
+            };
+            out(&s)
+        }
+        "diff" => diff::diff(rest),
+        "awk" => awk::awk(rest),
+        "chmod" => chmod::chmod(rest),
         _ => {
             eprintln!("sh: {name}: command not found");
             127
@@ -183,6 +210,15 @@ fn uname(args: &[String]) -> i32 {
     0
 }
 
+/// The sandbox's one user: `$USER` if the environment names one, else root (uid 0, like the
+/// instance's file ownership).
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into())
+}
+
 fn cwd() -> String {
     std::env::var("PWD").unwrap_or_else(|_| {
         std::env::current_dir()
@@ -192,6 +228,13 @@ fn cwd() -> String {
 }
 
 /// Run one command through the host, with this instance's streams.
+/// Run one command (an applet, sh, python, node) with this instance's environment and stdio;
+/// its status (for `find -exec`).
+pub fn run_command(argv: Vec<String>) -> i32 {
+    let env = std::env::vars().collect();
+    spawn_one(argv, env, Input::Null)
+}
+
 fn spawn_one(argv: Vec<String>, env: Vec<(String, String)>, stdin: Input) -> i32 {
     let _ = std::io::stdout().flush();
     let name = argv[0].clone();
@@ -276,9 +319,12 @@ fn xargs(args: &[String]) -> i32 {
             "-0" | "--null" => null = true,
             "-r" | "--no-run-if-empty" => no_run_empty = true,
             "-d" => {
-                delim = args
-                    .get(i + 1)
-                    .and_then(|s| crate::builtins::echo_escapes(s, false).0.chars().next());
+                delim = args.get(i + 1).and_then(|s| {
+                    crate::builtins::echo_escapes(s, false, true)
+                        .0
+                        .chars()
+                        .next()
+                });
                 i += 1;
             }
             s if s.starts_with("-n") && s.len() > 2 => max_args = s[2..].parse().ok(),
