@@ -497,6 +497,7 @@ mod tests {
             stderr_truncated: false,
             duration: Duration::from_millis(1),
             outputs: Vec::new(),
+            usage: Default::default(),
         }
     }
 

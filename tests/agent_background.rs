@@ -427,3 +427,91 @@ fn env_lists_the_effective_environment() {
     );
     assert_eq!(api_common::stdout(&r), "/usr/local/bin:/usr/bin:/bin 1\n");
 }
+
+#[test]
+fn metrics_system_cache_and_resource_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    let get = |path: &str| api.send(api.agent(&sbx, Method::GET, path)).expect(200);
+
+    assert_eq!(get("/ping")["message"], "pong");
+
+    // Every result reports what it used.
+    let r = api.python(&sbx, "x = bytearray(40_000_000)\nprint('a' * 1000)");
+    let resources = &r["resources"];
+    assert_eq!(resources["stdout_bytes"], 1001, "{r}");
+    assert!(
+        resources["peak_memory_bytes"].as_u64().unwrap() >= 40_000_000,
+        "{r}"
+    );
+    assert!(resources["wall_time_ms"].as_f64().unwrap() > 0.0, "{r}");
+    api.python(&sbx, "raise SystemExit(3)");
+
+    // The snapshot counts the runs and reads the disk.
+    api.python(
+        &sbx,
+        "open('/workspace/big.bin', 'wb').write(b'x' * 3_000_000)",
+    );
+    api.python(&sbx, "open('/tmp/scratch.txt', 'w').write('y' * 5000)");
+    for path in ["/metrics/snapshot", "/metrics"] {
+        let m = get(path);
+        assert_eq!(m["executions"]["executions"], 4, "{m}");
+        assert_eq!(m["total_errors"], 1, "{m}");
+        assert!(
+            m["system"]["disk"]["used_bytes"].as_u64().unwrap() >= 3_000_000,
+            "{m}"
+        );
+        assert!(m["system"]["cpu"]["usage_percent"].is_number(), "{m}");
+        assert!(m["system"]["memory"]["usage_percent"].is_number(), "{m}");
+        assert_eq!(m["cache"]["size"], 1, "{m}");
+        assert!(m["process"]["count"].is_u64(), "{m}");
+    }
+    let text = api
+        .agent(&sbx, Method::GET, "/metrics/prometheus")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains("wasmbox_sandbox_executions_total 4"),
+        "{text}"
+    );
+
+    let system = get("/system");
+    assert!(
+        system["runtimes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["language"] == "python" && r["available"] == true),
+        "{system}"
+    );
+
+    // The cache is /tmp: stats, then clear; /workspace stays.
+    let stats = get("/cache/stats");
+    assert_eq!(stats["count"], 1, "{stats}");
+    assert!(stats["cache"]["bytes"].as_u64().unwrap() >= 5000, "{stats}");
+    let cleared = api
+        .send(api.agent(&sbx, Method::POST, "/cache/clear"))
+        .expect(200);
+    assert_eq!(cleared["cleared_entries"], 1, "{cleared}");
+    assert_eq!(get("/cache/stats")["cache"]["size"], 0);
+    let r = api.python(
+        &sbx,
+        "import os; print(os.listdir('/tmp'), os.path.getsize('/workspace/big.bin'))",
+    );
+    assert_eq!(api_common::stdout(&r), "[] 3000000\n", "{r}");
+
+    // The old clients' stop/start are pause/resume.
+    api.send(api.control(Method::POST, &format!("/v1/sandboxes/{}/stop", sbx.id)))
+        .expect(200);
+    api.send(
+        api.agent(&sbx, Method::POST, "/execute")
+            .json(&json!({"code": "print(1)"})),
+    )
+    .expect(409);
+    api.send(api.control(Method::POST, &format!("/v1/sandboxes/{}/start", sbx.id)))
+        .expect(200);
+    assert_eq!(api_common::stdout(&api.python(&sbx, "print(1)")), "1\n");
+}

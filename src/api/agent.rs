@@ -156,7 +156,9 @@ pub(super) async fn run_in(
     let fs = app.store.files(&sandbox.id)?;
     let result = app.executor.run(&fs, &sandbox.env, run).await?;
     finished(sandbox, &result)?;
-    Ok(ExecutionResponse::new(&result, language))
+    let response = ExecutionResponse::new(&result, language);
+    app.run_stats.record(&sandbox.id, &response);
+    Ok(response)
 }
 
 /// Refuses code for a paused sandbox (409, as HopX does) and bad environments (400).

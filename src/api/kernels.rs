@@ -66,7 +66,9 @@ pub(super) async fn run_cell(
         )
         .await?;
     finished(sandbox, &reply.result)?;
-    Ok(ExecutionResponse::new(&reply.result, language))
+    let response = ExecutionResponse::new(&reply.result, language);
+    app.run_stats.record(&sandbox.id, &response);
+    Ok(response)
 }
 
 /// `GET /sandboxes/{id}/jupyter/sessions`: `{sessions: [...]}`.

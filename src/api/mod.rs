@@ -14,6 +14,7 @@ mod files;
 mod kernels;
 pub mod listener;
 pub mod models;
+mod observe;
 mod processes;
 mod stream;
 
@@ -116,6 +117,10 @@ pub struct ServerState {
     kernel_idle: Duration,
     /// Background executions and commands, per sandbox.
     processes: crate::processes::Processes,
+    /// Per-sandbox counters of ended runs, for the metrics routes.
+    run_stats: observe::RunStats,
+    /// Each sandbox's disk quota (reported by the metrics routes).
+    disk_quota_bytes: u64,
 }
 
 type AppState = Arc<ServerState>;
@@ -165,6 +170,8 @@ impl ServerState {
             ),
             kernel_idle: settings.kernel_idle,
             processes: crate::processes::Processes::new(),
+            run_stats: observe::RunStats::default(),
+            disk_quota_bytes: settings.disk_quota_bytes,
         };
         Ok((state, key_source))
     }
@@ -177,6 +184,7 @@ impl ServerState {
         self.executor.cancel_sandbox(&self.store.fs_root(id));
         self.kernels.remove_sandbox(id);
         self.processes.remove_sandbox(id);
+        self.run_stats.remove(id);
         self.housekeeping.notify_one();
         Ok(())
     }
@@ -268,6 +276,9 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/sandboxes/{id}/pause", post(control::pause))
         .route("/v1/sandboxes/{id}/resume", post(control::resume))
+        // The old client's names for pause and resume.
+        .route("/v1/sandboxes/{id}/stop", post(control::pause))
+        .route("/v1/sandboxes/{id}/start", post(control::resume))
         .route("/v1/templates", get(control::list_templates))
         .route("/v1/templates/{name}", get(control::get_template))
         .route("/sandboxes/{id}/health", get(agent::health))
@@ -296,6 +307,16 @@ fn router(state: AppState) -> Router {
             "/sandboxes/{id}/commands/background",
             post(processes::command_background),
         )
+        .route("/sandboxes/{id}/ping", get(observe::ping))
+        .route("/sandboxes/{id}/metrics", get(observe::snapshot))
+        .route("/sandboxes/{id}/metrics/snapshot", get(observe::snapshot))
+        .route(
+            "/sandboxes/{id}/metrics/prometheus",
+            get(observe::prometheus),
+        )
+        .route("/sandboxes/{id}/system", get(observe::system))
+        .route("/sandboxes/{id}/cache/stats", get(observe::cache_stats))
+        .route("/sandboxes/{id}/cache/clear", post(observe::cache_clear))
         .route("/sandboxes/{id}/execute/processes", get(processes::list))
         .route("/sandboxes/{id}/processes", get(processes::list))
         .route(
@@ -393,6 +414,7 @@ async fn housekeeping(state: AppState) {
                 worker.executor.cancel_sandbox(&worker.store.fs_root(id));
                 worker.kernels.remove_sandbox(id);
                 worker.processes.remove_sandbox(id);
+                worker.run_stats.remove(id);
             }
             (reaped.len(), worker.store.purge_trash())
         });

@@ -458,9 +458,25 @@ pub struct ExecutionResponse {
     pub language: String,
     /// ISO-8601 time the result was made.
     pub timestamp: String,
+    /// What the run used (wall time, peak memory, bytes written), for billing and limits.
+    #[serde(default)]
+    pub resources: ResourceReport,
     /// Rich outputs, only when there are any.
     #[serde(flatten)]
     pub rich: RichFields,
+}
+
+/// A run's resource use as reported to clients.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ResourceReport {
+    /// Wall-clock time of the run, milliseconds.
+    pub wall_time_ms: f64,
+    /// Largest linear memory of the run's instance (a kernel: its size after the cell).
+    pub peak_memory_bytes: u64,
+    /// Bytes written to standard output, kept or not.
+    pub stdout_bytes: u64,
+    /// Bytes written to standard error, kept or not.
+    pub stderr_bytes: u64,
 }
 
 /// Rich outputs as the official clients read them (PROTOCOL.md §4.3): the first of each kind
@@ -571,6 +587,12 @@ impl ExecutionResponse {
             stderr_truncated: result.stderr_truncated,
             language: language.name().to_string(),
             timestamp: iso(chrono::Utc::now()),
+            resources: ResourceReport {
+                wall_time_ms: result.duration.as_secs_f64() * 1e3,
+                peak_memory_bytes: result.usage.peak_memory_bytes,
+                stdout_bytes: result.usage.stdout_bytes,
+                stderr_bytes: result.usage.stderr_bytes,
+            },
             rich: RichFields::from_outputs(&result.outputs),
         }
     }

@@ -608,6 +608,7 @@ impl Kernel {
         );
         result.termination = termination;
         result.outputs = outputs;
+        result.usage.peak_memory_bytes = self.memory_bytes();
         if alive {
             self.settle();
         }

@@ -251,6 +251,19 @@ pub struct ExecResult {
     pub duration: Duration,
     /// Rich outputs (`display()`, a kernel cell's last value), in order.
     pub outputs: Vec<DisplayOutput>,
+    /// What the execution used, for hosts that bill tenants.
+    pub usage: ResourceUsage,
+}
+
+/// What one execution used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResourceUsage {
+    /// Largest linear memory the top-level instance had (a kernel: its memory after the cell).
+    pub peak_memory_bytes: u64,
+    /// Bytes the program wrote to standard output, kept or not.
+    pub stdout_bytes: u64,
+    /// Bytes the program wrote to standard error, kept or not (host notes excluded).
+    pub stderr_bytes: u64,
 }
 
 impl ExecResult {
@@ -264,6 +277,11 @@ impl ExecResult {
         duration: Duration,
         limits: &Limits,
     ) -> Self {
+        let usage = ResourceUsage {
+            peak_memory_bytes: 0,
+            stdout_bytes: stdout.written(),
+            stderr_bytes: stderr.written(),
+        };
         if let Some(note) = termination_note(&termination, limits) {
             stderr.append(note.as_bytes());
         }
@@ -289,6 +307,7 @@ impl ExecResult {
             stderr_truncated,
             duration,
             outputs: Vec::new(),
+            usage,
         }
     }
 
@@ -363,6 +382,8 @@ pub struct HostState {
 struct MemoryLimiter {
     max_bytes: usize,
     refused: bool,
+    /// The largest size the memory was allowed to grow to.
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -373,7 +394,9 @@ impl ResourceLimiter for MemoryLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_bytes && maximum.is_none_or(|max| desired <= max);
-        if !allowed {
+        if allowed {
+            self.peak = self.peak.max(desired);
+        } else {
             self.refused = true;
         }
         Ok(allowed)
@@ -645,7 +668,9 @@ impl Engine {
             stdout: Sink::Captured(stdout.clone()),
             stderr: Sink::Captured(stderr.clone()),
             display: display.clone(),
+            peak_memory: Default::default(),
         };
+        let peak_memory = io.peak_memory.clone();
         let spawn =
             spawn.map(|config| SpawnState::root(self.clone(), config, &spec, deadline, &io));
         let (termination, exit_code) = self
@@ -661,6 +686,7 @@ impl Engine {
             &spec.limits,
         );
         result.outputs = outputs;
+        result.usage.peak_memory_bytes = peak_memory.load(std::sync::atomic::Ordering::Relaxed);
         Ok(result)
     }
 
@@ -714,6 +740,7 @@ impl Engine {
             limiter: MemoryLimiter {
                 max_bytes: memory_cap,
                 refused: false,
+                peak: 0,
             },
             open_files: self.open_files(),
             disk: spec.limits.tenant.as_ref().and_then(|t| t.disk().cloned()),
@@ -749,6 +776,7 @@ impl Engine {
         deadline: Instant,
         spawn: Option<SpawnState>,
     ) -> Result<(Termination, i32), EngineError> {
+        let peak_memory = io.peak_memory;
         let mut store = self.new_store(spec, io.stdin, io.stdout, io.stderr, deadline)?;
         store.data_mut().spawn = spawn;
         store.data_mut().display = io.display;
@@ -789,13 +817,18 @@ impl Engine {
         };
         // Either way out drops the future, which drops the store and frees the instance, even
         // when the guest is parked in a host call (sleep, read).
-        tokio::select! {
+        let outcome = tokio::select! {
             outcome = tokio::time::timeout_at(deadline.into(), run) => match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => Ok((Termination::TimedOut, EXIT_TIMEOUT)),
             },
             () = cancelled => Ok((Termination::Cancelled, EXIT_MEMORY)),
-        }
+        };
+        peak_memory.store(
+            store.data().limiter.peak as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        outcome
     }
 }
 

@@ -84,6 +84,12 @@ impl CapturedOutput {
         )
     }
 
+    /// Bytes written to the sink, kept or dropped.
+    pub fn written(&self) -> u64 {
+        let buf = self.lock();
+        buf.data.len() as u64 + buf.dropped
+    }
+
     /// The captured bytes, unmodified.
     pub fn bytes(&self) -> Vec<u8> {
         self.lock().data.clone()

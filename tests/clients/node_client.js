@@ -97,6 +97,17 @@ async function main() {
   check(JSON.stringify(frames.map((f) => f.type)) === JSON.stringify(['stdout', 'stdout', 'stdout', 'result', 'complete']), 'runCodeStream frames', frames);
   check(frames.filter((f) => f.type === 'stdout').map((f) => f.data).join('') === 'line 0\nline 1\nline 2\n', 'runCodeStream output', frames);
 
+  // Metrics and the cache (the sandbox's /tmp).
+  const metrics = await sandbox.getMetricsSnapshot();
+  check(metrics.system.disk.quota_bytes > 0 && metrics.executions.executions > 0, 'getMetricsSnapshot', metrics);
+  const agentMetrics = await sandbox.getAgentMetrics();
+  check(agentMetrics.total_requests > 0, 'getAgentMetrics', agentMetrics);
+  await sandbox.runCode("open('/tmp/c.txt', 'w').write('c')");
+  const stats = await sandbox.cache.stats();
+  check(stats.count === 1, 'cache.stats', stats);
+  const cleared = await sandbox.cache.clear();
+  check(cleared.entries_removed === 1, 'cache.clear', cleared);
+
   await sandbox.files.write('/workspace/a.txt', 'hello');
   const content = await sandbox.files.read('/workspace/a.txt');
   check(content === 'hello', 'files.write/read', content);

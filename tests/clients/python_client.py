@@ -114,6 +114,31 @@ except HopxFileNotFoundError:
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]
 check(sandbox.sandbox_id in listed, "Sandbox.list", listed)
 
+# Metrics, agent info, the cache (the sandbox's /tmp).
+metrics = sandbox.get_metrics_snapshot()
+check(metrics["system"]["cpu"]["usage_percent"] >= 0 and metrics["process"]["count"] >= 0
+      and metrics["executions"]["executions"] > 0, "get_metrics_snapshot", metrics)
+agent = sandbox.get_agent_metrics()
+check(agent["total_requests"] > 0 and "total_errors" in agent, "get_agent_metrics", agent)
+check(sandbox.get_agent_info()["agent"] == "wasmbox", "get_agent_info")
+sandbox.run_code("open('/tmp/cached.txt', 'w').write('x' * 100)")
+stats = sandbox.cache.stats()
+check(stats["count"] == 1 and stats["hits"] == 0, "cache.stats", stats)
+cleared = sandbox.cache.clear()
+check(cleared["entries_removed"] == 1 and sandbox.cache.stats()["count"] == 0, "cache.clear", cleared)
+
+
+async def async_metrics():
+    connected = await AsyncSandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+    return (await connected.get_metrics_snapshot(), await connected.get_agent_info(),
+            await connected.list_system_processes())
+
+
+metrics, agent_info, system = asyncio.run(async_metrics())
+check(metrics["system"]["memory"]["limit_bytes"] > 0, "async get_metrics_snapshot", metrics)
+check(agent_info["agent"] == "wasmbox" and isinstance(system, list), "async get_agent_info/list_system_processes")
+
+
 # Background work: started at once, listed, killed; commands too.
 started = sandbox.run_code_background(
     "import time\nprint('bg', flush=True)\ntime.sleep(30)", name="sleeper"

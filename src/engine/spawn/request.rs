@@ -156,6 +156,7 @@ fn build_io(
             stdout,
             stderr,
             display: Default::default(),
+            peak_memory: Default::default(),
         },
         error,
     }

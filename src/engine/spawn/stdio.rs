@@ -23,6 +23,8 @@ pub(crate) struct InstanceIo {
     pub(crate) stderr: Sink,
     /// Rich outputs (a shell's children get their own, which are not reported).
     pub(crate) display: crate::engine::DisplaySink,
+    /// Receives the instance's peak linear memory when it ends.
+    pub(crate) peak_memory: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A guest's standard input.
