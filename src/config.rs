@@ -38,6 +38,9 @@ pub struct Settings {
     pub kernel_image_each_cell: bool,
     /// A kernel idle this long is hibernated (`WASMBOX_KERNEL_IDLE_SECONDS`, default 600).
     pub kernel_idle: Duration,
+    /// Hosts `/execute/async` may call back (`WASMBOX_CALLBACK_HOSTS`, comma-separated, plus
+    /// `serve --allow-callback-host`); loopback is always allowed, nothing else by default.
+    pub callback_hosts: Vec<String>,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -90,6 +93,14 @@ impl Settings {
             ),
             kernel_image_each_cell: std::env::var("WASMBOX_KERNEL_DURABILITY")
                 .map_or(true, |v| v.trim() != "hibernate"),
+            callback_hosts: std::env::var("WASMBOX_CALLBACK_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

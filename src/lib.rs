@@ -2,7 +2,7 @@
 //!
 //! Layers, each owning one concern: [`engine`] (wasmtime), [`runtimes`] (interpreters and their
 //! artifacts), [`sandbox`] (directories, environment, lifecycle), [`exec`] (running a request
-//! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`processes`] (background runs), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
+//! in a sandbox), [`kernels`] (live interpreters that keep state between cells), [`processes`] (background runs), [`webhooks`] (their callbacks), [`config`] (settings), [`api`] (the HopX-compatible HTTP service).
 
 pub mod api;
 mod atomic_write;
@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod processes;
 pub mod runtimes;
 pub mod sandbox;
+pub mod webhooks;
 
 /// `err` and each of its causes, joined with `: ` — how the edges report a failure without
 /// losing the context chain the library keeps in its error sources.

@@ -197,13 +197,14 @@ impl Processes {
     }
 
     /// Starts `run` in the background for `sandbox` (whose state lives in `state_dir`);
-    /// `run` gets the taps its request must stream output to. -> the record as started.
+    /// `run` gets the run's id and the taps its request must stream output to. -> the record
+    /// as started.
     pub fn start<F>(
         &self,
         sandbox: &str,
         state_dir: &Path,
         spec: ProcessSpec,
-        run: impl FnOnce(OutputTaps) -> F,
+        run: impl FnOnce(&str, OutputTaps) -> F,
     ) -> Result<ProcessRecord, ProcessError>
     where
         F: Future<Output = Result<ExecResult, ExecError>> + Send + 'static,
@@ -258,7 +259,7 @@ impl Processes {
             );
             prune(runs);
         }
-        let future = run(live.taps());
+        let future = run(&id, live.taps());
         let registry = self.clone();
         let sandbox = sandbox.to_string();
         let started = Instant::now();
@@ -413,7 +414,8 @@ fn snapshot(entry: &Entry) -> ProcessRecord {
     record
 }
 
-fn status_of(result: &ExecResult) -> ProcessStatus {
+/// How a run that ended with `result` is listed.
+pub fn status_of(result: &ExecResult) -> ProcessStatus {
     match result.termination {
         Termination::Exited if result.exit_code == 0 => ProcessStatus::Completed,
         Termination::TimedOut | Termination::OutOfFuel => ProcessStatus::Timeout,
@@ -527,7 +529,7 @@ mod tests {
         let p = Processes::new();
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let started = p
-            .start("s", dir.path(), spec(), |_| async move {
+            .start("s", dir.path(), spec(), |_, _| async move {
                 let _ = wait.await;
                 Ok(result(0, Termination::Exited))
             })
@@ -552,7 +554,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Processes::new();
         let started = p
-            .start("s", dir.path(), spec(), |taps| async move {
+            .start("s", dir.path(), spec(), |_, taps| async move {
                 if let Some(tap) = &taps.stdout {
                     tap(b"tick\n");
                 }
@@ -586,12 +588,12 @@ mod tests {
         let mut ids = Vec::new();
         for _ in 0..MAX_RUNNING {
             let started = p
-                .start("s", dir.path(), spec(), |_| std::future::pending())
+                .start("s", dir.path(), spec(), |_, _| std::future::pending())
                 .expect("start");
             ids.push(started.process_id);
         }
         assert!(matches!(
-            p.start("s", dir.path(), spec(), |_| std::future::pending()),
+            p.start("s", dir.path(), spec(), |_, _| std::future::pending()),
             Err(ProcessError::TooMany)
         ));
         assert_eq!(p.running(), MAX_RUNNING);

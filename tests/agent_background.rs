@@ -515,3 +515,130 @@ fn metrics_system_cache_and_resource_reports() {
         .expect(200);
     assert_eq!(api_common::stdout(&api.python(&sbx, "print(1)")), "1\n");
 }
+
+/// One request a receiver got: its headers (lowercase names) and body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+/// A one-shot HTTP receiver on loopback: answers each request with the next status of
+/// `statuses` and hands over (headers, body) of every request.
+fn receiver(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Delivery>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for status in statuses {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap(); // request line
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let trimmed = line.trim_end();
+                if trimmed.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = trimmed.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let _ = tx.send((headers, body));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn async_execution_calls_back_signed_and_only_to_allowed_hosts() {
+    use hmac::Mac;
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+
+    // The receiver fails the first delivery: the server retries.
+    let (url, deliveries) = receiver(vec![500, 200]);
+    let queued = api
+        .send(api.agent(&sbx, Method::POST, "/execute/async").json(&json!({
+            "code": "print(6 * 7)", "language": "python", "timeout": 1800, "workdir": "/workspace",
+            "callback_url": url,
+            "callback_headers": { "Authorization": "Bearer receiver-token" },
+            "callback_signature_secret": "topsecret",
+        })))
+        .expect(200);
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let id = queued["execution_id"].as_str().unwrap().to_string();
+    let (_, first) = deliveries
+        .recv_timeout(Duration::from_secs(30))
+        .expect("first attempt");
+    let (headers, body) = deliveries
+        .recv_timeout(Duration::from_secs(30))
+        .expect("retried");
+    assert_eq!(first, body, "the retry sends the same body");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+    };
+    let result: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(result["execution_id"], id.as_str());
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["stdout"], "42\n");
+    assert_eq!(result["exit_code"], 0);
+    assert_eq!(header("authorization"), "Bearer receiver-token");
+    assert!(header("x-hopx-timestamp").parse::<i64>().is_ok());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"topsecret").unwrap();
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header("x-hopx-signature"), format!("sha256={expected}"));
+    // The run is listed like any background run.
+    assert_eq!(wait_ended(&api, &sbx, &id)["status"], "completed");
+
+    // Hosts the operator did not allow are refused before anything runs.
+    for target in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3:8080/hook",
+    ] {
+        let refused = api
+            .send(
+                api.agent(&sbx, Method::POST, "/execute/async")
+                    .json(&json!({ "code": "print(1)", "callback_url": target })),
+            )
+            .expect(403);
+        assert_eq!(refused["code"], "CALLBACK_NOT_ALLOWED", "{refused}");
+    }
+    let bad = api
+        .send(
+            api.agent(&sbx, Method::POST, "/execute/async")
+                .json(&json!({ "code": "print(1)", "callback_url": "file:///etc/passwd" })),
+        )
+        .expect(400);
+    assert_eq!(bad["details"]["field"], "callback_url", "{bad}");
+    api.send(
+        api.agent(&sbx, Method::POST, "/execute/async")
+            .json(&json!({ "code": "print(1)" })),
+    )
+    .expect(400);
+}

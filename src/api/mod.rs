@@ -121,6 +121,8 @@ pub struct ServerState {
     run_stats: observe::RunStats,
     /// Each sandbox's disk quota (reported by the metrics routes).
     disk_quota_bytes: u64,
+    /// Where `/execute/async` may deliver results.
+    callbacks: crate::webhooks::CallbackPolicy,
 }
 
 type AppState = Arc<ServerState>;
@@ -172,6 +174,7 @@ impl ServerState {
             processes: crate::processes::Processes::new(),
             run_stats: observe::RunStats::default(),
             disk_quota_bytes: settings.disk_quota_bytes,
+            callbacks: crate::webhooks::CallbackPolicy::new(&settings.callback_hosts),
         };
         Ok((state, key_source))
     }
@@ -299,6 +302,10 @@ fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/execute/stream", get(stream::executions))
         .route("/sandboxes/{id}/stream", get(stream::executions))
         .route("/sandboxes/{id}/commands/stream", get(stream::commands))
+        .route(
+            "/sandboxes/{id}/execute/async",
+            post(processes::execute_async),
+        )
         .route(
             "/sandboxes/{id}/execute/background",
             post(processes::execute_background),

@@ -4,6 +4,8 @@
 //! output; `POST /execute/kill/{id}`, `POST /processes/{id}/kill` and `DELETE
 //! /execute/kill?process_id=` stop one.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 use crate::exec::RunRequest;
 use crate::processes::{ProcessError, ProcessKind, ProcessRecord, ProcessSpec};
 use crate::sandbox::Sandbox;
+use crate::webhooks::{Callback, WebhookError};
 
 use super::agent::{command_request, ready_to_run, run_request_within};
 use super::auth::SandboxAccess;
@@ -23,6 +26,8 @@ use super::AppState;
 
 /// Background timeout when the request gives none (seconds; the SDKs send 300).
 const BACKGROUND_DEFAULT_TIMEOUT: f64 = 300.0;
+/// `/execute/async` timeout when the request gives none (seconds; the SDK sends 1800).
+const ASYNC_DEFAULT_TIMEOUT: f64 = 1800.0;
 /// Longest background run (seconds); longer requests are capped to it.
 const BACKGROUND_MAX_TIMEOUT: f64 = 3600.0;
 
@@ -41,6 +46,106 @@ pub async fn execute_background(
         command: None,
     };
     start(&app, &sandbox, spec, run, "Background execution started")
+}
+
+/// `POST /execute/async`: an `/execute` body plus where to deliver the result.
+#[derive(Deserialize)]
+pub struct AsyncExecuteRequest {
+    #[serde(flatten)]
+    execute: ExecuteRequest,
+    /// Where the result is POSTed (an allowed host).
+    callback_url: String,
+    /// Extra headers of the callback.
+    #[serde(default)]
+    callback_headers: Option<BTreeMap<String, String>>,
+    /// Signs the callback body (HMAC-SHA256) when given.
+    #[serde(default)]
+    callback_signature_secret: Option<String>,
+}
+
+/// `POST /sandboxes/{id}/execute/async`: starts the run like `/execute/background` and answers
+/// `{execution_id, status: "queued"}`; when it ends its result is POSTed to `callback_url`
+/// (see [`crate::webhooks`]). A killed run is not delivered.
+pub async fn execute_async(
+    State(app): State<AppState>,
+    SandboxAccess(sandbox): SandboxAccess,
+    ApiJson(request): ApiJson<AsyncExecuteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let refused = |e: WebhookError| {
+        ApiError::new(StatusCode::FORBIDDEN, "CALLBACK_NOT_ALLOWED", e.to_string())
+            .with_detail("field", "callback_url")
+    };
+    let url = app
+        .callbacks
+        .check(&request.callback_url)
+        .map_err(|e| match e {
+            WebhookError::HostNotAllowed(..) => refused(e),
+            e => ApiError::bad_request(e.to_string()).with_detail("field", "callback_url"),
+        })?;
+    let callback = Callback {
+        url,
+        headers: request.callback_headers.unwrap_or_default(),
+        secret: request.callback_signature_secret.filter(|s| !s.is_empty()),
+    };
+    callback.validate().map_err(|e| {
+        ApiError::bad_request(e.to_string()).with_detail("field", "callback_headers")
+    })?;
+    let name = request.execute.name.clone();
+    let mut run = run_request_within(
+        request.execute,
+        ASYNC_DEFAULT_TIMEOUT,
+        BACKGROUND_MAX_TIMEOUT,
+    )?;
+    ready_to_run(&sandbox, &run)?;
+    let spec = ProcessSpec {
+        kind: ProcessKind::Code,
+        name,
+        language: run.language.name().to_string(),
+        command: None,
+    };
+    let fs = app.store.files(&sandbox.id)?;
+    let runner = app.clone();
+    let base_env = sandbox.env.clone();
+    let target = callback.url.to_string();
+    let record = app.processes.start(
+        &sandbox.id,
+        &app.store.state_dir(&sandbox.id),
+        spec,
+        move |id, taps| {
+            run.taps = taps;
+            let id = id.to_string();
+            async move {
+                let result = runner.executor.run(&fs, &base_env, run).await;
+                if let Ok(ended) = &result {
+                    let body = json!({
+                        "execution_id": id,
+                        "status": crate::processes::status_of(ended),
+                        "stdout": ended.stdout,
+                        "stderr": ended.stderr,
+                        "exit_code": ended.exit_code,
+                        "execution_time": ended.duration.as_secs_f64(),
+                        "success": ended.success(),
+                    });
+                    // Delivered on its own task: retries do not hold the run's record open.
+                    tokio::spawn(async move {
+                        match callback.deliver(body.to_string().into_bytes()).await {
+                            Ok(attempts) => tracing::info!(execution = %id, attempts, "callback delivered"),
+                            Err(e) => tracing::warn!(execution = %id, error = %crate::describe_error(&e), "callback not delivered"),
+                        }
+                    });
+                }
+                result
+            }
+        },
+    )?;
+    Ok(Json(json!({
+        "execution_id": record.execution_id,
+        "process_id": record.process_id,
+        "status": "queued",
+        "callback_url": target,
+        "start_time": iso(record.start_time),
+        "message": "Execution queued; the result will be POSTed to callback_url",
+    })))
 }
 
 /// `POST /sandboxes/{id}/commands/background`: the `/commands/run` body.
@@ -75,7 +180,7 @@ fn start(
         &sandbox.id,
         &app.store.state_dir(&sandbox.id),
         spec,
-        move |taps| {
+        move |_, taps| {
             run.taps = taps;
             async move { runner.executor.run(&fs, &base_env, run).await }
         },

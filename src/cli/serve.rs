@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// connection idle the longest is closed to make room.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+
+    /// A host (name or IP address) `/execute/async` may deliver results to; repeat for more.
+    /// Loopback is always allowed, nothing else unless listed (also WASMBOX_CALLBACK_HOSTS).
+    #[arg(long = "allow-callback-host", value_name = "HOST")]
+    allow_callback_hosts: Vec<String>,
 }
 
 impl ServeArgs {
@@ -61,6 +66,11 @@ impl ServeArgs {
         if let Some(dir) = self.data_dir {
             settings.data_dir = dir;
         }
+        settings.callback_hosts.extend(
+            self.allow_callback_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase()),
+        );
         if !self.queue_wait.is_finite() || self.queue_wait < 0.0 {
             return Err(CliError::Usage(
                 "--queue-wait must be a non-negative number of seconds".into(),

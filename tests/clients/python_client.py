@@ -121,11 +121,12 @@ check(metrics["system"]["cpu"]["usage_percent"] >= 0 and metrics["process"]["cou
 agent = sandbox.get_agent_metrics()
 check(agent["total_requests"] > 0 and "total_errors" in agent, "get_agent_metrics", agent)
 check(sandbox.get_agent_info()["agent"] == "wasmbox", "get_agent_info")
+before = sandbox.cache.stats()["count"]
 sandbox.run_code("open('/tmp/cached.txt', 'w').write('x' * 100)")
 stats = sandbox.cache.stats()
-check(stats["count"] == 1 and stats["hits"] == 0, "cache.stats", stats)
+check(stats["count"] == before + 1 and stats["hits"] == 0, "cache.stats", stats)
 cleared = sandbox.cache.clear()
-check(cleared["entries_removed"] == 1 and sandbox.cache.stats()["count"] == 0, "cache.clear", cleared)
+check(cleared["entries_removed"] == before + 1 and sandbox.cache.stats()["count"] == 0, "cache.clear", cleared)
 
 
 async def async_metrics():
@@ -135,6 +136,52 @@ async def async_metrics():
 
 
 metrics, agent_info, system = asyncio.run(async_metrics())
+
+# run_code_async: the result is POSTed, signed, to a receiver on loopback.
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+import time
+
+received = []
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        received.append((self.headers, self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+threading.Thread(target=hook.serve_forever, daemon=True).start()
+
+
+async def async_webhook():
+    connected = await AsyncSandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+    return await connected.run_code_async(
+        "print('hooked')", callback_url=f"http://127.0.0.1:{hook.server_port}/cb",
+        callback_signature_secret="s3cret", callback_headers={"X-Trace": "t1"})
+
+
+queued = asyncio.run(async_webhook())
+check(queued["status"] == "queued" and queued["execution_id"], "run_code_async", queued)
+deadline = time.time() + 30
+while not received and time.time() < deadline:
+    time.sleep(0.05)
+check(received, "callback received")
+headers, body = received[0]
+payload = json.loads(body)
+expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+check(payload["execution_id"] == queued["execution_id"] and payload["stdout"] == "hooked\n"
+      and headers.get("X-HOPX-Signature") == expected and headers.get("X-Trace") == "t1",
+      "callback signed", (headers, payload))
+
 check(metrics["system"]["memory"]["limit_bytes"] > 0, "async get_metrics_snapshot", metrics)
 check(agent_info["agent"] == "wasmbox" and isinstance(system, list), "async get_agent_info/list_system_processes")
 
