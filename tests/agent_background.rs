@@ -221,21 +221,7 @@ fn pause_and_delete_stop_background_work_and_records_survive_a_restart() {
         server.kill9();
     }
     let (_server, api) = server(dir.path());
-    let info = api
-        .send(api.control(Method::GET, &format!("/v1/sandboxes/{sbx_id}")))
-        .expect(200);
-    let token = api
-        .send(api.control(
-            Method::POST,
-            &format!("/v1/sandboxes/{sbx_id}/token/refresh"),
-        ))
-        .expect(200);
-    let sbx = Sbx {
-        id: sbx_id.clone(),
-        token: token["auth_token"].as_str().unwrap().to_string(),
-        host: info["public_host"].as_str().unwrap().to_string(),
-        info: Value::Null,
-    };
+    let sbx = api.reconnect(&sbx_id);
     let kept = process(&api, &sbx, &finished_id);
     assert_eq!(kept["status"], "completed");
     assert_eq!(kept["stdout"], "42\n");

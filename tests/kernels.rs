@@ -269,40 +269,19 @@ fn kernels_survive_pause_resume_and_server_restarts() {
     {
         let (server, api) = server(dir.path());
         server2 = server;
-        let sbx = reconnect(&api, &sbx_id);
+        let sbx = api.reconnect(&sbx_id);
         assert_eq!(py(&api, &sbx, "x")["result"], "'before graceful restart'");
         assert_eq!(cell(&api, &sbx, "javascript", "y")["result"], "js state");
         assert_ok(&py(&api, &sbx, "x = 'before kill -9'"));
         server2.kill9();
     }
     let (_server, api) = server(dir.path());
-    let sbx = reconnect(&api, &sbx_id);
+    let sbx = api.reconnect(&sbx_id);
     let after = py(&api, &sbx, "x");
     assert_eq!(after["result"], "'before kill -9'", "{after}");
 }
 
 /// A sandbox handle for an existing id (a fresh token from the restarted server).
-fn reconnect(api: &Api, id: &str) -> Sbx {
-    let info = api
-        .send(api.control(Method::GET, &format!("/v1/sandboxes/{id}")))
-        .expect(200);
-    let token = api
-        .send(api.control(Method::POST, &format!("/v1/sandboxes/{id}/token/refresh")))
-        .expect(200);
-    Sbx {
-        id: id.to_string(),
-        token: token["auth_token"]
-            .as_str()
-            .expect("auth_token")
-            .to_string(),
-        host: info["public_host"]
-            .as_str()
-            .expect("public_host")
-            .to_string(),
-        info,
-    }
-}
-
 #[test]
 fn a_corrupt_image_restarts_the_kernel_with_a_notice() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,7 +306,7 @@ fn a_corrupt_image_restarts_the_kernel_with_a_notice() {
     std::fs::write(&image, &torn).unwrap();
     {
         let (_server, api) = server(dir.path());
-        let sbx = reconnect(&api, &sbx_id);
+        let sbx = api.reconnect(&sbx_id);
         let result = py(&api, &sbx, "x")["result"].clone();
         assert_eq!(result, "1", "a torn tail loses nothing acknowledged");
     }
@@ -338,7 +317,7 @@ fn a_corrupt_image_restarts_the_kernel_with_a_notice() {
     std::fs::write(&image, bytes).unwrap();
 
     let (_server, api) = server(dir.path());
-    let sbx = reconnect(&api, &sbx_id);
+    let sbx = api.reconnect(&sbx_id);
     let result = py(&api, &sbx, "'x' in globals()");
     assert_eq!(result["result"], "False", "{result}");
     let stderr = result["stderr"].as_str().unwrap();
@@ -511,7 +490,7 @@ fn the_repl_keeps_a_sandbox_kernel_across_commands_and_with_the_server() {
 
     // The server finds the same kernel.
     let (_server, api) = server(dir.path());
-    let sbx = reconnect(&api, &id);
+    let sbx = api.reconnect(&id);
     assert_eq!(py(&api, &sbx, "y")["result"], "42");
 }
 
@@ -657,7 +636,7 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
         server.kill9();
     }
     let (_server, api) = server(dir.path());
-    let sbx = reconnect(&api, &sbx_id);
+    let sbx = api.reconnect(&sbx_id);
     let check = "sum(data), [blob[i * 150_001] for i in (0, 17, 39)], sum(blob) + big[-1]";
     let result = py(&api, &sbx, check);
     let blob_sum: i64 = (1..=40).sum::<i64>() + 7;

@@ -48,16 +48,7 @@ pub async fn info(
     State(app): State<AppState>,
     SandboxAccess(sandbox): SandboxAccess,
 ) -> Json<Value> {
-    let languages: Vec<Value> = Language::ALL
-        .iter()
-        .map(|&l| {
-            json!({
-                "language": l.name(),
-                "available": app.executor.runtimes().is_installed(l),
-                "runtime": app.executor.runtimes().describe(l),
-            })
-        })
-        .collect();
+    let languages = runtime_list(&app);
     Json(json!({
         "agent": "wasmbox",
         "agent_version": env!("CARGO_PKG_VERSION"),
@@ -77,6 +68,20 @@ pub async fn info(
         "created_at": iso(sandbox.created_at),
         "expires_at": sandbox.expires_at.map(iso),
     }))
+}
+
+/// Each language with whether its runtime is installed and which it is.
+pub(super) fn runtime_list(app: &AppState) -> Vec<Value> {
+    Language::ALL
+        .iter()
+        .map(|&l| {
+            json!({
+                "language": l.name(),
+                "available": app.executor.runtimes().is_installed(l),
+                "runtime": app.executor.runtimes().describe(l),
+            })
+        })
+        .collect()
 }
 
 /// `POST /sandboxes/{id}/execute`.

@@ -13,7 +13,6 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::runtimes::Language;
 use crate::sandbox::Sandbox;
 
 use super::auth::SandboxAccess;
@@ -193,60 +192,62 @@ pub async fn prometheus(
 ) -> Result<impl IntoResponse, ApiError> {
     let f = figures(&app, &sandbox).await?;
     let runs = app.run_stats.get(&sandbox.id);
-    let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
-    metric(
-        "wasmbox_sandbox_executions_total",
-        "counter",
-        "Runs that ended.",
-        runs.executions.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_execution_failures_total",
-        "counter",
-        "Runs that failed.",
-        runs.failed.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_execution_timeouts_total",
-        "counter",
-        "Runs stopped by their timeout.",
-        runs.timed_out.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_execution_seconds_total",
-        "counter",
-        "Wall-clock time of the runs.",
-        runs.execution_seconds.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_output_bytes_total",
-        "counter",
-        "Bytes the runs wrote to stdout and stderr.",
-        runs.output_bytes.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_disk_bytes",
-        "gauge",
-        "Bytes the sandbox's files occupy.",
-        f.disk_bytes.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_kernel_memory_bytes",
-        "gauge",
-        "Linear memory of the live kernels.",
-        f.kernel_memory.to_string(),
-    );
-    metric(
-        "wasmbox_sandbox_background_running",
-        "gauge",
-        "Background runs going.",
-        f.background.to_string(),
-    );
+    let metrics: [(&str, &str, &str, String); 8] = [
+        (
+            "wasmbox_sandbox_executions_total",
+            "counter",
+            "Runs that ended.",
+            runs.executions.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_execution_failures_total",
+            "counter",
+            "Runs that failed.",
+            runs.failed.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_execution_timeouts_total",
+            "counter",
+            "Runs stopped by their timeout.",
+            runs.timed_out.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_execution_seconds_total",
+            "counter",
+            "Wall-clock time of the runs.",
+            runs.execution_seconds.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_output_bytes_total",
+            "counter",
+            "Bytes the runs wrote to stdout and stderr.",
+            runs.output_bytes.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_disk_bytes",
+            "gauge",
+            "Bytes the sandbox's files occupy.",
+            f.disk_bytes.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_kernel_memory_bytes",
+            "gauge",
+            "Linear memory of the live kernels.",
+            f.kernel_memory.to_string(),
+        ),
+        (
+            "wasmbox_sandbox_background_running",
+            "gauge",
+            "Background runs going.",
+            f.background.to_string(),
+        ),
+    ];
+    let text: String = metrics
+        .iter()
+        .map(|(name, kind, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
+        .collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
@@ -256,16 +257,7 @@ pub async fn system(
     SandboxAccess(sandbox): SandboxAccess,
 ) -> Result<Json<Value>, ApiError> {
     let f = figures(&app, &sandbox).await?;
-    let runtimes: Vec<Value> = Language::ALL
-        .iter()
-        .map(|&l| {
-            json!({
-                "language": l.name(),
-                "available": app.executor.runtimes().is_installed(l),
-                "runtime": app.executor.runtimes().describe(l),
-            })
-        })
-        .collect();
+    let runtimes = super::agent::runtime_list(&app);
     Ok(Json(json!({
         "os": "wasi",
         "arch": "wasm32",

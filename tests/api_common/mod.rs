@@ -248,6 +248,28 @@ impl Api {
     }
 
     /// A request to the sandbox's agent with its token.
+    /// An existing sandbox with a fresh token (after a server restart, say).
+    pub fn reconnect(&self, id: &str) -> Sbx {
+        let info = self
+            .send(self.control(Method::GET, &format!("/v1/sandboxes/{id}")))
+            .expect(200);
+        let token = self
+            .send(self.control(Method::POST, &format!("/v1/sandboxes/{id}/token/refresh")))
+            .expect(200);
+        Sbx {
+            id: id.to_string(),
+            token: token["auth_token"]
+                .as_str()
+                .expect("auth_token")
+                .to_string(),
+            host: info["public_host"]
+                .as_str()
+                .expect("public_host")
+                .to_string(),
+            info,
+        }
+    }
+
     pub fn agent(&self, sbx: &Sbx, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", sbx.host))
