@@ -628,3 +628,74 @@ fn async_execution_calls_back_signed_and_only_to_allowed_hosts() {
     )
     .expect(400);
 }
+
+#[test]
+fn files_watch_reports_changes_under_a_sandbox_directory() {
+    use tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    // At the origin root, as the clients connect (the token names the sandbox).
+    let root = Sbx {
+        host: sbx.host.split("/sandboxes/").next().unwrap().to_string(),
+        id: sbx.id.clone(),
+        token: sbx.token.clone(),
+        info: Value::Null,
+    };
+    let mut socket = connect(&root, "/files/watch");
+    socket
+        .send(Message::text(
+            json!({ "action": "watch", "path": "/workspace" }).to_string(),
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    api.send(
+        api.agent(&sbx, Method::POST, "/files/write")
+            .json(&json!({ "path": "/workspace/w.txt", "content": "hi" })),
+    )
+    .expect(200);
+    let mut events = Vec::new();
+    while !events
+        .iter()
+        .any(|e: &Value| e["path"] == "/workspace/w.txt" && e["event"] == "created")
+    {
+        let Message::Text(text) = socket.read().expect("a change") else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["type"], "change", "{frame}");
+        events.push(frame);
+        assert!(events.len() < 50, "{events:?}");
+    }
+    // Code's changes show too.
+    api.python(&sbx, "import os; os.remove('/workspace/w.txt')");
+    loop {
+        let Message::Text(text) = socket.read().expect("a change") else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["event"] == "deleted" {
+            assert_eq!(frame["path"], "/workspace/w.txt");
+            break;
+        }
+    }
+
+    // A path outside the sandbox or not a directory is an error frame.
+    for (path, code) in [
+        ("/../../etc", "PATH_NOT_ALLOWED"),
+        ("/workspace/nope", "NOT_A_DIRECTORY"),
+    ] {
+        let mut socket = connect(&sbx, "/files/watch");
+        socket
+            .send(Message::text(
+                json!({ "action": "watch", "path": path }).to_string(),
+            ))
+            .unwrap();
+        let Message::Text(text) = socket.read().expect("an answer") else {
+            panic!("no text answer for {path}");
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["type"], "error", "{frame}");
+        assert_eq!(frame["code"], code, "{frame}");
+    }
+}

@@ -17,6 +17,7 @@ pub mod models;
 mod observe;
 mod processes;
 mod stream;
+mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ pub struct ServerState {
     disk_quota_bytes: u64,
     /// Where `/execute/async` may deliver results.
     callbacks: crate::webhooks::CallbackPolicy,
+    /// File watches open, server-wide.
+    watches: watch::WatchCount,
 }
 
 type AppState = Arc<ServerState>;
@@ -175,6 +178,7 @@ impl ServerState {
             run_stats: observe::RunStats::default(),
             disk_quota_bytes: settings.disk_quota_bytes,
             callbacks: crate::webhooks::CallbackPolicy::new(&settings.callback_hosts),
+            watches: watch::WatchCount::default(),
         };
         Ok((state, key_source))
     }
@@ -298,6 +302,8 @@ fn router(state: AppState) -> Router {
         .route("/execute/stream", get(stream::executions))
         .route("/stream", get(stream::executions))
         .route("/commands/stream", get(stream::commands))
+        .route("/files/watch", get(watch::files))
+        .route("/sandboxes/{id}/files/watch", get(watch::files))
         .route("/sandboxes/{id}/stream/ipython", get(stream::cells))
         .route("/sandboxes/{id}/execute/stream", get(stream::executions))
         .route("/sandboxes/{id}/stream", get(stream::executions))

@@ -3,6 +3,7 @@
 
 pub mod fs;
 mod tree;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
