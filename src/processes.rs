@@ -119,6 +119,8 @@ struct Entry {
     record: ProcessRecord,
     /// Set while running: cancelling it kills the run.
     kill: Option<CancellationToken>,
+    /// Cancelled once the run's end is recorded.
+    ended: CancellationToken,
     /// Output as it is written, while running.
     live: Option<LiveOutput>,
 }
@@ -150,6 +152,13 @@ struct SandboxRuns {
     loaded: bool,
     dir: PathBuf,
     runs: BTreeMap<String, Entry>,
+}
+
+impl SandboxRuns {
+    /// Runs not ended yet.
+    fn running(&self) -> usize {
+        self.runs.values().filter(|e| e.kill.is_some()).count()
+    }
 }
 
 /// The background runs of every sandbox.
@@ -188,6 +197,7 @@ impl Processes {
                     Entry {
                         record,
                         kill: None,
+                        ended: ended_already(),
                         live: None,
                     },
                 );
@@ -240,24 +250,33 @@ impl Processes {
             stderr: String::new(),
         };
         let kill = CancellationToken::new();
+        let ended = CancellationToken::new();
         let live = LiveOutput::default();
-        {
+        let dir = {
             let mut all = lock(&self.inner);
             let runs = Self::runs(&mut all, sandbox, state_dir);
-            let running = runs.runs.values().filter(|e| e.kill.is_some()).count();
-            if running >= MAX_RUNNING {
+            if runs.running() >= MAX_RUNNING {
                 return Err(ProcessError::TooMany);
             }
-            save_record(&runs.dir, &record).map_err(ProcessError::Record)?;
             runs.runs.insert(
                 id.clone(),
                 Entry {
                     record: record.clone(),
                     kill: Some(kill.clone()),
+                    ended: ended.clone(),
                     live: Some(live.clone()),
                 },
             );
             prune(runs);
+            runs.dir.clone()
+        };
+        // The record is on disk before the caller hears of the run; the sync happens outside
+        // the registry's lock, which every sandbox shares.
+        if let Err(e) = save_record(&dir, &record) {
+            if let Some(runs) = lock(&self.inner).get_mut(sandbox) {
+                runs.runs.remove(&id);
+            }
+            return Err(ProcessError::Record(e));
         }
         let future = run(&id, live.taps());
         let registry = self.clone();
@@ -269,6 +288,7 @@ impl Processes {
                 () = kill.cancelled() => None,
             };
             registry.finish(&sandbox, &id, outcome, started);
+            ended.cancel();
         });
         Ok(record)
     }
@@ -317,7 +337,9 @@ impl Processes {
                 record.stderr = format!("{}\nwasmbox: killed\n", lock(&live.stderr));
             }
         }
-        if let Err(e) = save_record(&runs.dir, record) {
+        let (dir, record) = (runs.dir.clone(), record.clone());
+        drop(all);
+        if let Err(e) = save_record(&dir, &record) {
             tracing::warn!(error = %e, process = id, "recording a finished background process failed");
         }
     }
@@ -354,24 +376,20 @@ impl Processes {
         state_dir: &Path,
         id: &str,
     ) -> Result<ProcessRecord, ProcessError> {
-        let token = {
+        let (kill, ended) = {
             let mut all = lock(&self.inner);
             let runs = Self::runs(&mut all, sandbox, state_dir);
             let entry = runs
                 .runs
                 .get(id)
                 .ok_or_else(|| ProcessError::NotFound(id.to_string()))?;
-            entry.kill.clone()
+            (entry.kill.clone(), entry.ended.clone())
         };
-        if let Some(token) = token {
-            token.cancel();
+        if let Some(kill) = kill {
+            kill.cancel();
             // The task records the end right after the run's future is dropped.
-            for _ in 0..200 {
-                if self.get(sandbox, state_dir, id)?.status != ProcessStatus::Running {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), ended.cancelled()).await;
         }
         self.get(sandbox, state_dir, id)
     }
@@ -394,14 +412,24 @@ impl Processes {
         lock(&self.inner).remove(sandbox);
     }
 
+    /// How many runs of `sandbox` are going.
+    pub fn running_in(&self, sandbox: &str) -> usize {
+        lock(&self.inner)
+            .get(sandbox)
+            .map_or(0, |runs| runs.running())
+    }
+
     /// How many runs are going, server-wide.
     pub fn running(&self) -> usize {
-        lock(&self.inner)
-            .values()
-            .flat_map(|runs| runs.runs.values())
-            .filter(|e| e.kill.is_some())
-            .count()
+        lock(&self.inner).values().map(SandboxRuns::running).sum()
     }
+}
+
+/// The `ended` token of a run that ended before this server started.
+fn ended_already() -> CancellationToken {
+    let token = CancellationToken::new();
+    token.cancel();
+    token
 }
 
 /// A record with the live output of a running run.

@@ -131,7 +131,6 @@ impl Auth {
         }
     }
 
-    /// Checks access to sandbox `id`: its own token, or the account key.
     /// The sandbox the request's bearer token was issued for (checked in full by
     /// [`Self::check_sandbox`]); an account key names no sandbox.
     fn token_sandbox(&self, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -155,6 +154,7 @@ impl Auth {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims)
     }
 
+    /// Checks access to sandbox `id`: its own token, or the account key.
     fn check_sandbox(&self, headers: &HeaderMap, id: &str) -> Result<(), ApiError> {
         let (key, bearer) = credentials(headers);
         if key.is_some_and(|k| self.is_api_key(k)) || bearer.is_some_and(|b| self.is_api_key(b)) {

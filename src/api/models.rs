@@ -466,17 +466,15 @@ pub struct ExecutionResponse {
     pub rich: RichFields,
 }
 
-/// A run's resource use as reported to clients.
+/// A run's resource use as reported to clients: its wall time and the engine's figures.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ResourceReport {
     /// Wall-clock time of the run, milliseconds.
     pub wall_time_ms: f64,
-    /// Largest linear memory of the run's instance (a kernel: its size after the cell).
-    pub peak_memory_bytes: u64,
-    /// Bytes written to standard output, kept or not.
-    pub stdout_bytes: u64,
-    /// Bytes written to standard error, kept or not.
-    pub stderr_bytes: u64,
+    /// Peak linear memory and bytes written (`peak_memory_bytes`, `stdout_bytes`,
+    /// `stderr_bytes`).
+    #[serde(flatten)]
+    pub usage: crate::engine::ResourceUsage,
 }
 
 /// Rich outputs as the official clients read them (PROTOCOL.md §4.3): the first of each kind
@@ -589,9 +587,7 @@ impl ExecutionResponse {
             timestamp: iso(chrono::Utc::now()),
             resources: ResourceReport {
                 wall_time_ms: result.duration.as_secs_f64() * 1e3,
-                peak_memory_bytes: result.usage.peak_memory_bytes,
-                stdout_bytes: result.usage.stdout_bytes,
-                stderr_bytes: result.usage.stderr_bytes,
+                usage: result.usage,
             },
             rich: RichFields::from_outputs(&result.outputs),
         }

@@ -4,6 +4,7 @@
 //! programs have.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 use axum::extract::State;
@@ -54,10 +55,11 @@ impl RunStats {
         counters.failed += u64::from(!response.success);
         counters.timed_out += u64::from(response.timed_out);
         counters.execution_seconds += response.execution_time;
-        counters.output_bytes += response.resources.stdout_bytes + response.resources.stderr_bytes;
+        counters.output_bytes +=
+            response.resources.usage.stdout_bytes + response.resources.usage.stderr_bytes;
         counters.peak_memory_bytes = counters
             .peak_memory_bytes
-            .max(response.resources.peak_memory_bytes);
+            .max(response.resources.usage.peak_memory_bytes);
     }
 
     fn get(&self, sandbox: &str) -> RunCounters {
@@ -78,25 +80,58 @@ pub async fn ping(SandboxAccess(_): SandboxAccess) -> Json<Value> {
 /// The sandbox's figures: disk use against its quota, live kernels' memory, running work.
 struct Figures {
     disk_bytes: u64,
-    tmp_bytes: u64,
-    tmp_entries: usize,
+    tmp: TmpUsage,
     kernel_memory: u64,
     kernels: usize,
     background: usize,
 }
 
+/// What the sandbox's `/tmp` (its cache) holds.
+#[derive(Clone, Copy, Default)]
+struct TmpUsage {
+    bytes: u64,
+    entries: usize,
+}
+
+impl TmpUsage {
+    /// Measures `<root>/tmp` (file-system work: call it off the async workers).
+    fn of(root: &Path) -> Self {
+        let tmp = root.join("tmp");
+        Self {
+            bytes: crate::sandbox::disk_usage(&tmp).unwrap_or(0),
+            entries: std::fs::read_dir(&tmp).map_or(0, |d| d.count()),
+        }
+    }
+
+    /// `{"size": entries, "bytes", "path"}`.
+    fn json(self) -> Value {
+        json!({ "size": self.entries, "bytes": self.bytes, "path": "/tmp" })
+    }
+}
+
+/// Runs file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn tmp_usage(app: &AppState, sandbox: &Sandbox) -> Result<TmpUsage, ApiError> {
+    let root = app.store.files(&sandbox.id)?.root().to_path_buf();
+    blocking(move || TmpUsage::of(&root)).await
+}
+
 async fn figures(app: &AppState, sandbox: &Sandbox) -> Result<Figures, ApiError> {
-    let fs = app.store.files(&sandbox.id)?;
-    let root = fs.root().to_path_buf();
-    // Walking the tree is file-system work: off the async workers.
-    let (disk_bytes, tmp_bytes, tmp_entries) = tokio::task::spawn_blocking(move || {
-        let disk = crate::sandbox::disk_usage(&root).unwrap_or(0);
-        let tmp = crate::sandbox::disk_usage(&root.join("tmp")).unwrap_or(0);
-        let entries = std::fs::read_dir(root.join("tmp")).map_or(0, |d| d.count());
-        (disk, tmp, entries)
+    let root = app.store.files(&sandbox.id)?.root().to_path_buf();
+    let (disk_bytes, tmp) = blocking(move || {
+        (
+            crate::sandbox::disk_usage(&root).unwrap_or(0),
+            TmpUsage::of(&root),
+        )
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    .await?;
     let sessions = app
         .kernels
         .list(&sandbox.id, &app.store.state_dir(&sandbox.id));
@@ -104,19 +139,12 @@ async fn figures(app: &AppState, sandbox: &Sandbox) -> Result<Figures, ApiError>
         .iter()
         .filter(|k| k.state != crate::kernels::KernelState::Hibernated)
         .collect();
-    let background = app
-        .processes
-        .list(&sandbox.id, &app.store.state_dir(&sandbox.id))
-        .iter()
-        .filter(|p| p.status == crate::processes::ProcessStatus::Running)
-        .count();
     Ok(Figures {
         disk_bytes,
-        tmp_bytes,
-        tmp_entries,
+        tmp,
         kernel_memory: live.iter().map(|k| k.memory_bytes).sum(),
         kernels: live.len(),
-        background,
+        background: app.processes.running_in(&sandbox.id),
     })
 }
 
@@ -178,7 +206,7 @@ pub async fn snapshot(
             "kernels": f.kernels,
             "background_running": f.background,
         },
-        "cache": { "size": f.tmp_entries, "bytes": f.tmp_bytes, "path": "/tmp" },
+        "cache": f.tmp.json(),
         "executions": runs,
         "total_requests": runs.executions,
         "total_errors": runs.failed,
@@ -275,18 +303,18 @@ pub async fn cache_stats(
     State(app): State<AppState>,
     SandboxAccess(sandbox): SandboxAccess,
 ) -> Result<Json<Value>, ApiError> {
-    let f = figures(&app, &sandbox).await?;
+    let tmp = tmp_usage(&app, &sandbox).await?;
     // The Python client documents hits, misses, hit_rate, size (MB) and count at the top
     // level: /tmp has no hits or misses, so those are 0.
     Ok(Json(json!({
         "hits": 0,
         "misses": 0,
         "hit_rate": 0.0,
-        "size": (f.tmp_bytes as f64 / (1 << 20) as f64 * 100.0).round() / 100.0,
-        "count": f.tmp_entries,
-        "bytes": f.tmp_bytes,
+        "size": (tmp.bytes as f64 / (1 << 20) as f64 * 100.0).round() / 100.0,
+        "count": tmp.entries,
+        "bytes": tmp.bytes,
         "path": "/tmp",
-        "cache": { "size": f.tmp_entries, "bytes": f.tmp_bytes, "path": "/tmp" },
+        "cache": tmp.json(),
         "timestamp": iso(chrono::Utc::now()),
     })))
 }
@@ -298,25 +326,24 @@ pub async fn cache_clear(
     SandboxAccess(sandbox): SandboxAccess,
 ) -> Result<Json<Value>, ApiError> {
     let fs = app.store.files(&sandbox.id)?;
-    let before = figures(&app, &sandbox).await?;
     let worker = app.clone();
-    let cleared = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+    let (before, cleared) = blocking(move || -> std::io::Result<(TmpUsage, usize)> {
+        let before = TmpUsage::of(fs.root());
         let tmp = fs.dir()?.open_dir("tmp")?;
         let names: Vec<_> = tmp.entries()?.flatten().map(|e| e.file_name()).collect();
         for name in &names {
             worker.store.discard(&tmp, std::path::Path::new(name))?;
         }
-        Ok(names.len())
+        Ok((before, names.len()))
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
+    .await?
     .map_err(|e| ApiError::internal(format!("clearing /tmp failed: {e}")))?;
     app.housekeeping.notify_one();
     Ok(Json(json!({
         "success": true,
         "cleared_entries": cleared,
         "entries_removed": cleared,
-        "cleared_bytes": before.tmp_bytes,
+        "cleared_bytes": before.bytes,
         "path": "/tmp",
     })))
 }

@@ -12,6 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::engine::ExecResult;
 use crate::exec::RunRequest;
 use crate::processes::{ProcessError, ProcessKind, ProcessRecord, ProcessSpec};
 use crate::sandbox::Sandbox;
@@ -39,13 +40,8 @@ pub async fn execute_background(
 ) -> Result<Json<Value>, ApiError> {
     let name = request.name.clone();
     let run = run_request_within(request, BACKGROUND_DEFAULT_TIMEOUT, BACKGROUND_MAX_TIMEOUT)?;
-    let spec = ProcessSpec {
-        kind: ProcessKind::Code,
-        name,
-        language: run.language.name().to_string(),
-        command: None,
-    };
-    start(&app, &sandbox, spec, run, "Background execution started")
+    let record = launch(&app, &sandbox, code_spec(name, &run), run, None)?;
+    Ok(started(&record, "Background execution started"))
 }
 
 /// `POST /execute/async`: an `/execute` body plus where to deliver the result.
@@ -91,53 +87,13 @@ pub async fn execute_async(
         ApiError::bad_request(e.to_string()).with_detail("field", "callback_headers")
     })?;
     let name = request.execute.name.clone();
-    let mut run = run_request_within(
+    let run = run_request_within(
         request.execute,
         ASYNC_DEFAULT_TIMEOUT,
         BACKGROUND_MAX_TIMEOUT,
     )?;
-    ready_to_run(&sandbox, &run)?;
-    let spec = ProcessSpec {
-        kind: ProcessKind::Code,
-        name,
-        language: run.language.name().to_string(),
-        command: None,
-    };
-    let fs = app.store.files(&sandbox.id)?;
-    let runner = app.clone();
-    let base_env = sandbox.env.clone();
     let target = callback.url.to_string();
-    let record = app.processes.start(
-        &sandbox.id,
-        &app.store.state_dir(&sandbox.id),
-        spec,
-        move |id, taps| {
-            run.taps = taps;
-            let id = id.to_string();
-            async move {
-                let result = runner.executor.run(&fs, &base_env, run).await;
-                if let Ok(ended) = &result {
-                    let body = json!({
-                        "execution_id": id,
-                        "status": crate::processes::status_of(ended),
-                        "stdout": ended.stdout,
-                        "stderr": ended.stderr,
-                        "exit_code": ended.exit_code,
-                        "execution_time": ended.duration.as_secs_f64(),
-                        "success": ended.success(),
-                    });
-                    // Delivered on its own task: retries do not hold the run's record open.
-                    tokio::spawn(async move {
-                        match callback.deliver(body.to_string().into_bytes()).await {
-                            Ok(attempts) => tracing::info!(execution = %id, attempts, "callback delivered"),
-                            Err(e) => tracing::warn!(execution = %id, error = %crate::describe_error(&e), "callback not delivered"),
-                        }
-                    });
-                }
-                result
-            }
-        },
-    )?;
+    let record = launch(&app, &sandbox, code_spec(name, &run), run, Some(callback))?;
     Ok(Json(json!({
         "execution_id": record.execution_id,
         "process_id": record.process_id,
@@ -162,32 +118,78 @@ pub async fn command_background(
         language: run.language.name().to_string(),
         command: Some(run.code.clone()),
     };
-    start(&app, &sandbox, spec, run, "Background command started")
+    let record = launch(&app, &sandbox, spec, run, None)?;
+    Ok(started(&record, "Background command started"))
 }
 
-fn start(
+/// What a background run of code records.
+fn code_spec(name: Option<String>, run: &RunRequest) -> ProcessSpec {
+    ProcessSpec {
+        kind: ProcessKind::Code,
+        name,
+        language: run.language.name().to_string(),
+        command: None,
+    }
+}
+
+/// Starts `run` in the background in `sandbox`; when it ends, its result goes to `callback`
+/// (if any). -> the record as started.
+fn launch(
     app: &AppState,
     sandbox: &Sandbox,
     spec: ProcessSpec,
     mut run: RunRequest,
-    message: &str,
-) -> Result<Json<Value>, ApiError> {
+    callback: Option<Callback>,
+) -> Result<ProcessRecord, ApiError> {
     ready_to_run(sandbox, &run)?;
     let fs = app.store.files(&sandbox.id)?;
     let runner = app.clone();
     let base_env = sandbox.env.clone();
-    let record = app.processes.start(
+    Ok(app.processes.start(
         &sandbox.id,
         &app.store.state_dir(&sandbox.id),
         spec,
-        move |_, taps| {
+        move |id, taps| {
             run.taps = taps;
-            async move { runner.executor.run(&fs, &base_env, run).await }
+            let id = id.to_string();
+            async move {
+                let result = runner.executor.run(&fs, &base_env, run).await;
+                if let (Some(callback), Ok(ended)) = (callback, &result) {
+                    deliver(callback, id, ended);
+                }
+                result
+            }
         },
-    )?;
-    let mut body = process_json(&record);
+    )?)
+}
+
+/// POSTs the result of run `id` to `callback` on a task of its own, so retries do not hold
+/// the run's record open.
+fn deliver(callback: Callback, id: String, ended: &ExecResult) {
+    let body = json!({
+        "execution_id": id,
+        "status": crate::processes::status_of(ended),
+        "stdout": ended.stdout,
+        "stderr": ended.stderr,
+        "exit_code": ended.exit_code,
+        "execution_time": ended.duration.as_secs_f64(),
+        "success": ended.success(),
+    });
+    tokio::spawn(async move {
+        match callback.deliver(body.to_string().into_bytes()).await {
+            Ok(attempts) => tracing::info!(execution = %id, attempts, "callback delivered"),
+            Err(e) => {
+                tracing::warn!(execution = %id, error = %crate::describe_error(&e), "callback not delivered")
+            }
+        }
+    });
+}
+
+/// The answer to a start: the record and a message.
+fn started(record: &ProcessRecord, message: &str) -> Json<Value> {
+    let mut body = process_json(record);
     body["message"] = json!(message);
-    Ok(Json(body))
+    Json(body)
 }
 
 /// `GET /sandboxes/{id}/execute/processes` and `/processes`.
