@@ -48,6 +48,8 @@ pub struct RunRequest {
     pub stdin: Vec<u8>,
     /// Where output is streamed as it is written (kernel cells).
     pub taps: crate::engine::OutputTaps,
+    /// A standard input fed while the program runs (terminal sessions); replaces `stdin`.
+    pub live_stdin: Option<crate::engine::LiveStdin>,
 }
 
 impl RunRequest {
@@ -61,6 +63,7 @@ impl RunRequest {
             timeout,
             stdin: Vec::new(),
             taps: Default::default(),
+            live_stdin: None,
         }
     }
 }
@@ -246,6 +249,7 @@ impl Executor {
                 .chain(invocation.mounts)
                 .collect(),
             stdin: request.stdin,
+            live_stdin: request.live_stdin,
             taps: request.taps,
             limits: Limits {
                 timeout: request.timeout,

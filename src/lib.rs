@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod processes;
 pub mod runtimes;
 pub mod sandbox;
+pub mod terminal;
 pub mod webhooks;
 
 /// `err` and each of its causes, joined with `: ` — how the edges report a failure without

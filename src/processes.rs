@@ -142,6 +142,7 @@ impl LiveOutput {
         OutputTaps {
             stdout: Some(tap(&self.stdout)),
             stderr: Some(tap(&self.stderr)),
+            ..OutputTaps::default()
         }
     }
 }

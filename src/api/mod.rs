@@ -17,6 +17,7 @@ pub mod models;
 mod observe;
 mod processes;
 mod stream;
+mod terminal;
 mod watch;
 
 use std::future::Future;
@@ -303,6 +304,8 @@ fn router(state: AppState) -> Router {
         .route("/stream", get(stream::executions))
         .route("/commands/stream", get(stream::commands))
         .route("/files/watch", get(watch::files))
+        .route("/terminal", get(terminal::terminal))
+        .route("/sandboxes/{id}/terminal", get(terminal::terminal))
         .route("/sandboxes/{id}/files/watch", get(watch::files))
         .route("/sandboxes/{id}/stream/ipython", get(stream::cells))
         .route("/sandboxes/{id}/execute/stream", get(stream::executions))

@@ -133,6 +133,7 @@ async fn stream_one(
     let taps = OutputTaps {
         stdout: Some(tap("stdout")),
         stderr: Some(tap("stderr")),
+        ..OutputTaps::default()
     };
     drop(tx);
     let run = run_message(app, sandbox, runs, text, taps);

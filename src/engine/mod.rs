@@ -37,8 +37,8 @@ pub use kernel::{CellOutcome, ImageError, Kernel, KernelImage, INTERRUPT_GRACE};
 pub use output::{CapturedOutput, OutputTap};
 pub use preinit::SnapshotRecipe;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
+pub use spawn::{live_stdin, Interpreter, LiveStdin, SpawnConfig, StdinClosed, StdinFeed};
 use spawn::{InstanceIo, Sink, Source, SpawnState};
-pub use spawn::{Interpreter, SpawnConfig};
 pub use wasi_limits::FdBudget;
 
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
@@ -190,6 +190,8 @@ pub struct ExecSpec {
     pub mounts: Vec<Mount>,
     /// The guest's whole standard input (then EOF).
     pub stdin: Vec<u8>,
+    /// A standard input fed while the guest runs; when set, `stdin` is not used.
+    pub live_stdin: Option<LiveStdin>,
     /// Time, memory, output and tenancy limits.
     pub limits: Limits,
     /// Where stdout and stderr are streamed as they are written (kernel cells; optional).
@@ -203,6 +205,9 @@ pub struct OutputTaps {
     pub stdout: Option<OutputTap>,
     /// Receives standard error.
     pub stderr: Option<OutputTap>,
+    /// Output goes only to the taps, none is kept for the result and no output cap applies
+    /// (a terminal session; the tap's owner bounds what it buffers).
+    pub stream_only: bool,
 }
 
 impl std::fmt::Debug for OutputTaps {
@@ -210,6 +215,7 @@ impl std::fmt::Debug for OutputTaps {
         f.debug_struct("OutputTaps")
             .field("stdout", &self.stdout.is_some())
             .field("stderr", &self.stderr.is_some())
+            .field("stream_only", &self.stream_only)
             .finish()
     }
 }
@@ -658,13 +664,20 @@ impl Engine {
         spawn: Option<SpawnConfig>,
     ) -> Result<ExecResult, EngineError> {
         let _ticket = self.admit(&spec.limits).await?;
-        let stdout = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stdout.clone());
-        let stderr = CapturedOutput::tapped(spec.limits.output_bytes, spec.taps.stderr.clone());
+        let sink = |tap: &Option<OutputTap>| match (spec.taps.stream_only, tap) {
+            (true, Some(tap)) => CapturedOutput::streaming(tap.clone()),
+            _ => CapturedOutput::tapped(spec.limits.output_bytes, tap.clone()),
+        };
+        let stdout = sink(&spec.taps.stdout);
+        let stderr = sink(&spec.taps.stderr);
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
         let display = DisplaySink::default();
         let io = InstanceIo {
-            stdin: Source::data(spec.stdin.clone()),
+            stdin: match &spec.live_stdin {
+                Some(live) => Source::Pipe(live.0.clone()),
+                None => Source::data(spec.stdin.clone()),
+            },
             stdout: Sink::Captured(stdout.clone()),
             stderr: Sink::Captured(stderr.clone()),
             display: display.clone(),

@@ -28,6 +28,8 @@ pub struct CapturedOutput {
     cap: usize,
     inner: Arc<Mutex<Buffer>>,
     tap: Option<OutputTap>,
+    /// The tap gets every byte, not only the kept ones (see [`Self::streaming`]).
+    tap_all: bool,
 }
 
 impl std::fmt::Debug for CapturedOutput {
@@ -46,6 +48,7 @@ impl CapturedOutput {
             cap,
             inner: Arc::new(Mutex::new(Buffer::default())),
             tap: None,
+            tap_all: false,
         }
     }
 
@@ -54,6 +57,15 @@ impl CapturedOutput {
         Self {
             tap,
             ..Self::new(cap)
+        }
+    }
+
+    /// A sink that keeps nothing and hands everything to `tap` (counted as written and dropped).
+    pub fn streaming(tap: OutputTap) -> Self {
+        Self {
+            tap: Some(tap),
+            tap_all: true,
+            ..Self::new(0)
         }
     }
 
@@ -70,8 +82,9 @@ impl CapturedOutput {
         buf.data.extend_from_slice(&bytes[..kept]);
         buf.dropped += (bytes.len() - kept) as u64;
         drop(buf);
-        if let (Some(tap), true) = (&self.tap, kept > 0) {
-            tap(&bytes[..kept]);
+        let tapped = if self.tap_all { bytes } else { &bytes[..kept] };
+        if let (Some(tap), false) = (&self.tap, tapped.is_empty()) {
+            tap(tapped);
         }
     }
 

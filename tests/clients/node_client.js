@@ -109,6 +109,20 @@ async function main() {
   const cleared = await sandbox.cache.clear();
   check(cleared.entries_removed === before + 1 && (await sandbox.cache.stats()).count === 0, 'cache.clear', cleared);
 
+  // Terminal: an interactive shell over the socket, state kept between lines.
+  const ws = await sandbox.terminal.connect();
+  sandbox.terminal.resize(ws, 100, 30);
+  sandbox.terminal.sendInput(ws, 'x=41; cd /tmp\r');
+  sandbox.terminal.sendInput(ws, 'echo $((x + 1)) $PWD\n');
+  sandbox.terminal.sendInput(ws, 'exit 3\n');
+  let terminalOutput = '';
+  let terminalCode = null;
+  for await (const message of sandbox.terminal.output(ws)) {
+    if (message.type === 'output') terminalOutput += message.data;
+    if (message.type === 'exit') terminalCode = message.code;
+  }
+  check(terminalOutput.includes('42 /tmp\r\n') && terminalCode === 3, 'terminal connect/sendInput/resize/output', { terminalOutput, terminalCode });
+
   await sandbox.files.write('/workspace/a.txt', 'hello');
   const content = await sandbox.files.read('/workspace/a.txt');
   check(content === 'hello', 'files.write/read', content);

@@ -234,6 +234,38 @@ check(any(p["process_id"] == started["process_id"] and p["status"] == "running" 
 check(killed["status"] == "killed", "async kill_process", killed)
 
 
+
+async def terminal_session(terminal):
+    """Types into an interactive shell; -> the output and the exit code."""
+    output, code = "", None
+    async with await terminal.connect() as ws:
+        await terminal.resize(ws, cols=100, rows=30)
+        await terminal.send_input(ws, "x=41; cd /tmp\r")
+        await terminal.send_input(ws, "echo $((x + 1)) $PWD\n")
+        await terminal.send_input(ws, "exit 3\n")
+        async for message in terminal.iter_output(ws):
+            if message["type"] == "output":
+                output += message["data"]
+            elif message["type"] == "exit":
+                code = message["code"]
+                break
+    return output, code
+
+
+output, code = asyncio.run(terminal_session(sandbox.terminal))
+check("42 /tmp\r\n" in output and "echo $((x + 1)) $PWD\r\n" in output and code == 3,
+      "terminal connect/send_input/resize/iter_output (state kept between lines, echo, exit code)",
+      (output, code))
+
+
+async def async_terminal():
+    connected = await AsyncSandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+    return await terminal_session(connected.terminal)
+
+
+output, code = asyncio.run(async_terminal())
+check("42 /tmp\r\n" in output and code == 3, "async terminal", (output, code))
+
 sandbox.kill()
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]
 check(sandbox.sandbox_id not in listed, "kill", listed)

@@ -9,6 +9,7 @@ pub mod bytes;
 pub mod cond;
 pub mod exec;
 pub mod expand;
+pub mod interactive;
 pub mod parse;
 pub mod pattern;
 pub mod procsub;
@@ -46,13 +47,14 @@ fn usage_error(sh_name: &str, msg: &str) -> i32 {
     2
 }
 
-/// `sh [-eux…] [-o opt] (-c STRING [NAME [ARG…]] | FILE [ARG…] | -s [ARG…])`
+/// `sh [-eux…] [-o opt] (-c STRING [NAME [ARG…]] | FILE [ARG…] | -s [ARG…] | -i [ARG…])`
 pub fn shell_main(args: &[String], bash: bool) -> i32 {
     let mut sh = exec::Shell::new(spawn::default_spawner(), bash);
     let sh_name = sh.name.clone();
     let mut i = 1;
     let mut command: Option<bool> = None;
     let mut from_stdin = false;
+    let mut interactive = false;
     let mut set_args: Vec<String> = Vec::new();
     while i < args.len() {
         let a = &args[i];
@@ -87,7 +89,8 @@ pub fn shell_main(args: &[String], bash: bool) -> i32 {
             match c {
                 'c' => command = Some(true),
                 's' => from_stdin = true,
-                'i' | 'l' => {}
+                'i' => interactive = true,
+                'l' => {}
                 'o' => {
                     i += 1;
                     let Some(o) = args.get(i) else {
@@ -137,6 +140,9 @@ pub fn shell_main(args: &[String], bash: bool) -> i32 {
                 return if bash { 127 } else { 2 };
             }
         }
+    } else if interactive {
+        sh.params = rest.to_vec();
+        return sh.run_interactive();
     } else {
         sh.params = rest.to_vec();
         let mut s = Vec::new();

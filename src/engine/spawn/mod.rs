@@ -11,6 +11,7 @@
 //! one request).
 
 mod config;
+mod feed;
 mod imports;
 mod open;
 mod pipe;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{Interpreter, SpawnConfig};
+pub use feed::{live_stdin, LiveStdin, StdinClosed, StdinFeed};
 pub(crate) use imports::add_to_linker;
 pub use pipe::PIPE_CAPACITY;
 pub(crate) use stdio::{InstanceIo, Sink, Source};

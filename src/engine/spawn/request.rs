@@ -268,9 +268,8 @@ pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
             argv,
             env,
             mounts: ctx.mounts.clone(),
-            stdin: Vec::new(),
             limits: ctx.limits.clone(),
-            taps: Default::default(),
+            ..ExecSpec::default()
         };
         let child_state = SpawnState {
             engine: ctx.engine.clone(),
