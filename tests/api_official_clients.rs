@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,5 +138,88 @@ fn official_python_and_node_clients_work_against_wasmbox() {
         out.status
     );
     assert!(stdout.contains("PYTHON CLIENT OK"), "{stdout}");
+    assert!(stdout.contains("PYTHON ASYNC CLIENT OK"), "{stdout}");
     assert!(stdout.contains("NODE CLIENT OK"), "{stdout}");
+    check_compatibility_table(&stdout);
+}
+
+/// The `PUBLIC`/`COVERED <client> <name>…` lines the traced scripts print.
+fn traced_names(stdout: &str, kind: &str, client: &str) -> BTreeSet<String> {
+    let prefix = format!("{kind} {client} ");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix) || *l == prefix.trim_end())
+        .unwrap_or_else(|| panic!("no `{kind} {client}` line in the client output"));
+    line.split_whitespace()
+        .skip(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The rows of the README table between `<!-- compatibility: NAME -->` and its end marker:
+/// method → one mark per client column (`✓`, `✗` or `—`).
+fn readme_table(name: &str) -> BTreeMap<String, Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = format!("<!-- compatibility: {name} -->");
+    let body = readme
+        .split_once(&start)
+        .and_then(|(_, rest)| rest.split_once("<!-- /compatibility -->"))
+        .unwrap_or_else(|| panic!("README has no compatibility table for {name}"))
+        .0;
+    body.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let method = cells.first()?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((
+                method.to_string(),
+                cells[1..cells.len() - 1]
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Every ✓ of the README's compatibility tables was called through that client by its script,
+/// and every public method the clients have is in the table.
+fn check_compatibility_table(stdout: &str) {
+    let tables = [
+        ("hopx-ai", 0, "python"),
+        ("hopx-ai", 1, "python-async"),
+        ("@hopx-ai/sdk", 0, "node"),
+    ];
+    let mut problems = Vec::new();
+    for (table, column, client) in tables {
+        let rows = readme_table(table);
+        let public = traced_names(stdout, "PUBLIC", client);
+        let covered = traced_names(stdout, "COVERED", client);
+        for method in &public {
+            match rows.get(method).map(|marks| marks[column].as_str()) {
+                None | Some("—") => problems.push(format!(
+                    "{client}: public method `{method}` is missing from the README table"
+                )),
+                _ => {}
+            }
+        }
+        for (method, marks) in &rows {
+            match marks[column].as_str() {
+                "✓" if !covered.contains(method) => problems.push(format!(
+                    "{client}: `{method}` is marked ✓ but the client test never calls it"
+                )),
+                "✓" | "✗" if !public.contains(method) => problems.push(format!(
+                    "{client}: `{method}` is in the table but the client has no such method"
+                )),
+                "✓" | "✗" | "—" => {}
+                other => problems.push(format!("{client}: `{method}`: unknown mark {other:?}")),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

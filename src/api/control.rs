@@ -318,6 +318,23 @@ pub async fn get_template(
     })
 }
 
+/// DELETE `/v1/templates/{name}`: the templates are built into the server, so there is nothing
+/// a client can delete (403 naming why; an unknown name is 404 as for GET).
+pub async fn delete_template(
+    auth: AccountAuth,
+    Path(name): Path<String>,
+) -> Result<Json<Template>, ApiError> {
+    let Json(template) = get_template(auth, Path(name)).await?;
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "TEMPLATE_BUILT_IN",
+        format!(
+            "Template '{}' is built in to this server and cannot be deleted",
+            template.name
+        ),
+    ))
+}
+
 /// The control-plane view of a sandbox.
 pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
     SandboxInfo::new(sandbox, Some(&app.public_base), app.memory_mb)

@@ -288,7 +288,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/sandboxes/{id}/stop", post(control::pause))
         .route("/v1/sandboxes/{id}/start", post(control::resume))
         .route("/v1/templates", get(control::list_templates))
-        .route("/v1/templates/{name}", get(control::get_template))
+        .route(
+            "/v1/templates/{name}",
+            get(control::get_template).delete(control::delete_template),
+        )
         .route("/sandboxes/{id}/health", get(agent::health))
         .route("/sandboxes/{id}/info", get(agent::info))
         .route("/sandboxes/{id}/execute", post(agent::execute))

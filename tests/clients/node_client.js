@@ -3,7 +3,15 @@
 // Configuration only: HOPX_API_KEY from the environment and baseURL = WASMBOX_URL (the SDK
 // reads no environment variable for the base URL). Exits non-zero on the first failed check.
 
+const traced = require('./traced');
+
+traced.trace(__filename);
+
 const { Sandbox } = require('@hopx-ai/sdk');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const http = require('http');
 
 const baseURL = process.env.WASMBOX_URL;
 
@@ -127,10 +135,103 @@ async function main() {
   const content = await sandbox.files.read('/workspace/a.txt');
   check(content === 'hello', 'files.write/read', content);
 
+  // The rest of the surface: class methods, tokens and expiry, files, env, commands.
+  const health = await Sandbox.healthCheck(baseURL);
+  check(['ok', 'healthy'].includes(health.status), 'healthCheck', health);
+  const templates = await Sandbox.listTemplates({ baseURL });
+  check(templates.some((t) => t.name === 'code-interpreter'), 'listTemplates', templates);
+  check((await Sandbox.getTemplate('code-interpreter', { baseURL })).name === 'code-interpreter', 'getTemplate');
+  let refused = null;
+  try { await Sandbox.deleteTemplate('code-interpreter', { baseURL }); } catch (e) { refused = e; }
+  check(refused && String(refused.message).includes('built in'), 'deleteTemplate refused: templates are built in', String(refused));
+  const iterated = [];
+  for await (const s of Sandbox.iter({ baseURL })) iterated.push(s.sandboxId);
+  check(iterated.includes(sandbox.sandboxId), 'iter', iterated);
+  const again = await Sandbox.connect(sandbox.sandboxId, undefined, baseURL);
+  check((await again.runCode('print(3)')).stdout === '3\n', 'connect');
+  const info = await sandbox.getInfo();
+  check(info.sandboxId === sandbox.sandboxId && info.status === 'running', 'getInfo', info);
+  const token = await sandbox.getToken();
+  check(token.split('.').length === 3, 'getToken', token);
+  await sandbox.refreshToken();
+  check((await sandbox.getToken()).split('.').length === 3, 'refreshToken');
+  await sandbox.setTimeout(900);
+  const ttl = await sandbox.getTimeToExpiry();
+  check(ttl > 800 && ttl <= 900, 'setTimeout + getTimeToExpiry', ttl);
+  check((await sandbox.isExpiringSoon()) === false, 'isExpiringSoon');
+  const expiry = await sandbox.getExpiryInfo();
+  check(expiry.hasTimeout && !expiry.isExpired, 'getExpiryInfo', expiry);
+  sandbox.startExpiryMonitor(() => {}, 60, 1);
+  sandbox.stopExpiryMonitor();
+  check(true, 'startExpiryMonitor/stopExpiryMonitor');
+  check((await sandbox.getHealth()).status === 'healthy', 'getHealth');
+  check((await sandbox.getAgentInfo()).agent === 'wasmbox', 'getAgentInfo');
+  check((await sandbox.isHealthy()) === true, 'isHealthy');
+  await sandbox.ensureHealthy();
+  check((await sandbox.getJupyterSessions()).some((s) => s.kernel_id === 'python'), 'getJupyterSessions');
+
+  await sandbox.files.writeBytes('/workspace/b.bin', Buffer.from([0, 1, 254, 255]));
+  check(Buffer.compare(await sandbox.files.readBytes('/workspace/b.bin'), Buffer.from([0, 1, 254, 255])) === 0, 'files.writeBytes/readBytes');
+  await sandbox.files.mkdir('/workspace/up/nested');
+  check(await sandbox.files.exists('/workspace/up/nested'), 'files.mkdir/exists');
+  const local = fs.mkdtempSync(path.join(os.tmpdir(), 'wasmbox-client-'));
+  fs.writeFileSync(path.join(local, 'in.bin'), Buffer.from('\u0000upload'));
+  await sandbox.files.upload(path.join(local, 'in.bin'), '/workspace/up/in.bin');
+  const downloaded = await sandbox.files.download('/workspace/up/in.bin');
+  check(downloaded.toString() === '\u0000upload', 'files.upload/download', downloaded.toString());
+  const entries = (await sandbox.files.list('/workspace/up')).map((f) => f.name).sort();
+  check(JSON.stringify(entries) === JSON.stringify(['in.bin', 'nested']), 'files.list', entries);
+  await sandbox.files.remove('/workspace/up');
+  check(!(await sandbox.files.exists('/workspace/up')), 'files.remove');
+
+  const events = [];
+  const watching = (async () => {
+    for await (const event of sandbox.watchFiles('/workspace')) {
+      events.push(event);
+      if (String(event.path).endsWith('seen.txt')) return;
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
+  await sandbox.files.write('/workspace/seen.txt', 'x');
+  await Promise.race([watching, new Promise((r) => setTimeout(r, 20000))]);
+  check(events.some((e) => String(e.path).endsWith('seen.txt')), 'watchFiles', events);
+
+  const bgCommand = await sandbox.commands.runBackground('echo started; sleep 30');
+  check(typeof bgCommand.process_id === 'string' || typeof bgCommand.processId === 'string', 'commands.runBackground', bgCommand);
+
+  check((await sandbox.env.get('MY_VAR')) === '1', 'env.get');
+  await sandbox.env.update({ U: 'u' });
+  check((await sandbox.env.get('U')) === 'u', 'env.update');
+  await sandbox.env.delete('U');
+  check((await sandbox.env.get('U')) == null, 'env.delete');
+  await sandbox.env.setAll({ ONLY: 'x' });
+  const replaced = await sandbox.env.getAll();
+  check(replaced.ONLY === 'x' && replaced.MY_VAR === undefined, 'env.setAll', replaced);
+
+  const bodies = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => { bodies.push(body); res.end(); });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  const queued = await sandbox.runCodeAsync("print('js hook')", { callbackUrl: `http://127.0.0.1:${receiver.address().port}/cb` });
+  check(queued.status === 'queued', 'runCodeAsync', queued);
+  for (let i = 0; i < 600 && bodies.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  check(bodies.length === 1 && bodies[0].includes('js hook'), 'runCodeAsync delivered', bodies);
+  receiver.close();
+
+  await sandbox.pause();
+  check((await sandbox.getInfo()).status === 'paused', 'pause');
+  await sandbox.resume();
+  check((await sandbox.getInfo()).status === 'running', 'resume');
+
   await sandbox.kill();
   const listed = (await Sandbox.list({ baseURL })).map((s) => s.sandboxId);
   check(!listed.includes(sandbox.sandboxId), 'kill', listed);
+  traced.report();
   console.log('NODE CLIENT OK');
+  process.exit(0);
 }
 
 main().catch((err) => {

@@ -8,8 +8,12 @@ import asyncio
 import os
 import sys
 
-from hopx_ai import AsyncSandbox, Sandbox
-from hopx_ai.errors import AgentError, FileNotFoundError as HopxFileNotFoundError
+import traced
+
+traced.trace("sync", __file__)
+
+from hopx_ai import AsyncSandbox, Sandbox  # noqa: E402
+from hopx_ai.errors import AgentError, HopxError, FileNotFoundError as HopxFileNotFoundError  # noqa: E402
 
 BASE_URL = os.environ["WASMBOX_URL"]
 
@@ -266,7 +270,97 @@ async def async_terminal():
 output, code = asyncio.run(async_terminal())
 check("42 /tmp\r\n" in output and code == 3, "async terminal", (output, code))
 
+
+# The rest of the sync surface: class methods, tokens and expiry, files, env.
+health = Sandbox.health_check(base_url=BASE_URL)
+check(health.get("status") in ("ok", "healthy"), "health_check", health)
+check(any(t.name == "code-interpreter" for t in Sandbox.list_templates(base_url=BASE_URL)),
+      "list_templates")
+check(Sandbox.get_template("code-interpreter", base_url=BASE_URL).name == "code-interpreter",
+      "get_template")
+try:
+    Sandbox.delete_template("code-interpreter", base_url=BASE_URL)
+    check(False, "delete_template refused")
+except HopxError as e:
+    check("built in" in str(e), "delete_template refused: templates are built in", e)
+check(sandbox.sandbox_id in [s.sandbox_id for s in Sandbox.iter(base_url=BASE_URL)], "iter")
+again = Sandbox.connect(sandbox.sandbox_id, base_url=BASE_URL)
+check(again.run_code("print(2)").stdout == "2\n", "connect")
+token = sandbox.get_token()
+check(token.count(".") == 2, "get_token", token)
+sandbox.refresh_token()
+check(sandbox.get_token().count(".") == 2, "refresh_token")
+debug = Sandbox.debug(agent_url=sandbox.get_info().public_host, jwt_token=sandbox.get_token(),
+                      sandbox_id=sandbox.sandbox_id)
+check(debug.run_code("print('via debug')").stdout == "via debug\n", "debug (agent URL + token)")
+sandbox.set_timeout(900)
+ttl = sandbox.get_time_to_expiry()
+check(ttl is not None and 800 < ttl <= 900, "set_timeout + get_time_to_expiry", ttl)
+check(sandbox.is_expiring_soon() is False, "is_expiring_soon")
+expiry = sandbox.get_expiry_info()
+check(expiry.has_timeout and not expiry.is_expired, "get_expiry_info", expiry)
+check(sandbox.is_healthy() is True, "is_healthy")
+sandbox.ensure_healthy()
+
+check(sandbox.files.read_bytes("/workspace/b.bin") == bytes(range(256)), "files.read_bytes")
+sandbox.files.mkdir("/workspace/up/nested")
+check(sandbox.files.exists("/workspace/up/nested"), "files.mkdir")
+import tempfile  # noqa: E402
+
+with tempfile.TemporaryDirectory() as local:
+    source = os.path.join(local, "in.bin")
+    with open(source, "wb") as f:
+        f.write(b"\x00upload\xff")
+    sandbox.files.upload(source, "/workspace/up/in.bin")
+    target = os.path.join(local, "out.bin")
+    sandbox.files.download("/workspace/up/in.bin", target)
+    with open(target, "rb") as f:
+        check(f.read() == b"\x00upload\xff", "files.upload + files.download")
+sandbox.files.remove("/workspace/up")
+check(not sandbox.files.exists("/workspace/up"), "files.remove")
+
+
+async def watch_once():
+    events = []
+
+    async def watch():
+        async for event in sandbox.files.watch("/workspace"):
+            events.append(event)
+            if event.get("path", "").endswith("seen.txt"):
+                return
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(sandbox.files.write, "/workspace/seen.txt", "x")
+    await asyncio.wait_for(task, 20)
+    return events
+
+
+events = asyncio.run(watch_once())
+check(any(e["path"].endswith("seen.txt") for e in events), "files.watch", events)
+
+check(sandbox.env.get("MY_VAR") == "1" and sandbox.env.get("NOPE", "d") == "d", "env.get")
+check(sandbox.env.update({"U": "u"}).get("U") == "u", "env.update")
+sandbox.env.delete("U")
+check(sandbox.env.get("U") is None, "env.delete")
+replaced = sandbox.env.set_all({"ONLY": "x"})
+check(replaced.get("ONLY") == "x" and "MY_VAR" not in replaced, "env.set_all", replaced)
+
+queued = sandbox.run_code_async("print('sync hook')",
+                                callback_url=f"http://127.0.0.1:{hook.server_port}/cb2")
+check(queued["status"] == "queued", "run_code_async (sync)", queued)
+deadline = time.time() + 30
+while len(received) < 2 and time.time() < deadline:
+    time.sleep(0.05)
+check(len(received) >= 2 and b"sync hook" in received[-1][1], "sync run_code_async delivered")
+
+sandbox.pause()
+check(sandbox.get_info().status == "paused", "pause")
+sandbox.resume()
+check(sandbox.get_info().status == "running", "resume")
+
 sandbox.kill()
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]
 check(sandbox.sandbox_id not in listed, "kill", listed)
+traced.report("python")
 print("PYTHON CLIENT OK", flush=True)

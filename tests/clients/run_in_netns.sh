@@ -35,6 +35,8 @@ export WASMBOX_URL="$url" HOPX_API_KEY=wasmbox-client-test NO_PROXY='*' no_proxy
 status=0
 echo "== python (hopx-ai)"
 "$python" "$here/python_client.py" || status=1
+echo "== python async (hopx-ai AsyncSandbox)"
+"$python" "$here/python_async_client.py" || status=1
 echo "== node (@hopx-ai/sdk)"
 NODE_PATH="$node_path" node "$here/node_client.js" || status=1
 
