@@ -699,3 +699,125 @@ fn files_watch_reports_changes_under_a_sandbox_directory() {
         assert_eq!(frame["code"], code, "{frame}");
     }
 }
+
+/// The value of the first sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn server_wide_prometheus_metrics_count_runs_by_language_kind_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path());
+    let sbx = api.create_default();
+    let paused = api.create_default();
+    api.send(api.control(Method::POST, &format!("/v1/sandboxes/{}/pause", paused.id)))
+        .expect(200);
+    api.python(&sbx, "print('ok')");
+    api.python(&sbx, "1 / 0");
+    api.python(&sbx, "import time; time.sleep(5)");
+    api.execute(
+        &sbx,
+        json!({ "code": "import time; time.sleep(5)", "language": "python", "timeout": 1 }),
+    );
+    api.send(
+        api.agent(&sbx, Method::POST, "/execute/ipython")
+            .json(&json!({ "code": "6 * 7", "language": "javascript" })),
+    )
+    .expect(200);
+    let bg = start_code(&api, &sbx, "print('bg')", "metrics");
+    wait_ended(&api, &sbx, bg["process_id"].as_str().unwrap());
+
+    let reply = api.send(api.anon(Method::GET, "/metrics"));
+    assert_eq!(
+        reply.status, 401,
+        "the server-wide metrics need the account key"
+    );
+    let response = api.control(Method::GET, "/metrics").send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text().unwrap();
+    let runs = |labels: &[&str]| sample(&text, "wasmbox_runs_total", labels).unwrap_or(0.0);
+    let python_execution = [r#"language="python""#, r#"kind="execution""#];
+    assert_eq!(
+        runs(&[
+            python_execution[0],
+            python_execution[1],
+            r#"outcome="success""#
+        ]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        runs(&[
+            python_execution[0],
+            python_execution[1],
+            r#"outcome="failure""#
+        ]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        runs(&[
+            python_execution[0],
+            python_execution[1],
+            r#"outcome="timeout""#
+        ]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        runs(&[
+            r#"language="javascript""#,
+            r#"kind="cell""#,
+            r#"outcome="success""#
+        ]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        runs(&[r#"kind="background""#, r#"outcome="success""#]),
+        1.0,
+        "{text}"
+    );
+    let latency_count = sample(
+        &text,
+        "wasmbox_run_duration_seconds_count",
+        &python_execution,
+    );
+    assert_eq!(latency_count, Some(4.0), "{text}");
+    assert!(
+        text.contains(
+            r#"wasmbox_run_duration_seconds_bucket{language="python",kind="execution",le="0.005"}"#
+        ),
+        "{text}"
+    );
+    assert!(sample(&text, "wasmbox_output_bytes_total", &[r#"stream="stdout""#]).unwrap() >= 3.0);
+    assert_eq!(
+        sample(&text, "wasmbox_sandboxes", &[r#"status="running""#]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "wasmbox_sandboxes", &[r#"status="paused""#]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "wasmbox_kernels_live", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    // Nothing runs now; the live kernel holds its instance.
+    assert_eq!(
+        sample(&text, "wasmbox_instances_in_use", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, "wasmbox_instance_slots", &[]).unwrap() >= 1.0);
+}

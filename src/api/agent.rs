@@ -163,6 +163,7 @@ pub(super) async fn run_in(
     finished(sandbox, &result)?;
     let response = ExecutionResponse::new(&result, language);
     app.run_stats.record(&sandbox.id, &response);
+    super::server_metrics::record_run(super::server_metrics::RunKind::Execution, &response);
     Ok(response)
 }
 

@@ -68,6 +68,7 @@ pub(super) async fn run_cell(
     finished(sandbox, &reply.result)?;
     let response = ExecutionResponse::new(&reply.result, language);
     app.run_stats.record(&sandbox.id, &response);
+    super::server_metrics::record_run(super::server_metrics::RunKind::Cell, &response);
     Ok(response)
 }
 

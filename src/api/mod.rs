@@ -16,6 +16,7 @@ pub mod listener;
 pub mod models;
 mod observe;
 mod processes;
+mod server_metrics;
 mod stream;
 mod terminal;
 mod watch;
@@ -272,6 +273,7 @@ pub fn in_process_router(config: &ServerConfig) -> Result<Router, ServeError> {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(control::health))
+        .route("/metrics", get(server_metrics::metrics))
         .route("/v1/sandboxes", post(control::create).get(control::list))
         .route(
             "/v1/sandboxes/{id}",

@@ -13,6 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::engine::ExecResult;
+
+use super::models::ExecutionResponse;
+use super::server_metrics::RunKind;
 use crate::exec::RunRequest;
 use crate::processes::{ProcessError, ProcessKind, ProcessRecord, ProcessSpec};
 use crate::sandbox::Sandbox;
@@ -152,8 +155,13 @@ fn launch(
         move |id, taps| {
             run.taps = taps;
             let id = id.to_string();
+            let language = run.language;
             async move {
                 let result = runner.executor.run(&fs, &base_env, run).await;
+                if let Ok(ended) = &result {
+                    let response = ExecutionResponse::new(ended, language);
+                    super::server_metrics::record_run(RunKind::Background, &response);
+                }
                 if let (Some(callback), Ok(ended)) = (callback, &result) {
                     deliver(callback, id, ended);
                 }

@@ -177,6 +177,19 @@ pub enum Entry {
     Export(String),
 }
 
+/// How much of the host's instance pool is taken (see [`Engine::pool_use`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolUse {
+    /// Live instances (executions, kernels' cells, shell children).
+    pub instances: u32,
+    /// The most instances at once.
+    pub instance_slots: u32,
+    /// The memory caps of the live instances, added up.
+    pub memory_bytes: u64,
+    /// The most those caps may add up to.
+    pub memory_budget_bytes: u64,
+}
+
 /// Everything one execution needs besides the module.
 #[derive(Clone, Debug, Default)]
 pub struct ExecSpec {
@@ -553,6 +566,19 @@ impl Engine {
     /// The memory cap an instance under `limits` is admitted with.
     fn memory_cap(&self, limits: &Limits) -> u64 {
         limits.memory_bytes.min(self.inner.config.max_memory_bytes)
+    }
+
+    /// The instance pool now: (instances in use, instance slots, memory-cap bytes reserved,
+    /// memory budget bytes).
+    pub fn pool_use(&self) -> PoolUse {
+        let (instances, memory_bytes) = self.inner.budget.in_use();
+        let (instance_slots, memory_budget_bytes) = self.inner.budget.capacity();
+        PoolUse {
+            instances,
+            instance_slots,
+            memory_bytes,
+            memory_budget_bytes,
+        }
     }
 
     /// Admits a request's top-level instance, waiting up to `limits.admission_wait`.

@@ -346,6 +346,15 @@ impl Kernels {
         self.lock().retain(|(owner, _), _| owner != sandbox);
     }
 
+    /// How many kernels are live (in memory), server-wide; a kernel running a cell counts.
+    pub fn live(&self) -> usize {
+        let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
+        slots
+            .iter()
+            .filter(|slot| slot.try_lock().map_or(true, |slot| slot.live.is_some()))
+            .count()
+    }
+
     fn of_sandbox(&self, sandbox: &str) -> Vec<SlotRef> {
         self.lock()
             .iter()

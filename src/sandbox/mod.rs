@@ -61,6 +61,9 @@ pub enum SandboxStatus {
 }
 
 impl SandboxStatus {
+    /// Every status.
+    pub const ALL: [SandboxStatus; 2] = [SandboxStatus::Running, SandboxStatus::Paused];
+
     /// The name the API reports (and its `status` filter takes).
     pub fn name(self) -> &'static str {
         match self {
