@@ -29,6 +29,8 @@ fn app() -> (Router, tempfile::TempDir) {
         listen: "127.0.0.1:8080".parse().expect("address"),
         api_key: Some(KEY.to_string()),
         public_url: None,
+        tls: None,
+        sandbox_domain: None,
         queue_wait: Duration::ZERO,
         connections: ConnectionLimits::default(),
     };

@@ -140,6 +140,7 @@ fn official_python_and_node_clients_work_against_wasmbox() {
     assert!(stdout.contains("PYTHON CLIENT OK"), "{stdout}");
     assert!(stdout.contains("PYTHON ASYNC CLIENT OK"), "{stdout}");
     assert!(stdout.contains("NODE CLIENT OK"), "{stdout}");
+    assert!(stdout.contains("PYTHON TLS CLIENT OK"), "{stdout}");
     check_compatibility_table(&stdout);
 }
 

@@ -348,6 +348,8 @@ fn run() -> Result<()> {
             listen: "127.0.0.1:0".parse()?,
             api_key: Some(API_KEY.into()),
             public_url: None,
+            tls: None,
+            sandbox_domain: None,
             queue_wait: Duration::from_secs(60),
             connections: ConnectionLimits::default(),
         }))

@@ -337,7 +337,11 @@ pub async fn delete_template(
 
 /// The control-plane view of a sandbox.
 pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
-    SandboxInfo::new(sandbox, Some(&app.public_base), app.memory_mb)
+    SandboxInfo::new(
+        sandbox,
+        Some(app.public_hosts.of(&sandbox.id)),
+        app.memory_mb,
+    )
 }
 
 /// Cursor = the (creation time, id) of the last item of a page, opaque to clients.

@@ -25,6 +25,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -43,6 +44,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Default `--header-timeout`: generous for any real client, short enough that a slot held by a
@@ -119,6 +122,67 @@ fn raise_soft_nofile() -> u64 {
     u64::MAX
 }
 
+/// The certificate chain and private key (PEM files) `serve --tls-cert/--tls-key` names.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Why the TLS files cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file is missing, unreadable or not PEM.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading or decoding it found.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{} holds no certificate", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key does not fit the certificate, or either is unusable.
+    #[error("unusable certificate or key: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// An HTTPS acceptor for `files` (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`).
+pub(super) fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    fn read(path: &std::path::Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
+        move |source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(read(&files.cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read(&files.cert))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: files.cert.clone(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(read(&files.key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Binds `addr` for listening with a [`LISTEN_BACKLOG`]-deep accept queue.
 pub(super) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -144,6 +208,7 @@ fn connection_cap(requested: usize, fd_limit: u64) -> usize {
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -203,6 +268,7 @@ pub(super) async fn serve(
             slot,
             tracked: registry.register(),
             router: router.clone(),
+            tls: tls.clone(),
             builder: builder.clone(),
             watcher: graceful.watcher(),
             limits,
@@ -284,6 +350,8 @@ struct Connection {
     slot: OwnedSemaphorePermit,
     tracked: Registered,
     router: Router,
+    /// Set when the server speaks HTTPS: the handshake comes first.
+    tls: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
     limits: ConnectionLimits,
@@ -299,6 +367,7 @@ impl Connection {
             slot: _slot,
             tracked,
             router,
+            tls,
             builder,
             watcher,
             limits,
@@ -308,10 +377,10 @@ impl Connection {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
         let state = tracked.state.clone();
-        let io = TokioIo::new(TrackedIo {
+        let io = TrackedIo {
             stream,
             state: state.clone(),
-        });
+        };
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let guard = RequestGuard::start(state.clone());
             let router = router.clone();
@@ -323,7 +392,22 @@ impl Connection {
                 }))
             }
         });
-        let http = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+        // The handshake runs under the watchdog too: it must end within the header timeout.
+        let http = async {
+            match tls {
+                Some(acceptor) => {
+                    let stream = acceptor.accept(io).await?;
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection).await
+                }
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    watcher.watch(connection).await
+                }
+            }
+        };
         tokio::select! {
             result = http => {
                 if let Err(e) = result {

@@ -11,6 +11,7 @@ mod control;
 mod error;
 mod extract;
 mod files;
+mod hosts;
 mod kernels;
 pub mod listener;
 pub mod models;
@@ -81,6 +82,9 @@ pub enum ServeError {
     /// The runtimes or the engine could not be set up.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] listener::TlsError),
     /// The accept loop failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -95,8 +99,13 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Required account key; `None` uses (or generates) `<data-dir>/server/api_key`.
     pub api_key: Option<String>,
-    /// Base URL clients reach this server at (for `public_host`); default `http://<listen>`.
+    /// Base URL clients reach this server at (for `public_host`); default `http://<listen>`
+    /// (`https://` with TLS).
     pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<listener::TlsFiles>,
+    /// Give each sandbox the host `{id}.{domain}` and route requests for it by `Host`.
+    pub sandbox_domain: Option<String>,
     /// How long an execution waits for a free slot before the request gets 429.
     pub queue_wait: Duration,
     /// Connection cap, header and idle timeouts.
@@ -111,8 +120,8 @@ pub struct ServerState {
     max_concurrency: usize,
     /// Wakes the housekeeping task early (after a delete, to empty the trash).
     housekeeping: tokio::sync::Notify,
-    /// `public_host` of a sandbox is `<public_base>/sandboxes/<id>`.
-    public_base: String,
+    /// Each sandbox's `public_host`, and the routing of requests for sandbox hosts.
+    public_hosts: hosts::PublicHosts,
     memory_mb: u64,
     /// Live interpreters of `/execute/ipython`, per sandbox and language.
     kernels: crate::kernels::Kernels,
@@ -151,13 +160,19 @@ impl ServerState {
         listener::raise_fd_limit();
         let mut executor = Executor::new(settings)?;
         executor.set_admission_wait(config.queue_wait);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let public_base = match &config.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None if local_addr.ip().is_unspecified() => {
-                format!("http://127.0.0.1:{}", local_addr.port())
+                format!("{scheme}://127.0.0.1:{}", local_addr.port())
             }
-            None => format!("http://{local_addr}"),
+            None => format!("{scheme}://{local_addr}"),
         };
+        let public_hosts = hosts::PublicHosts::new(&public_base, config.sandbox_domain.as_deref());
         let max_concurrency = usize::try_from(settings.max_instances.max(1)).unwrap_or(1);
         let state = ServerState {
             store,
@@ -165,7 +180,7 @@ impl ServerState {
             auth,
             max_concurrency,
             housekeeping: tokio::sync::Notify::new(),
-            public_base,
+            public_hosts,
             memory_mb: settings.limits.memory_bytes >> 20,
             kernels: crate::kernels::Kernels::new(
                 settings.max_live_kernels as usize,
@@ -206,11 +221,17 @@ pub struct Server {
     local_addr: SocketAddr,
     key_source: KeySource,
     connections: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
     /// Opens the store and secrets, builds the engine, and binds the listener.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServeError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(listener::tls_acceptor)
+            .transpose()?;
         let listener = listener::bind(config.listen).map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
@@ -223,7 +244,17 @@ impl Server {
             local_addr,
             key_source,
             connections: config.connections,
+            tls,
         })
+    }
+
+    /// `https` when the server speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -249,6 +280,7 @@ impl Server {
         listener::serve(
             self.listener,
             router(state.clone()),
+            self.tls,
             self.connections,
             shutdown,
             SHUTDOWN_GRACE,
@@ -271,7 +303,7 @@ pub fn in_process_router(config: &ServerConfig) -> Result<Router, ServeError> {
 
 /// The complete router.
 fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(control::health))
         .route("/metrics", get(server_metrics::metrics))
         .route("/v1/sandboxes", post(control::create).get(control::list))
@@ -394,8 +426,15 @@ fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(axum::middleware::from_fn(error::request_context))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(error::request_context));
+    let hosts = state.public_hosts.clone();
+    let routes = routes.with_state(state);
+    // Sandbox hosts are rewritten before routing (a layer on the router would run after it).
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(move |request| hosts.route(request))
+            .service(routes),
+    )
 }
 
 /// Loads the installed runtimes' compiled modules so the first request does not pay for it.

@@ -284,10 +284,9 @@ pub struct SandboxInfo {
 }
 
 impl SandboxInfo {
-    /// The API's view of `sandbox`, whose agent API is at `<server>/sandboxes/<id>` (`None`:
-    /// no server), with `memory_mb` the memory cap of one execution.
-    pub fn new(sandbox: &Sandbox, server: Option<&str>, memory_mb: u64) -> Self {
-        let public_host = server.map(|base| format!("{base}/sandboxes/{}", sandbox.id));
+    /// The API's view of `sandbox`, whose agent API is at `public_host` (`None`: no server),
+    /// with `memory_mb` the memory cap of one execution.
+    pub fn new(sandbox: &Sandbox, public_host: Option<String>, memory_mb: u64) -> Self {
         SandboxInfo {
             id: sandbox.id.clone(),
             sandbox_id: sandbox.id.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use wasmbox::api::listener::{
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    TlsFiles, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
 use wasmbox::api::{shutdown_signal, ConnectionLimits, KeySource, Server, ServerConfig};
 use wasmbox::config::Settings;
@@ -54,6 +54,20 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+
+    /// Give each sandbox its own host, `{id}.DOMAIN` (`public_host`), and route requests for
+    /// `{id}.DOMAIN` and `{port}-{id}.DOMAIN` to that sandbox's agent API at the origin root.
+    /// Needs wildcard DNS (and a wildcard certificate with TLS) for DOMAIN.
+    #[arg(long, value_name = "DOMAIN")]
+    sandbox_domain: Option<String>,
+
     /// A host (name or IP address) `/execute/async` may deliver results to; repeat for more.
     /// Loopback is always allowed, nothing else unless listed (also WASMBOX_CALLBACK_HOSTS).
     #[arg(long = "allow-callback-host", value_name = "HOST")]
@@ -86,6 +100,17 @@ impl ServeArgs {
                 "--max-connections must be at least 1".into(),
             ));
         }
+        if let Some(domain) = &self.sandbox_domain {
+            let valid = !domain.is_empty()
+                && domain.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(CliError::Usage(format!(
+                    "--sandbox-domain must be a DNS name such as sandboxes.example.com, got '{domain}'"
+                )));
+            }
+        }
         if let Some(url) = &self.public_url {
             if !url.starts_with("http://") && !url.starts_with("https://") {
                 return Err(CliError::Usage(format!(
@@ -98,6 +123,11 @@ impl ServeArgs {
             listen: self.listen,
             api_key: self.api_key,
             public_url: self.public_url,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            sandbox_domain: self.sandbox_domain,
             queue_wait: Duration::from_secs_f64(self.queue_wait),
             connections,
         };
@@ -116,7 +146,11 @@ impl ServeArgs {
                 }
                 KeySource::Stored(path) => eprintln!("wasmbox: API key: see {}", path.display()),
             }
-            eprintln!("wasmbox: listening on http://{}", server.local_addr());
+            eprintln!(
+                "wasmbox: listening on {}://{}",
+                server.scheme(),
+                server.local_addr()
+            );
             server
                 .run(shutdown_signal())
                 .await

@@ -46,4 +46,30 @@ if [ "$status" -ne 0 ]; then
     echo "== server log"
     cat "$log"
 fi
+
+# The same server behind HTTPS (`--tls-cert/--tls-key`), a self-signed certificate the client
+# trusts through SSL_CERT_FILE.
+echo "== python (hopx-ai) over https"
+tls="$data/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>/dev/null || exit 93
+tls_log="$data/server-tls.log"
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$data/server-tls" --api-key wasmbox-client-test \
+    --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" 2>"$tls_log" &
+server=$!
+url=
+for _ in $(seq 1 300); do
+    url=$(sed -n 's/^wasmbox: listening on //p' "$tls_log")
+    [ -n "$url" ] && break
+    sleep 0.1
+done
+WASMBOX_URL="$url" SSL_CERT_FILE="$tls/cert.pem" "$python" "$here/tls_client.py" || status=1
+kill -TERM "$server"
+wait "$server" || status=1
+if [ "$status" -ne 0 ]; then
+    echo "== tls server log"
+    cat "$tls_log"
+fi
 exit "$status"
