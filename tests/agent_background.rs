@@ -412,6 +412,31 @@ fn env_lists_the_effective_environment() {
         "import os; print(os.environ['PATH'], os.environ['OWN'])",
     );
     assert_eq!(api_common::stdout(&r), "/usr/local/bin:/usr/bin:/bin 1\n");
+
+    // Secret-looking values are masked in every /env answer; a masked value written back
+    // keeps what it hides; code sees the real values.
+    let put = |body: Value| {
+        api.send(api.agent(&sbx, Method::PUT, "/env").json(&body))
+            .expect(200)
+    };
+    let shown =
+        put(json!({ "env_vars": { "OPENAI_API_KEY": "sk-1", "db_password": "pw", "OWN": "2" } }));
+    assert_eq!(
+        shown["env_vars"]["OPENAI_API_KEY"], "***MASKED***",
+        "{shown}"
+    );
+    assert_eq!(shown["env_vars"]["db_password"], "***MASKED***", "{shown}");
+    assert_eq!(shown["env_vars"]["OWN"], "2", "{shown}");
+    let listed = api.send(api.agent(&sbx, Method::GET, "/env")).expect(200);
+    assert_eq!(listed["env_vars"]["OPENAI_API_KEY"], "***MASKED***");
+    let mut round_trip = listed["env_vars"].clone();
+    round_trip.as_object_mut().unwrap().remove("OWN");
+    put(json!({ "env_vars": round_trip }));
+    let r = api.python(
+        &sbx,
+        "import os; print(os.environ['OPENAI_API_KEY'], os.environ['db_password'], 'OWN' in os.environ)",
+    );
+    assert_eq!(api_common::stdout(&r), "sk-1 pw False\n");
 }
 
 #[test]

@@ -244,14 +244,36 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
+/// What `/env` answers show instead of a secret-looking value, as HopX's agent does.
+pub(super) const MASKED: &str = "***MASKED***";
+
+/// A name that says its value is a secret: it contains KEY, SECRET, TOKEN or PASSWORD.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["KEY", "SECRET", "TOKEN", "PASSWORD"]
+        .iter()
+        .any(|word| upper.contains(word))
+}
+
+/// The effective environment as `/env` answers show it: secret-looking values masked (code in
+/// the sandbox still sees them).
+fn shown_env(own: &EnvVars) -> EnvResponse {
+    let mut env_vars = crate::exec::effective_env(own);
+    for (name, value) in env_vars.iter_mut() {
+        if looks_secret(name) {
+            *value = MASKED.to_string();
+        }
+    }
+    EnvResponse { env_vars }
+}
+
 /// `GET /sandboxes/{id}/env`: the environment code runs with — the defaults every execution
 /// starts from, overridden by the sandbox's own variables (HopX's agent also lists the whole
-/// environment, so `env.get_all()` is never empty). Writing it back with PUT is harmless: the
-/// defaults then become the sandbox's own, with the same values.
+/// environment, so `env.get_all()` is never empty), secret-looking values masked. Writing it
+/// back with PUT is harmless: the defaults then become the sandbox's own, with the same values,
+/// and a masked value stands for the value it hides.
 pub async fn get_env(SandboxAccess(sandbox): SandboxAccess) -> Json<EnvResponse> {
-    Json(EnvResponse {
-        env_vars: crate::exec::effective_env(&sandbox.env),
-    })
+    Json(shown_env(&sandbox.env))
 }
 
 /// `PUT /sandboxes/{id}/env`: replaces the sandbox environment.
@@ -296,6 +318,15 @@ fn set_env(
     // each pass against an older environment.
     let mut over_limit = None;
     let updated = app.store.update(&sandbox.id, |s| {
+        // The SDKs' `env.delete` reads the (masked) listing and PUTs it back: a masked value
+        // keeps the value it stands for.
+        let vars: EnvVars = vars
+            .into_iter()
+            .map(|(name, value)| match s.env.get(&name) {
+                Some(kept) if value == MASKED => (name, kept.clone()),
+                _ => (name, value),
+            })
+            .collect();
         let env = if merge {
             let mut env = s.env.clone();
             env.extend(vars);
@@ -314,9 +345,7 @@ fn set_env(
         ))
         .with_detail("field", "env_vars"));
     }
-    Ok(Json(EnvResponse {
-        env_vars: crate::exec::effective_env(&updated.env),
-    }))
+    Ok(Json(shown_env(&updated.env)))
 }
 
 #[cfg(test)]

@@ -341,7 +341,11 @@ check(any(e["path"].endswith("seen.txt") for e in events), "files.watch", events
 
 check(sandbox.env.get("MY_VAR") == "1" and sandbox.env.get("NOPE", "d") == "d", "env.get")
 check(sandbox.env.update({"U": "u"}).get("U") == "u", "env.update")
-sandbox.env.delete("U")
+sandbox.env.set("MY_TOKEN", "t0ps3cret")
+check(sandbox.env.get_all().get("MY_TOKEN") == "***MASKED***", "secret-looking values are masked")
+sandbox.env.delete("U")  # the SDK PUTs the masked listing back
+check(sandbox.run_code("import os; print(os.environ['MY_TOKEN'])").stdout == "t0ps3cret\n",
+      "a masked value written back keeps the secret")
 check(sandbox.env.get("U") is None, "env.delete")
 replaced = sandbox.env.set_all({"ONLY": "x"})
 check(replaced.get("ONLY") == "x" and "MY_VAR" not in replaced, "env.set_all", replaced)
