@@ -393,3 +393,48 @@ fn bad_input_is_a_clear_usage_error() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// The bash issue's reproducers (tests/clients/bash_reproducers.txt): each gives native bash's
+/// stdout and exit status through `wasmbox run -l bash` (both run in an empty directory).
+#[test]
+fn bash_reproducers_match_native_bash() {
+    let dir = data_dir();
+    let scripts = include_str!("clients/bash_reproducers.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let mut mismatches = Vec::new();
+    let mut count = 0;
+    for script in scripts {
+        count += 1;
+        let native_dir = tempfile::tempdir().unwrap();
+        let native = std::process::Command::new("bash")
+            .args(["-c", script])
+            .current_dir(native_dir.path())
+            .env("HOME", native_dir.path())
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("bash");
+        let expected = (
+            String::from_utf8_lossy(&native.stdout).into_owned(),
+            native.status.code().unwrap_or(-1),
+        );
+        // Without --sandbox every run has a temporary sandbox of its own.
+        let out = wasmbox(dir.path())
+            .args(["run", "-o", "json", "-l", "bash", "-T", "30", "--", script])
+            .output()
+            .expect("running wasmbox");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let got = (
+            stdout_of(&report).to_string(),
+            report["exit_code"].as_i64().unwrap_or(-1) as i32,
+        );
+        if got != expected {
+            mismatches.push(format!(
+                "{script}\n  bash:    {expected:?}\n  wasmbox: {got:?} stderr {:?}",
+                report["stderr"]
+            ));
+        }
+    }
+    assert!(count >= 30, "only {count} reproducers");
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

@@ -6,8 +6,6 @@ Configuration only: HOPX_API_KEY from the environment and base_url=WASMBOX_URL.
 """
 
 import asyncio
-import os
-import sys
 
 import traced
 
@@ -16,14 +14,7 @@ traced.trace("async", __file__)
 from hopx_ai import AsyncSandbox  # noqa: E402
 from hopx_ai.errors import HopxError  # noqa: E402
 
-BASE_URL = os.environ["WASMBOX_URL"]
-
-
-def check(condition, what, value=None):
-    if not condition:
-        print(f"FAIL: {what}: {value!r}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
+from checks import BASE_URL, check  # noqa: E402
 
 
 async def main():

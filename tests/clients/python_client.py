@@ -6,7 +6,6 @@ no environment variable for the base URL). Exits non-zero on the first failed ch
 
 import asyncio
 import os
-import sys
 
 import traced
 
@@ -15,14 +14,7 @@ traced.trace("sync", __file__)
 from hopx_ai import AsyncSandbox, Sandbox  # noqa: E402
 from hopx_ai.errors import AgentError, HopxError, FileNotFoundError as HopxFileNotFoundError  # noqa: E402
 
-BASE_URL = os.environ["WASMBOX_URL"]
-
-
-def check(condition, what, value=None):
-    if not condition:
-        print(f"FAIL: {what}: {value!r}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
+from checks import BASE_URL, check  # noqa: E402
 
 
 sandbox = Sandbox.create(template="code-interpreter", base_url=BASE_URL, env_vars={"FROM_CREATE": "c"})
@@ -362,6 +354,26 @@ sandbox.pause()
 check(sandbox.get_info().status == "paused", "pause")
 sandbox.resume()
 check(sandbox.get_info().status == "running", "resume")
+
+
+# The bash issue's reproducers through commands.run, each against native bash in an empty
+# directory (stdout and exit status).
+import subprocess  # noqa: E402
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "bash_reproducers.txt")) as f:
+    reproducers = [line.rstrip("\n") for line in f if line.strip() and not line.startswith("#")]
+mismatches = []
+for i, script in enumerate(reproducers):
+    with tempfile.TemporaryDirectory() as empty:
+        native = subprocess.run(["bash", "-c", script], cwd=empty, capture_output=True,
+                                env={**os.environ, "HOME": empty, "LC_ALL": "C.UTF-8"})
+    expected = (native.stdout.decode(errors="replace"), native.returncode)
+    got = sandbox.commands.run(script, working_dir=f"/workspace/repro{i}", timeout_seconds=30)
+    if (got.stdout, got.exit_code) != expected:
+        mismatches.append((script, expected, (got.stdout, got.exit_code, got.stderr)))
+check(len(reproducers) >= 30 and not mismatches, "bash reproducers through commands.run match bash",
+      mismatches)
 
 sandbox.kill()
 listed = [s.sandbox_id for s in Sandbox.list(base_url=BASE_URL)]

@@ -14,22 +14,29 @@ if ip -o link show | grep -v ': lo:' | grep -q .; then
     exit 91
 fi
 
+# start_server LOG DIR [FLAGS…]: starts `wasmbox serve` in the background; sets $server and $url.
+start_server() {
+    log=$1 dir=$2
+    shift 2
+    "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir" --api-key wasmbox-client-test "$@" 2>"$log" &
+    server=$!
+    url=
+    for _ in $(seq 1 300); do
+        url=$(sed -n 's/^wasmbox: listening on //p' "$log")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    if [ -z "$url" ]; then
+        echo "run_in_netns: server did not start" >&2
+        cat "$log" >&2
+        kill "$server" 2>/dev/null
+        exit 92
+    fi
+    echo "run_in_netns: server at $url"
+}
+
 log="$data/server.log"
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$data/server" --api-key wasmbox-client-test 2>"$log" &
-server=$!
-url=
-for _ in $(seq 1 300); do
-    url=$(sed -n 's/^wasmbox: listening on //p' "$log")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "run_in_netns: server did not start" >&2
-    cat "$log" >&2
-    kill "$server" 2>/dev/null
-    exit 92
-fi
-echo "run_in_netns: server at $url"
+start_server "$log" "$data/server"
 
 export WASMBOX_URL="$url" HOPX_API_KEY=wasmbox-client-test NO_PROXY='*' no_proxy='*'
 status=0
@@ -56,15 +63,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>/dev/null || exit 93
 tls_log="$data/server-tls.log"
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$data/server-tls" --api-key wasmbox-client-test \
-    --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" 2>"$tls_log" &
-server=$!
-url=
-for _ in $(seq 1 300); do
-    url=$(sed -n 's/^wasmbox: listening on //p' "$tls_log")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
+start_server "$tls_log" "$data/server-tls" --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem"
 WASMBOX_URL="$url" SSL_CERT_FILE="$tls/cert.pem" "$python" "$here/tls_client.py" || status=1
 kill -TERM "$server"
 wait "$server" || status=1

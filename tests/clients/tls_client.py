@@ -3,19 +3,10 @@ trusting the test's self-signed certificate through SSL_CERT_FILE (configuration
 `public_host` an https:// URL and the terminal WebSocket over wss://."""
 
 import asyncio
-import os
-import sys
 
 from hopx_ai import Sandbox
 
-BASE_URL = os.environ["WASMBOX_URL"]
-
-
-def check(condition, what, value=None):
-    if not condition:
-        print(f"FAIL: {what}: {value!r}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
+from checks import BASE_URL, check
 
 
 check(BASE_URL.startswith("https://"), "an https server", BASE_URL)
