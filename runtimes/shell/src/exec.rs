@@ -214,16 +214,7 @@ pub fn normalize(path: &str) -> String {
 /// May this file be run? Natively: an execute bit. WASI has no permission bits, so every
 /// file may.
 fn is_executable(p: &std::path::Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = p;
-        true
-    }
+    crate::modes::is_executable(p)
 }
 
 /// Programs the host can start (the applets of this module, sh itself, python, node).

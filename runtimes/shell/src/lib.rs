@@ -9,6 +9,7 @@ pub mod bytes;
 pub mod cond;
 pub mod exec;
 pub mod expand;
+pub mod modes;
 pub mod parse;
 pub mod pattern;
 pub mod procsub;
@@ -16,6 +17,7 @@ pub mod spawn;
 pub mod text;
 pub mod unparse;
 pub mod vars;
+pub mod vfs;
 
 use std::io::Read;
 

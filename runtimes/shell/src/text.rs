@@ -506,6 +506,7 @@ fn walk(dir: &str, out: &mut Vec<String>) {
     };
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
+        .filter(|e| !crate::modes::is_store_name(&e.file_name()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -1542,7 +1543,9 @@ fn feval(e: &FExpr, path: &str, md: &std::fs::Metadata, out: &mut String) -> boo
         FExpr::Empty => {
             if md.is_dir() {
                 std::fs::read_dir(path)
-                    .map(|mut r| r.next().is_none())
+                    .map(|mut r| {
+                        r.all(|e| e.is_ok_and(|e| crate::modes::is_store_name(&e.file_name())))
+                    })
                     .unwrap_or(false)
             } else {
                 md.len() == 0
@@ -1656,6 +1659,7 @@ pub fn find(args: &[String]) -> i32 {
                 if let Ok(rd) = std::fs::read_dir(path) {
                     let mut names: Vec<String> = rd
                         .filter_map(|x| x.ok())
+                        .filter(|x| !crate::modes::is_store_name(&x.file_name()))
                         .map(|x| x.file_name().to_string_lossy().into_owned())
                         .collect();
                     names.sort();
