@@ -1,7 +1,7 @@
 //! Our own `grep`, `sed` and `find` (basics), used as applets.
 
 use regex::{Regex, RegexBuilder};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Translate a POSIX regular expression (basic or extended) into `regex` crate syntax.
 pub fn posix_to_regex(pat: &str, extended: bool) -> String {
@@ -176,13 +176,7 @@ fn build_regex(
 }
 
 fn read_input(path: &str) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    if path == "-" {
-        std::io::stdin().read_to_end(&mut v)?;
-    } else {
-        std::fs::File::open(path)?.read_to_end(&mut v)?;
-    }
-    Ok(v)
+    crate::vfs::read_all(path)
 }
 
 fn err_msg(e: &std::io::Error) -> String {

@@ -154,3 +154,15 @@ pub fn open_read(path: &str) -> io::Result<Box<dyn Read>> {
         None => Ok(Box::new(std::fs::File::open(Path::new(path))?)),
     }
 }
+
+/// The whole content of `path` (`-` and the device files included; the endless ones refuse).
+pub fn read_all(path: &str) -> io::Result<Vec<u8>> {
+    if matches!(device(path), Some(Dev::Zero | Dev::Random)) {
+        return Err(io::Error::other(
+            "endless device, read it through head -c N",
+        ));
+    }
+    let mut v = Vec::new();
+    open_read(path)?.read_to_end(&mut v)?;
+    Ok(v)
+}

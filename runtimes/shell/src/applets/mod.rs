@@ -5,6 +5,7 @@ mod awk;
 mod chmod;
 mod diff;
 mod tac;
+mod tar;
 mod virt;
 
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
@@ -38,7 +39,7 @@ uu! {
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
     "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
-    "whoami", "id", "diff", "awk", "mkfifo",
+    "whoami", "id", "diff", "awk", "mkfifo", "tar", "gzip", "gunzip", "zcat",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -174,6 +175,8 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "diff" => diff::diff(rest),
         "awk" => awk::awk(rest),
         "chmod" => chmod::chmod(rest),
+        "tar" => tar::tar(rest),
+        "gzip" | "gunzip" | "zcat" => tar::gzip(name, rest),
         _ => {
             eprintln!("sh: {name}: command not found");
             127

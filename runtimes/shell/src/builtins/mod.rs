@@ -389,7 +389,9 @@ fn bi_source(sh: &mut Shell, name: &str, args: &[String]) -> R {
             }
         }
     };
-    let src = match std::fs::read_to_string(file) {
+    let src = match crate::vfs::read_all(file).and_then(|b| {
+        String::from_utf8(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
+    }) {
         Ok(s) => s,
         Err(e) => {
             sh.errmsg(&format!(
