@@ -70,11 +70,7 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         let _ = std::io::stdout().flush();
         return st;
     }
-    if let Some((_, f)) = UU.iter().find(|(n, _)| *n == name) {
-        let _ = uucore::locale::setup_localization(name);
-        let a: Vec<OsString> = args.into_iter().map(OsString::from).collect();
-        let st = f(a.into_iter());
-        let _ = std::io::stdout().flush();
+    if let Some(st) = run_uu(name, &args) {
         return st;
     }
     let rest = &args[1..];
@@ -182,6 +178,16 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
             127
         }
     }
+}
+
+/// Run the uutils applet `name` as it is, if there is one.
+fn run_uu(name: &str, args: &[String]) -> Option<i32> {
+    let (_, f) = UU.iter().find(|(n, _)| *n == name)?;
+    let _ = uucore::locale::setup_localization(name);
+    let a: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let st = f(a.into_iter());
+    let _ = std::io::stdout().flush();
+    Some(st)
 }
 
 fn uname(args: &[String]) -> i32 {

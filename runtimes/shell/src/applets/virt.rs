@@ -6,7 +6,10 @@
 //! * One reading operand that is a device: `/dev/stdin` becomes `-`; `/dev/null`, `/dev/zero` and
 //!   `/dev/urandom` become `-` in a fresh instance whose stdin is empty, or is fed by a
 //!   [`DEVCAT`] stage (`head -c 4 /dev/zero`).
-//! * `cp /dev/null F` empties F, `cp F /dev/null` and `tee /dev/null` write nothing.
+//! * `cp /dev/null F` empties F, `cp F /dev/null` writes nothing, `tee` writes to the device
+//!   files too.
+//! * On WASI `cp` and `mv` carry permission bits along (the store is per directory): `mv` keeps
+//!   them, `cp` gives a new file the source's bits less the umask (all of them with `-p`/`-a`).
 //! * `rmdir` first removes a mode store left alone in the directory.
 
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
@@ -40,15 +43,9 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
             }
             return None;
         }
-        "cp" => return cp(rest),
-        "tee" => {
-            if rest.iter().any(|a| vfs::device(a) == Some(Dev::Null)) {
-                let mut v = args.to_vec();
-                v.retain(|a| vfs::device(a) != Some(Dev::Null));
-                return Some(super::run(name, v));
-            }
-            return None;
-        }
+        "cp" => return cp(rest).or_else(|| carry_modes(name, args)),
+        "mv" => return carry_modes(name, args),
+        "tee" => return tee(rest),
         _ => {}
     }
     if NOT_READERS.contains(&name) || !super::UU.iter().any(|(n, _)| *n == name) {
@@ -282,4 +279,174 @@ fn ls(rest: &[String]) -> Option<i32> {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(out.as_bytes()).and_then(|_| o.flush());
     Some(0)
+}
+
+/// `tee [-a] FILE…` when a FILE is a device: the device names write to our streams.
+fn tee(rest: &[String]) -> Option<i32> {
+    // /dev/stdout and /dev/stderr are always our own streams (reopening the real ones would
+    // truncate a file they are redirected to)
+    let dev = |a: &str| match vfs::device_name(a) {
+        Some(d @ (Dev::Stdout | Dev::Stderr)) => Some(d),
+        _ => vfs::device(a),
+    };
+    if !rest.iter().any(|a| dev(a).is_some()) {
+        return None;
+    }
+    let mut append = false;
+    let mut files = Vec::new();
+    for a in rest {
+        match a.as_str() {
+            "-a" | "--append" => append = true,
+            "-i" | "-p" | "--ignore-interrupts" => {}
+            a if a.starts_with('-') && a.len() > 1 => return None,
+            a => files.push(a.to_string()),
+        }
+    }
+    enum Sink {
+        Out,
+        Err,
+        File(std::fs::File),
+    }
+    let mut st = 0;
+    let mut sinks = Vec::new();
+    for f in &files {
+        match dev(f) {
+            Some(Dev::Null | Dev::Zero | Dev::Random | Dev::Stdin) => {}
+            Some(Dev::Stdout) => sinks.push(Sink::Out),
+            Some(Dev::Stderr) => sinks.push(Sink::Err),
+            None => {
+                let mut o = std::fs::OpenOptions::new();
+                if append {
+                    o.append(true).create(true);
+                } else {
+                    o.write(true).create(true).truncate(true);
+                }
+                match o.open(f) {
+                    Ok(h) => sinks.push(Sink::File(h)),
+                    Err(e) => {
+                        eprintln!("tee: {f}: {}", crate::exec::io_err_msg(&e));
+                        st = 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut input = std::io::stdin().lock();
+    loop {
+        let n = match std::io::Read::read(&mut input, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                st = 1;
+                break;
+            }
+        };
+        let chunk = &buf[..n];
+        if std::io::stdout().write_all(chunk).is_err() {
+            return Some(st.max(1));
+        }
+        for s in sinks.iter_mut() {
+            let r = match s {
+                Sink::Out => std::io::stdout().write_all(chunk),
+                Sink::Err => std::io::stderr().write_all(chunk),
+                Sink::File(f) => f.write_all(chunk),
+            };
+            if r.is_err() {
+                st = 1;
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    Some(st)
+}
+
+/// The non-default permission bits under `path` (itself included), by path relative to it.
+fn collect_modes(
+    path: &std::path::Path,
+    rel: &std::path::Path,
+    out: &mut Vec<(std::path::PathBuf, u32)>,
+) {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let m = crate::modes::mode_of(path, &md);
+    if m != crate::modes::default_mode(&md) {
+        out.push((rel.to_path_buf(), m));
+    }
+    if md.is_dir() {
+        if let Ok(rd) = std::fs::read_dir(path) {
+            for e in rd.flatten() {
+                if !crate::modes::is_store_name(&e.file_name()) {
+                    collect_modes(&e.path(), &rel.join(e.file_name()), out);
+                }
+            }
+        }
+    }
+}
+
+/// `cp`/`mv` on WASI: run the applet, then give the copies the modes of their sources (the mode
+/// store is per directory and keyed by inode, so neither a copy nor a move to another
+/// directory finds the old line).
+fn carry_modes(name: &str, args: &[String]) -> Option<i32> {
+    if cfg!(unix) {
+        return None;
+    }
+    let mut preserve = name == "mv";
+    let mut ops = Vec::new();
+    let mut no_target_dir = false;
+    for a in &args[1..] {
+        match a.as_str() {
+            "-p" | "-a" | "--archive" => preserve = true,
+            s if s.starts_with("--preserve") => preserve = true,
+            "-T" | "--no-target-directory" => no_target_dir = true,
+            s if s.starts_with("-t") || s.starts_with("--target-directory") => return None,
+            s if s.starts_with("--") => {}
+            s if s.starts_with('-') && s.len() > 1 => {
+                if s.contains('a') || s.contains('p') {
+                    preserve = true;
+                }
+            }
+            s => ops.push(s.to_string()),
+        }
+    }
+    if ops.len() < 2 {
+        return None;
+    }
+    let dst = ops.pop().unwrap_or_default();
+    let into_dir = !no_target_dir && (ops.len() > 1 || std::path::Path::new(&dst).is_dir());
+    // (destination, existed before, modes under the source)
+    let mut plan = Vec::new();
+    for src in &ops {
+        let sp = std::path::Path::new(src.trim_end_matches('/'));
+        let target = if into_dir {
+            match sp.file_name() {
+                Some(b) => std::path::Path::new(&dst).join(b),
+                None => continue,
+            }
+        } else {
+            std::path::PathBuf::from(&dst)
+        };
+        let existed = std::fs::symlink_metadata(&target).is_ok();
+        let mut modes = Vec::new();
+        collect_modes(sp, std::path::Path::new(""), &mut modes);
+        plan.push((target, existed, modes));
+    }
+    let st = super::run_uu(name, args)?;
+    for (target, existed, modes) in plan {
+        if existed && !preserve && name == "cp" {
+            continue;
+        }
+        for (rel, m) in modes {
+            let m = if preserve { m } else { m & !0o022 };
+            let t = if rel.as_os_str().is_empty() {
+                target.clone()
+            } else {
+                target.join(rel)
+            };
+            let _ = crate::modes::set_mode(&t, m);
+        }
+    }
+    Some(st)
 }
