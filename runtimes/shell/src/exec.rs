@@ -1746,7 +1746,7 @@ impl Shell {
     fn build_stage(
         &mut self,
         argv: Vec<String>,
-        env: Vec<(String, String)>,
+        mut env: Vec<(String, String)>,
         redirs: &[Redir],
         pipe_in: bool,
         pipe_out: bool,
@@ -1817,9 +1817,20 @@ impl Shell {
                             if fd != 0 {
                                 return Err(format!("{fd}<: not supported"));
                             }
+                            let endless = match crate::vfs::device(&target) {
+                                Some(crate::vfs::Dev::Zero) => Some("zero"),
+                                Some(crate::vfs::Dev::Random) => Some("random"),
+                                _ => None,
+                            };
+                            if let Some(kind) = endless {
+                                // the child feeds itself from a device stage (lib.rs)
+                                env.retain(|(k, _)| k != crate::STDIN_DEVICE);
+                                env.push((crate::STDIN_DEVICE.into(), kind.into()));
+                            }
                             stdin = match target.as_str() {
                                 "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
+                                _ if endless.is_some() => Input::Null,
                                 _ => Input::File {
                                     file: target.clone(),
                                     offset: None,

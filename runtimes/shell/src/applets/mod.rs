@@ -8,6 +8,8 @@ mod tac;
 mod tar;
 mod virt;
 
+pub use virt::DEVCAT;
+
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use std::ffi::OsString;
 use std::io::{Read, Write};
