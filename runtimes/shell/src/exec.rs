@@ -309,6 +309,13 @@ impl Shell {
                     .entry(k.into())
                     .or_insert_with(|| Var::scalar(v, false));
             }
+            // the user's number, as `id -u` gives it
+            let uid = crate::applets::uid().to_string();
+            for k in ["UID", "EUID"] {
+                sh.vars
+                    .entry(k.into())
+                    .or_insert_with(|| Var::scalar(&uid, false));
+            }
             let info = ["5", "2", "15", "1", "release", "wasm32-unknown-wasi"]
                 .iter()
                 .enumerate()

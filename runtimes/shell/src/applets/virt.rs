@@ -33,6 +33,7 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
             let _ = uu_ls::WASMBOX_HOOKS.set(uu_ls::WasmboxHooks {
                 mode: |p, md| (!cfg!(unix)).then(|| crate::modes::mode_of(p, md)),
                 owner: super::user,
+                owner_id: super::uid,
                 hidden: crate::modes::is_store_name,
             });
             return ls(rest);

@@ -302,6 +302,13 @@ fn wasmbox_owner() -> Option<&'static str> {
         .as_deref()
 }
 
+#[cfg(not(unix))]
+fn wasmbox_owner_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| crate::WASMBOX_HOOKS.get().map(|h| (h.owner_id)().to_string()))
+        .as_deref()
+}
+
 pub fn should_display(entry: &DirEntry, config: &Config) -> bool {
     if crate::WASMBOX_HOOKS
         .get()
@@ -697,7 +704,7 @@ fn display_uname(_metadata: &Metadata, config: &Config, _uid_cache: &mut ()) -> 
     // No uid to report on this platform; with `-n` fall back to "0" so the
     // output still looks numeric, matching the intent of --numeric-uid-gid.
     if config.long.numeric_uid_gid {
-        "0"
+        wasmbox_owner_id().unwrap_or("0")
     } else {
         wasmbox_owner().unwrap_or("somebody")
     }
@@ -706,7 +713,7 @@ fn display_uname(_metadata: &Metadata, config: &Config, _uid_cache: &mut ()) -> 
 #[cfg(not(unix))]
 fn display_group(_metadata: &Metadata, config: &Config, _gid_cache: &mut ()) -> &'static str {
     if config.long.numeric_uid_gid {
-        return "0";
+        return wasmbox_owner_id().unwrap_or("0");
     }
     wasmbox_owner().unwrap_or("somegroup")
 }

@@ -58,6 +58,8 @@ pub struct WasmboxHooks {
     pub mode: fn(&Path, &Metadata) -> Option<u32>,
     /// The owner and group name shown by `-l`.
     pub owner: fn() -> String,
+    /// Their number, shown by `-n`.
+    pub owner_id: fn() -> u32,
     /// Whether a directory entry of this name is never listed (not even with `-a`).
     pub hidden: fn(&OsStr) -> bool,
 }
