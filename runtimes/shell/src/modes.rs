@@ -3,10 +3,11 @@
 //! WASI preview 1 stores no mode bits, so on WASI the shell keeps them itself: each directory
 //! holding a file whose mode was set (`chmod`, `tar x`) gets a small hidden file
 //! [`STORE`] with one line per such entry, `MODE INODE NAME` (octal mode, the inode the host
-//! reported when the mode was set, the entry's name). An entry is found by inode (so hard links
-//! share a mode and `mv` inside the directory keeps it) or, when the host reports no inodes, by
-//! name; a stale line (its file removed, the inode reused elsewhere) matches nothing. Files
-//! without a line have the defaults: files 644, directories 755, symlinks 777. `ls`, globs,
+//! reported when the mode was set, the entry's name). A line applies to the entry of that name
+//! while it is still the same file (same inode, when the host reports inodes), so a file created
+//! later under a removed one's name or inode does not inherit its mode; `rm` also drops the
+//! lines of what it removed, and `cp`/`mv` carry modes along themselves (applets/virt.rs).
+//! Files without a line have the defaults: files 644, directories 755, symlinks 777. `ls`, globs,
 //! `find` and `tar` never show the store. Natively (the tests) the real mode bits are used.
 
 use std::ffi::OsStr;
@@ -125,11 +126,7 @@ fn parse_line(l: &str) -> Option<(u32, u64, &str)> {
 }
 
 fn matches(line_ino: u64, line_name: &str, ino: u64, name: &str) -> bool {
-    if line_ino != 0 && ino != 0 {
-        line_ino == ino
-    } else {
-        line_name == name
-    }
+    line_name == name && (line_ino == 0 || ino == 0 || line_ino == ino)
 }
 
 /// The mode the store holds for `path`, if any.
@@ -178,6 +175,29 @@ pub fn store(path: &Path, md: &std::fs::Metadata, mode: u32) -> io::Result<()> {
     }
 }
 
+/// Drop the store line of `path`, which is gone (after `rm`).
+pub fn forget(path: &Path) {
+    let Some((store, name)) = store_path(path) else {
+        return;
+    };
+    let Ok(old) = std::fs::read_to_string(&store) else {
+        return;
+    };
+    let kept: String = old
+        .lines()
+        .filter(|l| parse_line(l).is_some_and(|(_, _, n)| n != name))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() == old.len() {
+        return;
+    }
+    let _ = if kept.is_empty() {
+        std::fs::remove_file(&store)
+    } else {
+        std::fs::write(&store, kept)
+    };
+}
+
 /// Remove `dir`'s store if it is the only entry left (before `rmdir`).
 pub fn drop_lone_store(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -200,6 +220,14 @@ pub fn drop_lone_store(dir: &Path) {
 mod tests {
     use super::*;
 
+    fn parse_ino(d: &Path, name: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(d.join(STORE)).ok()?;
+        text.lines()
+            .filter_map(parse_line)
+            .find(|l| l.2 == name)
+            .map(|l| l.1)
+    }
+
     #[test]
     fn store_roundtrip() {
         let d = std::env::temp_dir().join(format!("wasmbox-modes-{}", std::process::id()));
@@ -217,10 +245,20 @@ mod tests {
         assert_eq!(stored(&g, &md), Some(0o755));
         store(&f, &md, 0o700).unwrap();
         assert_eq!(stored(&f, &md), Some(0o700));
-        // a hard link shares the mode
+        // the line is the name's: another name for the same file (a hard link) has none, a
+        // new file under the name (another inode) neither
         let h = d.join("h");
         std::fs::hard_link(&f, &h).unwrap();
-        assert_eq!(stored(&h, &md), Some(0o700));
+        assert_eq!(stored(&h, &md), None);
+        std::fs::remove_file(&g).unwrap();
+        std::fs::write(d.join("keep"), "so that g's inode is not the next one").unwrap();
+        std::fs::write(&g, "new").unwrap();
+        if file_id(&g).map(|i| i.1) != parse_ino(&d, "g") {
+            assert_eq!(stored(&g, &md), None);
+        }
+        forget(&g);
+        assert_eq!(parse_ino(&d, "g"), None);
+        std::fs::remove_file(d.join("keep")).unwrap();
         // back to the default: the lines go, then the store
         store(&f, &md, 0o644).unwrap();
         store(&g, &md, 0o644).unwrap();

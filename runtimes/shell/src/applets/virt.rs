@@ -10,7 +10,8 @@
 //!   files too.
 //! * On WASI `cp` and `mv` carry permission bits along (the store is per directory): `mv` keeps
 //!   them, `cp` gives a new file the source's bits less the umask (all of them with `-p`/`-a`).
-//! * `rmdir` first removes a mode store left alone in the directory.
+//! * `rmdir` first removes a mode store left alone in the directory, `rm` drops the store lines
+//!   of what it removed.
 
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use crate::vfs::{self, Dev, Virt};
@@ -46,6 +47,16 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
         }
         "cp" => return cp(rest).or_else(|| carry_modes(name, args)),
         "mv" => return carry_modes(name, args),
+        "rm" => {
+            let st = super::run_uu(name, args)?;
+            for a in rest.iter().filter(|a| !a.starts_with('-')) {
+                let p = std::path::Path::new(a.trim_end_matches('/'));
+                if std::fs::symlink_metadata(p).is_err() {
+                    crate::modes::forget(p);
+                }
+            }
+            return Some(st);
+        }
         "tee" => return tee(rest),
         _ => {}
     }
