@@ -215,3 +215,69 @@ fn b64(data: &[u8]) -> String {
     }
     s
 }
+
+/// `tar x` never writes outside the directory it extracts into: leading `/` is stripped, members
+/// with `..` are refused (GNU tar's messages, status 2) and a member below a symlink an earlier
+/// member made is not written through it.
+#[test]
+fn tar_extracts_only_inside() {
+    let base = std::env::temp_dir().join(format!("wbsh-tar-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let work = base.join("work");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for name in ["../evil", "/abs/x", "a/../../b", "ok/f"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        // set_path refuses these names: write them into the header as they are
+        let field = &mut h.as_old_mut().name;
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &b"x\n"[..]).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "l", &outside).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "l/f", &b"x\n"[..]).unwrap();
+    let data = b.into_inner().unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sh"))
+        .arg0("tar")
+        .arg("xf")
+        .arg("-")
+        .current_dir(&work)
+        .env_clear()
+        .env("PWD", &work)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tar");
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("../evil: Member name contains '..'"), "{err}");
+    assert!(
+        err.contains("a/../../b: Member name contains '..'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Removing leading `/' from member names"),
+        "{err}"
+    );
+    assert!(work.join("abs/x").is_file());
+    assert!(work.join("ok/f").is_file());
+    assert!(!work.join("evil").exists() && !base.join("evil").exists());
+    assert!(!base.join("b").exists());
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{err}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -580,7 +580,8 @@ fn read_archive(o: &Opts, extract: bool) -> i32 {
                 std::fs::symlink_metadata(&through).is_ok_and(|m| m.file_type().is_symlink());
         }
         if via_link {
-            eprintln!("tar: {raw}: Cannot open: the path goes through a symbolic link");
+            // GNU tar's words for the same refusal
+            eprintln!("tar: {raw}: Cannot open: Not a directory");
             st = 2;
             continue;
         }
