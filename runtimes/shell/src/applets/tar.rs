@@ -256,7 +256,14 @@ fn clean_name(name: &str, warned: &mut [bool; 2]) -> Option<String> {
     if Path::new(s).components().any(|c| c == Component::ParentDir) {
         return None;
     }
-    Some(s.to_string())
+    // `t//a` is `t/a`
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 // ---------------------------------------------------------------- create
@@ -367,7 +374,11 @@ fn add<W: Write>(
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         log(name);
-        b.append_link(&mut h, name, target)?;
+        if name.len() <= 100 && h.set_link_name(&target).is_ok() {
+            append_named(b, &mut h, name, io::empty())?;
+        } else {
+            b.append_link(&mut h, name, target)?;
+        }
     } else if ft.is_dir() {
         let dname = if name.ends_with('/') {
             name.to_string()
@@ -377,7 +388,7 @@ fn add<W: Write>(
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);
         log(&dname);
-        b.append_data(&mut h, &dname, io::empty())?;
+        append_named(b, &mut h, &dname, io::empty())?;
         let mut names: Vec<String> = std::fs::read_dir(path)?
             .filter_map(|e| e.ok())
             .filter(|e| !crate::modes::is_store_name(&e.file_name()))
@@ -386,12 +397,6 @@ fn add<W: Write>(
         names.sort();
         for n in names {
             let child = format!("{dname}{n}");
-            let child = child.strip_prefix("./").unwrap_or(&child).to_string();
-            let child = if dname == "./" {
-                format!("./{n}")
-            } else {
-                child
-            };
             if let Err(e) = add(b, &path.join(&n), &child, o, archive_id, log) {
                 eprintln!("tar: {child}: {}", crate::exec::io_err_msg(&e));
             }
@@ -405,9 +410,28 @@ fn add<W: Write>(
         h.set_size(md.len());
         log(name);
         let f = std::fs::File::open(path)?;
-        b.append_data(&mut h, name, f)?;
+        append_named(b, &mut h, name, f)?;
     }
     Ok(())
+}
+
+/// Append a member under `name` exactly as given (the tar crate's own path setter drops `./`
+/// components, which GNU tar keeps); names longer than the header's field go through the
+/// crate's GNU long-name support.
+fn append_named<W: Write, R: Read>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &str,
+    data: R,
+) -> io::Result<()> {
+    if name.len() > 100 {
+        return b.append_data(h, name, data);
+    }
+    let field = &mut h.as_old_mut().name;
+    field.fill(0);
+    field[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_cksum();
+    b.append(h, data)
 }
 
 // ---------------------------------------------------------------- list / extract
