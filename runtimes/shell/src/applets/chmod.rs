@@ -23,34 +23,48 @@ pub fn chmod(args: &[String]) -> i32 {
     }
     let mut st = 0;
     for f in &rest {
-        if let Err(e) = apply(f, &mode, recursive) {
-            eprintln!(
-                "chmod: cannot access '{f}': {}",
-                crate::exec::io_err_msg(&e)
-            );
+        if !apply(f, &mode, recursive) {
             st = 1;
         }
     }
     st
 }
 
-fn apply(path: &str, mode: &str, recursive: bool) -> std::io::Result<()> {
+/// Change `path` (and below it with `-R`); false after any error (said on stderr, GNU's words).
+fn apply(path: &str, mode: &str, recursive: bool) -> bool {
+    let msg = crate::exec::io_err_msg;
     let p = std::path::Path::new(path);
-    let md = std::fs::metadata(p)?;
+    let md = match std::fs::metadata(p) {
+        Ok(md) => md,
+        Err(e) => {
+            eprintln!("chmod: cannot access '{path}': {}", msg(&e));
+            return false;
+        }
+    };
+    let mut ok = true;
     let cur = crate::modes::mode_of(p, &md);
     if let Some(m) = parse_mode(mode, cur) {
-        crate::modes::set_mode(p, m)?;
-    }
-    if recursive && md.is_dir() {
-        for e in std::fs::read_dir(path)? {
-            let e = e?;
-            if crate::modes::is_store_name(&e.file_name()) {
-                continue;
-            }
-            apply(&e.path().to_string_lossy(), mode, true)?;
+        if let Err(e) = crate::modes::set_mode(p, m) {
+            eprintln!("chmod: changing permissions of '{path}': {}", msg(&e));
+            ok = false;
         }
     }
-    Ok(())
+    if recursive && md.is_dir() {
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    if !crate::modes::is_store_name(&e.file_name()) {
+                        ok &= apply(&e.path().to_string_lossy(), mode, true);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("chmod: cannot read directory '{path}': {}", msg(&e));
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// The new mode for `spec` (octal, or symbolic like `u+x,go-w`) applied to `cur`.
