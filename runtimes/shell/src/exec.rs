@@ -214,16 +214,7 @@ pub fn normalize(path: &str) -> String {
 /// May this file be run? Natively: an execute bit. WASI has no permission bits, so every
 /// file may.
 fn is_executable(p: &std::path::Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = p;
-        true
-    }
+    crate::modes::is_executable(p)
 }
 
 /// Programs the host can start (the applets of this module, sh itself, python, node).
@@ -317,6 +308,13 @@ impl Shell {
                 sh.vars
                     .entry(k.into())
                     .or_insert_with(|| Var::scalar(v, false));
+            }
+            // the user's number, as `id -u` gives it
+            let uid = crate::applets::uid().to_string();
+            for k in ["UID", "EUID"] {
+                sh.vars
+                    .entry(k.into())
+                    .or_insert_with(|| Var::scalar(&uid, false));
             }
             let info = ["5", "2", "15", "1", "release", "wasm32-unknown-wasi"]
                 .iter()
@@ -1755,7 +1753,7 @@ impl Shell {
     fn build_stage(
         &mut self,
         argv: Vec<String>,
-        env: Vec<(String, String)>,
+        mut env: Vec<(String, String)>,
         redirs: &[Redir],
         pipe_in: bool,
         pipe_out: bool,
@@ -1826,9 +1824,20 @@ impl Shell {
                             if fd != 0 {
                                 return Err(format!("{fd}<: not supported"));
                             }
+                            let endless = match crate::vfs::device(&target) {
+                                Some(crate::vfs::Dev::Zero) => Some("zero"),
+                                Some(crate::vfs::Dev::Random) => Some("random"),
+                                _ => None,
+                            };
+                            if let Some(kind) = endless {
+                                // the child feeds itself from a device stage (lib.rs)
+                                env.retain(|(k, _)| k != crate::STDIN_DEVICE);
+                                env.push((crate::STDIN_DEVICE.into(), kind.into()));
+                            }
                             stdin = match target.as_str() {
                                 "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
+                                _ if endless.is_some() => Input::Null,
                                 _ => Input::File {
                                     file: target.clone(),
                                     offset: None,

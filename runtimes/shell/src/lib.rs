@@ -10,6 +10,7 @@ pub mod cond;
 pub mod exec;
 pub mod expand;
 pub mod interactive;
+pub mod modes;
 pub mod parse;
 pub mod pattern;
 pub mod procsub;
@@ -17,11 +18,51 @@ pub mod spawn;
 pub mod text;
 pub mod unparse;
 pub mod vars;
+pub mod vfs;
 
 use std::io::Read;
 
+/// Set by the shell on a child whose stdin is `/dev/zero` (`zero`) or `/dev/urandom` (`random`),
+/// which WASI cannot open: the child starts itself again behind a stage writing those bytes.
+pub const STDIN_DEVICE: &str = "WASMBOX_STDIN_DEVICE";
+
+/// `args` again, its stdin fed by the endless device `kind`.
+fn run_behind_device(kind: &str, args: Vec<String>) -> i32 {
+    use spawn::{Input, Output, Request, Stage};
+    std::env::remove_var(STDIN_DEVICE);
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cwd = std::env::var("PWD").unwrap_or_else(|_| "/".into());
+    let stage = |argv: Vec<String>, stdin, stdout| Stage {
+        argv,
+        env: env.clone(),
+        cwd: cwd.clone(),
+        stdin,
+        stdout,
+        stderr: Output::Inherit,
+    };
+    let req = Request {
+        stages: vec![
+            stage(
+                vec![applets::DEVCAT.into(), kind.into()],
+                Input::Null,
+                Output::Pipe,
+            ),
+            stage(args, Input::Pipe, Output::Inherit),
+        ],
+    };
+    let r = spawn::default_spawner().spawn(&req);
+    if let Some(e) = r.error {
+        eprintln!("sh: {e}");
+        return 126;
+    }
+    r.statuses.last().copied().unwrap_or(0)
+}
+
 /// The multicall entry point: dispatch on the basename of argv[0]. Returns the exit status.
 pub fn main_entry(args: Vec<String>) -> i32 {
+    if let Ok(kind) = std::env::var(STDIN_DEVICE) {
+        return run_behind_device(&kind, args);
+    }
     // WASI libc starts every process in `/`: move to $PWD.
     if let Ok(pwd) = std::env::var("PWD") {
         if pwd.starts_with('/') {

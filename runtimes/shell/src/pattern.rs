@@ -308,6 +308,7 @@ pub fn glob(pat: &[PChar], cwd: &str, opts: GlobOpts) -> Vec<String> {
             };
             let mut names: Vec<String> = rd
                 .filter_map(|e| e.ok())
+                .filter(|e| !crate::modes::is_store_name(&e.file_name()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             names.sort();

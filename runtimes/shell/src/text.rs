@@ -1,7 +1,7 @@
 //! Our own `grep`, `sed` and `find` (basics), used as applets.
 
 use regex::{Regex, RegexBuilder};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Translate a POSIX regular expression (basic or extended) into `regex` crate syntax.
 pub fn posix_to_regex(pat: &str, extended: bool) -> String {
@@ -176,13 +176,7 @@ fn build_regex(
 }
 
 fn read_input(path: &str) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    if path == "-" {
-        std::io::stdin().read_to_end(&mut v)?;
-    } else {
-        std::fs::File::open(path)?.read_to_end(&mut v)?;
-    }
-    Ok(v)
+    crate::vfs::read_all(path)
 }
 
 fn err_msg(e: &std::io::Error) -> String {
@@ -506,6 +500,7 @@ fn walk(dir: &str, out: &mut Vec<String>) {
     };
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
+        .filter(|e| !crate::modes::is_store_name(&e.file_name()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -1542,7 +1537,9 @@ fn feval(e: &FExpr, path: &str, md: &std::fs::Metadata, out: &mut String) -> boo
         FExpr::Empty => {
             if md.is_dir() {
                 std::fs::read_dir(path)
-                    .map(|mut r| r.next().is_none())
+                    .map(|mut r| {
+                        r.all(|e| e.is_ok_and(|e| crate::modes::is_store_name(&e.file_name())))
+                    })
                     .unwrap_or(false)
             } else {
                 md.len() == 0
@@ -1656,6 +1653,7 @@ pub fn find(args: &[String]) -> i32 {
                 if let Ok(rd) = std::fs::read_dir(path) {
                     let mut names: Vec<String> = rd
                         .filter_map(|x| x.ok())
+                        .filter(|x| !crate::modes::is_store_name(&x.file_name()))
                         .map(|x| x.file_name().to_string_lossy().into_owned())
                         .collect();
                     names.sort();

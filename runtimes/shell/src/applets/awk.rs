@@ -7,7 +7,7 @@
 
 use regex::Regex;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 
 pub fn awk(args: &[String]) -> i32 {
     let mut fs: Option<String> = None;
@@ -1198,11 +1198,7 @@ impl Machine {
                     }
                 }
                 let mut data = Vec::new();
-                let r = if f == "-" {
-                    std::io::stdin().read_to_end(&mut data).map(|_| ())
-                } else {
-                    std::fs::read(f).map(|d| data = d)
-                };
+                let r = crate::vfs::read_all(f).map(|d| data = d);
                 if let Err(e) = r {
                     eprintln!("awk: cannot open {f}: {}", crate::exec::io_err_msg(&e));
                     status = 2;

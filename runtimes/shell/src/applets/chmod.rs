@@ -1,6 +1,6 @@
 //! `chmod MODE FILE…` (octal or symbolic modes, `-R`). WASI has no permission bits: there the
-//! files are checked to exist and every file stays readable, writable and runnable (so
-//! `chmod +x script.sh && ./script.sh` works); natively the mode is applied.
+//! mode goes to the shell's mode store (see `crate::modes`), which `ls -l`, `test -x` and running
+//! `./script` consult; natively the mode is applied.
 
 pub fn chmod(args: &[String]) -> i32 {
     let mut recursive = false;
@@ -23,40 +23,49 @@ pub fn chmod(args: &[String]) -> i32 {
     }
     let mut st = 0;
     for f in &rest {
-        if let Err(e) = apply(f, &mode, recursive) {
-            eprintln!(
-                "chmod: cannot access '{f}': {}",
-                crate::exec::io_err_msg(&e)
-            );
+        if !apply(f, &mode, recursive) {
             st = 1;
         }
     }
     st
 }
 
-fn apply(path: &str, mode: &str, recursive: bool) -> std::io::Result<()> {
-    let md = std::fs::metadata(path)?;
-    set_mode(path, &md, mode);
-    if recursive && md.is_dir() {
-        for e in std::fs::read_dir(path)? {
-            let p = e?.path();
-            apply(&p.to_string_lossy(), mode, true)?;
+/// Change `path` (and below it with `-R`); false after any error (said on stderr, GNU's words).
+fn apply(path: &str, mode: &str, recursive: bool) -> bool {
+    let msg = crate::exec::io_err_msg;
+    let p = std::path::Path::new(path);
+    let md = match std::fs::metadata(p) {
+        Ok(md) => md,
+        Err(e) => {
+            eprintln!("chmod: cannot access '{path}': {}", msg(&e));
+            return false;
+        }
+    };
+    let mut ok = true;
+    let cur = crate::modes::mode_of(p, &md);
+    if let Some(m) = parse_mode(mode, cur) {
+        if let Err(e) = crate::modes::set_mode(p, m) {
+            eprintln!("chmod: changing permissions of '{path}': {}", msg(&e));
+            ok = false;
         }
     }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(path: &str, md: &std::fs::Metadata, mode: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let cur = md.permissions().mode() & 0o7777;
-    if let Some(m) = parse_mode(mode, cur) {
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(m));
+    if recursive && md.is_dir() {
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    if !crate::modes::is_store_name(&e.file_name()) {
+                        ok &= apply(&e.path().to_string_lossy(), mode, true);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("chmod: cannot read directory '{path}': {}", msg(&e));
+                ok = false;
+            }
+        }
     }
+    ok
 }
-
-#[cfg(not(unix))]
-fn set_mode(_path: &str, _md: &std::fs::Metadata, _mode: &str) {}
 
 /// The new mode for `spec` (octal, or symbolic like `u+x,go-w`) applied to `cur`.
 pub fn parse_mode(spec: &str, cur: u32) -> Option<u32> {
@@ -69,7 +78,9 @@ pub fn parse_mode(spec: &str, cur: u32) -> Option<u32> {
             .find(|c: char| !"ugoa".contains(c))
             .unwrap_or(clause.len());
         let (who, ops) = clause.split_at(who_end);
-        let mask = if who.is_empty() || who.contains('a') {
+        let mask = if who.is_empty() {
+            0o755 // no "who": all, except the bits of the umask (022)
+        } else if who.contains('a') {
             0o777
         } else {
             let mut m = 0;

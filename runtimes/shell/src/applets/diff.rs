@@ -63,12 +63,7 @@ pub fn diff(args: &[String]) -> i32 {
 }
 
 fn read(path: &str) -> Option<String> {
-    let r = if path == "-" {
-        let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s).map(|_| s)
-    } else {
-        std::fs::read(path)
-    };
+    let r = crate::vfs::read_all(path);
     match r {
         Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
         Err(e) => {

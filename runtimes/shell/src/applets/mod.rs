@@ -5,6 +5,10 @@ mod awk;
 mod chmod;
 mod diff;
 mod tac;
+mod tar;
+mod virt;
+
+pub use virt::DEVCAT;
 
 use crate::spawn::{default_spawner, Input, Output, Request, Stage};
 use std::ffi::OsString;
@@ -37,7 +41,7 @@ uu! {
 const OURS: &[&str] = &[
     "sh", "bash", "dash", "echo", "printf", "test", "[", "true", "false", "uname", "grep", "egrep",
     "fgrep", "sed", "env", "xargs", "find", "hostname", "nproc", "arch", "which", "tac", "chmod",
-    "whoami", "id", "diff", "awk",
+    "whoami", "id", "diff", "awk", "mkfifo", "tar", "gzip", "gunzip", "zcat",
 ];
 
 pub fn is_applet(name: &str) -> bool {
@@ -64,11 +68,11 @@ pub const UNAME_OS: &str = "WebAssembly";
 
 /// Run applet `name` with full argv (argv[0] = name). Returns the exit status.
 pub fn run(name: &str, args: Vec<String>) -> i32 {
-    if let Some((_, f)) = UU.iter().find(|(n, _)| *n == name) {
-        let _ = uucore::locale::setup_localization(name);
-        let a: Vec<OsString> = args.into_iter().map(OsString::from).collect();
-        let st = f(a.into_iter());
+    if let Some(st) = virt::before_uu(name, &args) {
         let _ = std::io::stdout().flush();
+        return st;
+    }
+    if let Some(st) = run_uu(name, &args) {
         return st;
     }
     let rest = &args[1..];
@@ -120,17 +124,12 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "hostname" => out(&format!("{UNAME_NODENAME}\n")),
         "arch" => out(&format!("{UNAME_MACHINE}\n")),
         "nproc" => out("1\n"),
-        "which" => {
-            let mut st = 0;
-            for a in rest {
-                if is_applet(a) || matches!(a.as_str(), "python" | "python3" | "node" | "nodejs") {
-                    out(&format!("{a}\n"));
-                } else {
-                    st = 1;
-                }
-            }
-            st
+        "which" => virt::which(rest),
+        "mkfifo" => {
+            eprintln!("mkfifo: named pipes are not supported in this sandbox");
+            1
         }
+        virt::DEVCAT => virt::devcat(rest),
         "grep" | "egrep" | "fgrep" => crate::text::grep(name, rest),
         "sed" => crate::text::sed(rest),
         "env" => env(rest),
@@ -141,24 +140,56 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "id" => {
             // -u/-g/-G print the number, with -n the name; no option: the whole line
             let u = user();
-            let opts: String = rest.iter().filter_map(|a| a.strip_prefix('-')).collect();
-            let s = if opts.is_empty() {
-                format!("uid=0({u}) gid=0({u}) groups=0({u})\n")
+            let n = uid();
+            let mut opts = String::new();
+            for a in rest {
+                match a.as_str() {
+                    "--user" => opts.push('u'),
+                    "--group" => opts.push('g'),
+                    "--groups" => opts.push('G'),
+                    "--name" => opts.push('n'),
+                    "--real" => opts.push('r'),
+                    a if a.starts_with('-') && a.len() > 1 => opts.push_str(&a[1..]),
+                    a if a == u => {}
+                    a => {
+                        eprintln!("id: '{a}': no such user");
+                        return 1;
+                    }
+                }
+            }
+            if let Some(c) = opts.chars().find(|c| !"ugGnr".contains(*c)) {
+                eprintln!("id: invalid option -- '{c}'");
+                return 1;
+            }
+            let s = if opts.chars().all(|c| c == 'r') {
+                format!("uid={n}({u}) gid={n}({u}) groups={n}({u})\n")
             } else if opts.contains('n') {
                 format!("{u}\n")
             } else {
-                "0\n".to_string()
+                format!("{n}\n")
             };
             out(&s)
         }
         "diff" => diff::diff(rest),
         "awk" => awk::awk(rest),
         "chmod" => chmod::chmod(rest),
+        "tar" => tar::tar(rest),
+        "gzip" | "gunzip" | "zcat" => tar::gzip(name, rest),
         _ => {
             eprintln!("sh: {name}: command not found");
             127
         }
     }
+}
+
+/// Run the uutils applet `name` as it is, if there is one.
+fn run_uu(name: &str, args: &[String]) -> Option<i32> {
+    let (_, f) = UU.iter().find(|(n, _)| *n == name)?;
+    let _ = uucore::locale::setup_localization(name);
+    let a: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let st = f(a.into_iter());
+    let _ = std::io::stdout().flush();
+    Some(st)
 }
 
 fn uname(args: &[String]) -> i32 {
@@ -210,13 +241,22 @@ fn uname(args: &[String]) -> i32 {
     0
 }
 
-/// The sandbox's one user: `$USER` if the environment names one, else root (uid 0, like the
-/// instance's file ownership).
-fn user() -> String {
+/// The sandbox's one user: `$USER` if the environment names one (the engine sets `sandbox`,
+/// with `HOME=/workspace`), else root. `whoami`, `id` and `ls -l` all show it.
+pub fn user() -> String {
     std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "root".into())
+}
+
+/// The user's number: 0 for root, 1000 (Debian's first user) for any other name.
+pub fn uid() -> u32 {
+    if user() == "root" {
+        0
+    } else {
+        1000
+    }
 }
 
 fn cwd() -> String {

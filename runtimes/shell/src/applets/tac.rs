@@ -1,7 +1,7 @@
 //! `tac`: lines of each file (or stdin) in reverse order. Ours, because uutils' tac asks for a
 //! temporary directory when reading a pipe, which WASI does not have.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 pub fn tac(args: &[String]) -> i32 {
     let mut sep = b"\n".to_vec();
@@ -41,11 +41,7 @@ pub fn tac(args: &[String]) -> i32 {
     let mut out = std::io::stdout().lock();
     for f in files {
         let mut data = Vec::new();
-        let r = if f == "-" {
-            std::io::stdin().read_to_end(&mut data).map(|_| ())
-        } else {
-            std::fs::read(&f).map(|d| data = d)
-        };
+        let r = crate::vfs::read_all(&f).map(|d| data = d);
         if let Err(e) = r {
             eprintln!("tac: {f}: {}", crate::exec::io_err_msg(&e));
             st = 1;

@@ -389,7 +389,9 @@ fn bi_source(sh: &mut Shell, name: &str, args: &[String]) -> R {
             }
         }
     };
-    let src = match std::fs::read_to_string(file) {
+    let src = match crate::vfs::read_all(file).and_then(|b| {
+        String::from_utf8(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
+    }) {
         Ok(s) => s,
         Err(e) => {
             sh.errmsg(&format!(
@@ -485,7 +487,7 @@ fn bi_type(sh: &mut Shell, _name: &str, args: &[String]) -> R {
             };
             let s = match (path_only, kind) {
                 (false, k) => format!("{k}\n"),
-                (true, "file") => format!("/usr/bin/{a}\n"),
+                (true, "file") => format!("{}\n", crate::vfs::program_path(a)),
                 (true, _) => continue,
             };
             sh.out(&s);
@@ -516,7 +518,7 @@ fn bi_type(sh: &mut Shell, _name: &str, args: &[String]) -> R {
         ) {
             format!("{a} is a shell keyword\n")
         } else if crate::exec::is_known_program(a) {
-            format!("{a} is {a} (a wasmbox program)\n")
+            format!("{a} is {}\n", crate::vfs::program_path(a))
         } else {
             st = if sh.bash { 1 } else { 127 };
             sh.errmsg(&format!("type: {a}: not found"));
@@ -562,10 +564,14 @@ fn bi_command(sh: &mut Shell, _name: &str, args: &[String]) -> R {
                     "if" | "then" | "else" | "fi" | "for" | "while" | "case" | "do" | "done"
                 );
             if known {
-                let s = if mode == 'v' {
-                    format!("{a}\n")
-                } else {
-                    format!("{a} is {a}\n")
+                let program = !sh.funcs.contains_key(a)
+                    && !is_builtin(a, sh.bash)
+                    && crate::exec::is_known_program(a);
+                let s = match (mode, program) {
+                    ('v', true) => format!("{}\n", crate::vfs::program_path(a)),
+                    ('v', false) => format!("{a}\n"),
+                    (_, true) => format!("{a} is {}\n", crate::vfs::program_path(a)),
+                    _ => format!("{a} is {a}\n"),
                 };
                 sh.out(&s);
             } else {
@@ -1932,7 +1938,9 @@ fn file_test(op: &str, path: &str) -> bool {
     } else {
         std::fs::metadata(path)
     };
-    let Ok(m) = md else { return false };
+    let Ok(m) = md else {
+        return crate::vfs::test_file(op, path).unwrap_or(false);
+    };
     match op {
         "-e" | "-a" => true,
         "-f" => m.is_file(),
@@ -1940,18 +1948,7 @@ fn file_test(op: &str, path: &str) -> bool {
         "-h" | "-L" => m.file_type().is_symlink(),
         "-s" => m.len() > 0,
         "-r" | "-w" => true,
-        "-x" => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o111 != 0
-            }
-            #[cfg(not(unix))]
-            {
-                // WASI has no permission bits: every file may be run (see exec::is_executable)
-                true
-            }
-        }
+        "-x" => crate::modes::mode_of(std::path::Path::new(path), &m) & 0o111 != 0,
         "-p" | "-S" | "-b" | "-c" => special_file(op, &m),
         "-g" | "-u" | "-k" | "-t" => false,
         "-O" | "-G" => true,
@@ -2027,20 +2024,14 @@ fn special_file(op: &str, m: &std::fs::Metadata) -> bool {
     op == "-c" && !t.is_file() && !t.is_dir() && !t.is_symlink()
 }
 
-/// Same file: same device and inode natively (hard links included); the same resolved path
-/// on WASI, whose stable std has no inode numbers.
+/// Same file: same device and inode (hard links included; on WASI as the host reports them).
 fn same_file(a: &str, b: &str) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(a), std::fs::metadata(b)) {
-            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-            _ => false,
-        }
-    }
-    #[cfg(not(unix))]
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
+    use std::path::Path;
+    match (
+        crate::modes::file_id(Path::new(a)),
+        crate::modes::file_id(Path::new(b)),
+    ) {
+        (Some(x), Some(y)) if x != (0, 0) => x == y,
         _ => false,
     }
 }
