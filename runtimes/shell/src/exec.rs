@@ -76,9 +76,6 @@ pub enum Fd {
 /// The bash release whose behaviour bash mode follows (and the table is recorded from).
 const BASH_VERSION: &str = "5.2.15(1)-release";
 
-/// `$!` of the first background job (later ones count up).
-const FIRST_JOB_ID: u32 = 1000;
-
 /// The highest descriptor a redirection may name.
 const MAX_FD: u32 = 9;
 
@@ -141,8 +138,8 @@ pub struct Shell {
     pub procsubs: Vec<crate::procsub::ProcSubFile>,
     /// When the shell started (`$SECONDS`).
     pub started: std::time::Instant,
-    /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
-    pub jobs: Vec<(u32, i32)>,
+    /// Background jobs (`list &`), `$!`.
+    pub jobs: crate::jobs::Jobs,
     /// The last status came from an and-or list whose final pipeline was skipped
     /// (`false && x`): `set -e` ignores it, also when it ends a `{ …; }` or a function.
     errexit_exempt: bool,
@@ -274,7 +271,7 @@ impl Shell {
             out_buf: Vec::new(),
             last_flush: std::time::Instant::now(),
             errexit_exempt: false,
-            jobs: Vec::new(),
+            jobs: Default::default(),
             started: std::time::Instant::now(),
             procsubs: Vec::new(),
             last_arg: String::new(),
@@ -424,8 +421,12 @@ impl Shell {
     /// a script killed at its deadline (the host stops the instance, nothing runs after) then
     /// loses at most the last few milliseconds of output, while a loop printing many lines
     /// still makes few writes.
+    /// While background jobs run, their output and the shell's interleave as they happen, so
+    /// nothing is held back then.
     pub fn flush_soon(&mut self) {
-        if !self.out_buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY {
+        if !self.out_buf.is_empty()
+            && (self.last_flush.elapsed() >= FLUSH_EVERY || self.jobs.any_running())
+        {
             self.flush_stdout();
         }
     }
@@ -443,7 +444,7 @@ impl Shell {
         }
     }
 
-    fn write_to(&mut self, out: &Out, data: &[u8]) -> bool {
+    pub(crate) fn write_to(&mut self, out: &Out, data: &[u8]) -> bool {
         match out {
             Out::Fd1 => {
                 self.out_buf.extend_from_slice(data);
@@ -604,25 +605,7 @@ impl Shell {
         Ok(st)
     }
 
-    /// `list &`. The spawn import is synchronous (it returns when every stage has ended), so a
-    /// background list runs to completion here, as a subshell with stdin from /dev/null (what
-    /// a non-interactive shell gives it); `$!` and `wait` then report it like a finished job.
-    /// Scripts that start jobs and `wait` for them get the right output and statuses; they
-    /// do not get concurrency.
-    fn run_background(&mut self, ao: &AndOr) -> i32 {
-        let st = self
-            .subshell(|sh| {
-                sh.io.stdin = In::Null;
-                sh.exec_and_or(ao)
-            })
-            .unwrap_or(1);
-        let id = FIRST_JOB_ID + self.jobs.len() as u32;
-        self.jobs.push((id, st));
-        self.status = 0;
-        0
-    }
-
-    fn exec_and_or(&mut self, ao: &AndOr) -> R {
+    pub(crate) fn exec_and_or(&mut self, ao: &AndOr) -> R {
         let r = self.exec_and_or_inner(ao);
         self.flush_soon();
         r
@@ -1013,6 +996,7 @@ impl Shell {
         let loop_depth = std::mem::replace(&mut self.loop_depth, 0);
         let func_depth = self.func_depth;
         let errexit_off = self.errexit_off;
+        let jobs_before = (self.jobs.table.len(), self.jobs.last_pid);
         let r = f(self);
         let st = match r {
             Ok(s) => s,
@@ -1040,6 +1024,7 @@ impl Shell {
         self.loop_depth = loop_depth;
         self.func_depth = func_depth;
         self.errexit_off = errexit_off;
+        self.disown_jobs_after(jobs_before.0, jobs_before.1);
         self.status = st;
         Ok(st)
     }
@@ -2022,6 +2007,7 @@ impl Shell {
         let n = stages.len();
         let req = Request { stages };
         let res: Response = self.spawner.spawn(&req);
+        self.reap_jobs();
         if let Some(e) = &res.error {
             let m = e.clone();
             self.errmsg(&m);
@@ -2135,6 +2121,24 @@ impl Shell {
 
     /// Every command of a pipeline as its own instance.
     fn exec_stages(&mut self, cmds: &[Command]) -> R {
+        let stages = self.pipeline_stages(cmds)?;
+        let st = self.spawn_stages(stages)?;
+        if self.bash {
+            self.set_pipestatus(&st);
+        }
+        let last = *st.last().unwrap_or(&0);
+        let r = if self.opts.pipefail {
+            st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+        } else {
+            last
+        };
+        self.status = r;
+        Ok(r)
+    }
+
+    /// The stages of a pipeline: an external command as itself, anything else as a child shell
+    /// (see [`Shell::child_source`]). Their captures are left in `pending_captures`.
+    pub(crate) fn pipeline_stages(&mut self, cmds: &[Command]) -> Result<Vec<Stage>, Flow> {
         let n = cmds.len();
         let mut stages = Vec::with_capacity(n);
         let mut pre_status: Vec<Option<i32>> = vec![None; n];
@@ -2142,12 +2146,23 @@ impl Shell {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
             let mut ext: Option<External<'_>> = None;
+            let mut listing_stage: Option<String> = None;
             // every stage is a subshell: what its expansions assign does not reach this shell
             let vars_before = self.vars.clone();
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
-                    if let Some(name) = argv.first() {
+                    if argv.first().map(String::as_str) == Some("jobs")
+                        && !self.funcs.contains_key("jobs")
+                    {
+                        // `jobs | …`: a child shell has no jobs; hand it this shell's listing
+                        // (as bash's subshells list their parent's jobs)
+                        let listing = self.list_jobs(
+                            argv.iter().any(|a| a == "-p"),
+                            argv.iter().any(|a| a == "-l"),
+                        );
+                        listing_stage = Some(format!("printf %s {}", shell_quote(&listing)));
+                    } else if let Some(name) = argv.first() {
                         if !self.funcs.contains_key(name)
                             && !crate::builtins::is_builtin(name, self.bash)
                         {
@@ -2179,6 +2194,12 @@ impl Shell {
             self.vars = vars_before;
             let stage = match ext {
                 Some((argv, env, redirs)) => self.build_stage(argv, env, redirs, pipe_in, pipe_out),
+                None if listing_stage.is_some() => {
+                    let src = listing_stage.take().unwrap_or_default();
+                    let argv = vec![self.name.clone(), "-c".into(), src];
+                    let env = self.exported_env();
+                    self.build_stage(argv, env, &[], pipe_in, pipe_out)
+                }
                 None => {
                     let src = self.child_source(c);
                     let mut argv = vec![self.name.clone(), "-c".into(), src, self.arg0.clone()];
@@ -2201,18 +2222,7 @@ impl Shell {
             }
         }
         let _ = pre_status;
-        let st = self.spawn_stages(stages)?;
-        if self.bash {
-            self.set_pipestatus(&st);
-        }
-        let last = *st.last().unwrap_or(&0);
-        let r = if self.opts.pipefail {
-            st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
-        } else {
-            last
-        };
-        self.status = r;
-        Ok(r)
+        Ok(stages)
     }
 
     /// The `sh -c` text for a pipeline stage run in a child shell: function definitions,
@@ -2276,12 +2286,13 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner};
+    use crate::spawn::{Input, JobHandle, Output, OutputMode, Request, Response, Spawner};
     use std::sync::{Arc, Mutex};
 
-    /// Records requests; answers with canned output (stdout = argv joined, status from argv[0]).
+    /// Records requests; answers with canned output (stdout = argv joined, status 3 for
+    /// `--fail`). Background jobs run at once; their results wait in the second list.
     #[derive(Clone, Default)]
-    struct Mock(Arc<Mutex<Vec<Request>>>);
+    struct Mock(Arc<Mutex<Vec<Request>>>, Arc<Mutex<Vec<Option<Response>>>>);
 
     impl Spawner for Mock {
         fn spawn(&mut self, req: &Request) -> Response {
@@ -2308,7 +2319,35 @@ mod tests {
                 stdout,
                 stderr: String::new(),
                 error: None,
+                job: None,
             }
+        }
+
+        /// Runs the request at once; `wait` hands its result over.
+        fn start(&mut self, req: &Request) -> Result<JobHandle, String> {
+            let res = self.spawn(req);
+            let mut finished = self.1.lock().unwrap();
+            finished.push(Some(res));
+            Ok(finished.len() as JobHandle - 1)
+        }
+
+        fn wait(&mut self, job: Option<JobHandle>) -> Option<(JobHandle, Response)> {
+            let mut finished = self.1.lock().unwrap();
+            let h = match job {
+                Some(h) => h,
+                None => finished.iter().position(Option::is_some)? as JobHandle,
+            };
+            let res = finished.get_mut(h as usize)?.take()?;
+            Some((h, res))
+        }
+
+        fn running(&mut self, job: JobHandle) -> Option<bool> {
+            let finished = self.1.lock().unwrap();
+            finished.get(job as usize)?.as_ref().map(|_| false)
+        }
+
+        fn kill(&mut self, job: JobHandle, _signal: i32) -> Option<bool> {
+            self.running(job)
         }
     }
 
@@ -2417,6 +2456,30 @@ mod tests {
         assert_eq!(out, "ls --fail\njob 1000\n3\n");
         assert_eq!(st, 127);
         assert_eq!(reqs[0].stages[0].stdin, Input::Null);
+    }
+
+    /// Outside `$(…)`, `list &` is started through the spawner and `wait` collects it.
+    #[test]
+    fn background_lists_are_started_and_waited_for() {
+        let mock = Mock::default();
+        let mut sh = Shell::new(Box::new(mock.clone()), true);
+        sh.io.stdout = Out::Null;
+        sh.io.stderr = Out::Null;
+        sh.run_script(
+            "ls --fail & p=$!; wait $p; a=$?; echo x | cat & wait -n; b=$?; wait $p; c=$?",
+        );
+        assert_eq!(sh.get_var("p").as_deref(), Some("1000"));
+        assert_eq!(sh.get_var("a").as_deref(), Some("3"));
+        assert_eq!(sh.get_var("b").as_deref(), Some("0"));
+        // a job that was waited for still reports its status
+        assert_eq!(sh.get_var("c").as_deref(), Some("3"));
+        let reqs = mock.0.lock().unwrap().clone();
+        assert_eq!(reqs[0].stages[0].argv, ["ls", "--fail"]);
+        assert_eq!(reqs[0].stages[0].stdin, Input::Null);
+        // a pipeline with a builtin: a child shell for the builtin, the external one directly
+        assert_eq!(reqs[1].stages[0].argv[0..2], ["bash", "-c"]);
+        assert_eq!(reqs[1].stages[1].argv, ["cat"]);
+        assert!(sh.jobs.table.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bytes;
 pub mod cond;
 pub mod exec;
 pub mod expand;
+pub mod jobs;
 pub mod parse;
 pub mod pattern;
 pub mod procsub;
