@@ -7,6 +7,7 @@
 //! program ends.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -33,6 +34,9 @@ pub(crate) struct JobTable {
 
 struct Job {
     task: JoinHandle<Response>,
+    /// Set by the task as its last step, before it signals `JobTable::ended`: the task itself
+    /// counts as finished only a moment later.
+    done: Arc<AtomicBool>,
     stages: usize,
     /// Set by `spawn_kill`: every stage then reports this status (128 + the signal).
     killed: Option<i32>,
@@ -40,7 +44,7 @@ struct Job {
 
 impl Job {
     fn has_ended(&self) -> bool {
-        self.killed.is_some() || self.task.is_finished()
+        self.killed.is_some() || self.done.load(Ordering::SeqCst) || self.task.is_finished()
     }
 
     /// Its result, once [`Job::has_ended`] (or waiting for that).
@@ -85,10 +89,15 @@ impl JobTable {
             Err(refusal) => return refusal,
         };
         let ended = self.ended.clone();
-        let task = tokio::spawn(async move {
-            let response = started.finish().await;
-            ended.notify_one();
-            response
+        let done = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let done = done.clone();
+            async move {
+                let response = started.finish().await;
+                done.store(true, Ordering::SeqCst);
+                ended.notify_one();
+                response
+            }
         });
         tree.register_job(task.abort_handle());
         let handle = self.next;
@@ -97,6 +106,7 @@ impl JobTable {
             handle,
             Job {
                 task,
+                done,
                 stages,
                 killed: None,
             },
