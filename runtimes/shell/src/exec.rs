@@ -996,7 +996,8 @@ impl Shell {
         let loop_depth = std::mem::replace(&mut self.loop_depth, 0);
         let func_depth = self.func_depth;
         let errexit_off = self.errexit_off;
-        let jobs_before = (self.jobs.table.len(), self.jobs.last_pid);
+        // a subshell has no jobs of its own yet (`(jobs)`, `(wait $!)` see none)
+        let jobs = self.jobs.enter_subshell();
         let r = f(self);
         let st = match r {
             Ok(s) => s,
@@ -1024,7 +1025,7 @@ impl Shell {
         self.loop_depth = loop_depth;
         self.func_depth = func_depth;
         self.errexit_off = errexit_off;
-        self.disown_jobs_after(jobs_before.0, jobs_before.1);
+        self.jobs.leave_subshell(jobs);
         self.status = st;
         Ok(st)
     }
@@ -1033,6 +1034,16 @@ impl Shell {
     pub fn command_subst(&mut self, p: &Program) -> Result<String, Flow> {
         if let Some(r) = self.read_file_subst(p) {
             return r;
+        }
+        if let [ao] = p.items.as_slice() {
+            if let ([c], []) = (ao.first.cmds.as_slice(), ao.rest.as_slice()) {
+                if let Some((pids_only, long)) = self.jobs_listing_command(c) {
+                    // `$(jobs)` lists this shell's jobs (a subshell has none of its own)
+                    let listing = self.list_jobs(pids_only, long);
+                    self.subst_status = Some(0);
+                    return Ok(listing.trim_end_matches('\n').to_string());
+                }
+            }
         }
         let buf = Rc::new(RefCell::new(Vec::new()));
         let b2 = buf.clone();
@@ -2013,19 +2024,7 @@ impl Shell {
             self.errmsg(&m);
             return Ok(vec![126; n]);
         }
-        // In-shell files that children appended to: move our offsets to the end.
-        let extra_outs = self.io.extra.values().filter_map(|f| match f {
-            Fd::Out(o) => Some(o),
-            Fd::In(_) => None,
-        });
-        for o in [&self.io.stdout, &self.io.stderr]
-            .into_iter()
-            .chain(extra_outs)
-        {
-            if let Out::File(f) = o {
-                let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
-            }
-        }
+        self.out_files_to_end();
         // Where do captured stdout/stderr go? (the capture buffers are those of the io context)
         let find_buf = |id: usize, io: &Io| -> Option<Rc<RefCell<Vec<u8>>>> {
             for o in [&io.stdout, &io.stderr] {
@@ -2075,6 +2074,23 @@ impl Shell {
         let mut st = res.statuses;
         st.resize(n, 0);
         Ok(st)
+    }
+
+    /// In-shell files that children appended to: move our offsets to the end (a real shell
+    /// shares the offset with its children).
+    pub(crate) fn out_files_to_end(&self) {
+        let extra_outs = self.io.extra.values().filter_map(|f| match f {
+            Fd::Out(o) => Some(o),
+            Fd::In(_) => None,
+        });
+        for o in [&self.io.stdout, &self.io.stderr]
+            .into_iter()
+            .chain(extra_outs)
+        {
+            if let Out::File(f) = o {
+                let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
+            }
+        }
     }
 
     /// A multi-stage pipeline: every stage is a fresh instance.
@@ -2152,15 +2168,10 @@ impl Shell {
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
-                    if argv.first().map(String::as_str) == Some("jobs")
-                        && !self.funcs.contains_key("jobs")
-                    {
+                    if let Some((pids_only, long)) = self.jobs_listing_command(c) {
                         // `jobs | …`: a child shell has no jobs; hand it this shell's listing
-                        // (as bash's subshells list their parent's jobs)
-                        let listing = self.list_jobs(
-                            argv.iter().any(|a| a == "-p"),
-                            argv.iter().any(|a| a == "-l"),
-                        );
+                        // (bash, too, lets a plain `jobs` in a pipeline list its parent's jobs)
+                        let listing = self.list_jobs(pids_only, long);
                         listing_stage = Some(format!("printf %s {}", shell_quote(&listing)));
                     } else if let Some(name) = argv.first() {
                         if !self.funcs.contains_key(name)
@@ -2277,6 +2288,17 @@ impl Shell {
         }
         if self.opts.pipefail {
             s.push_str("set -o pipefail\n");
+        }
+        // descriptors 3–9 this shell opened for writing (`exec 3>log`): the child appends to
+        // the same files
+        for (n, fd) in &self.io.extra {
+            match fd {
+                Fd::Out(Out::File(f)) => {
+                    s.push_str(&format!("exec {n}>>{}\n", shell_quote(&f.path)));
+                }
+                Fd::Out(Out::Null) => s.push_str(&format!("exec {n}>/dev/null\n")),
+                _ => {}
+            }
         }
         s.push_str(&parse::unparse_command(c));
         s

@@ -48,7 +48,32 @@ pub struct Jobs {
     next_pid: Option<u32>,
 }
 
+/// The parent's jobs while an in-process subshell runs.
+pub struct SavedJobs {
+    table: Vec<Job>,
+    reaped: Vec<(u32, i32)>,
+    last_pid: Option<u32>,
+}
+
 impl Jobs {
+    /// Entering an in-process subshell: it starts without jobs (it can neither list nor wait
+    /// for its parent's), `$!` stays.
+    pub fn enter_subshell(&mut self) -> SavedJobs {
+        SavedJobs {
+            table: std::mem::take(&mut self.table),
+            reaped: std::mem::take(&mut self.reaped),
+            last_pid: self.last_pid,
+        }
+    }
+
+    /// Leaving it: jobs it started and left running are nobody's now; they go on (the host
+    /// stops whatever is left when the execution ends) but are not this shell's to wait for.
+    pub fn leave_subshell(&mut self, saved: SavedJobs) {
+        self.table = saved.table;
+        self.reaped = saved.reaped;
+        self.last_pid = saved.last_pid;
+    }
+
     fn new_pid(&mut self) -> u32 {
         let pid = self.next_pid.unwrap_or(FIRST_JOB_PID);
         self.next_pid = Some(pid + 1);
@@ -172,6 +197,7 @@ impl Shell {
 
     /// The status a job's result gives: the last stage's, or with `pipefail` the last non-zero.
     fn job_status(&mut self, res: Response) -> i32 {
+        self.out_files_to_end();
         if let Some(e) = &res.error {
             let m = e.clone();
             self.errmsg(&m);
@@ -285,13 +311,23 @@ impl Shell {
         }
     }
 
-    /// Leaving an in-process subshell: the jobs it started are not this shell's; they go on
-    /// running (the host stops whatever is left when the execution ends) but leave the table.
-    pub fn disown_jobs_after(&mut self, table_len: usize, last_pid: Option<u32>) {
-        if self.jobs.table.len() > table_len {
-            self.jobs.table.truncate(table_len);
+    /// A plain `jobs [-p] [-l]` command (no function of that name): bash lets it list the
+    /// parent's jobs in a pipeline or `$(…)`, where it runs in a subshell.
+    pub fn jobs_listing_command(&self, c: &Command) -> Option<(bool, bool)> {
+        let Command::Simple(s) = c else { return None };
+        if !s.assigns.is_empty() || !s.redirs.is_empty() || self.funcs.contains_key("jobs") {
+            return None;
         }
-        self.jobs.last_pid = last_pid;
+        let words: Vec<&str> = s
+            .words
+            .iter()
+            .map(|w| w.as_literal())
+            .collect::<Option<_>>()?;
+        let (first, opts) = words.split_first()?;
+        if *first != "jobs" || !opts.iter().all(|o| matches!(*o, "-p" | "-l")) {
+            return None;
+        }
+        Some((opts.contains(&"-p"), opts.contains(&"-l")))
     }
 
     /// `jobs [-l|-p]`: the table as bash prints it; ended jobs are listed once, then dropped.
