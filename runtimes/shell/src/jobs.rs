@@ -148,8 +148,11 @@ impl Shell {
                 Ok(Some(handle)) => JobState::Running(handle),
                 Ok(None) => JobState::Done(1),
                 Err(msg) => {
+                    // like a failed fork: no job (a loop hitting the limits must not grow
+                    // the table without bound)
                     self.errmsg(&msg);
-                    JobState::Done(126)
+                    self.status = 0;
+                    return 0;
                 }
             }
         };
