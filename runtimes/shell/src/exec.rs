@@ -983,6 +983,12 @@ impl Shell {
     /// Run `f` as a subshell in this instance: variables, functions, options, cwd and traps are
     /// restored afterwards; `exit` ends only the subshell.
     pub fn subshell<F: FnOnce(&mut Shell) -> R>(&mut self, f: F) -> R {
+        self.subshell_keeping_jobs(false, f)
+    }
+
+    /// [`Shell::subshell`]; with `keep_jobs` it sees this shell's background jobs (a command
+    /// substitution does in bash, `( … )` does not).
+    fn subshell_keeping_jobs<F: FnOnce(&mut Shell) -> R>(&mut self, keep_jobs: bool, f: F) -> R {
         let saved = Saved {
             vars: self.vars.clone(),
             funcs: self.funcs.clone(),
@@ -996,8 +1002,7 @@ impl Shell {
         let loop_depth = std::mem::replace(&mut self.loop_depth, 0);
         let func_depth = self.func_depth;
         let errexit_off = self.errexit_off;
-        // a subshell has no jobs of its own yet (`(jobs)`, `(wait $!)` see none)
-        let jobs = self.jobs.enter_subshell();
+        let jobs = self.jobs.enter_subshell(keep_jobs);
         let r = f(self);
         let st = match r {
             Ok(s) => s,
@@ -1035,19 +1040,10 @@ impl Shell {
         if let Some(r) = self.read_file_subst(p) {
             return r;
         }
-        if let [ao] = p.items.as_slice() {
-            if let ([c], []) = (ao.first.cmds.as_slice(), ao.rest.as_slice()) {
-                if let Some((pids_only, long)) = self.jobs_listing_command(c) {
-                    // `$(jobs)` lists this shell's jobs (a subshell has none of its own)
-                    let listing = self.list_jobs(pids_only, long);
-                    self.subst_status = Some(0);
-                    return Ok(listing.trim_end_matches('\n').to_string());
-                }
-            }
-        }
         let buf = Rc::new(RefCell::new(Vec::new()));
         let b2 = buf.clone();
-        let st = self.subshell(move |sh| {
+        // `$(jobs)` lists this shell's jobs, as in bash
+        let st = self.subshell_keeping_jobs(true, move |sh| {
             sh.io.stdout = Out::Capture(b2);
             sh.exec_program(p)
         })?;

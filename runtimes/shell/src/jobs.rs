@@ -18,7 +18,12 @@ use crate::spawn::{JobHandle, Request, Response};
 /// `$!` of the first background job (later ones count up).
 const FIRST_JOB_PID: u32 = 1000;
 
+/// How often a background start refused at the limits is tried again, each time after one of
+/// the shell's own jobs has ended.
+const MAX_START_RETRIES: u32 = 16;
+
 /// One background job.
+#[derive(Clone)]
 pub struct Job {
     /// What `$!` shows and `wait`/`kill` take.
     pub pid: u32,
@@ -29,6 +34,7 @@ pub struct Job {
     pub state: JobState,
 }
 
+#[derive(Clone)]
 pub enum JobState {
     /// Started through the spawner, not waited for yet.
     Running(JobHandle),
@@ -56,9 +62,17 @@ pub struct SavedJobs {
 }
 
 impl Jobs {
-    /// Entering an in-process subshell: it starts without jobs (it can neither list nor wait
-    /// for its parent's), `$!` stays.
-    pub fn enter_subshell(&mut self) -> SavedJobs {
+    /// Entering an in-process subshell: `( … )` starts without jobs (it can neither list nor
+    /// wait for its parent's), a command substitution (`keep`) still sees them, as in bash;
+    /// `$!` stays.
+    pub fn enter_subshell(&mut self, keep: bool) -> SavedJobs {
+        if keep {
+            return SavedJobs {
+                table: self.table.clone(),
+                reaped: self.reaped.clone(),
+                last_pid: self.last_pid,
+            };
+        }
         SavedJobs {
             table: std::mem::take(&mut self.table),
             reaped: std::mem::take(&mut self.reaped),
@@ -144,15 +158,23 @@ impl Shell {
                 .unwrap_or(1);
             JobState::Done(st)
         } else {
-            match self.start_list(ao) {
-                Ok(Some(handle)) => JobState::Running(handle),
-                Ok(None) => JobState::Done(1),
-                Err(msg) => {
-                    // like a failed fork: no job (a loop hitting the limits must not grow
-                    // the table without bound)
-                    self.errmsg(&msg);
-                    self.status = 0;
-                    return 0;
+            let mut retries = 0;
+            loop {
+                match self.start_list(ao) {
+                    Ok(Some(handle)) => break JobState::Running(handle),
+                    Ok(None) => break JobState::Done(1),
+                    // at the limits, like bash's `fork: retry`: once one of this shell's jobs
+                    // has ended there may be room again
+                    Err(_) if retries < MAX_START_RETRIES && self.collect_one_job() => {
+                        retries += 1;
+                    }
+                    Err(msg) => {
+                        // like a failed fork: no job (a loop hitting the limits must not grow
+                        // the table without bound)
+                        self.errmsg(&msg);
+                        self.status = 0;
+                        return 0;
+                    }
                 }
             }
         };
@@ -167,6 +189,27 @@ impl Shell {
         self.jobs.last_pid = Some(pid);
         self.status = 0;
         0
+    }
+
+    /// Waits until one of this shell's running jobs ends and marks it done (it stays in the
+    /// table). `false`: none was running.
+    fn collect_one_job(&mut self) -> bool {
+        while self.jobs.any_running() {
+            let Some((handle, res)) = self.spawner.wait(None) else {
+                return false;
+            };
+            let index = self
+                .jobs
+                .table
+                .iter()
+                .position(|j| matches!(j.state, JobState::Running(h) if h == handle));
+            if let Some(i) = index {
+                let st = self.job_status(res);
+                self.jobs.table[i].state = JobState::Done(st);
+                return true;
+            }
+        }
+        false
     }
 
     /// Starts `ao` through the spawner. `Ok(None)`: its stages could not be built (the message
@@ -263,19 +306,8 @@ impl Shell {
                 .table
                 .iter()
                 .any(|j| wanted(j) && matches!(j.state, JobState::Running(_)));
-            if !running {
+            if !running || !self.collect_one_job() {
                 return None;
-            }
-            let (handle, res) = self.spawner.wait(None)?;
-            let index = self
-                .jobs
-                .table
-                .iter()
-                .position(|j| matches!(j.state, JobState::Running(h) if h == handle));
-            // (a job a subshell of this shell started and left is nobody's to report)
-            if let Some(i) = index {
-                let st = self.job_status(res);
-                self.jobs.table[i].state = JobState::Done(st);
             }
         }
     }
