@@ -19,7 +19,7 @@ use crate::spawn::{JobHandle, Request, Response};
 const FIRST_JOB_PID: u32 = 1000;
 
 /// How often a background start refused at the limits is tried again, each time after one of
-/// the shell's own jobs has ended.
+/// the shell's own jobs has ended (or a short pause when none runs).
 const MAX_START_RETRIES: u32 = 16;
 
 /// One background job.
@@ -164,9 +164,13 @@ impl Shell {
                     Ok(Some(handle)) => break JobState::Running(handle),
                     Ok(None) => break JobState::Done(1),
                     // at the limits, like bash's `fork: retry`: once one of this shell's jobs
-                    // has ended there may be room again
-                    Err(_) if retries < MAX_START_RETRIES && self.collect_one_job() => {
+                    // has ended (or, without one, a moment later) there may be room again
+                    Err(msg) if retries < MAX_START_RETRIES && refusal_may_pass(&msg) => {
                         retries += 1;
+                        if !self.collect_one_job() {
+                            let backoff = 10u64 << retries.min(4);
+                            std::thread::sleep(std::time::Duration::from_millis(backoff));
+                        }
                     }
                     Err(msg) => {
                         // like a failed fork: no job (a loop hitting the limits must not grow
@@ -410,6 +414,13 @@ impl Shell {
         }
         s
     }
+}
+
+/// May a refused start succeed later? Not when the execution's total or the nesting depth is
+/// exhausted (the host's messages: `spawn limit reached (N programs per execution)`,
+/// `… (nesting deeper than N)`); the other limits count what runs at the moment.
+fn refusal_may_pass(msg: &str) -> bool {
+    !msg.contains("per execution") && !msg.contains("nesting")
 }
 
 /// The command of a job as `jobs` shows it: the list on one line, then ` &`.
