@@ -117,28 +117,6 @@ impl JobTable {
         }
     }
 
-    /// Takes out the job to wait for: `handle`, or (`None`) any that has ended. `Err` carries
-    /// what to wait on before asking again when no job has ended yet.
-    fn take(&mut self, handle: Option<u32>) -> Option<Result<(u32, Job), Arc<Notify>>> {
-        match handle {
-            Some(h) => self.jobs.remove(&h).map(|job| Ok((h, job))),
-            None => {
-                if self.jobs.is_empty() {
-                    return None;
-                }
-                let ended = self
-                    .jobs
-                    .iter()
-                    .find(|(_, j)| j.has_ended())
-                    .map(|(h, _)| *h);
-                Some(match ended {
-                    Some(h) => Ok((h, self.jobs.remove(&h)?)),
-                    None => Err(self.ended.clone()),
-                })
-            }
-        }
-    }
-
     /// Is the job still running? `None`: no such job.
     pub(super) fn running(&self, handle: u32) -> Option<bool> {
         self.jobs.get(&handle).map(|j| !j.has_ended())
@@ -178,12 +156,20 @@ impl JobWait {
 }
 
 impl JobTable {
-    /// The next step of waiting for `handle` (or any job: `None`).
+    /// The next step of waiting for `handle`, or (`None`) for any job, taking one that has
+    /// already ended first.
     pub(super) fn wait_step(&mut self, handle: Option<u32>) -> WaitStep {
-        match self.take(handle) {
+        let handle = match handle {
+            Some(h) => h,
+            None => match self.jobs.iter().find(|(_, j)| j.has_ended()) {
+                Some((h, _)) => *h,
+                None if self.jobs.is_empty() => return WaitStep::NoSuchJob,
+                None => return WaitStep::Pending(self.ended.clone()),
+            },
+        };
+        match self.jobs.remove(&handle) {
+            Some(job) => WaitStep::Job(handle, JobWait(job)),
             None => WaitStep::NoSuchJob,
-            Some(Ok((h, job))) => WaitStep::Job(h, JobWait(job)),
-            Some(Err(ended)) => WaitStep::Pending(ended),
         }
     }
 }
