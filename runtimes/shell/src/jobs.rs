@@ -167,6 +167,9 @@ impl Shell {
                     // has ended (or, without one, a moment later) there may be room again
                     Err(msg) if retries < MAX_START_RETRIES && refusal_may_pass(&msg) => {
                         retries += 1;
+                        // jobs that ended a while ago freed room others have taken since: only
+                        // one that ends from now on makes room for this one
+                        self.refresh_jobs();
                         if !self.collect_one_job() {
                             let backoff = 10u64 << retries.min(4);
                             std::thread::sleep(std::time::Duration::from_millis(backoff));
