@@ -232,6 +232,8 @@ async fn differential_table_against_bash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_loop_and_sleep_stop_at_the_timeout() {
+    // compile sh.wasm (first use after a rebuild) before anything is timed
+    executor().await;
     let (_d, fs) = sandbox();
     for script in [
         "while true; do :; done",
@@ -275,15 +277,164 @@ async fn fork_bombs_are_bounded_and_fail_cleanly() {
     assert_ne!(r.exit_code, 0);
     assert!(r.stderr.contains("spawn limit reached"), "{}", r.stderr);
     assert!(started.elapsed() < Duration::from_secs(30));
-    // the background variant hits the same limits (background jobs are spawned instances too)
+    // the background variant hits the same limits (background jobs are spawned instances too);
+    // every level waits for its job, so the tree grows until the limits refuse it
     let bomb = Instant::now();
-    let r = sh("f(){ f|f& }; f; wait").await;
+    let r = sh("f(){ f|f& wait; }; f; wait").await;
     assert_eq!(r.termination, Termination::Exited, "{r:?}");
     assert!(r.stderr.contains("spawn limit reached"), "{}", r.stderr);
     assert!(bomb.elapsed() < Duration::from_secs(30));
     // and the engine is fine afterwards
     let r = sh("echo ok | cat").await;
     assert_eq!(r.stdout, "ok\n");
+}
+
+/// `list &` runs concurrently with the shell (issue 13): the examples compared with bash 5.2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_run_concurrently_like_bash() {
+    executor().await;
+    let (_d, fs) = sandbox();
+    let t = Duration::from_secs(30);
+    for (script, expected) in [
+        ("(sleep 0.3; echo bg) & echo fg; wait", "fg\nbg\n"),
+        ("sleep 0 & wait $!; echo $?", "0\n"),
+        ("false & wait $!; echo $?", "1\n"),
+        ("sh -c 'exit 5' & wait $!; echo $?", "5\n"),
+        ("wait 12345 2>/dev/null; echo $?", "127\n"),
+        ("jobs; sleep 0 & jobs | wc -l", "1\n"),
+        (
+            "sleep 0.3 & jobs",
+            "[1]+  Running                 sleep 0.3 &\n",
+        ),
+        (
+            "sleep 0.3 & p=$!; [ \"$(jobs -p)\" = \"$p\" ] && echo same",
+            "same\n",
+        ),
+        (
+            "sleep 0.4 & sleep 0.1 & wait -n; echo $?; wait -n; echo $?; wait -n; echo $?",
+            "0\n0\n127\n",
+        ),
+        ("x=5; f(){ echo \"f $x $1\"; }; f a & wait", "f 5 a\n"),
+        ("true && echo and || echo or & wait", "and\n"),
+        ("echo in | { read l; echo \"[$l]\"; } & wait", "[in]\n"),
+        ("read l & wait $!; echo $?", "1\n"),
+        ("(exit 3) & sleep 0.1; wait $!; echo $?", "3\n"),
+        ("sleep 0 & sleep 0.1; kill $! 2>/dev/null; echo $?", "1\n"),
+        ("v=$(sleep 0.1 & echo in-subst); echo $v", "in-subst\n"),
+    ] {
+        let r = sh_in(&fs, script, &[], t).await;
+        assert_eq!(r.stdout, expected, "{script}: {}", r.stderr);
+    }
+    let r = sh_in(&fs, "wait 12345; echo $?", &[], t).await;
+    assert_eq!(r.stdout, "127\n");
+    assert!(
+        r.stderr
+            .contains("wait: pid 12345 is not a child of this shell"),
+        "{}",
+        r.stderr
+    );
+    // a killed job ends at once and reports 128 + the signal
+    for (script, expected) in [
+        ("sleep 5 & p=$!; kill $p; wait $p; echo $?", "143\n"),
+        ("sleep 5 & kill -9 %1; wait %1; echo $?", "137\n"),
+        (
+            "(yes | cat > /dev/null) & sleep 0.2; kill $!; wait $!; echo $?",
+            "143\n",
+        ),
+        (
+            "python3 -c 'import time; time.sleep(5)' & echo started",
+            "started\n",
+        ),
+    ] {
+        let started = Instant::now();
+        let r = sh_in(&fs, script, &[], t).await;
+        assert_eq!(r.stdout, expected, "{script}: {}", r.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{script} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Nothing a script starts in the background outlives its execution: jobs still running when
+/// the shell exits are stopped, and the host's instances are all free again once the
+/// execution has answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_end_with_the_execution() {
+    common::ensure_runtimes();
+    // an executor of its own: its instance count is this test's alone
+    let mut settings = Settings::from_env();
+    settings.limits.memory_bytes = 256 << 20;
+    let exec = Executor::new(&settings).expect("executor");
+    exec.warm_up(Language::Bash).await.expect("prepare sh.wasm");
+    let (_d, fs) = sandbox();
+    for script in [
+        "sleep 100 & yes > /dev/null & echo bye",
+        "(while :; do :; done) & { sleep 100 | cat; } & echo bye; exit 3",
+        // orphans: the child shell that started them has ended already
+        "sh -c 'sleep 100 & yes > /dev/null &'; echo bye",
+    ] {
+        let started = Instant::now();
+        let request = RunRequest::new(Language::Bash, script, Duration::from_secs(30));
+        let r = exec
+            .run(&fs, &BTreeMap::new(), request)
+            .await
+            .expect("execute");
+        assert_eq!(r.termination, Termination::Exited, "{script}: {r:?}");
+        assert_eq!(r.stdout, "bye\n", "{script}: {}", r.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{script} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            exec.engine().budget().in_use().0,
+            0,
+            "{script}: instances still running after the execution ended"
+        );
+    }
+}
+
+/// Background jobs count against the spawn limits and stop at the execution's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_are_bounded() {
+    // compile sh.wasm (first use after a rebuild) before anything is timed
+    executor().await;
+    let (_d, fs) = sandbox();
+    for script in [
+        "yes > /dev/null & wait",
+        "while :; do sleep 100 & done",
+        "while :; do yes > /dev/null & done",
+    ] {
+        let started = Instant::now();
+        let r = sh_in(&fs, script, &[], Duration::from_secs(2)).await;
+        assert_eq!(r.termination, Termination::TimedOut, "{script}: {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{script} took {:?}",
+            started.elapsed()
+        );
+        // (the loops stop at the limits: a start refused there waits for one of the shell's own
+        // jobs to end, which these never do before the deadline)
+    }
+    // a loop starting more jobs than may run at once: at the limits a start waits for one of
+    // the shell's jobs to end and tries again (bash's `fork: retry`), so all of them run
+    // (a job that starts programs itself, `{ sleep 1; echo; } &`, can still be refused those
+    // when the shell's other jobs fill the sandbox: only the shell's own starts wait)
+    let r = sh("for i in $(seq 1 100); do sleep 0.05 & done; wait; echo done").await;
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("done\n", ""));
+    // but the execution's total holds for jobs as for any program
+    let started = Instant::now();
+    let r = sh("for i in $(seq 1 600); do true & done; wait; echo done").await;
+    assert_eq!(r.stdout, "done\n");
+    assert!(
+        r.stderr
+            .contains("spawn limit reached (512 programs per execution)"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

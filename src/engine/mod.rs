@@ -712,9 +712,13 @@ impl Engine {
         let peak_memory = io.peak_memory.clone();
         let spawn =
             spawn.map(|config| SpawnState::root(self.clone(), config, &spec, deadline, &io));
-        let (termination, exit_code) = self
-            .run_instance(module, &spec, io, deadline, spawn)
-            .await?;
+        let jobs = spawn.as_ref().map(SpawnState::execution_jobs);
+        let outcome = self.run_instance(module, &spec, io, deadline, spawn).await;
+        // Nothing the program started in the background outlives it.
+        if let Some(jobs) = jobs {
+            jobs.end().await;
+        }
+        let (termination, exit_code) = outcome?;
         let outputs = display.take_noting(&stderr);
         let mut result = ExecResult::collect(
             &stdout,

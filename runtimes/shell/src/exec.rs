@@ -76,9 +76,6 @@ pub enum Fd {
 /// The bash release whose behaviour bash mode follows (and the table is recorded from).
 const BASH_VERSION: &str = "5.2.15(1)-release";
 
-/// `$!` of the first background job (later ones count up).
-const FIRST_JOB_ID: u32 = 1000;
-
 /// The highest descriptor a redirection may name.
 const MAX_FD: u32 = 9;
 
@@ -141,8 +138,8 @@ pub struct Shell {
     pub procsubs: Vec<crate::procsub::ProcSubFile>,
     /// When the shell started (`$SECONDS`).
     pub started: std::time::Instant,
-    /// Finished background jobs: (job id as `$!` shows it, exit status), for `wait`.
-    pub jobs: Vec<(u32, i32)>,
+    /// Background jobs (`list &`), `$!`.
+    pub jobs: crate::jobs::Jobs,
     /// The last status came from an and-or list whose final pipeline was skipped
     /// (`false && x`): `set -e` ignores it, also when it ends a `{ …; }` or a function.
     errexit_exempt: bool,
@@ -265,7 +262,7 @@ impl Shell {
             out_buf: Vec::new(),
             last_flush: std::time::Instant::now(),
             errexit_exempt: false,
-            jobs: Vec::new(),
+            jobs: Default::default(),
             started: std::time::Instant::now(),
             procsubs: Vec::new(),
             last_arg: String::new(),
@@ -422,8 +419,12 @@ impl Shell {
     /// a script killed at its deadline (the host stops the instance, nothing runs after) then
     /// loses at most the last few milliseconds of output, while a loop printing many lines
     /// still makes few writes.
+    /// While background jobs run, their output and the shell's interleave as they happen, so
+    /// nothing is held back then.
     pub fn flush_soon(&mut self) {
-        if !self.out_buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY {
+        if !self.out_buf.is_empty()
+            && (self.last_flush.elapsed() >= FLUSH_EVERY || self.jobs.any_running())
+        {
             self.flush_stdout();
         }
     }
@@ -441,7 +442,7 @@ impl Shell {
         }
     }
 
-    fn write_to(&mut self, out: &Out, data: &[u8]) -> bool {
+    pub(crate) fn write_to(&mut self, out: &Out, data: &[u8]) -> bool {
         match out {
             Out::Fd1 => {
                 self.out_buf.extend_from_slice(data);
@@ -602,25 +603,7 @@ impl Shell {
         Ok(st)
     }
 
-    /// `list &`. The spawn import is synchronous (it returns when every stage has ended), so a
-    /// background list runs to completion here, as a subshell with stdin from /dev/null (what
-    /// a non-interactive shell gives it); `$!` and `wait` then report it like a finished job.
-    /// Scripts that start jobs and `wait` for them get the right output and statuses; they
-    /// do not get concurrency.
-    fn run_background(&mut self, ao: &AndOr) -> i32 {
-        let st = self
-            .subshell(|sh| {
-                sh.io.stdin = In::Null;
-                sh.exec_and_or(ao)
-            })
-            .unwrap_or(1);
-        let id = FIRST_JOB_ID + self.jobs.len() as u32;
-        self.jobs.push((id, st));
-        self.status = 0;
-        0
-    }
-
-    fn exec_and_or(&mut self, ao: &AndOr) -> R {
+    pub(crate) fn exec_and_or(&mut self, ao: &AndOr) -> R {
         let r = self.exec_and_or_inner(ao);
         self.flush_soon();
         r
@@ -998,6 +981,12 @@ impl Shell {
     /// Run `f` as a subshell in this instance: variables, functions, options, cwd and traps are
     /// restored afterwards; `exit` ends only the subshell.
     pub fn subshell<F: FnOnce(&mut Shell) -> R>(&mut self, f: F) -> R {
+        self.subshell_keeping_jobs(false, f)
+    }
+
+    /// [`Shell::subshell`]; with `keep_jobs` it sees this shell's background jobs (a command
+    /// substitution does in bash, `( … )` does not).
+    fn subshell_keeping_jobs<F: FnOnce(&mut Shell) -> R>(&mut self, keep_jobs: bool, f: F) -> R {
         let saved = Saved {
             vars: self.vars.clone(),
             funcs: self.funcs.clone(),
@@ -1011,6 +1000,7 @@ impl Shell {
         let loop_depth = std::mem::replace(&mut self.loop_depth, 0);
         let func_depth = self.func_depth;
         let errexit_off = self.errexit_off;
+        let jobs = self.jobs.enter_subshell(keep_jobs);
         let r = f(self);
         let st = match r {
             Ok(s) => s,
@@ -1038,6 +1028,7 @@ impl Shell {
         self.loop_depth = loop_depth;
         self.func_depth = func_depth;
         self.errexit_off = errexit_off;
+        self.jobs.leave_subshell(jobs);
         self.status = st;
         Ok(st)
     }
@@ -1049,7 +1040,8 @@ impl Shell {
         }
         let buf = Rc::new(RefCell::new(Vec::new()));
         let b2 = buf.clone();
-        let st = self.subshell(move |sh| {
+        // `$(jobs)` lists this shell's jobs, as in bash
+        let st = self.subshell_keeping_jobs(true, move |sh| {
             sh.io.stdout = Out::Capture(b2);
             sh.exec_program(p)
         })?;
@@ -2031,24 +2023,13 @@ impl Shell {
         let n = stages.len();
         let req = Request { stages };
         let res: Response = self.spawner.spawn(&req);
+        self.reap_jobs();
         if let Some(e) = &res.error {
             let m = e.clone();
             self.errmsg(&m);
             return Ok(vec![126; n]);
         }
-        // In-shell files that children appended to: move our offsets to the end.
-        let extra_outs = self.io.extra.values().filter_map(|f| match f {
-            Fd::Out(o) => Some(o),
-            Fd::In(_) => None,
-        });
-        for o in [&self.io.stdout, &self.io.stderr]
-            .into_iter()
-            .chain(extra_outs)
-        {
-            if let Out::File(f) = o {
-                let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
-            }
-        }
+        self.out_files_to_end();
         // Where do captured stdout/stderr go? (the capture buffers are those of the io context)
         let find_buf = |id: usize, io: &Io| -> Option<Rc<RefCell<Vec<u8>>>> {
             for o in [&io.stdout, &io.stderr] {
@@ -2100,6 +2081,23 @@ impl Shell {
         Ok(st)
     }
 
+    /// In-shell files that children appended to: move our offsets to the end (a real shell
+    /// shares the offset with its children).
+    pub(crate) fn out_files_to_end(&self) {
+        let extra_outs = self.io.extra.values().filter_map(|f| match f {
+            Fd::Out(o) => Some(o),
+            Fd::In(_) => None,
+        });
+        for o in [&self.io.stdout, &self.io.stderr]
+            .into_iter()
+            .chain(extra_outs)
+        {
+            if let Out::File(f) = o {
+                let _ = f.file.borrow_mut().seek(std::io::SeekFrom::End(0));
+            }
+        }
+    }
+
     /// A multi-stage pipeline: every stage is a fresh instance.
     /// bash `shopt -s lastpipe`: the last command of a pipeline runs in this shell (so
     /// `… | while read x; do n=…; done` keeps `n`), reading what the others wrote. With the
@@ -2144,6 +2142,24 @@ impl Shell {
 
     /// Every command of a pipeline as its own instance.
     fn exec_stages(&mut self, cmds: &[Command]) -> R {
+        let stages = self.pipeline_stages(cmds)?;
+        let st = self.spawn_stages(stages)?;
+        if self.bash {
+            self.set_pipestatus(&st);
+        }
+        let last = *st.last().unwrap_or(&0);
+        let r = if self.opts.pipefail {
+            st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+        } else {
+            last
+        };
+        self.status = r;
+        Ok(r)
+    }
+
+    /// The stages of a pipeline: an external command as itself, anything else as a child shell
+    /// (see [`Shell::child_source`]). Their captures are left in `pending_captures`.
+    pub(crate) fn pipeline_stages(&mut self, cmds: &[Command]) -> Result<Vec<Stage>, Flow> {
         let n = cmds.len();
         let mut stages = Vec::with_capacity(n);
         let mut pre_status: Vec<Option<i32>> = vec![None; n];
@@ -2151,12 +2167,18 @@ impl Shell {
             let pipe_in = i > 0;
             let pipe_out = i + 1 < n;
             let mut ext: Option<External<'_>> = None;
+            let mut listing_stage: Option<String> = None;
             // every stage is a subshell: what its expansions assign does not reach this shell
             let vars_before = self.vars.clone();
             if let Command::Simple(s) = c {
                 if !s.words.is_empty() {
                     let argv = self.expand_words(&s.words)?;
-                    if let Some(name) = argv.first() {
+                    if let Some((pids_only, long)) = self.jobs_listing_command(c) {
+                        // `jobs | …`: a child shell has no jobs; hand it this shell's listing
+                        // (bash, too, lets a plain `jobs` in a pipeline list its parent's jobs)
+                        let listing = self.list_jobs(pids_only, long);
+                        listing_stage = Some(format!("printf %s {}", shell_quote(&listing)));
+                    } else if let Some(name) = argv.first() {
                         if !self.funcs.contains_key(name)
                             && !crate::builtins::is_builtin(name, self.bash)
                         {
@@ -2188,6 +2210,12 @@ impl Shell {
             self.vars = vars_before;
             let stage = match ext {
                 Some((argv, env, redirs)) => self.build_stage(argv, env, redirs, pipe_in, pipe_out),
+                None if listing_stage.is_some() => {
+                    let src = listing_stage.take().unwrap_or_default();
+                    let argv = vec![self.name.clone(), "-c".into(), src];
+                    let env = self.exported_env();
+                    self.build_stage(argv, env, &[], pipe_in, pipe_out)
+                }
                 None => {
                     let src = self.child_source(c);
                     let mut argv = vec![self.name.clone(), "-c".into(), src, self.arg0.clone()];
@@ -2210,18 +2238,7 @@ impl Shell {
             }
         }
         let _ = pre_status;
-        let st = self.spawn_stages(stages)?;
-        if self.bash {
-            self.set_pipestatus(&st);
-        }
-        let last = *st.last().unwrap_or(&0);
-        let r = if self.opts.pipefail {
-            st.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
-        } else {
-            last
-        };
-        self.status = r;
-        Ok(r)
+        Ok(stages)
     }
 
     /// The `sh -c` text for a pipeline stage run in a child shell: function definitions,
@@ -2277,6 +2294,17 @@ impl Shell {
         if self.opts.pipefail {
             s.push_str("set -o pipefail\n");
         }
+        // descriptors 3–9 this shell opened for writing (`exec 3>log`): the child appends to
+        // the same files
+        for (n, fd) in &self.io.extra {
+            match fd {
+                Fd::Out(Out::File(f)) => {
+                    s.push_str(&format!("exec {n}>>{}\n", shell_quote(&f.path)));
+                }
+                Fd::Out(Out::Null) => s.push_str(&format!("exec {n}>/dev/null\n")),
+                _ => {}
+            }
+        }
         s.push_str(&parse::unparse_command(c));
         s
     }
@@ -2285,12 +2313,13 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{Input, Output, OutputMode, Request, Response, Spawner};
+    use crate::spawn::{Input, JobHandle, Output, OutputMode, Request, Response, Spawner};
     use std::sync::{Arc, Mutex};
 
-    /// Records requests; answers with canned output (stdout = argv joined, status from argv[0]).
+    /// Records requests; answers with canned output (stdout = argv joined, status 3 for
+    /// `--fail`). Background jobs run at once; their results wait in the second list.
     #[derive(Clone, Default)]
-    struct Mock(Arc<Mutex<Vec<Request>>>);
+    struct Mock(Arc<Mutex<Vec<Request>>>, Arc<Mutex<Vec<Option<Response>>>>);
 
     impl Spawner for Mock {
         fn spawn(&mut self, req: &Request) -> Response {
@@ -2317,7 +2346,35 @@ mod tests {
                 stdout,
                 stderr: String::new(),
                 error: None,
+                job: None,
             }
+        }
+
+        /// Runs the request at once; `wait` hands its result over.
+        fn start(&mut self, req: &Request) -> Result<JobHandle, String> {
+            let res = self.spawn(req);
+            let mut finished = self.1.lock().unwrap();
+            finished.push(Some(res));
+            Ok(finished.len() as JobHandle - 1)
+        }
+
+        fn wait(&mut self, job: Option<JobHandle>) -> Option<(JobHandle, Response)> {
+            let mut finished = self.1.lock().unwrap();
+            let h = match job {
+                Some(h) => h,
+                None => finished.iter().position(Option::is_some)? as JobHandle,
+            };
+            let res = finished.get_mut(h as usize)?.take()?;
+            Some((h, res))
+        }
+
+        fn running(&mut self, job: JobHandle) -> Option<bool> {
+            let finished = self.1.lock().unwrap();
+            finished.get(job as usize)?.as_ref().map(|_| false)
+        }
+
+        fn kill(&mut self, job: JobHandle, _signal: i32) -> Option<bool> {
+            self.running(job)
         }
     }
 
@@ -2426,6 +2483,30 @@ mod tests {
         assert_eq!(out, "ls --fail\njob 1000\n3\n");
         assert_eq!(st, 127);
         assert_eq!(reqs[0].stages[0].stdin, Input::Null);
+    }
+
+    /// Outside `$(…)`, `list &` is started through the spawner and `wait` collects it.
+    #[test]
+    fn background_lists_are_started_and_waited_for() {
+        let mock = Mock::default();
+        let mut sh = Shell::new(Box::new(mock.clone()), true);
+        sh.io.stdout = Out::Null;
+        sh.io.stderr = Out::Null;
+        sh.run_script(
+            "ls --fail & p=$!; wait $p; a=$?; echo x | cat & wait -n; b=$?; wait $p; c=$?",
+        );
+        assert_eq!(sh.get_var("p").as_deref(), Some("1000"));
+        assert_eq!(sh.get_var("a").as_deref(), Some("3"));
+        assert_eq!(sh.get_var("b").as_deref(), Some("0"));
+        // a job that was waited for still reports its status
+        assert_eq!(sh.get_var("c").as_deref(), Some("3"));
+        let reqs = mock.0.lock().unwrap().clone();
+        assert_eq!(reqs[0].stages[0].argv, ["ls", "--fail"]);
+        assert_eq!(reqs[0].stages[0].stdin, Input::Null);
+        // a pipeline with a builtin: a child shell for the builtin, the external one directly
+        assert_eq!(reqs[1].stages[0].argv[0..2], ["bash", "-c"]);
+        assert_eq!(reqs[1].stages[1].argv, ["cat"]);
+        assert!(sh.jobs.table.is_empty());
     }
 
     #[test]

@@ -360,7 +360,7 @@ impl Shell {
             }
             "0" => Some(self.arg0.clone()),
             "$" => Some("1".into()),
-            "!" => self.jobs.last().map(|j| j.0.to_string()),
+            "!" => self.jobs.last_pid.map(|pid| pid.to_string()),
             "-" => {
                 let mut s = String::new();
                 if self.opts.errexit {

@@ -10,6 +10,7 @@ pub mod cond;
 pub mod exec;
 pub mod expand;
 pub mod interactive;
+pub mod jobs;
 pub mod modes;
 pub mod parse;
 pub mod pattern;

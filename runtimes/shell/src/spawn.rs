@@ -6,8 +6,22 @@
 
 pub use wasmbox_spawn_abi::{Input, Output, OutputMode, Request, Response, Stage};
 
+/// A background job, as the spawner numbers it (not what `$!` shows).
+pub type JobHandle = u32;
+
 pub trait Spawner {
+    /// Runs `req` to its end.
     fn spawn(&mut self, req: &Request) -> Response;
+    /// Starts `req` in the background (`list &`). `Err`: the refusal; nothing started.
+    fn start(&mut self, req: &Request) -> Result<JobHandle, String>;
+    /// Waits until `job` (`None`: any job of this shell) has ended and forgets it: its handle and
+    /// result. `None`: no such job (or no job at all).
+    fn wait(&mut self, job: Option<JobHandle>) -> Option<(JobHandle, Response)>;
+    /// Is the job still running? `None`: no such job.
+    fn running(&mut self, job: JobHandle) -> Option<bool>;
+    /// Stops a running job; its stages then report `128 + signal`. `Some(true)`: it was running,
+    /// `Some(false)`: it had already ended, `None`: no such job.
+    fn kill(&mut self, job: JobHandle, signal: i32) -> Option<bool>;
 }
 
 /// The spawner for this build: the host import on wasm32, std::process natively.
@@ -42,6 +56,10 @@ mod host {
     extern "C" {
         pub fn spawn(req_ptr: *const u8, req_len: i32) -> i32;
         pub fn spawn_result(buf_ptr: *mut u8, buf_len: i32) -> i32;
+        pub fn spawn_start(req_ptr: *const u8, req_len: i32) -> i32;
+        pub fn spawn_wait(job: i32) -> i32;
+        pub fn spawn_poll(job: i32) -> i32;
+        pub fn spawn_kill(job: i32, signal: i32) -> i32;
         pub fn exit(status: i32) -> !;
     }
 }
@@ -50,18 +68,24 @@ mod host {
 pub struct HostSpawner;
 
 #[cfg(target_family = "wasm")]
-impl Spawner for HostSpawner {
-    fn spawn(&mut self, req: &Request) -> Response {
+impl HostSpawner {
+    /// Sends `req` through `import` (`spawn` or `spawn_start`) and fetches the result.
+    fn call(req: &Request, import: unsafe extern "C" fn(*const u8, i32) -> i32) -> Response {
         let json = match serde_json::to_vec(req) {
             Ok(j) => j,
             Err(e) => return Response::refused(format!("bad spawn request: {e}")),
         };
         // SAFETY: the host reads exactly `json.len()` bytes from this live buffer.
-        let n = unsafe { host::spawn(json.as_ptr(), json.len() as i32) };
+        let n = unsafe { import(json.as_ptr(), json.len() as i32) };
         if n < 0 {
             return Response::refused(format!("spawn request rejected ({n})"));
         }
-        let mut buf = vec![0u8; n as usize];
+        Self::result(n)
+    }
+
+    /// The pending result of `n` bytes the last call announced.
+    fn result(n: i32) -> Response {
+        let mut buf = vec![0u8; n.max(0) as usize];
         // SAFETY: the host writes at most `n` bytes, the buffer's length.
         let got = unsafe { host::spawn_result(buf.as_mut_ptr(), n) };
         buf.truncate(got.max(0) as usize);
@@ -72,18 +96,116 @@ impl Spawner for HostSpawner {
     }
 }
 
+/// A job handle for the host (which takes `-1` as "any job").
+#[cfg(target_family = "wasm")]
+fn raw_handle(job: JobHandle) -> i32 {
+    i32::try_from(job).unwrap_or(i32::MAX)
+}
+
+#[cfg(target_family = "wasm")]
+impl Spawner for HostSpawner {
+    fn spawn(&mut self, req: &Request) -> Response {
+        Self::call(req, host::spawn)
+    }
+
+    fn start(&mut self, req: &Request) -> Result<JobHandle, String> {
+        let res = Self::call(req, host::spawn_start);
+        match (res.error, res.job) {
+            (Some(e), _) => Err(e),
+            (None, Some(job)) => Ok(job),
+            (None, None) => Err("spawn_start named no job".into()),
+        }
+    }
+
+    fn wait(&mut self, job: Option<JobHandle>) -> Option<(JobHandle, Response)> {
+        // SAFETY: plain integers in, a result length out.
+        let n = unsafe { host::spawn_wait(job.map(raw_handle).unwrap_or(-1)) };
+        if n < 0 {
+            return None;
+        }
+        let res = Self::result(n);
+        Some((res.job.or(job)?, res))
+    }
+
+    fn running(&mut self, job: JobHandle) -> Option<bool> {
+        // SAFETY: plain integers in and out.
+        match unsafe { host::spawn_poll(raw_handle(job)) } {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+
+    fn kill(&mut self, job: JobHandle, signal: i32) -> Option<bool> {
+        // SAFETY: plain integers in and out.
+        match unsafe { host::spawn_kill(raw_handle(job), signal) } {
+            0 => Some(true),
+            1 => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// Runs stages as native processes: the program itself (current executable, or `exe`) for sh and
 /// the applets, `python3`/`node` from PATH for python/node. Used by the native tests.
+/// Background jobs are native processes too; killing one sends SIGKILL to its stages (std has
+/// no other signal) and reports `128 + signal` like the host.
 #[cfg(not(target_family = "wasm"))]
 #[derive(Default)]
 pub struct NativeSpawner {
     pub exe: Option<std::path::PathBuf>,
+    jobs: std::collections::BTreeMap<JobHandle, native::Job>,
+    next_job: JobHandle,
 }
 
 #[cfg(not(target_family = "wasm"))]
 impl Spawner for NativeSpawner {
     fn spawn(&mut self, req: &Request) -> Response {
-        native::run(self.exe.clone(), req)
+        native::start(self.exe.clone(), req).finish()
+    }
+
+    fn start(&mut self, req: &Request) -> Result<JobHandle, String> {
+        let job = native::start(self.exe.clone(), req);
+        let handle = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(handle, native::Job::new(job));
+        Ok(handle)
+    }
+
+    fn wait(&mut self, job: Option<JobHandle>) -> Option<(JobHandle, Response)> {
+        let handle = match job {
+            Some(h) => h,
+            None => loop {
+                if self.jobs.is_empty() {
+                    return None;
+                }
+                let ended = self
+                    .jobs
+                    .iter_mut()
+                    .find_map(|(h, j)| (!j.running()).then_some(*h));
+                match ended {
+                    Some(h) => break h,
+                    None => std::thread::sleep(std::time::Duration::from_millis(2)),
+                }
+            },
+        };
+        let job = self.jobs.remove(&handle)?;
+        let mut res = job.finish();
+        res.job = Some(handle);
+        Some((handle, res))
+    }
+
+    fn running(&mut self, job: JobHandle) -> Option<bool> {
+        self.jobs.get_mut(&job).map(native::Job::running)
+    }
+
+    fn kill(&mut self, job: JobHandle, signal: i32) -> Option<bool> {
+        let job = self.jobs.get_mut(&job)?;
+        if signal <= 0 || !job.running() {
+            return Some(job.running());
+        }
+        job.kill(128 + signal);
+        Some(true)
     }
 }
 
@@ -129,7 +251,83 @@ mod native {
         Ok(f)
     }
 
-    pub fn run(exe: Option<std::path::PathBuf>, req: &Request) -> Response {
+    /// A request whose stages have been started.
+    pub struct Running {
+        children: Vec<Option<std::process::Child>>,
+        statuses: Vec<i32>,
+        feeders: Vec<std::thread::JoinHandle<()>>,
+        t_out: std::thread::JoinHandle<Vec<u8>>,
+        t_err: std::thread::JoinHandle<Vec<u8>>,
+    }
+
+    impl Running {
+        /// Waits for every stage; their statuses and captured output.
+        pub fn finish(mut self) -> Response {
+            for (i, c) in self.children.iter_mut().enumerate() {
+                if let Some(c) = c {
+                    let st = c.wait().map(|s| {
+                        use std::os::unix::process::ExitStatusExt;
+                        s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                    });
+                    self.statuses[i] = st.unwrap_or(127);
+                }
+            }
+            for f in self.feeders {
+                let _ = f.join();
+            }
+            let out = self.t_out.join().unwrap_or_default();
+            let err = self.t_err.join().unwrap_or_default();
+            Response {
+                statuses: self.statuses,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+                error: None,
+                job: None,
+            }
+        }
+    }
+
+    /// A background job: its stages, and the status a kill gave them.
+    pub struct Job {
+        running: Running,
+        killed: Option<i32>,
+    }
+
+    impl Job {
+        pub fn new(running: Running) -> Self {
+            Job {
+                running,
+                killed: None,
+            }
+        }
+
+        /// Has some stage not ended yet?
+        pub fn running(&mut self) -> bool {
+            self.running
+                .children
+                .iter_mut()
+                .flatten()
+                .any(|c| matches!(c.try_wait(), Ok(None)))
+        }
+
+        pub fn kill(&mut self, status: i32) {
+            for c in self.running.children.iter_mut().flatten() {
+                let _ = c.kill();
+            }
+            self.killed = Some(status);
+        }
+
+        pub fn finish(self) -> Response {
+            let n = self.running.statuses.len();
+            let mut res = self.running.finish();
+            if let Some(status) = self.killed {
+                res.statuses = vec![status; n];
+            }
+            res
+        }
+    }
+
+    pub fn start(exe: Option<std::path::PathBuf>, req: &Request) -> Running {
         let exe = exe.unwrap_or_else(|| std::env::current_exe().expect("current_exe"));
         let n = req.stages.len();
         let mut statuses = vec![0; n];
@@ -310,25 +508,12 @@ mod native {
         drop(prev_pipe);
         drop(cap_out_w);
         drop(cap_err_w);
-        for (i, c) in children.iter_mut().enumerate() {
-            if let Some(c) = c {
-                let st = c.wait().map(|s| {
-                    use std::os::unix::process::ExitStatusExt;
-                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-                });
-                statuses[i] = st.unwrap_or(127);
-            }
-        }
-        for f in feeders {
-            let _ = f.join();
-        }
-        let out = t_out.join().unwrap_or_default();
-        let err = t_err.join().unwrap_or_default();
-        Response {
+        Running {
+            children,
             statuses,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-            error: None,
+            feeders,
+            t_out,
+            t_err,
         }
     }
 }

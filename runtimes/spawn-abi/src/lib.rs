@@ -136,6 +136,10 @@ pub struct Response {
     /// Set when the host refused the whole request (nothing ran).
     #[serde(default)]
     pub error: Option<String>,
+    /// The background job this is about: the handle `spawn_start` gave the request (then
+    /// nothing has ended yet) or the job `spawn_wait` reports on. Absent for `spawn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u32>,
 }
 
 impl Response {
@@ -413,5 +417,21 @@ mod tests {
         );
         let old: Response = serde_json::from_str(r#"{"statuses":[0,1]}"#).unwrap();
         assert_eq!(old.statuses, [0, 1]);
+        assert_eq!(old.job, None);
+    }
+
+    /// `spawn_start` and `spawn_wait` name the job; plain `spawn` results stay as they were.
+    #[test]
+    fn job_results_name_the_job() {
+        let started = Response {
+            job: Some(3),
+            ..Response::default()
+        };
+        let json = serde_json::to_string(&started).unwrap();
+        assert_eq!(
+            json,
+            r#"{"statuses":[],"stdout":"","stderr":"","error":null,"job":3}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), started);
     }
 }

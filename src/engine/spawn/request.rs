@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use wasmbox_spawn_abi::{Input, Output, Request, Response, Stage};
 
+use super::jobs::JobTable;
 use super::open::open_in_sandbox;
 use super::pipe::{Pipe, PIPE_CAPACITY};
 use super::stdio::{InstanceIo, Sink, Source};
@@ -24,6 +25,13 @@ pub(super) struct ChildContext {
     stdin: Source,
     stdout: Sink,
     stderr: Sink,
+}
+
+impl ChildContext {
+    /// The execution's tree (limits and background jobs).
+    pub(super) fn tree(&self) -> Arc<Tree> {
+        self.tree.clone()
+    }
 }
 
 impl SpawnState {
@@ -54,12 +62,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Decrements the live-instance count when a child ends (or is aborted).
+/// Decrements the live-instance count when a child ends (or is aborted), and tells
+/// [`Tree::end_jobs`] when none is left.
 struct LiveGuard(Arc<Tree>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_one();
+        }
     }
 }
 
@@ -162,33 +173,89 @@ fn build_io(
     }
 }
 
+/// A request whose stages have all been started: [`Started::finish`] waits for them.
+pub(super) struct Started {
+    /// One per stage; `None` for a stage that never ran (its status is already in `statuses`).
+    tasks: Vec<Option<tokio::task::JoinHandle<i32>>>,
+    statuses: Vec<i32>,
+    /// Dropping an unfinished `Started` (the job was killed, the caller went away) ends the stages.
+    aborts: AbortOnDrop,
+    caps: (CapturedOutput, CapturedOutput),
+}
+
+impl Started {
+    /// Waits until every stage has ended; their statuses and what they captured.
+    pub(super) async fn finish(self) -> Response {
+        let Started {
+            tasks,
+            mut statuses,
+            aborts,
+            caps,
+        } = self;
+        for (i, t) in tasks.into_iter().enumerate() {
+            if let Some(t) = t {
+                statuses[i] = t.await.unwrap_or(134);
+            }
+        }
+        drop(aborts);
+        let (out, _) = caps.0.contents();
+        let (err, _) = caps.1.contents();
+        Response {
+            statuses,
+            stdout: out,
+            stderr: err,
+            error: None,
+            job: None,
+        }
+    }
+}
+
+/// Runs a request to its end (the `spawn` import).
 pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
+    match start_request(ctx, req).await {
+        Ok(started) => started.finish().await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// Admits a request against the tree's limits and the host's pool and starts every stage, or
+/// refuses it whole (nothing started).
+pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Started, Response> {
     let n = req.stages.len();
+    let caps = (
+        CapturedOutput::new(ctx.limits.output_bytes),
+        CapturedOutput::new(ctx.limits.output_bytes),
+    );
     if n == 0 {
-        return Response::default();
+        return Ok(Started {
+            tasks: Vec::new(),
+            statuses: Vec::new(),
+            aborts: AbortOnDrop(Vec::new()),
+            caps,
+        });
     }
     let cfg = ctx.config.clone();
     if ctx.depth + 1 > cfg.max_depth {
-        return Response::refused(format!(
+        return Err(Response::refused(format!(
             "spawn limit reached (nesting deeper than {})",
             cfg.max_depth
-        ));
+        )));
     }
     // Reserve the instances up front so a pipeline starts whole or not at all.
     let total = ctx.tree.total.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
     if total > cfg.max_total {
-        return Response::refused(format!(
+        return Err(Response::refused(format!(
             "spawn limit reached ({} programs per execution)",
             cfg.max_total
-        ));
+        )));
     }
     let live = ctx.tree.live.fetch_add(n as u32, Ordering::SeqCst) + n as u32;
     if live > cfg.max_concurrent {
         ctx.tree.live.fetch_sub(n as u32, Ordering::SeqCst);
-        return Response::refused(format!(
+        return Err(Response::refused(format!(
             "spawn limit reached ({} programs at once)",
             cfg.max_concurrent
-        ));
+        )));
     }
     let mut guards: Vec<Option<LiveGuard>> =
         (0..n).map(|_| Some(LiveGuard(ctx.tree.clone()))).collect();
@@ -198,17 +265,13 @@ pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
         match ctx.engine.admit_child(&ctx.limits) {
             Ok(ticket) => tickets.push(Some(ticket)),
             Err(refusal) => {
-                return Response::refused(format!(
+                return Err(Response::refused(format!(
                     "cannot start a program: resource temporarily unavailable ({refusal})"
-                ))
+                )))
             }
         }
     }
 
-    let caps = (
-        CapturedOutput::new(ctx.limits.output_bytes),
-        CapturedOutput::new(ctx.limits.output_bytes),
-    );
     let pipes: Vec<Pipe> = (0..n.saturating_sub(1))
         .map(|_| Pipe::new(PIPE_CAPACITY))
         .collect();
@@ -283,6 +346,7 @@ pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
             stdout: io.stdout.clone(),
             stderr: io.stderr.clone(),
             pending: None,
+            jobs: JobTable::default(),
         };
         let engine = ctx.engine.clone();
         let deadline = ctx.deadline;
@@ -314,18 +378,10 @@ pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
         aborts.0.push(task.abort_handle());
         tasks.push(Some(task));
     }
-    for (i, t) in tasks.into_iter().enumerate() {
-        if let Some(t) = t {
-            statuses[i] = t.await.unwrap_or(134);
-        }
-    }
-    drop(aborts);
-    let (out, _) = caps.0.contents();
-    let (err, _) = caps.1.contents();
-    Response {
+    Ok(Started {
+        tasks,
         statuses,
-        stdout: out,
-        stderr: err,
-        error: None,
-    }
+        aborts,
+        caps,
+    })
 }

@@ -628,8 +628,23 @@ fn bi_kill(sh: &mut Shell, _name: &str, args: &[String]) -> R {
     builtin_kill(sh, args)
 }
 
-/// `jobs`.
-fn bi_jobs(_sh: &mut Shell, _name: &str, _args: &[String]) -> R {
+/// `jobs [-l|-p]`: the background jobs (see `Shell::list_jobs`).
+fn bi_jobs(sh: &mut Shell, _name: &str, args: &[String]) -> R {
+    let mut pids_only = false;
+    let mut long = false;
+    for a in args {
+        match a.as_str() {
+            "-p" => pids_only = true,
+            "-l" => long = true,
+            "-r" | "-s" | "-n" | "--" => {}
+            other => {
+                sh.errmsg(&format!("jobs: {other}: invalid option"));
+                return Ok(2);
+            }
+        }
+    }
+    let listing = sh.list_jobs(pids_only, long);
+    sh.out(&listing);
     Ok(0)
 }
 
@@ -655,9 +670,10 @@ fn bi_let(sh: &mut Shell, _name: &str, args: &[String]) -> R {
     Ok((v == 0) as i32)
 }
 
-/// `kill [-SIG | -s SIG | -0] ID…`: the only processes are this shell (`$$`) and its
-/// background jobs, which have already ended. `-0` checks that an ID exists; a signal to `$$`
-/// ends the shell with 128 + the signal number, as the default action would.
+/// `kill [-SIG | -s SIG | -0] ID…`: the processes are this shell (`$$`) and its background
+/// jobs (by pid or `%N`). A signal to `$$` ends the shell with 128 + the signal number, as the
+/// default action would; a job is stopped (it reports 128 + the signal). `-0` checks that an
+/// ID exists; signals whose default action is to do nothing (CHLD, CONT, URG, WINCH) do nothing.
 fn builtin_kill(sh: &mut Shell, args: &[String]) -> R {
     let mut sig = 15;
     let mut ids = Vec::new();
@@ -666,13 +682,14 @@ fn builtin_kill(sh: &mut Shell, args: &[String]) -> R {
         let a = &args[i];
         match a.as_str() {
             "-l" | "-L" => {
-                sh.out("HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM\n");
+                sh.out(&format!("{}\n", SIGNAL_NAMES[1..].join(" ")));
                 return Ok(0);
             }
             "-s" | "-n" => {
                 i += 1;
                 sig = args.get(i).map(|s| signal_number(s)).unwrap_or(-1);
             }
+            "--" => {}
             a if a.starts_with('-') && ids.is_empty() && a.len() > 1 => {
                 sig = signal_number(&a[1..])
             }
@@ -694,53 +711,115 @@ fn builtin_kill(sh: &mut Shell, args: &[String]) -> R {
             if sig != 0 {
                 return Err(Flow::Exit(128 + sig));
             }
-        } else if sig == 0 && sh.jobs.iter().any(|j| j.0.to_string() == id) {
-            // a finished job no longer exists
-            st = 1;
-        } else {
-            sh.errmsg(&format!("kill: ({id}) - No such process"));
-            st = 1;
+            continue;
         }
+        let Some(index) = sh.jobs.find(&id) else {
+            if id.starts_with('%') {
+                sh.errmsg(&format!("kill: {id}: no such job"));
+            } else if id.parse::<u32>().is_err() {
+                sh.errmsg(&format!("kill: {id}: arguments must be process or job IDs"));
+            } else {
+                sh.errmsg(&format!("kill: ({id}) - No such process"));
+            }
+            st = 1;
+            continue;
+        };
+        if let crate::jobs::JobState::Running(handle) = sh.jobs.table[index].state {
+            // 17 CHLD, 18 CONT, 23 URG, 28 WINCH: ignored by default
+            if sig != 0 && !matches!(sig, 17 | 18 | 23 | 28) {
+                let _ = sh.spawner.kill(handle, sig);
+            }
+        }
+        // an ended job not yet waited for is still there (a zombie), as in a real shell
     }
     Ok(st)
 }
+
+/// Signal names by number (Linux x86 numbering).
+const SIGNAL_NAMES: [&str; 32] = [
+    "0", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+];
 
 fn signal_number(s: &str) -> i32 {
     let s = s.trim_start_matches("SIG");
     if let Ok(n) = s.parse::<i32>() {
         return n;
     }
-    let names = [
-        "0", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
-        "USR2", "PIPE", "ALRM", "TERM",
-    ];
-    names
+    SIGNAL_NAMES
         .iter()
         .position(|n| n.eq_ignore_ascii_case(s))
         .map(|p| p as i32)
         .unwrap_or(-1)
 }
 
-/// `wait [-n] [ID…]`: background jobs have already ended (see `Shell::run_background`), so
-/// this reports their statuses; an ID that is no job of this shell is status 127.
+/// `wait [-n] [-p VAR] [ID…]`: waits for background jobs (all of them without IDs, then status
+/// 0). An ID is a pid or `%N`; a job that already left the table still reports its status; one
+/// that is no job of this shell is status 127. `-n` waits for the next job to end (among the IDs
+/// if given), 127 when there is none; `-p VAR` names it in VAR.
 fn builtin_wait(sh: &mut Shell, args: &[String]) -> R {
-    let ids: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut next = false;
+    let mut pid_var = None;
+    let mut ids: Vec<&String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-n" => next = true,
+            "-f" | "--" => {}
+            "-p" => {
+                i += 1;
+                pid_var = args.get(i).cloned();
+            }
+            _ => ids.push(&args[i]),
+        }
+        i += 1;
+    }
+    if next {
+        let among: Option<Vec<u32>> = (!ids.is_empty()).then(|| {
+            ids.iter()
+                .filter_map(|id| sh.jobs.find(id).map(|i| sh.jobs.table[i].pid))
+                .collect()
+        });
+        let waited = sh.wait_any_job(among.as_deref());
+        return Ok(match waited {
+            Some((pid, st)) => {
+                if let Some(var) = &pid_var {
+                    let _ = sh.set_var(var, &pid.to_string());
+                }
+                st
+            }
+            None => 127,
+        });
+    }
     if ids.is_empty() {
-        if args.iter().any(|a| a == "-n") {
-            return Ok(sh.jobs.last().map(|j| j.1).unwrap_or(127));
+        while !sh.jobs.table.is_empty() {
+            sh.wait_job(0);
         }
         return Ok(0);
     }
     let mut st = 0;
-    for a in ids {
-        let id = a.trim_start_matches('%');
-        match sh.jobs.iter().find(|j| j.0.to_string() == id) {
-            Some(j) => st = j.1,
-            None => {
-                sh.errmsg(&format!("wait: pid {a} is not a child of this shell"));
-                st = 127;
+    for id in ids {
+        st = match sh.jobs.find(id) {
+            Some(index) => {
+                let pid = sh.jobs.table[index].pid;
+                if let Some(var) = &pid_var {
+                    let _ = sh.set_var(var, &pid.to_string());
+                }
+                sh.wait_job(index)
             }
-        }
+            None => match sh.jobs.reaped_status(id) {
+                Some(st) => st,
+                None => {
+                    if id.starts_with('%') {
+                        sh.errmsg(&format!("wait: {id}: no such job"));
+                    } else {
+                        sh.errmsg(&format!("wait: pid {id} is not a child of this shell"));
+                    }
+                    127
+                }
+            },
+        };
     }
     Ok(st)
 }
