@@ -369,7 +369,7 @@ for i, script in enumerate(reproducers):
         native = subprocess.run(["bash", "-c", script], cwd=empty, capture_output=True,
                                 env={**os.environ, "HOME": empty, "LC_ALL": "C.UTF-8"})
     expected = (native.stdout.decode(errors="replace"), native.returncode)
-    got = sandbox.commands.run(script, working_dir=f"/workspace/repro{i}", timeout_seconds=30)
+    got = sandbox.commands.run(script, working_dir=f"/workspace/repro{i}", timeout=30)
     if (got.stdout, got.exit_code) != expected:
         mismatches.append((script, expected, (got.stdout, got.exit_code, got.stderr)))
 check(len(reproducers) >= 30 and not mismatches, "bash reproducers through commands.run match bash",
