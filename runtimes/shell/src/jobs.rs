@@ -342,6 +342,11 @@ impl Shell {
             return;
         }
         self.refresh_jobs();
+        self.forget_done_jobs();
+    }
+
+    /// Moves the jobs that have ended from the table to `reaped` (where `wait PID` finds them).
+    fn forget_done_jobs(&mut self) {
         let (done, running): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs.table)
             .into_iter()
             .partition(|j| matches!(j.state, JobState::Done(_)));
@@ -406,15 +411,7 @@ impl Shell {
                 ));
             }
         }
-        let (done, running): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs.table)
-            .into_iter()
-            .partition(|j| matches!(j.state, JobState::Done(_)));
-        self.jobs.table = running;
-        for job in done {
-            if let JobState::Done(st) = job.state {
-                self.jobs.reaped.push((job.pid, st));
-            }
-        }
+        self.forget_done_jobs();
         s
     }
 }
