@@ -459,6 +459,7 @@ fn warm_up(state: &AppState) {
 
 /// Every [`REAP_INTERVAL`] (and when woken): moves expired sandboxes to the trash, stops their
 /// executions, and empties the trash — including what a crashed or killed server left there;
+/// folds the metrics' histogram samples into buckets;
 /// hibernates kernels idle for `WASMBOX_KERNEL_IDLE_SECONDS`.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
@@ -483,6 +484,7 @@ async fn housekeeping(state: AppState) {
             Ok((reaped, _)) => tracing::info!(reaped, "expired sandboxes deleted"),
             Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
         }
+        server_metrics::upkeep();
         let hibernated = state.kernels.hibernate_idle(state.kernel_idle).await;
         if hibernated > 0 {
             tracing::info!(hibernated, "idle kernels hibernated");

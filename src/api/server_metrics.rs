@@ -72,6 +72,14 @@ fn describe() {
     );
 }
 
+/// Folds the histogram samples recorded since the last call into their buckets: without it
+/// they pile up in memory until the next scrape (the housekeeping task calls this).
+pub(super) fn upkeep() {
+    if let Some(handle) = handle() {
+        handle.run_upkeep();
+    }
+}
+
 /// What kind of run ended: a script or command, a kernel cell, a background or async run.
 #[derive(Clone, Copy)]
 pub(super) enum RunKind {
