@@ -78,6 +78,10 @@ impl PublicHosts {
     /// Sends a request for a sandbox host to that sandbox's agent routes
     /// (`/execute` → `/sandboxes/{id}/execute`); other requests pass unchanged.
     pub(super) fn route(&self, mut request: Request) -> Request {
+        // Without a sandbox domain no request is rewritten: skip reading the Host on every call.
+        if self.domain.is_none() {
+            return request;
+        }
         let host = request
             .headers()
             .get(header::HOST)
