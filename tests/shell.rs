@@ -397,6 +397,50 @@ async fn background_jobs_end_with_the_execution() {
 }
 
 /// Background jobs count against the spawn limits and stop at the execution's deadline.
+/// Named pipes live in the host for the execution: a reader with no writer waits only until
+/// the deadline, their number is bounded, and they do not outlive the execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_pipes_are_bounded_and_end_with_the_execution() {
+    executor().await;
+    let (_d, fs) = sandbox();
+    for script in [
+        "mkfifo p; echo start; cat p",
+        "mkfifo p; echo start; read x < p",
+        "mkfifo p; echo start; yes > p",
+    ] {
+        let started = Instant::now();
+        let r = sh_in(&fs, script, &[], Duration::from_secs(1)).await;
+        assert_eq!(r.termination, Termination::TimedOut, "{script}: {r:?}");
+        assert_eq!(r.stdout, "start\n", "{script}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{script}");
+        let _ = sh_in(&fs, "rm -f p", &[], Duration::from_secs(5)).await;
+    }
+    // a later execution finds the name, not the bytes a writer left in the last one's pipe
+    let r = sh_in(
+        &fs,
+        "mkfifo p; echo stale > p; echo written",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(r.stdout, "written\n", "{r:?}");
+    let r = sh_in(
+        &fs,
+        "test -p p && echo still-a-fifo; echo fresh > p & cat p; wait",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(r.stdout, "still-a-fifo\nfresh\n", "{r:?}");
+    // at most 64 named pipes in use at once per execution
+    let r = sh(
+        "for i in $(seq 1 70); do mkfifo f$i; echo x > f$i || { echo refused at $i; break; }; done",
+    )
+    .await;
+    assert!(r.stdout.contains("refused at 65"), "{r:?}");
+    assert!(r.stderr.contains("too many named pipes"), "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_jobs_are_bounded() {
     // compile sh.wasm (first use after a rebuild) before anything is timed

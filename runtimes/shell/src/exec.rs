@@ -46,6 +46,8 @@ pub enum Out {
     Fd2,
     File(Rc<OutFile>),
     Capture(Rc<RefCell<Vec<u8>>>),
+    /// The write end of a named pipe, held open by this shell.
+    Fifo(Rc<crate::spawn::FifoEnd>),
     Null,
 }
 
@@ -53,6 +55,9 @@ pub enum Out {
 pub enum In {
     Fd0,
     File(Rc<InFile>),
+    /// The read end of a named pipe, held open by this shell (read a byte at a time, so that
+    /// what a builtin does not read stays in the pipe).
+    Fifo(Rc<crate::spawn::FifoEnd>),
     Data(Rc<RefCell<(Vec<u8>, usize)>>),
     Null,
 }
@@ -464,6 +469,17 @@ impl Shell {
                 }
             }
             Out::File(f) => f.file.borrow_mut().write_all(data).is_ok(),
+            Out::Fifo(f) => {
+                self.flush_stdout(); // the write may wait for a reader
+                let written = f.write_all(data);
+                match written {
+                    Ok(()) => true,
+                    Err(e) => {
+                        broken_pipe_exit(&e);
+                        false
+                    }
+                }
+            }
             Out::Capture(b) => {
                 b.borrow_mut().extend_from_slice(data);
                 true
@@ -539,6 +555,15 @@ impl Shell {
                     Some(b)
                 } else {
                     None
+                }
+            }
+            In::Fifo(f) => {
+                let f = f.clone();
+                self.flush_stdout(); // the read may wait for a writer
+                let mut b = [0u8; 1];
+                match f.read(&mut b) {
+                    Ok(1) => Some(b[0]),
+                    _ => None,
                 }
             }
             In::Null => None,
@@ -1118,6 +1143,11 @@ impl Shell {
             return Ok(self.io.stderr.clone());
         }
         let abs = self.abs_path(path);
+        if !cfg!(unix) && crate::modes::is_fifo(std::path::Path::new(&abs)) {
+            return crate::spawn::FifoEnd::open(&abs, true)
+                .map(|f| Out::Fifo(Rc::new(f)))
+                .map_err(|e| format!("cannot create {path}: {}", io_err_msg(&e)));
+        }
         if self.opts.noclobber && !append && !clobber && std::path::Path::new(&abs).is_file() {
             return Err(format!("cannot create {path}: File exists"));
         }
@@ -1144,6 +1174,11 @@ impl Shell {
             return Ok(self.io.stdin.clone());
         }
         let abs = self.abs_path(path);
+        if !cfg!(unix) && crate::modes::is_fifo(std::path::Path::new(&abs)) {
+            return crate::spawn::FifoEnd::open(&abs, false)
+                .map(|f| In::Fifo(Rc::new(f)))
+                .map_err(|e| format!("cannot open {path}: {}", io_err_msg(&e)));
+        }
         match std::fs::File::open(&abs) {
             Ok(f) => {
                 if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
@@ -1736,6 +1771,7 @@ impl Shell {
                 id: Rc::as_ptr(f) as usize,
             },
             Out::Capture(b) => Sink::Capture(Rc::as_ptr(b) as usize),
+            Out::Fifo(f) => Sink::Fifo(f.path.clone()),
         }
         .with_fd(fdnum)
     }
@@ -1800,10 +1836,14 @@ impl Shell {
                     let target = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
+                    let fifo = (!cfg!(unix))
+                        .then(|| self.abs_path(&target))
+                        .filter(|abs| crate::modes::is_fifo(std::path::Path::new(abs)));
                     let file_sink = |mode: OutputMode, id: &mut usize| -> Sink {
                         *id += 1;
                         match target.as_str() {
                             "/dev/null" => Sink::Null,
+                            _ if fifo.is_some() => Sink::Fifo(fifo.clone().unwrap_or_default()),
                             _ => Sink::File {
                                 path: target.clone(),
                                 mode,
@@ -1830,6 +1870,9 @@ impl Shell {
                                 "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
                                 _ if endless.is_some() => Input::Null,
+                                _ if fifo.is_some() => {
+                                    Input::Fifo(fifo.clone().unwrap_or_default())
+                                }
                                 _ => Input::File {
                                     file: target.clone(),
                                     offset: None,
@@ -1954,6 +1997,7 @@ fn input_of(i: &In) -> Input {
             let d = d.borrow();
             Input::Data(String::from_utf8_lossy(&d.0[d.1..]).into_owned())
         }
+        In::Fifo(f) => Input::Fifo(f.path.clone()),
     }
 }
 
@@ -1970,6 +2014,8 @@ pub enum Sink {
         mode: OutputMode,
         id: usize,
     },
+    /// A named pipe's write end (absolute path).
+    Fifo(String),
     Capture(usize),
 }
 
@@ -1999,6 +2045,7 @@ fn sinks_to_streams(out: &Sink, err: &Sink) -> (Output, Output) {
                 offset: None,
             },
             Sink::Capture(_) => Output::Capture,
+            Sink::Fifo(path) => Output::Fifo(path.clone()),
         }
     };
     let so = plain(out, 1);

@@ -9,6 +9,9 @@
 //! lines of what it removed, and `cp`/`mv` carry modes along themselves (applets/virt.rs).
 //! Files without a line have the defaults: files 644, directories 755, symlinks 777. `ls`, globs,
 //! `find` and `tar` never show the store. Natively (the tests) the real mode bits are used.
+//!
+//! A line's mode may carry a file type: [`FIFO_TYPE`] marks an empty plain file as the name of
+//! a named pipe (`mkfifo`), whose pipe the host keeps (`crate::spawn::FifoEnd`, ABI.md).
 
 use std::ffi::OsStr;
 use std::io;
@@ -21,6 +24,11 @@ pub const STORE: &str = ".wasmbox-modes";
 pub fn is_store_name(name: &OsStr) -> bool {
     name == STORE
 }
+
+/// The file-type bits of a named pipe (`S_IFIFO`), kept in the store on WASI.
+pub const FIFO_TYPE: u32 = 0o010000;
+/// The file-type bits of a mode (`S_IFMT`).
+const TYPE_MASK: u32 = 0o170000;
 
 /// The default mode of a file of this kind.
 pub fn default_mode(md: &std::fs::Metadata) -> u32 {
@@ -50,7 +58,56 @@ pub fn mode_of(path: &Path, md: &std::fs::Metadata) -> u32 {
     }
     #[cfg(not(unix))]
     {
-        stored(path, md).unwrap_or_else(|| default_mode(md))
+        stored(path, md).map_or_else(|| default_mode(md), |m| m & 0o7777)
+    }
+}
+
+/// The permission bits of `path` with [`FIFO_TYPE`] added for a named pipe (for `ls -l`).
+pub fn mode_with_type(path: &Path, md: &std::fs::Metadata) -> u32 {
+    let fifo = if is_fifo(path) { FIFO_TYPE } else { 0 };
+    mode_of(path, md) | fifo
+}
+
+/// Whether `path` (following symlinks) names a named pipe.
+pub fn is_fifo(path: &Path) -> bool {
+    let Ok(md) = std::fs::metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        md.file_type().is_fifo()
+    }
+    #[cfg(not(unix))]
+    {
+        md.is_file() && stored(path, &md).is_some_and(|m| m & TYPE_MASK == FIFO_TYPE)
+    }
+}
+
+/// Make the name of a named pipe at `path` with permission bits `perm` (`mkfifo`): natively a
+/// real FIFO, on WASI an empty file marked [`FIFO_TYPE`] in the store.
+pub fn make_fifo(path: &Path, perm: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let status = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg(format!("{:o}", perm & 0o7777))
+            .arg(path)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other("mkfifo failed"))
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let md = std::fs::metadata(path)?;
+        store(path, &md, FIFO_TYPE | (perm & 0o7777))
     }
 }
 
@@ -152,8 +209,13 @@ pub fn store(path: &Path, md: &std::fs::Metadata, mode: u32) -> io::Result<()> {
     let ino = file_id(path).map(|i| i.1).unwrap_or(0);
     let old = std::fs::read_to_string(&store).unwrap_or_default();
     let mut out = String::new();
+    let mut mode = mode;
     for l in old.lines() {
         match parse_line(l) {
+            // chmod keeps the file type (a named pipe stays one)
+            Some((m, i, n)) if matches(i, n, ino, &name) && mode & TYPE_MASK == 0 => {
+                mode |= m & TYPE_MASK;
+            }
             Some((_, i, n)) if matches(i, n, ino, &name) || n == name => {}
             Some(_) => {
                 out.push_str(l);

@@ -60,7 +60,99 @@ mod host {
         pub fn spawn_wait(job: i32) -> i32;
         pub fn spawn_poll(job: i32) -> i32;
         pub fn spawn_kill(job: i32, signal: i32) -> i32;
+        pub fn fifo_open(path_ptr: *const u8, path_len: i32, write: i32) -> i32;
+        pub fn fifo_read(handle: i32, buf_ptr: *mut u8, buf_len: i32) -> i32;
+        pub fn fifo_write(handle: i32, data_ptr: *const u8, data_len: i32) -> i32;
+        pub fn fifo_close(handle: i32) -> i32;
         pub fn exit(status: i32) -> !;
+    }
+}
+
+/// One end of a named pipe (`mkfifo`) that this shell holds open itself, for a builtin's
+/// redirection (`echo hi > p`, `read l < p`). The pipe lives in the host, shared with every
+/// instance of the execution (see `ABI.md`); dropping the end closes it.
+#[derive(Debug)]
+pub struct FifoEnd {
+    /// The absolute path of the pipe's name.
+    pub path: String,
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+    handle: i32,
+}
+
+#[cfg(target_family = "wasm")]
+fn fifo_error(code: i32) -> std::io::Error {
+    match code {
+        -32 => std::io::ErrorKind::BrokenPipe.into(),
+        -24 => std::io::Error::other("too many named pipes open"),
+        _ => std::io::Error::other(format!("named pipe error {code}")),
+    }
+}
+
+impl FifoEnd {
+    /// Opens the read (or write) end of the named pipe at the absolute path `path`.
+    #[cfg(target_family = "wasm")]
+    pub fn open(path: &str, write: bool) -> std::io::Result<FifoEnd> {
+        // SAFETY: the host reads `path.len()` bytes at `path.as_ptr()`, which stay valid.
+        let handle = unsafe { host::fifo_open(path.as_ptr(), path.len() as i32, write as i32) };
+        if handle < 0 {
+            return Err(fifo_error(handle));
+        }
+        Ok(FifoEnd {
+            path: path.to_string(),
+            handle,
+        })
+    }
+
+    /// Natively the named pipe is a real FIFO and this is never used.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn open(_path: &str, _write: bool) -> std::io::Result<FifoEnd> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    /// Up to `buf.len()` bytes, waiting for a writer; 0 at EOF.
+    pub fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[cfg(target_family = "wasm")]
+        {
+            // SAFETY: the host writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe { host::fifo_read(self.handle, buf.as_mut_ptr(), buf.len() as i32) };
+            if n < 0 {
+                return Err(fifo_error(n));
+            }
+            Ok(n as usize)
+        }
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let _ = buf;
+            Ok(0)
+        }
+    }
+
+    /// Writes all of `data`, waiting while the pipe is full.
+    pub fn write_all(&self, data: &[u8]) -> std::io::Result<()> {
+        #[cfg(target_family = "wasm")]
+        {
+            // SAFETY: the host reads `data.len()` bytes at `data.as_ptr()`.
+            let n = unsafe { host::fifo_write(self.handle, data.as_ptr(), data.len() as i32) };
+            if n < 0 {
+                return Err(fifo_error(n));
+            }
+            Ok(())
+        }
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let _ = data;
+            Ok(())
+        }
+    }
+}
+
+impl Drop for FifoEnd {
+    fn drop(&mut self) {
+        #[cfg(target_family = "wasm")]
+        // SAFETY: closing a handle has no memory effects.
+        unsafe {
+            host::fifo_close(self.handle);
+        }
     }
 }
 
@@ -375,6 +467,10 @@ mod native {
                     Stdio::from(r)
                 }
                 Input::Inherit => Stdio::inherit(),
+                // natively a named pipe is a real FIFO (the shell never sends these)
+                Input::Fifo(path) => std::fs::File::open(path)
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
             };
             let mk_out = |s: &Output, is_err: bool, errmsg: &mut Option<String>| -> Option<Sink> {
                 Some(match s {
@@ -394,6 +490,13 @@ mod native {
                     }),
                     Output::ParentStdout | Output::Stdout => Sink::Stdio(dup_stdout().ok()?),
                     Output::ParentStderr | Output::Stderr => Sink::Stdio(dup_stderr().ok()?),
+                    Output::Fifo(path) => Sink::Stdio(
+                        std::fs::OpenOptions::new()
+                            .append(true)
+                            .open(path)
+                            .map(Stdio::from)
+                            .unwrap_or(Stdio::null()),
+                    ),
                     Output::File { file, mode, offset } => {
                         match open(file, &st.cwd, Some(*mode), *offset) {
                             Ok(f) => Sink::Stdio(Stdio::from(f)),

@@ -64,6 +64,9 @@ pub enum Input {
     },
     /// This text, then EOF (here-documents, `<<<`).
     Data(String),
+    /// The read end of the named pipe (`mkfifo`) at this absolute guest path, shared by every
+    /// instance of the execution.
+    Fifo(String),
 }
 
 /// Where a stage's standard output or error goes.
@@ -86,6 +89,8 @@ pub enum Output {
     ParentStdout,
     /// The spawning shell's stderr, whichever stream this is.
     ParentStderr,
+    /// The write end of the named pipe at this absolute guest path (see [`Input::Fifo`]).
+    Fifo(String),
     /// A file opened for writing.
     File {
         /// Guest path, relative to the stage's `cwd`.
@@ -169,6 +174,9 @@ enum WireStream {
     Data {
         data: String,
     },
+    Fifo {
+        fifo: String,
+    },
 }
 
 /// A stream name or mode that is not part of the protocol (or not valid where it is used).
@@ -191,9 +199,11 @@ impl fmt::Display for UnknownValue {
 
 impl std::error::Error for UnknownValue {}
 
-const INPUT_NAMES: &str = "\"inherit\", \"pipe\", \"null\", {\"file\":…} or {\"data\":…}";
+const INPUT_NAMES: &str =
+    "\"inherit\", \"pipe\", \"null\", {\"file\":…}, {\"data\":…} or {\"fifo\":…}";
 const OUTPUT_NAMES: &str = "\"inherit\", \"pipe\", \"null\", \"capture\", \"stdout\", \
-                            \"stderr\", \"parent_stdout\", \"parent_stderr\" or {\"file\":…}";
+                            \"stderr\", \"parent_stdout\", \"parent_stderr\", {\"file\":…} or \
+                            {\"fifo\":…}";
 
 impl TryFrom<WireStream> for Input {
     type Error = UnknownValue;
@@ -220,6 +230,7 @@ impl TryFrom<WireStream> for Input {
                 }),
             },
             WireStream::Data { data } => Ok(Input::Data(data)),
+            WireStream::Fifo { fifo } => Ok(Input::Fifo(fifo)),
         }
     }
 }
@@ -236,6 +247,7 @@ impl From<&Input> for WireStream {
                 offset: *offset,
             },
             Input::Data(data) => WireStream::Data { data: data.clone() },
+            Input::Fifo(fifo) => WireStream::Fifo { fifo: fifo.clone() },
         }
     }
 }
@@ -276,6 +288,7 @@ impl TryFrom<WireStream> for Output {
                 };
                 Ok(Output::File { file, mode, offset })
             }
+            WireStream::Fifo { fifo } => Ok(Output::Fifo(fifo)),
             WireStream::Data { .. } => Err(UnknownValue {
                 what: "output target",
                 value: "{\"data\":…}".into(),
@@ -296,6 +309,7 @@ impl From<&Output> for WireStream {
             Output::Stderr => "stderr",
             Output::ParentStdout => "parent_stdout",
             Output::ParentStderr => "parent_stderr",
+            Output::Fifo(fifo) => return WireStream::Fifo { fifo: fifo.clone() },
             Output::File { file, mode, offset } => {
                 return WireStream::File {
                     file: file.clone(),
@@ -372,6 +386,16 @@ mod tests {
             r#"{"stages":[{"argv":["cat","f"],"env":[["K","V"]],"cwd":"/workspace","stdin":{"file":"in","mode":"read","offset":3},"stdout":"pipe","stderr":"stdout"},{"argv":["wc"],"env":[],"cwd":"/","stdin":{"data":"x\n"},"stdout":{"file":"out","mode":"append"},"stderr":"parent_stdout"}]}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req);
+    }
+
+    /// Named pipes travel as `{"fifo": PATH}` on either side.
+    #[test]
+    fn fifo_streams_round_trip() {
+        let json = r#"{"stages":[{"argv":["cat"],"env":[],"cwd":"/","stdin":{"fifo":"/w/p"},"stdout":{"fifo":"/w/q"},"stderr":"inherit"}]}"#;
+        let req: Request = serde_json::from_str(json).unwrap();
+        assert_eq!(req.stages[0].stdin, Input::Fifo("/w/p".into()));
+        assert_eq!(req.stages[0].stdout, Output::Fifo("/w/q".into()));
+        assert_eq!(serde_json::to_string(&req).unwrap(), json);
     }
 
     #[test]

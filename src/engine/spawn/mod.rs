@@ -17,6 +17,7 @@
 
 mod config;
 mod feed;
+mod fifo;
 mod imports;
 mod jobs;
 mod open;
@@ -32,7 +33,6 @@ use tokio::sync::Notify;
 
 pub use config::{Interpreter, SpawnConfig};
 pub use feed::{live_stdin, LiveStdin, StdinClosed, StdinFeed};
-pub(crate) use imports::add_to_linker;
 pub use pipe::PIPE_CAPACITY;
 pub(crate) use stdio::{InstanceIo, Sink, Source};
 
@@ -48,6 +48,8 @@ struct Tree {
     /// Every background job started in this execution (by any instance), so that the end of
     /// the execution can stop them all, orphans included.
     jobs: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The execution's named pipes (`mkfifo`), shared by all its instances.
+    named_pipes: fifo::NamedPipes,
 }
 
 /// How long the end of an execution waits for its aborted jobs to be torn down (an aborted
@@ -109,6 +111,14 @@ impl Drop for ExecutionJobs {
     }
 }
 
+/// Adds the `wasmbox.spawn*` and `wasmbox.fifo_*` imports.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::Linker<super::HostState>,
+) -> Result<(), super::EngineError> {
+    imports::add_to_linker(linker)?;
+    fifo::add_to_linker(linker)
+}
+
 /// Per-instance spawn state, kept in the store's `HostState`.
 pub(crate) struct SpawnState {
     engine: Engine,
@@ -124,6 +134,8 @@ pub(crate) struct SpawnState {
     pending: Option<Vec<u8>>,
     /// The background jobs this instance started.
     jobs: jobs::JobTable,
+    /// The named-pipe ends this instance holds open itself.
+    fifo_ends: fifo::OpenEnds,
 }
 
 impl SpawnState {
@@ -148,6 +160,7 @@ impl SpawnState {
             stderr: io.stderr.clone(),
             pending: None,
             jobs: jobs::JobTable::default(),
+            fifo_ends: fifo::OpenEnds::default(),
         }
     }
 

@@ -98,6 +98,13 @@ fn build_io(
         Input::Pipe | Input::Null => Source::Empty,
         Input::Inherit => ctx.stdin.clone(),
         Input::Data(data) => Source::data(data.clone().into_bytes()),
+        Input::Fifo(path) => match ctx.tree.named_pipes.get(path) {
+            Ok(p) => Source::Pipe(p.reader()),
+            Err(_) => {
+                error = Some(format!("sh: {path}: too many named pipes\n"));
+                Source::Empty
+            }
+        },
         Input::File { file, offset } => {
             if file == "/dev/null" {
                 Source::Empty
@@ -124,6 +131,13 @@ fn build_io(
             Output::ParentStdout => ctx.stdout.for_instance(&sigpipe),
             Output::ParentStderr => ctx.stderr.for_instance(&sigpipe),
             Output::Stdout | Output::Stderr => return None, // dup of the other stream, resolved below
+            Output::Fifo(path) => match ctx.tree.named_pipes.get(path) {
+                Ok(p) => Sink::Pipe(p.writer(), sigpipe.clone()),
+                Err(_) => {
+                    error.get_or_insert(format!("sh: {path}: too many named pipes\n"));
+                    Sink::Null
+                }
+            },
             Output::Inherit => {
                 if is_err {
                     ctx.stderr.for_instance(&sigpipe)
@@ -347,6 +361,7 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             stderr: io.stderr.clone(),
             pending: None,
             jobs: JobTable::default(),
+            fifo_ends: Default::default(),
         };
         let engine = ctx.engine.clone();
         let deadline = ctx.deadline;

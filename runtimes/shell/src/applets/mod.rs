@@ -125,10 +125,7 @@ pub fn run(name: &str, args: Vec<String>) -> i32 {
         "arch" => out(&format!("{UNAME_MACHINE}\n")),
         "nproc" => out("1\n"),
         "which" => virt::which(rest),
-        "mkfifo" => {
-            eprintln!("mkfifo: named pipes are not supported in this sandbox");
-            1
-        }
+        "mkfifo" => mkfifo(rest),
         virt::DEVCAT => virt::devcat(rest),
         "grep" | "egrep" | "fgrep" => crate::text::grep(name, rest),
         "sed" => crate::text::sed(rest),
@@ -490,4 +487,50 @@ fn split_xargs(s: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// `mkfifo [-m MODE] NAME…`: named pipes (see `crate::modes::make_fifo`).
+fn mkfifo(args: &[String]) -> i32 {
+    let mut perm = 0o644; // 0666 less the sandbox's umask (022)
+    let mut names = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-m" => match it.next().and_then(|m| u32::from_str_radix(m, 8).ok()) {
+                Some(m) if m <= 0o7777 => perm = m,
+                _ => {
+                    eprintln!("mkfifo: invalid mode");
+                    return 1;
+                }
+            },
+            "--" => names.extend(it.by_ref().cloned()),
+            s if s.starts_with("-m") && s.len() > 2 => match u32::from_str_radix(&s[2..], 8) {
+                Ok(m) if m <= 0o7777 => perm = m,
+                _ => {
+                    eprintln!("mkfifo: invalid mode '{}'", &s[2..]);
+                    return 1;
+                }
+            },
+            s if s.starts_with('-') && s.len() > 1 => {
+                eprintln!("mkfifo: invalid option -- '{}'", &s[1..]);
+                return 1;
+            }
+            _ => names.push(a.clone()),
+        }
+    }
+    if names.is_empty() {
+        eprintln!("mkfifo: missing operand");
+        return 1;
+    }
+    let mut status = 0;
+    for n in names {
+        if let Err(e) = crate::modes::make_fifo(std::path::Path::new(&n), perm) {
+            eprintln!(
+                "mkfifo: cannot create fifo '{n}': {}",
+                crate::exec::io_err_msg(&e)
+            );
+            status = 1;
+        }
+    }
+    status
 }

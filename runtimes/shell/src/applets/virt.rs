@@ -32,7 +32,7 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
     match name {
         "ls" => {
             let _ = uu_ls::WASMBOX_HOOKS.set(uu_ls::WasmboxHooks {
-                mode: |p, md| (!cfg!(unix)).then(|| crate::modes::mode_of(p, md)),
+                mode: |p, md| (!cfg!(unix)).then(|| crate::modes::mode_with_type(p, md)),
                 owner: super::user,
                 owner_id: super::uid,
                 hidden: crate::modes::is_store_name,
@@ -62,6 +62,9 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
     }
     if NOT_READERS.contains(&name) || !super::UU.iter().any(|(n, _)| *n == name) {
         return None;
+    }
+    if let Some(status) = read_named_pipe(name, args) {
+        return Some(status);
     }
     let devs: Vec<(usize, Dev)> = args
         .iter()
@@ -107,6 +110,53 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
     });
     let _ = std::io::stdout().flush();
     let r = default_spawner().spawn(&Request { stages });
+    if let Some(e) = r.error {
+        eprintln!("{name}: {e}");
+        return Some(126);
+    }
+    Some(r.statuses.last().copied().unwrap_or(0))
+}
+
+/// One reading operand that is a named pipe (`cat p`, `wc -l p`): the applet runs again in a
+/// fresh instance reading `-`, whose stdin is the pipe's read end (held by the host, shared
+/// with the writers in other instances).
+fn read_named_pipe(name: &str, args: &[String]) -> Option<i32> {
+    if cfg!(unix) {
+        return None; // natively a named pipe is a real FIFO
+    }
+    let cwd = super::cwd();
+    let abs = |a: &str| {
+        if a.starts_with('/') {
+            a.to_string()
+        } else {
+            format!("{}/{a}", cwd.trim_end_matches('/'))
+        }
+    };
+    let fifos: Vec<(usize, String)> = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, a)| args[i - 1] != "-o" && !a.starts_with('-'))
+        .map(|(i, a)| (i, abs(a)))
+        .filter(|(_, p)| crate::modes::is_fifo(std::path::Path::new(p)))
+        .collect();
+    let [(i, path)] = &fifos[..] else {
+        return None;
+    };
+    let mut argv = args.to_vec();
+    argv[*i] = "-".into();
+    let stage = Stage {
+        argv,
+        env: std::env::vars().collect(),
+        cwd,
+        stdin: Input::Fifo(path.clone()),
+        stdout: Output::Inherit,
+        stderr: Output::Inherit,
+    };
+    let _ = std::io::stdout().flush();
+    let r = default_spawner().spawn(&Request {
+        stages: vec![stage],
+    });
     if let Some(e) = r.error {
         eprintln!("{name}: {e}");
         return Some(126);

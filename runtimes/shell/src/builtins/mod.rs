@@ -2020,9 +2020,11 @@ fn file_test(op: &str, path: &str) -> bool {
     let Ok(m) = md else {
         return crate::vfs::test_file(op, path).unwrap_or(false);
     };
+    let fifo = || crate::modes::is_fifo(std::path::Path::new(path));
     match op {
         "-e" | "-a" => true,
-        "-f" => m.is_file(),
+        "-f" => m.is_file() && !fifo(),
+        "-p" if !cfg!(unix) => fifo(),
         "-d" => m.is_dir(),
         "-h" | "-L" => m.file_type().is_symlink(),
         "-s" => m.len() > 0,

@@ -283,10 +283,12 @@ fn wasmbox_permissions(path: &std::path::Path, md: &Metadata) -> String {
                 'l'
             } else if ft.is_dir() {
                 'd'
+            } else if m & 0o170000 == 0o010000 {
+                'p'
             } else {
                 '-'
             };
-            let mut s = uucore::fs::display_permissions_unix(m, false);
+            let mut s = uucore::fs::display_permissions_unix(m & 0o7777, false);
             s.insert(0, kind);
             s
         }
