@@ -182,9 +182,9 @@ fn archive_applets_on_stdin() {
     assert_eq!((st, out), (Some(0), b"hi\n".to_vec()));
     let (st, _, err) = run_with("gzip", &["-d"], Some(&text));
     assert_eq!(st, Some(1), "{err}");
-    let (st, _, err) = run_with("mkfifo", &["p"], None);
+    let (st, _, err) = run_with("mkfifo", &[], None);
     assert_eq!(st, Some(1));
-    assert!(err.contains("named pipes are not supported"), "{err}");
+    assert!(err.contains("mkfifo: missing operand"), "{err}");
 
     // here-documents and pipes through the shell
     let script = "base64 -d <<'EOF' | tar tz\n".to_string()

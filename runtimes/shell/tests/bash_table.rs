@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeSet;
 
 /// The least number of passing cases; raise it as cases get fixed.
-const FLOOR: usize = 809;
+const FLOOR: usize = 810;
 
 #[test]
 fn bash_differential_table() {
