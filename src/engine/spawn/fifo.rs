@@ -11,8 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::{Caller, Linker};
 
+use super::imports::memory;
 use super::open::normalize;
 use super::pipe::{Pipe, PipeReader, PipeWriter, PIPE_CAPACITY};
 use crate::engine::{EngineError, HostState};
@@ -59,7 +60,7 @@ impl NamedPipes {
 }
 
 /// One end of a named pipe that an instance holds open itself.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum End {
     Read(PipeReader),
     Write(PipeWriter),
@@ -72,11 +73,16 @@ pub(crate) struct OpenEnds {
     ends: BTreeMap<u32, End>,
 }
 
-fn memory(caller: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(m)) => Some(m),
-        _ => None,
-    }
+/// A copy of the instance's open end `handle` (so no borrow of the store is held across a
+/// wait), or the answer for the guest.
+fn open_end(caller: &Caller<'_, HostState>, handle: i32) -> Result<End, i32> {
+    let state = caller.data().spawn.as_ref().ok_or(ERR_NO_SPAWN)?;
+    state
+        .fifo_ends
+        .ends
+        .get(&(handle as u32))
+        .cloned()
+        .ok_or(ERR_BAD_HANDLE)
 }
 
 fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
@@ -151,12 +157,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
             "fifo_read",
             |mut caller: Caller<'_, HostState>, (handle, ptr, len): (i32, i32, i32)| {
                 Box::new(async move {
-                    let reader = match caller.data().spawn.as_ref() {
-                        None => return Ok(ERR_NO_SPAWN),
-                        Some(state) => match state.fifo_ends.ends.get(&(handle as u32)) {
-                            Some(End::Read(r)) => r.clone(),
-                            _ => return Ok(ERR_BAD_HANDLE),
-                        },
+                    let reader = match open_end(&caller, handle) {
+                        Ok(End::Read(r)) => r,
+                        Ok(End::Write(_)) => return Ok(ERR_BAD_HANDLE),
+                        Err(code) => return Ok(code),
                     };
                     let bytes = loop {
                         match reader.take(len.max(0) as usize) {
@@ -185,12 +189,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
                     let Some(bytes) = guest_bytes(&mut caller, ptr, len) else {
                         return Ok(ERR_MEMORY);
                     };
-                    let writer = match caller.data().spawn.as_ref() {
-                        None => return Ok(ERR_NO_SPAWN),
-                        Some(state) => match state.fifo_ends.ends.get(&(handle as u32)) {
-                            Some(End::Write(w)) => w.clone(),
-                            _ => return Ok(ERR_BAD_HANDLE),
-                        },
+                    let writer = match open_end(&caller, handle) {
+                        Ok(End::Write(w)) => w,
+                        Ok(End::Read(_)) => return Ok(ERR_BAD_HANDLE),
+                        Err(code) => return Ok(code),
                     };
                     let mut rest = &bytes[..];
                     while !rest.is_empty() {

@@ -17,7 +17,8 @@ fn parse_request(json: &[u8]) -> Result<Request, Response> {
     serde_json::from_slice(json).map_err(|e| Response::refused(format!("bad spawn request: {e}")))
 }
 
-fn memory(caller: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {
+/// The guest's exported linear memory.
+pub(super) fn memory(caller: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Some(m),
         _ => None,
