@@ -71,6 +71,7 @@ fn http_rows(
     let serving = server_rt.spawn(server.run(async {
         let _ = stop_rx.await;
     }));
+    wasmbox::tls::install_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .tcp_nodelay(true)
         .build()?;

@@ -16,6 +16,7 @@ pub mod processes;
 pub mod runtimes;
 pub mod sandbox;
 pub mod terminal;
+pub mod tls;
 pub mod webhooks;
 
 /// `err` and each of its causes, joined with `: ` — how the edges report a failure without

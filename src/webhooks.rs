@@ -118,6 +118,7 @@ impl Callback {
 
     /// POSTs `body` (JSON), retrying with backoff; -> the attempts made.
     pub async fn deliver(&self, body: Vec<u8>) -> Result<usize, WebhookError> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(ATTEMPT_TIMEOUT)

@@ -400,6 +400,7 @@ fn idle_connections_cannot_lock_others_out() {
 /// One round of the victim: `/health` and `print(1)`, each over the pooled connection and over a
 /// fresh one. Any failure panics the victim thread.
 fn victim_round(api: &Api, sbx: &Sbx) {
+    wasmbox::tls::install_crypto_provider();
     let fresh = reqwest::blocking::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(30))

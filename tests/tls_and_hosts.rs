@@ -2,7 +2,8 @@
 //! self-signed certificate (made with `openssl`, checked by Python's `ssl` against it), plain
 //! HTTP refused on the TLS port, unusable TLS files refused at start; and a sandbox host
 //! (`{id}.DOMAIN`, `{port}-{id}.DOMAIN`) routed to that sandbox's agent API at the origin root,
-//! WebSockets included, with another sandbox's token refused there.
+//! WebSockets included, with another sandbox's token refused there; the remote CLI and
+//! `/execute/async` callbacks as HTTPS clients.
 
 mod api_common;
 mod common;
@@ -35,6 +36,8 @@ fn self_signed(dir: &Path) -> (String, String) {
         ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // a server certificate, not a CA (webpki refuses a CA as the end entity)
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -118,6 +121,7 @@ fn https_serves_the_api_and_its_public_hosts() {
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = server.url.replacen("https://", "http://", 1);
+    wasmbox::tls::install_crypto_provider();
     let answer = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
@@ -128,6 +132,29 @@ fn https_serves_the_api_and_its_public_hosts() {
         answer.as_ref().map_or(true, |r| !r.status().is_success()),
         "{answer:?}"
     );
+
+    // The remote CLI over HTTPS: trusting the certificate with --cacert it runs code there;
+    // without it the unknown issuer is refused before anything is sent.
+    let cli = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wasmbox"))
+            .args(["run", "--server", &server.url, "--api-key", KEY])
+            .args(extra)
+            .arg("print(6 * 7)")
+            .env_remove("WASMBOX_CACERT")
+            .output()
+            .expect("wasmbox run")
+    };
+    let trusted = cli(&["--cacert", &cert]);
+    assert!(
+        trusted.status.success() && String::from_utf8_lossy(&trusted.stdout).contains("42"),
+        "{trusted:?}"
+    );
+    let untrusted = cli(&[]);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+    let bad = cli(&["--cacert", &key]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }
 
 #[test]
@@ -232,4 +259,80 @@ fn sandbox_hosts_route_to_their_agent_api_at_the_origin_root() {
         }
     }
     assert!(output.contains("host-42\r\n"), "{output:?}");
+}
+
+/// `/execute/async` calls back over HTTPS: the server verifies the receiver's certificate
+/// against the system's roots (here `SSL_CERT_FILE` names the test's own certificate) and
+/// delivers the signed result; a receiver whose certificate it does not trust gets nothing.
+#[test]
+fn callbacks_are_delivered_over_https_to_trusted_receivers() {
+    use std::io::{BufRead, BufReader};
+    common::ensure_runtimes();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    // A one-request HTTPS receiver: prints the body it got on one line, answers 200.
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+        print(body.decode(), flush=True)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+while True:
+    try: srv.handle_request()
+    except Exception as e: print("error", e, file=sys.stderr, flush=True)
+"#;
+    let mut receiver = Command::new("python3")
+        .args(["-c", script, &cert, &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(receiver.stdout.take().unwrap()).lines();
+    let port = lines.next().unwrap().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let hook = format!("https://localhost:{port}/hook");
+
+    let run_async = |server: &ServerProcess| {
+        let api = Api::new(&server.url, KEY);
+        let sbx = api.create_default();
+        api.send(
+            api.agent(&sbx, Method::POST, "/execute/async")
+                .json(&json!({
+                    "code": "print(6 * 7)", "timeout": 60, "callback_url": hook,
+                })),
+        )
+        .expect(200)
+    };
+    let hosts = [("WASMBOX_CALLBACK_HOSTS", "localhost")];
+    // Not trusted (the system's roots only): the delivery fails and nothing arrives.
+    let untrusting = ServerProcess::start(&dir.path().join("a"), &["--api-key", KEY], &hosts);
+    run_async(&untrusting);
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_err(),
+        "delivered to an untrusted certificate"
+    );
+    drop(untrusting);
+    let trusting = ServerProcess::start(
+        &dir.path().join("b"),
+        &["--api-key", KEY],
+        &[hosts[0], ("SSL_CERT_FILE", &cert)],
+    );
+    let queued = run_async(&trusting);
+    let body = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an https delivery");
+    let result: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(result["execution_id"], queued["execution_id"]);
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    let _ = receiver.kill();
 }

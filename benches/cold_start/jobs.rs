@@ -62,6 +62,7 @@ pub(super) struct HttpSandbox {
 }
 
 pub(super) fn http_client() -> Result<reqwest::Client> {
+    wasmbox::tls::install_crypto_provider();
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(None)

@@ -35,6 +35,11 @@ pub struct RemoteArgs {
     /// Account API key for --server.
     #[arg(long, env = "WASMBOX_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+
+    /// PEM file of certificates to trust for an https:// --server, besides the system's (a
+    /// self-signed `serve --tls-cert`).
+    #[arg(long, env = "WASMBOX_CACERT", value_name = "FILE", global = true)]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl RemoteArgs {
@@ -47,7 +52,9 @@ impl RemoteArgs {
             .filter(|s| !s.is_empty())
         {
             None => Ok(None),
-            Some(server) => Remote::new(server, self.api_key.clone()).map(Some),
+            Some(server) => {
+                Remote::new(server, self.api_key.clone(), self.cacert.as_deref()).map(Some)
+            }
         }
     }
 }
@@ -60,14 +67,36 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn new(server: &str, api_key: Option<String>) -> Result<Self, CliError> {
+    fn new(
+        server: &str,
+        api_key: Option<String>,
+        cacert: Option<&std::path::Path>,
+    ) -> Result<Self, CliError> {
         if !server.starts_with("http://") && !server.starts_with("https://") {
             return Err(CliError::Usage(format!(
-                "--server must be an http:// URL, got '{server}'"
+                "--server must be an http:// or https:// URL, got '{server}'"
             )));
         }
-        let http = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        wasmbox::tls::install_crypto_provider();
+        let mut builder = Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(path) = cacert {
+            let pem = std::fs::read(path)
+                .map_err(|e| CliError::Usage(format!("--cacert {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                CliError::Usage(format!(
+                    "--cacert {}: no PEM certificates: {e}",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "--cacert {}: no PEM certificates",
+                    path.display()
+                )));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::Other(format!("cannot create an HTTP client: {e}")))?;
         Ok(Self {

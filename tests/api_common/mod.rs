@@ -202,6 +202,7 @@ pub struct Sbx {
 
 impl Api {
     pub fn new(base: &str, key: &str) -> Self {
+        wasmbox::tls::install_crypto_provider();
         Self {
             base: base.trim_end_matches('/').to_string(),
             key: key.to_string(),
