@@ -335,4 +335,5 @@ while True:
     assert_eq!(result["execution_id"], queued["execution_id"]);
     assert_eq!(result["stdout"], "42\n", "{result}");
     let _ = receiver.kill();
+    let _ = receiver.wait();
 }
