@@ -405,27 +405,8 @@ impl Parser {
                         None => lit.push('\\'),
                     }
                 }
-                '\'' => {
-                    self.bump();
-                    let mut s = String::new();
-                    loop {
-                        match self.bump() {
-                            Some('\'') => break,
-                            Some(c) => s.push(c),
-                            None => return self.eof_err("unterminated quoted string"),
-                        }
-                    }
-                    flush(&mut lit, &mut parts);
-                    parts.push(WordPart::Quoted(s));
-                }
-                '"' => {
-                    self.bump();
-                    let inner = self.lex_dq_body(Some('"'), false)?;
-                    flush(&mut lit, &mut parts);
-                    parts.push(WordPart::Dq(inner));
-                }
-                '`' => {
-                    let p = self.lex_backtick(false)?;
+                '\'' | '"' | '`' => {
+                    let p = self.lex_quoted_part(c, false)?;
                     flush(&mut lit, &mut parts);
                     parts.push(p);
                 }
@@ -1057,6 +1038,29 @@ impl Parser {
     }
 
     /// The word inside `${name OP word}`, up to one of `stops` at brace depth 0.
+    /// The quoted part at `c` (`'…'`, `"…"` or `` `…` ``), lexed the same in words and in
+    /// `${v…}` operands (`quoted_lits`: the operand is itself inside double quotes).
+    fn lex_quoted_part(&mut self, c: char, quoted_lits: bool) -> PResult<WordPart> {
+        match c {
+            '\'' => {
+                self.bump();
+                let mut s = String::new();
+                loop {
+                    match self.bump() {
+                        Some('\'') => return Ok(WordPart::Quoted(s)),
+                        Some(c) => s.push(c),
+                        None => return self.eof_err("unterminated quoted string"),
+                    }
+                }
+            }
+            '"' => {
+                self.bump();
+                Ok(WordPart::Dq(self.lex_dq_body(Some('"'), false)?))
+            }
+            _ => self.lex_backtick(quoted_lits),
+        }
+    }
+
     fn lex_param_arg(&mut self, stops: &[char], quoted_lits: bool) -> PResult<Vec<WordPart>> {
         let mut parts = Vec::new();
         let mut lit = String::new();
@@ -1100,27 +1104,9 @@ impl Parser {
                         None => return self.eof_err("unterminated ${…}"),
                     }
                 }
-                '\'' if !quoted_lits => {
-                    self.bump();
-                    let mut s = String::new();
-                    loop {
-                        match self.bump() {
-                            Some('\'') => break,
-                            Some(c) => s.push(c),
-                            None => return self.eof_err("unterminated quoted string"),
-                        }
-                    }
-                    push_lit(&mut lit, &mut parts);
-                    parts.push(WordPart::Quoted(s));
-                }
-                '"' => {
-                    self.bump();
-                    let inner = self.lex_dq_body(Some('"'), false)?;
-                    push_lit(&mut lit, &mut parts);
-                    parts.push(WordPart::Dq(inner));
-                }
-                '`' => {
-                    let p = self.lex_backtick(quoted_lits)?;
+                // inside a quoted `"${v:-…}"` a `'` is a literal character
+                '\'' | '"' | '`' if c != '\'' || !quoted_lits => {
+                    let p = self.lex_quoted_part(c, quoted_lits)?;
                     push_lit(&mut lit, &mut parts);
                     parts.push(p);
                 }
