@@ -127,6 +127,8 @@ def _enter(env):
 
     for cwd in (os.environ.get("PWD"), "/"):
         if cwd:
+            if os.getcwd() == cwd:  # a kernel's next cell: chdir costs host calls (~50 us)
+                break
             try:
                 os.chdir(cwd)
                 break
@@ -384,13 +386,21 @@ def cell(argv, env):
         g = sys.modules["__main__"].__dict__
         if "" not in sys.path[:1]:
             sys.path.insert(0, "")
-        tree = ast.parse(source, "<cell>", "exec")
+        # A one-line expression (`x + 1`, the common cell) compiles straight to `eval` code;
+        # anything else goes through the AST to split off a final expression.
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, "<cell>", "exec"), g)
+        if "\n" not in source.strip():
+            try:
+                last = compile(source, "<cell>", "eval")
+            except SyntaxError:
+                pass
+        if last is None:
+            tree = ast.parse(source, "<cell>", "exec")
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = compile(ast.Expression(tree.body.pop().value), "<cell>", "eval")
+            exec(compile(tree, "<cell>", "exec"), g)
         if last is not None:
-            value = eval(compile(last, "<cell>", "eval"), g)
+            value = eval(last, g)
             if value is not None:
                 g["_"] = value
                 _emit(value, "execute_result")
