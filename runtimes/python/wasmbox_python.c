@@ -66,8 +66,27 @@ static PyObject *host_emit(PyObject *self, PyObject *arg) {
     return PyBool_FromLong(kept == 0);
 }
 
+/* Makes every object of the list immortal (CPython 3.12+: its reference count is pinned, so
+ * Py_INCREF/Py_DECREF no longer write to it). Used once, on the objects that exist when the
+ * snapshot is taken: they live for ever anyway, and a cell that only uses them then writes to
+ * none of their pages (fewer copy-on-write faults per execution, smaller kernel images). */
+static PyObject *host_immortalize(PyObject *self, PyObject *list) {
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "immortalize() takes a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *op = PyList_GET_ITEM(list, i);
+        if (op != list)
+            op->ob_refcnt = _Py_IMMORTAL_REFCNT;
+    }
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef host_methods[] = {
     {"emit", host_emit, METH_O, "Hand one rich output (JSON bytes) to the host; True if kept."},
+    {"immortalize", host_immortalize, METH_O, "Pin the reference counts of a list's objects."},
     {NULL, NULL, 0, NULL},
 };
 
