@@ -21,9 +21,21 @@ struct Fixture {
     _data: tempfile::TempDir,
 }
 
+/// Compiles the toolchain's modules to machine code once (a minute on a fresh machine) before
+/// the tests' servers start, so they do not each do it at the same time.
+fn warm_toolchain() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let (report, out) = common::run_json(data.path(), &["-l", "go", "println()"]);
+        assert_eq!(report["success"], true, "{report} {out:?}");
+    });
+}
+
 /// A server whose executions are capped at 128 MiB (the toolchain's stages still get 512).
 fn start() -> Fixture {
     common::ensure_runtimes();
+    warm_toolchain();
     let data = tempfile::tempdir().expect("tempdir");
     let server = ServerProcess::start(
         data.path(),

@@ -109,7 +109,7 @@ pub async fn create(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "TEMPLATE_NOT_FOUND",
-            format!("Template '{wanted}' not found (available: code-interpreter, python, javascript, bash)"),
+            format!("Template '{wanted}' not found (available: code-interpreter, python, javascript, bash, go)"),
         )
         .with_detail("template", wanted.clone())
     })?;
