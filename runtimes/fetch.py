@@ -445,6 +445,17 @@ def fetch_cpython_wasi(name: str, spec: dict, ctx: Context) -> Path:
     return module.fetch(name, spec, ctx, sys.modules[__name__])
 
 
+def fetch_go_wasip1(name: str, spec: dict, ctx: Context) -> Path:
+    """source = "go-wasip1": the Go compiler and linker built for wasip1 plus the standard
+    library's wasip1 archives. The recipe is runtimes/go/build_go.py."""
+    import importlib.util
+    path = HERE / "go" / "build_go.py"
+    mod_spec = importlib.util.spec_from_file_location("wasmbox_build_go", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.fetch(name, spec, ctx, sys.modules[__name__])
+
+
 SHELL_DIR = Path(__file__).resolve().parent / "shell"
 # The wasmbox.spawn wire types, a path dependency of the shell (and of the host).
 SPAWN_ABI_DIR = Path(__file__).resolve().parent / "spawn-abi"
@@ -496,6 +507,7 @@ HANDLERS = {
     "crate": fetch_crate,
     "local": fetch_local,
     "cpython-wasi": fetch_cpython_wasi,
+    "go-wasip1": fetch_go_wasip1,
 }
 
 

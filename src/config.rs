@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::Limits;
+use crate::engine::{Limits, ProgramCompiler};
 
 /// Settings shared by the CLI and the server.
 #[derive(Clone, Debug)]
@@ -41,6 +41,12 @@ pub struct Settings {
     /// Hosts `/execute/async` may call back (`WASMBOX_CALLBACK_HOSTS`, comma-separated, plus
     /// `serve --allow-callback-host`); loopback is always allowed, nothing else by default.
     pub callback_hosts: Vec<String>,
+    /// The compiler for Go programs' machine code (`WASMBOX_PROGRAM_COMPILER`: `winch`, the
+    /// default, or `cranelift` at `opt-level=none`).
+    pub program_compiler: ProgramCompiler,
+    /// Bytes of compiled Go programs kept on disk, shared by all sandboxes
+    /// (`WASMBOX_PROGRAM_CACHE_MB`, default 512).
+    pub program_cache_bytes: u64,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -101,6 +107,11 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            program_compiler: std::env::var("WASMBOX_PROGRAM_COMPILER")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            program_cache_bytes: env_number::<u64>("WASMBOX_PROGRAM_CACHE_MB").unwrap_or(512) << 20,
         }
     }
 

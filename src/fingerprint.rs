@@ -57,6 +57,17 @@ impl Fingerprint {
         u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
     }
 
+    /// The whole digest as 64 hex digits, for keys that must not collide even when someone
+    /// tries (content shared between tenants).
+    pub(crate) fn digest_hex(&self) -> String {
+        self.0
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// [`Self::finish`] as 16 hex digits, for file names.
     pub(crate) fn hex(&self) -> String {
         format!("{:016x}", self.finish())

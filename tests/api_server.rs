@@ -636,7 +636,7 @@ fn bad_input_gets_json_errors() {
     assert_eq!(wrong_type["details"]["field"], "code");
     let unknown = post("/execute", "{\"code\": \"x\", \"language\": \"cobol\"}").expect(400);
     assert_agent_error(&unknown, "UNSUPPORTED_LANGUAGE");
-    post("/execute", "{\"code\": \"x\", \"language\": \"go\"}").expect(400);
+    post("/execute", "{\"code\": \"x\", \"language\": \"ruby\"}").expect(400);
     post("/execute", "{\"code\": \"print(1)\", \"timeout\": -1}").expect(400);
     post("/env", "{\"env_vars\": {\"A=B\": \"1\"}}").expect(405);
     f.api

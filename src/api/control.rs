@@ -33,7 +33,7 @@ pub const TEMPLATES: &[Template] = &[
     template(
         "code-interpreter",
         "Code Interpreter",
-        "Python, JavaScript and shell in one WebAssembly sandbox",
+        "Python, JavaScript, shell and Go in one WebAssembly sandbox",
         "python",
     ),
     template("python", "Python", "CPython 3.12 (WASI)", "python"),
@@ -44,6 +44,12 @@ pub const TEMPLATES: &[Template] = &[
         "javascript",
     ),
     template("bash", "Bash", "A POSIX-like shell with coreutils", "bash"),
+    template(
+        "go",
+        "Go",
+        "Go 1.24, compiled inside the sandbox (wasip1)",
+        "go",
+    ),
 ];
 
 const fn template(
@@ -103,7 +109,7 @@ pub async fn create(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "TEMPLATE_NOT_FOUND",
-            format!("Template '{wanted}' not found (available: code-interpreter, python, javascript, bash)"),
+            format!("Template '{wanted}' not found (available: code-interpreter, python, javascript, bash, go)"),
         )
         .with_detail("template", wanted.clone())
     })?;

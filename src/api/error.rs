@@ -306,6 +306,7 @@ impl From<ExecError> for ApiError {
                 Self::bad_request(err.to_string()).with_detail("field", "language")
             }
             ExecError::Engine(e) => Self::internal(crate::describe_error(&e)),
+            e @ ExecError::Scratch { .. } => Self::internal(crate::describe_error(&e)),
         }
     }
 }

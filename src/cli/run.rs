@@ -27,7 +27,7 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "file", conflicts_with = "code")]
     file: Option<PathBuf>,
 
-    /// Language: python, javascript or bash (default: from the file extension, else python).
+    /// Language: python, javascript, bash or go (default: from the file extension, else python).
     #[arg(short = 'l', long)]
     language: Option<String>,
 

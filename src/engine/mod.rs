@@ -11,6 +11,7 @@ pub mod display;
 mod kernel;
 pub mod output;
 mod preinit;
+mod programs;
 mod quota;
 pub mod spawn;
 mod wasi_limits;
@@ -36,6 +37,7 @@ pub use display::{DisplayOutput, DisplaySink, OutputKind};
 pub use kernel::{CellOutcome, ImageError, Kernel, KernelImage, INTERRUPT_GRACE};
 pub use output::{CapturedOutput, OutputTap};
 pub use preinit::SnapshotRecipe;
+pub use programs::ProgramCompiler;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
 pub use spawn::{live_stdin, Interpreter, LiveStdin, SpawnConfig, StdinClosed, StdinFeed};
 use spawn::{InstanceIo, Sink, Source, SpawnState};
@@ -109,6 +111,10 @@ pub struct EngineConfig {
     pub max_open_files: u32,
     /// Host descriptors all guests together may hold open.
     pub max_guest_fds: u64,
+    /// The compiler for modules built from user source (Go programs).
+    pub program_compiler: ProgramCompiler,
+    /// Bytes the on-disk cache of compiled user programs may hold.
+    pub program_cache_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +127,8 @@ impl Default for EngineConfig {
             memory_budget_bytes: 16 << 30,
             max_open_files: 256,
             max_guest_fds: 8192,
+            program_compiler: ProgramCompiler::default(),
+            program_cache_bytes: 1 << 30,
         }
     }
 }
@@ -140,6 +148,9 @@ pub struct Limits {
     pub tenant: Option<Arc<Tenant>>,
     /// How long the execution may wait for a free instance before it is refused.
     pub admission_wait: Duration,
+    /// An end that wins over `timeout` when earlier: the stages of one request (Go's compile,
+    /// link and run) share the request's deadline while notes still name its timeout.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for Limits {
@@ -151,6 +162,7 @@ impl Default for Limits {
             fuel: None,
             tenant: None,
             admission_wait: Duration::ZERO,
+            deadline: None,
         }
     }
 }
@@ -450,7 +462,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: wasmtime::Engine) -> Self {
+    fn start(engines: Vec<wasmtime::Engine>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -458,7 +470,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .ok();
@@ -486,6 +500,8 @@ struct EngineInner {
     fds: Arc<FdBudget>,
     /// Serialises snapshot generation so concurrent first uses make one snapshot, not several.
     snapshot_lock: tokio::sync::Mutex<()>,
+    /// The second tier, for modules built from user source.
+    programs: programs::Programs,
     _ticker: EpochTicker,
 }
 
@@ -514,26 +530,36 @@ impl Engine {
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT);
 
-        let mut wasm_config = Config::new();
-        wasm_config
-            .epoch_interruption(true)
-            .consume_fuel(config.fuel)
-            .memory_init_cow(true)
-            .max_wasm_stack(8 << 20)
-            .async_stack_size(9 << 20)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let wasmtime =
-            wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.into()))?;
-
-        let mut linker = Linker::new(&wasmtime);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
-            .map_err(|e| EngineError::Config(e.into()))?;
-        wasi_limits::add_to_linker(&mut linker)?;
-        add_host_imports(&mut linker)?;
+        let build = |compiler: Option<ProgramCompiler>| {
+            let mut wasm_config = Config::new();
+            wasm_config
+                .epoch_interruption(true)
+                .consume_fuel(config.fuel)
+                .memory_init_cow(true)
+                .max_wasm_stack(8 << 20)
+                .async_stack_size(9 << 20)
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
+            if let Some(compiler) = compiler {
+                compiler.configure(&mut wasm_config);
+            }
+            let wasmtime =
+                wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.into()))?;
+            let linker = new_linker(&wasmtime)?;
+            Ok::<_, EngineError>((wasmtime, linker))
+        };
+        let (wasmtime, linker) = build(None)?;
+        let (program_engine, program_linker) = build(Some(config.program_compiler))?;
+        let programs = programs::Programs::new(
+            program_engine.clone(),
+            program_linker,
+            config.program_compiler,
+            config.cache_dir.join("programs"),
+            config.program_cache_bytes,
+        );
 
         let budget = Arc::new(HostBudget::new(slots, config.memory_budget_bytes));
         let fds = Arc::new(FdBudget::new(config.max_guest_fds));
-        let ticker = EpochTicker::start(wasmtime.clone());
+        let ticker = EpochTicker::start(vec![wasmtime.clone(), program_engine]);
         Ok(Self {
             inner: Arc::new(EngineInner {
                 wasmtime,
@@ -543,6 +569,7 @@ impl Engine {
                 budget,
                 fds,
                 snapshot_lock: tokio::sync::Mutex::new(()),
+                programs,
                 _ticker: ticker,
             }),
         })
@@ -633,6 +660,28 @@ impl Engine {
         Ok(prepared.clone())
     }
 
+    /// The user program cached under `key` (see [`Self::compile_program`]), if any.
+    pub async fn cached_program(
+        &self,
+        key: &str,
+    ) -> Result<Option<Arc<PreparedModule>>, EngineError> {
+        self.inner.programs.cached(key)
+    }
+
+    /// Compiles a module built from user source with the program compiler and caches it under
+    /// `key`, which must name everything `wasm` was built from (a digest of the source and the
+    /// toolchain): the cache is shared by every sandbox.
+    pub async fn compile_program(
+        &self,
+        key: String,
+        wasm: Vec<u8>,
+    ) -> Result<Arc<PreparedModule>, EngineError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.programs.compile(&key, &wasm))
+            .await
+            .map_err(|e| EngineError::Compile(e.into()))?
+    }
+
     /// Loads the pre-initialised snapshot of the reactor at `reactor` made with `recipe`,
     /// creating it (and caching it on disk) on first use.
     pub async fn prepare_snapshot(
@@ -697,7 +746,12 @@ impl Engine {
         let stdout = sink(&spec.taps.stdout);
         let stderr = sink(&spec.taps.stderr);
         let started = Instant::now();
-        let deadline = started + spec.limits.timeout;
+        let deadline = spec
+            .limits
+            .deadline
+            .map_or(started + spec.limits.timeout, |end| {
+                end.min(started + spec.limits.timeout)
+            });
         let display = DisplaySink::default();
         let io = InstanceIo {
             stdin: match &spec.live_stdin {
@@ -776,6 +830,19 @@ impl Engine {
         stderr: impl StdoutStream + 'static,
         deadline: Instant,
     ) -> Result<Store<HostState>, EngineError> {
+        self.new_store_in(&self.inner.wasmtime, spec, stdin, stdout, stderr, deadline)
+    }
+
+    /// [`Self::new_store`] in the given wasmtime engine (the program tier's for user programs).
+    fn new_store_in(
+        &self,
+        wasmtime: &wasmtime::Engine,
+        spec: &ExecSpec,
+        stdin: impl StdinStream + 'static,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
+        deadline: Instant,
+    ) -> Result<Store<HostState>, EngineError> {
         let memory_cap = usize::try_from(self.memory_cap(&spec.limits)).unwrap_or(usize::MAX);
         let state = HostState {
             wasi: self.wasi_ctx(spec, stdin, stdout, stderr)?,
@@ -790,7 +857,7 @@ impl Engine {
             display: DisplaySink::default(),
             interrupt: None,
         };
-        let mut store = Store::new(&self.inner.wasmtime, state);
+        let mut store = Store::new(wasmtime, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -820,7 +887,14 @@ impl Engine {
         spawn: Option<SpawnState>,
     ) -> Result<(Termination, i32), EngineError> {
         let peak_memory = io.peak_memory;
-        let mut store = self.new_store(spec, io.stdin, io.stdout, io.stderr, deadline)?;
+        let mut store = self.new_store_in(
+            module.pre.module().engine(),
+            spec,
+            io.stdin,
+            io.stdout,
+            io.stderr,
+            deadline,
+        )?;
         store.data_mut().spawn = spawn;
         store.data_mut().display = io.display;
 
@@ -919,6 +993,16 @@ fn termination_note(termination: &Termination, limits: &Limits) -> Option<String
         Termination::Trapped => Some("\nwasmbox: the program crashed (WebAssembly trap)\n".into()),
         Termination::Cancelled => Some("\nwasmbox: stopped: the sandbox was deleted\n".into()),
     }
+}
+
+/// A linker with WASI (and its limits) and our own imports.
+fn new_linker(wasmtime: &wasmtime::Engine) -> Result<Linker<HostState>, EngineError> {
+    let mut linker = Linker::new(wasmtime);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+        .map_err(|e| EngineError::Config(e.into()))?;
+    wasi_limits::add_to_linker(&mut linker)?;
+    add_host_imports(&mut linker)?;
+    Ok(linker)
 }
 
 /// Imports under the `wasmbox` module that our own guests may use.

@@ -1,6 +1,8 @@
 //! Languages and the interpreter modules that run them: the pinned manifest, where fetched
 //! artifacts live, how user code becomes an argv, and the read-only support files guests see.
 
+pub mod go;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -45,11 +47,18 @@ pub enum Language {
     JavaScript,
     /// Our POSIX shell guest in bash mode.
     Bash,
+    /// Go 1.24, compiled inside the sandbox by the toolchain built for wasip1.
+    Go,
 }
 
 impl Language {
     /// Every supported language.
-    pub const ALL: [Language; 3] = [Language::Python, Language::JavaScript, Language::Bash];
+    pub const ALL: [Language; 4] = [
+        Language::Python,
+        Language::JavaScript,
+        Language::Bash,
+        Language::Go,
+    ];
 
     /// The canonical name (also the manifest table for python and javascript).
     pub fn name(self) -> &'static str {
@@ -57,6 +66,7 @@ impl Language {
             Language::Python => "python",
             Language::JavaScript => "javascript",
             Language::Bash => "bash",
+            Language::Go => "go",
         }
     }
 
@@ -66,6 +76,7 @@ impl Language {
             Language::Python => "python",
             Language::JavaScript => "javascript",
             Language::Bash => "shell",
+            Language::Go => "go",
         }
     }
 
@@ -89,7 +100,7 @@ struct LanguageAliases {
 }
 
 /// The alias table.
-const ALIASES: [LanguageAliases; 3] = [
+const ALIASES: [LanguageAliases; 4] = [
     LanguageAliases {
         language: Language::Python,
         names: &["python", "python3", "py"],
@@ -105,10 +116,15 @@ const ALIASES: [LanguageAliases; 3] = [
         names: &["bash", "sh", "shell"],
         extensions: &["sh", "bash"],
     },
+    LanguageAliases {
+        language: Language::Go,
+        names: &["go", "golang"],
+        extensions: &["go"],
+    },
 ];
 
 /// Languages people ask for that wasmbox does not run (a clearer error than "unknown").
-const UNSUPPORTED: [&str; 6] = ["go", "golang", "typescript", "ts", "ruby", "rust"];
+const UNSUPPORTED: [&str; 4] = ["typescript", "ts", "ruby", "rust"];
 
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -120,10 +136,12 @@ impl fmt::Display for Language {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A language name nobody knows.
-    #[error("unknown language '{0}' (supported: python, javascript, bash)")]
+    #[error("unknown language '{0}' (supported: python, javascript, bash, go)")]
     UnknownLanguage(String),
     /// A known language wasmbox does not run.
-    #[error("language '{0}' is not supported by wasmbox (supported: python, javascript, bash)")]
+    #[error(
+        "language '{0}' is not supported by wasmbox (supported: python, javascript, bash, go)"
+    )]
     Unsupported(String),
     /// A supported language whose runtime this build cannot provide.
     #[error("the {0} runtime is not available yet")]
@@ -186,6 +204,12 @@ struct ManifestEntry {
     version: Option<String>,
     #[serde(default)]
     package: Option<String>,
+    /// Go: the linker, beside `file` (the compiler).
+    #[serde(default)]
+    link_file: Option<String>,
+    /// Go: the standard library's archives and their `importcfg`.
+    #[serde(default)]
+    pkg_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +242,8 @@ pub struct Runtimes {
     cache_dir: PathBuf,
     manifest: BTreeMap<String, ManifestEntry>,
     snapshots: bool,
+    /// The Go toolchain, once found installed.
+    go: std::sync::OnceLock<go::GoToolchain>,
 }
 
 impl Runtimes {
@@ -228,6 +254,7 @@ impl Runtimes {
             cache_dir: cache_dir.into(),
             manifest,
             snapshots: true,
+            go: std::sync::OnceLock::new(),
         };
         runtimes.write_support_files()?;
         Ok(runtimes)
@@ -284,6 +311,9 @@ impl Runtimes {
 
     /// Whether the interpreter for `language` is present in the cache.
     pub fn is_installed(&self, language: Language) -> bool {
+        if language == Language::Go {
+            return self.go_toolchain().is_ok();
+        }
         self.module_path(language)
             .map(|p| p.is_file())
             .unwrap_or(false)
@@ -343,6 +373,28 @@ impl Runtimes {
                 script.display()
             )))
         }
+    }
+
+    /// The Go toolchain's files (whether or not they are installed). Its identity (part of
+    /// every compiled program's key) is read once per process.
+    pub fn go_toolchain(&self) -> Result<&go::GoToolchain, RuntimeError> {
+        if let Some(toolchain) = self.go.get() {
+            return Ok(toolchain);
+        }
+        let entry = self.entry(Language::Go)?;
+        let dir = self.cache_dir.join("runtimes");
+        let (Some(link), Some(pkg)) = (&entry.link_file, &entry.pkg_dir) else {
+            return Err(RuntimeError::NotAvailable(Language::Go));
+        };
+        let toolchain = go::GoToolchain::new(dir.join(&entry.file), dir.join(link), dir.join(pkg));
+        if !toolchain.is_installed() {
+            return Err(RuntimeError::NotInstalled {
+                runtime: "go".into(),
+                path: dir.join(&entry.file),
+                hint: "run `wasmbox runtimes fetch go`".into(),
+            });
+        }
+        Ok(self.go.get_or_init(|| toolchain))
     }
 
     /// How to run `code` in `language`: from the pre-initialised snapshot when there is a
@@ -515,8 +567,9 @@ mod tests {
         assert_eq!("Python3".parse::<Language>().ok(), Some(Language::Python));
         assert_eq!("node".parse::<Language>().ok(), Some(Language::JavaScript));
         assert_eq!("sh".parse::<Language>().ok(), Some(Language::Bash));
+        assert_eq!("golang".parse::<Language>().ok(), Some(Language::Go));
         assert!(matches!(
-            "go".parse::<Language>(),
+            "ruby".parse::<Language>(),
             Err(RuntimeError::Unsupported(_))
         ));
         assert!(matches!(
@@ -535,6 +588,10 @@ mod tests {
             Language::from_path(Path::new("x.mjs")),
             Some(Language::JavaScript)
         );
+        assert_eq!(
+            Language::from_path(Path::new("main.go")),
+            Some(Language::Go)
+        );
         assert_eq!(Language::from_path(Path::new("x.txt")), None);
     }
 
@@ -546,7 +603,7 @@ mod tests {
             assert_eq!(language.name().parse::<Language>().ok(), Some(language));
         }
         assert!(matches!(
-            "Go".parse::<Language>(),
+            "Rust".parse::<Language>(),
             Err(RuntimeError::Unsupported(_))
         ));
         assert!(matches!(

@@ -47,6 +47,14 @@ result = sandbox.run_code(
 )
 check(result.stdout == "bar 42\n" and result.success, "javascript env/workdir/timeout", result)
 
+result = sandbox.run_code(
+    'package main\n\nimport (\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n\tfmt.Println("go", os.Getenv("FOO"))\n}\n',
+    language="go",
+    env={"FOO": "bar"},
+    timeout=60,
+)
+check(result.stdout == "go bar\n" and result.success, "go run_code", result)
+
 result = sandbox.run_code("print(undefined_var)", language="python")
 check(result.success is False and result.exit_code == 1 and "NameError" in result.stderr, "failing code", result)
 

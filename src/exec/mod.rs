@@ -1,5 +1,10 @@
 //! Running user code: picks the interpreter for a language, prepares the sandbox's working
-//! directory and environment, and hands the execution to the [`Engine`].
+//! directory and environment, and hands the execution to the [`Engine`]. Go, which is compiled
+//! first, has its own pipeline in [`go`].
+
+mod go;
+
+pub use go::TOOLCHAIN_MEMORY;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,15 @@ pub enum ExecError {
     /// The working directory is outside the sandbox or cannot be created.
     #[error("working directory: {0}")]
     Workdir(#[from] PathError),
+    /// A private scratch folder for a build could not be made or read.
+    #[error("build scratch folder {path}")]
+    Scratch {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The language has no kernel (only the snapshot runtimes of python and javascript do).
     #[error("{0} has no kernel: kernels run python and javascript (with snapshots enabled)")]
     NoKernel(Language),
@@ -90,11 +104,14 @@ impl Executor {
         let engine = Engine::new(EngineConfig {
             cache_dir: runtimes.compiled_dir(),
             max_instances: settings.max_instances,
-            max_memory_bytes: settings.limits.memory_bytes.max(64 << 20),
+            // Go's compile and link stages get at least TOOLCHAIN_MEMORY whatever the user cap.
+            max_memory_bytes: settings.limits.memory_bytes.max(TOOLCHAIN_MEMORY),
             fuel: settings.limits.fuel.is_some(),
             memory_budget_bytes: settings.memory_budget_bytes,
             max_open_files: settings.max_open_files,
             max_guest_fds: settings.max_guest_fds(),
+            program_compiler: settings.program_compiler,
+            program_cache_bytes: settings.program_cache_bytes,
         })?;
         Ok(Self {
             engine,
@@ -170,6 +187,12 @@ impl Executor {
 
     /// Compiles or loads `language`'s module ahead of the first execution.
     pub async fn warm_up(&self, language: Language) -> Result<(), ExecError> {
+        if language == Language::Go {
+            let toolchain = self.runtimes.go_toolchain()?;
+            self.engine.prepare(&toolchain.compile).await?;
+            self.engine.prepare(&toolchain.link).await?;
+            return Ok(());
+        }
         let invocation = self.runtimes.invocation(language, "")?;
         self.prepare(language, &invocation).await?;
         Ok(())
@@ -212,6 +235,9 @@ impl Executor {
         request: RunRequest,
     ) -> Result<ExecResult, ExecError> {
         let language = request.language;
+        if language == Language::Go {
+            return self.run_go(fs, base_env, request).await;
+        }
         let invocation = self.runtimes.invocation(language, &request.code)?;
         let module = self.prepare(language, &invocation).await?;
         let spec = self.spec(fs, base_env, request, invocation)?;
@@ -267,6 +293,9 @@ impl Executor {
         request: RunRequest,
     ) -> Result<(Arc<PreparedModule>, ExecSpec), ExecError> {
         let language = request.language;
+        if language == Language::Go {
+            return Err(ExecError::NoKernel(language));
+        }
         let mut invocation = self.runtimes.invocation(language, "")?;
         if invocation.snapshot.is_none() || !matches!(invocation.entry, Entry::Export(_)) {
             return Err(ExecError::NoKernel(language));
