@@ -1114,7 +1114,7 @@ fn info_reports_the_agent() {
         .expect(200);
     assert_eq!(info["agent"], "wasmbox");
     assert_eq!(info["sandbox_id"], sbx.id);
-    assert!(info["languages"].as_array().is_some_and(|l| l.len() == 3));
+    assert!(info["languages"].as_array().is_some_and(|l| l.len() == 4));
     f.api
         .send(f.api.http.get(format!("{}/info", sbx.host)))
         .expect(401);
