@@ -41,6 +41,10 @@ pub struct Settings {
     /// Hosts `/execute/async` may call back (`WASMBOX_CALLBACK_HOSTS`, comma-separated, plus
     /// `serve --allow-callback-host`); loopback is always allowed, nothing else by default.
     pub callback_hosts: Vec<String>,
+    /// Templates whose `python` runs on the data runtime (numpy, pandas, matplotlib, ...)
+    /// instead of the plain CPython (`WASMBOX_DATA_TEMPLATES`, comma-separated, e.g.
+    /// `code-interpreter`; none by default). `python-data` picks it in any sandbox.
+    pub data_templates: Vec<String>,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -98,6 +102,14 @@ impl Settings {
                     v.split(',')
                         .map(|h| h.trim().to_ascii_lowercase())
                         .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data_templates: std::env::var("WASMBOX_DATA_TEMPLATES")
+                .map(|v| {
+                    v.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
                         .collect()
                 })
                 .unwrap_or_default(),

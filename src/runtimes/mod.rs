@@ -15,6 +15,8 @@ use crate::atomic_write::write_atomic;
 use crate::engine::{Entry, ExecSpec, Interpreter, Limits, Mount, SnapshotRecipe, SpawnConfig};
 use crate::fingerprint::Fingerprint;
 
+pub mod data;
+
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
 /// Node-like shims for QuickJS, loaded before user code; the other two load on first use.
@@ -45,11 +47,19 @@ pub enum Language {
     JavaScript,
     /// Our POSIX shell guest in bash mode.
     Bash,
+    /// The data runtime: CPython 3.15 with numpy, pandas, matplotlib, scipy, scikit-learn
+    /// (see [`data`]); what `python` means in `code-interpreter` sandboxes when enabled.
+    DataPython,
 }
 
 impl Language {
     /// Every supported language.
-    pub const ALL: [Language; 3] = [Language::Python, Language::JavaScript, Language::Bash];
+    pub const ALL: [Language; 4] = [
+        Language::Python,
+        Language::JavaScript,
+        Language::Bash,
+        Language::DataPython,
+    ];
 
     /// The canonical name (also the manifest table for python and javascript).
     pub fn name(self) -> &'static str {
@@ -57,6 +67,7 @@ impl Language {
             Language::Python => "python",
             Language::JavaScript => "javascript",
             Language::Bash => "bash",
+            Language::DataPython => "python-data",
         }
     }
 
@@ -66,6 +77,7 @@ impl Language {
             Language::Python => "python",
             Language::JavaScript => "javascript",
             Language::Bash => "shell",
+            Language::DataPython => "data",
         }
     }
 
@@ -89,7 +101,7 @@ struct LanguageAliases {
 }
 
 /// The alias table.
-const ALIASES: [LanguageAliases; 3] = [
+const ALIASES: [LanguageAliases; 4] = [
     LanguageAliases {
         language: Language::Python,
         names: &["python", "python3", "py"],
@@ -104,6 +116,11 @@ const ALIASES: [LanguageAliases; 3] = [
         language: Language::Bash,
         names: &["bash", "sh", "shell"],
         extensions: &["sh", "bash"],
+    },
+    LanguageAliases {
+        language: Language::DataPython,
+        names: &["python-data", "pydata", "data-python"],
+        extensions: &[],
     },
 ];
 
@@ -120,10 +137,12 @@ impl fmt::Display for Language {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A language name nobody knows.
-    #[error("unknown language '{0}' (supported: python, javascript, bash)")]
+    #[error("unknown language '{0}' (supported: python, javascript, bash, python-data)")]
     UnknownLanguage(String),
     /// A known language wasmbox does not run.
-    #[error("language '{0}' is not supported by wasmbox (supported: python, javascript, bash)")]
+    #[error(
+        "language '{0}' is not supported by wasmbox (supported: python, javascript, bash, python-data)"
+    )]
     Unsupported(String),
     /// A supported language whose runtime this build cannot provide.
     #[error("the {0} runtime is not available yet")]
@@ -284,6 +303,9 @@ impl Runtimes {
 
     /// Whether the interpreter for `language` is present in the cache.
     pub fn is_installed(&self, language: Language) -> bool {
+        if language == Language::DataPython {
+            return self.data_installed();
+        }
         self.module_path(language)
             .map(|p| p.is_file())
             .unwrap_or(false)
@@ -348,6 +370,9 @@ impl Runtimes {
     /// How to run `code` in `language`: from the pre-initialised snapshot when there is a
     /// reactor build, else the command module.
     pub fn invocation(&self, language: Language, code: &str) -> Result<Invocation, RuntimeError> {
+        if language == Language::DataPython {
+            return self.data_invocation(code);
+        }
         let entry = self.entry(language)?;
         let substitute = |template: &[String]| -> Vec<String> {
             template
@@ -435,6 +460,7 @@ impl Runtimes {
         mounts.extend(extra_mounts.iter().cloned());
         SnapshotRecipe {
             init_func: "wasmbox_init".into(),
+            init_turn: None,
             spec: ExecSpec {
                 argv: vec!["wasmbox-init".into()],
                 mounts,
@@ -485,6 +511,7 @@ impl Runtimes {
     }
 
     fn write_support_files(&self) -> Result<(), RuntimeError> {
+        self.write_data_init_root()?;
         let root = self.cache_dir.join("support-root");
         std::fs::create_dir_all(&root)
             .map_err(|source| RuntimeError::Support { path: root, source })?;
