@@ -211,6 +211,106 @@ def fetch_pypi(name: str, spec: dict, ctx: Context) -> Path:
     return dest
 
 
+# ---------------------------------------------------------------------------
+# source = "pypi-files": several files of one wheel, and a zip inside one of them unpacked
+
+
+def fetch_pypi_files(name: str, spec: dict, ctx: Context) -> Path:
+    """Installs every `[[NAME.files]]` member of the wheel (each checked against its sha256 and
+    size) and unpacks `unpack` (a zip inside one of them) into a folder. The first file is the
+    one returned (the module)."""
+    require_keys(name, spec, "package", "version", "wheel_sha256", "files")
+    pkg, ver = spec["package"], spec["version"]
+    what = f"{name} ({pkg}=={ver})"
+    files = spec["files"]
+    for f in files:
+        require_keys(f"{name}.files", f, "member", "sha256", "size", "file")
+    unpack = spec.get("unpack")
+    dests = [ctx.cache / f["file"] for f in files]
+    unpack_dir = ctx.cache / unpack["into"] if unpack else None
+
+    def present(f: dict, dest: Path) -> bool:
+        # Size first: hashing ~160 MB costs ~0.5 s, a stat nothing.
+        return dest.is_file() and dest.stat().st_size == f["size"] and sha256_file(dest) == f["sha256"]
+
+    if not ctx.force and all(present(f, d) for f, d in zip(files, dests)) and (
+            unpack_dir is None or (unpack_dir / ".complete").is_file()):
+        log(f"{name}: up to date ({dests[0]})")
+        return dests[0]
+
+    ensure_pip()
+    with tempfile.TemporaryDirectory(prefix="wasmbox-fetch-") as tmp:
+        log(f"{name}: pip download {pkg}=={ver} (a ~{spec.get('download_mb', '?')} MB wheel)")
+        t0 = time.monotonic()
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "--no-input", f"{pkg}=={ver}", "-d", tmp],
+            f"{what}: pip download")
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise FetchError(f"{what}: expected one wheel from pip download, got "
+                             f"{[w.name for w in wheels]}")
+        wheel = wheels[0]
+        got = sha256_file(wheel)
+        if got != spec["wheel_sha256"]:
+            raise FetchError(f"{what}: sha256 mismatch for {wheel.name}: "
+                             f"expected {spec['wheel_sha256']}, got {got}")
+        log(f"{name}: downloaded and verified in {time.monotonic() - t0:.1f} s")
+        with zipfile.ZipFile(wheel) as z:
+            for f, dest in zip(files, dests):
+                try:
+                    info = z.getinfo(f["member"])
+                except KeyError:
+                    raise FetchError(f"{what}: {wheel.name} has no member {f['member']}") from None
+                if info.file_size != f["size"]:
+                    raise FetchError(f"{what}: {f['member']} is {info.file_size} bytes, "
+                                     f"expected {f['size']}")
+
+                def write(out, info=info):
+                    with z.open(info) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+
+                log(f"{name}: installing {dest.name} ({info.file_size >> 20} MiB)")
+                install_atomically(ctx, name, write, dest, f["sha256"], what)
+    if unpack:
+        unpack_zip_member(ctx.cache / unpack["from"], unpack["member"], unpack_dir, what)
+    return dests[0]
+
+
+def unpack_zip_member(outer: Path, member: str, into: Path, what: str) -> None:
+    """Extracts the zip `member` of the (verified) zip `outer` into the folder `into`, through a
+    temporary folder renamed into place; `.complete` marks a finished unpack."""
+    import io
+    into.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.", dir=into.parent))
+    try:
+        with zipfile.ZipFile(outer) as z:
+            try:
+                data = z.read(member)
+            except KeyError:
+                raise FetchError(f"{what}: {outer.name} has no member {member}") from None
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            for info in inner.infolist():
+                target = (tmp / info.filename).resolve()
+                if not target.is_relative_to(tmp.resolve()):
+                    raise FetchError(f"{what}: {member} has an entry outside its folder: "
+                                     f"{info.filename}")
+            inner.extractall(tmp)
+        for root, dirs, names in os.walk(tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for n in names:
+                os.chmod(os.path.join(root, n), 0o644)
+        (tmp / ".complete").write_text("")
+        os.chmod(tmp, 0o755)
+        if into.exists():
+            shutil.rmtree(into)
+        os.replace(tmp, into)
+        log(f"{what}: unpacked {member} into {into}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def ensure_pip() -> None:
     p = subprocess.run([sys.executable, "-m", "pip", "--version"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -504,6 +604,7 @@ def fetch_local(name: str, spec: dict, ctx: Context) -> Path:
 
 HANDLERS = {
     "pypi": fetch_pypi,
+    "pypi-files": fetch_pypi_files,
     "crate": fetch_crate,
     "local": fetch_local,
     "cpython-wasi": fetch_cpython_wasi,

@@ -47,6 +47,10 @@ pub struct Settings {
     /// Bytes of compiled Go programs kept on disk, shared by all sandboxes
     /// (`WASMBOX_PROGRAM_CACHE_MB`, default 512).
     pub program_cache_bytes: u64,
+    /// Templates whose `python` runs on the data runtime (numpy, pandas, matplotlib, ...)
+    /// instead of the plain CPython (`WASMBOX_DATA_TEMPLATES`, comma-separated, e.g.
+    /// `code-interpreter`; none by default). `python-data` picks it in any sandbox.
+    pub data_templates: Vec<String>,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -112,6 +116,14 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_default(),
             program_cache_bytes: env_number::<u64>("WASMBOX_PROGRAM_CACHE_MB").unwrap_or(512) << 20,
+            data_templates: std::env::var("WASMBOX_DATA_TEMPLATES")
+                .map(|v| {
+                    v.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -202,7 +202,7 @@ pub(super) fn report(
         let goal = match w.language {
             Language::Python => 200.0,
             Language::JavaScript => 1000.0,
-            Language::Bash | Language::Go => continue,
+            Language::Bash | Language::Go | Language::DataPython => continue,
         };
         target(
             format!("{} over HTTP, 8 clients ≥ {goal} exec/s", w.label),

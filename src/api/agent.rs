@@ -154,9 +154,10 @@ pub(super) fn command_request(
 pub(super) async fn run_in(
     app: &AppState,
     sandbox: &Sandbox,
-    run: RunRequest,
+    mut run: RunRequest,
 ) -> Result<ExecutionResponse, ApiError> {
     ready_to_run(sandbox, &run)?;
+    run.language = app.executor.language_for(&sandbox.template, run.language);
     let language = run.language;
     let fs = app.store.files(&sandbox.id)?;
     let result = app.executor.run(&fs, &sandbox.env, run).await?;

@@ -43,6 +43,7 @@ pub(super) async fn run_cell(
     taps: OutputTaps,
 ) -> Result<ExecutionResponse, ApiError> {
     let mut run = run_request(request, CELL_DEFAULT_TIMEOUT)?;
+    run.language = app.executor.language_for(&sandbox.template, run.language);
     let language = run.language;
     if !KERNEL_LANGUAGES.contains(&language) {
         return Err(ApiError::bad_request(format!(

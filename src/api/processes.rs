@@ -145,6 +145,7 @@ fn launch(
     callback: Option<Callback>,
 ) -> Result<ProcessRecord, ApiError> {
     ready_to_run(sandbox, &run)?;
+    run.language = app.executor.language_for(&sandbox.template, run.language);
     let fs = app.store.files(&sandbox.id)?;
     let runner = app.clone();
     let base_env = sandbox.env.clone();

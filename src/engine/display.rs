@@ -149,8 +149,53 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
             },
         )
         .map_err(|e| EngineError::Config(e.into()))?;
+    // The data runtime's only host import, `host.call(ptr, len, out_ptr_ptr, out_len_ptr)`: a
+    // door for opaque frames (`_host.call(frame) -> bytes` in the guest). A frame starting with
+    // DISPLAY_FRAME carries one output document; the answer is empty. Anything else gets -1, the
+    // runtime's "no host bound" (its tool protocol then says it has no tools).
+    linker
+        .func_wrap(
+            "host",
+            "call",
+            |mut caller: Caller<'_, HostState>,
+             ptr: i32,
+             len: i32,
+             out_ptr_ptr: i32,
+             out_len_ptr: i32|
+             -> i32 {
+                const NO_HOST: i32 = -1;
+                const FAULT: i32 = -2;
+                let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+                    return FAULT;
+                };
+                let (bytes, state) = memory.data_and_store_mut(&mut caller);
+                let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+                let Some(frame) = start.checked_add(len).and_then(|end| bytes.get(start..end))
+                else {
+                    return FAULT;
+                };
+                let Some(document) = frame.strip_prefix(DISPLAY_FRAME) else {
+                    return NO_HOST;
+                };
+                // Kept, dropped over the cap or malformed: the host notes drops on stderr. The
+                // answer is empty (pointer 0, length 0), which needs no guest allocation.
+                state.display.push(document);
+                for at in [out_ptr_ptr, out_len_ptr] {
+                    let at = at as u32 as usize;
+                    match at.checked_add(4).and_then(|end| bytes.get_mut(at..end)) {
+                        Some(word) => word.copy_from_slice(&0u32.to_le_bytes()),
+                        None => return FAULT,
+                    }
+                }
+                0
+            },
+        )
+        .map_err(|e| EngineError::Config(e.into()))?;
     Ok(())
 }
+
+/// How a `host.call` frame that carries a rich output starts (then the JSON document).
+pub const DISPLAY_FRAME: &[u8] = b"wasmbox-display\n";
 
 #[cfg(test)]
 mod tests {

@@ -338,7 +338,9 @@ pub struct Kernel {
     engine: Engine,
     store: Store<HostState>,
     memory: Memory,
-    cell: TypedFunc<(), i32>,
+    /// `wasmbox_cell`, or None for a session reactor whose cells are turns (the data runtime).
+    cell: Option<TypedFunc<(), i32>>,
+    instance: wasmtime::Instance,
     slots: Arc<[(u32, u32)]>,
     module: Arc<PreparedModule>,
     /// The kernel's pool slot and the memory it holds between cells.
@@ -398,12 +400,20 @@ impl Engine {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| missing("memory"))?;
-        let cell = instance
-            .get_typed_func::<(), i32>(&mut store, "wasmbox_cell")
-            .map_err(|_| missing("wasmbox_cell export"))?;
-        let slots_fn = instance
-            .get_typed_func::<(), u32>(&mut store, "wasmbox_interrupt_slots")
-            .map_err(|_| missing("wasmbox_interrupt_slots export"))?;
+        // A session reactor (exports `turn`) runs cells as turns and names no interrupt flags:
+        // its cells cannot be interrupted, only killed at the end of the grace period.
+        let session = instance.get_export(&mut store, "turn").is_some();
+        let cell = match instance.get_typed_func::<(), i32>(&mut store, "wasmbox_cell") {
+            Ok(cell) => Some(cell),
+            Err(_) if session => None,
+            Err(_) => return Err(missing("wasmbox_cell export")),
+        };
+        let slots_fn =
+            match instance.get_typed_func::<(), u32>(&mut store, "wasmbox_interrupt_slots") {
+                Ok(slots) => Some(slots),
+                Err(_) if session => None,
+                Err(_) => return Err(missing("wasmbox_interrupt_slots export")),
+            };
         // Before any guest code runs: the baseline images are diffs against.
         module.pristine_memory(memory.data(&store));
         if let Some(image) = image {
@@ -426,11 +436,17 @@ impl Engine {
                 data[*at..*at + CHUNK].copy_from_slice(chunk);
             }
         }
-        let table = slots_fn
-            .call_async(&mut store, ())
-            .await
-            .map_err(|e| EngineError::Instantiate(e.into()))? as usize;
-        let slots = read_slots(memory.data(&store), table);
+        let slots = match slots_fn {
+            Some(slots_fn) => {
+                let table = slots_fn
+                    .call_async(&mut store, ())
+                    .await
+                    .map_err(|e| EngineError::Instantiate(e.into()))?
+                    as usize;
+                read_slots(memory.data(&store), table)
+            }
+            None => Vec::new(),
+        };
         let mut kernel = Kernel {
             written: None,
             untrackable: false,
@@ -438,6 +454,7 @@ impl Engine {
             store,
             memory,
             cell,
+            instance,
             slots: slots.into(),
             module: module.clone(),
             ticket,
@@ -538,7 +555,16 @@ impl Kernel {
         };
         tokio::pin!(cancelled);
         let (outcome, interrupted) = {
-            let call = self.cell.call_async(&mut self.store, ());
+            let (cell, instance, store) = (self.cell.clone(), self.instance, &mut self.store);
+            let call = async move {
+                match (&spec.entry, cell) {
+                    (super::Entry::Turn(source), _) => super::turn(store, &instance, source)
+                        .await
+                        .unwrap_or_else(|e| Err(wasmtime::Error::msg(e.to_string()))),
+                    (_, Some(cell)) => cell.call_async(store, ()).await,
+                    (_, None) => Err(wasmtime::Error::msg("this kernel runs cells as turns")),
+                }
+            };
             tokio::pin!(call);
             tokio::select! {
                 r = &mut call => (Some(r), false),

@@ -187,6 +187,9 @@ pub enum Entry {
     /// A reactor (e.g. a pre-initialised snapshot): call this export, `() -> i32`, whose return
     /// value is the exit status.
     Export(String),
+    /// A session reactor (the data runtime): copy this Python source into the guest with its
+    /// `host_alloc` export and run it with `turn(ptr, len) -> i32`, whose value is the status.
+    Turn(String),
 }
 
 /// How much of the host's instance pool is taken (see [`Engine::pool_use`]).
@@ -520,8 +523,11 @@ impl Engine {
         let max_memory = usize::try_from(config.max_memory_bytes).map_err(|_| {
             EngineError::Config("max_memory_bytes does not fit this platform".into())
         })?;
+        // The data runtime's CPython throws wasm exceptions, which live in a GC heap; the pool
+        // gives each store's GC heap a memory slot of its own, hence two slots per instance.
         pool.total_core_instances(slots)
-            .total_memories(slots)
+            .total_memories(slots.saturating_mul(2))
+            .total_gc_heaps(slots)
             .total_tables(slots)
             .total_stacks(slots)
             .max_memory_size(max_memory)
@@ -539,8 +545,16 @@ impl Engine {
                 .max_wasm_stack(8 << 20)
                 .async_stack_size(9 << 20)
                 .allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
-            if let Some(compiler) = compiler {
-                compiler.configure(&mut wasm_config);
+            match compiler {
+                Some(compiler) => compiler.configure(&mut wasm_config),
+                // Modules compiled with C++/setjmp exceptions (the data runtime) need the
+                // proposal; modules that do not use it compile to the same code. (Go programs,
+                // on the second engine, do not use it, and Winch does not implement it.)
+                None => {
+                    wasm_config
+                        .wasm_exceptions(true)
+                        .collector(wasmtime::Collector::DeferredReferenceCounting);
+                }
             }
             let wasmtime =
                 wasmtime::Engine::new(&wasm_config).map_err(|e| EngineError::Config(e.into()))?;
@@ -923,6 +937,7 @@ impl Engine {
                         })?;
                     run.call_async(&mut store, ()).await
                 }
+                Entry::Turn(source) => turn(&mut store, &instance, source).await?,
             };
             Ok::<_, EngineError>(classify(result, store.data().limiter.refused))
         };
@@ -947,6 +962,41 @@ impl Engine {
         );
         outcome
     }
+}
+
+/// Runs `source` through a session reactor's `host_alloc` and `turn` exports. The outer error is
+/// a module without that interface; the inner result is the guest's (a trap, an exit).
+pub(crate) async fn turn(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::Instance,
+    source: &str,
+) -> Result<wasmtime::Result<i32>, EngineError> {
+    let missing = |what: &str| {
+        EngineError::Instantiate(format!("the module has no {what}: not a session reactor").into())
+    };
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| missing("memory"))?;
+    let alloc = instance
+        .get_typed_func::<i32, i32>(&mut *store, "host_alloc")
+        .map_err(|_| missing("host_alloc export"))?;
+    let turn = instance
+        .get_typed_func::<(i32, i32), i32>(&mut *store, "turn")
+        .map_err(|_| missing("turn export"))?;
+    let Ok(len) = i32::try_from(source.len()) else {
+        return Ok(Err(wasmtime::Error::msg("the code is larger than 2 GiB")));
+    };
+    let ptr = match alloc.call_async(&mut *store, len).await {
+        Ok(ptr) => ptr,
+        Err(e) => return Ok(Err(e)),
+    };
+    // A failed allocation (0) or one outside memory: the guest gets no code (and says so).
+    let written = ptr != 0
+        && memory
+            .write(&mut *store, ptr as u32 as usize, source.as_bytes())
+            .is_ok();
+    let (ptr, len) = if written { (ptr, len) } else { (0, 0) };
+    Ok(turn.call_async(&mut *store, (ptr, len)).await)
 }
 
 /// Exit status reported for executions stopped by their time or fuel budget (as `timeout(1)`).

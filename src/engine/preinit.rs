@@ -17,8 +17,12 @@ use super::{Engine, EngineError, ExecSpec, HostState};
 /// How to pre-initialise a reactor.
 #[derive(Clone, Debug)]
 pub struct SnapshotRecipe {
-    /// The export that does the one-off work (`() -> ()`); removed from the snapshot.
+    /// The export that does the one-off work (`() -> ()`); removed from the snapshot. Empty
+    /// for a module that is already initialised and only gets `init_turn`.
     pub init_func: String,
+    /// Python source run through the module's `turn` export after `init_func` (session
+    /// reactors: the data runtime imports its libraries this way).
+    pub init_turn: Option<String>,
     /// argv, env and mounts the init function sees. Mount order matters: guest libc records
     /// preopened descriptors by position, so executions must mount the same guest paths in the
     /// same order.
@@ -42,6 +46,7 @@ pub(super) fn snapshot_path(
         .number(meta.len().into())
         .mtime(meta.modified().ok())
         .bytes(&recipe.init_func)
+        .bytes(recipe.init_turn.as_deref().unwrap_or(""))
         .number(recipe.fingerprint.into())
         .bytes(env!("CARGO_PKG_VERSION"));
     let stem = reactor
@@ -61,7 +66,9 @@ pub(super) async fn preinitialize(
         EngineError::Snapshot(format!("{what}: {e:#}").into())
     };
     let mut wizer = Wizer::new();
-    wizer.init_func(recipe.init_func.clone());
+    if !recipe.init_func.is_empty() {
+        wizer.init_func(recipe.init_func.clone());
+    }
     let (cx, instrumented) = wizer
         .instrument(wasm)
         .map_err(|e| failed("instrumenting", &e))?;
@@ -85,6 +92,9 @@ pub(super) async fn preinitialize(
         .await
         .map_err(|e| failed("instantiating", &e))?;
     for name in ["_initialize", recipe.init_func.as_str()] {
+        if name.is_empty() {
+            continue;
+        }
         let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, name) else {
             if name == "_initialize" {
                 continue;
@@ -97,6 +107,17 @@ pub(super) async fn preinitialize(
             return Err(failed(
                 &format!("running {name}"),
                 &format!("{e:?}\nstdout: {out}\nstderr: {err}"),
+            ));
+        }
+    }
+    if let Some(source) = &recipe.init_turn {
+        let status = super::turn(&mut store, &instance, source).await?;
+        if !matches!(status, Ok(0)) {
+            let (out, _) = stdout.contents();
+            let (err, _) = stderr.contents();
+            return Err(failed(
+                "running the init turn",
+                &format!("{status:?}\nstdout: {out}\nstderr: {err}"),
             ));
         }
     }

@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::engine::{
     Entry, ExecResult, ExecSpec, Limits, Mount, PreparedModule, ResourceUsage, Termination,
 };
+use crate::runtimes::data::TurnMode;
 use crate::runtimes::go::{self, GoToolchain, GUEST_BUILD, GUEST_PKG, PROGRAM_FILE, SOURCE_FILE};
 use crate::runtimes::Invocation;
 use crate::sandbox::SandboxFs;
@@ -71,7 +72,7 @@ impl Executor {
             snapshot: None,
             mounts: Vec::new(),
         };
-        let mut spec = self.spec(fs, base_env, request, invocation)?;
+        let mut spec = self.spec(fs, base_env, request, invocation, TurnMode::Run)?;
         spec.limits.deadline = Some(deadline);
         let mut result = self.engine().execute(&program, spec).await?;
         result.duration = started.elapsed();

@@ -16,6 +16,7 @@ use crate::engine::{
     DiskQuota, Engine, EngineConfig, EngineError, Entry, ExecResult, ExecSpec, ImageError, Kernel,
     KernelImage, Limits, PreparedModule, Tenant,
 };
+use crate::runtimes::data::{finish_turn, TurnMode};
 use crate::runtimes::{Invocation, Language, RuntimeError, Runtimes};
 use crate::sandbox::{PathError, SandboxFs, WORKSPACE};
 
@@ -95,6 +96,8 @@ pub struct Executor {
     tenants: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Tenant>>>,
     max_sandbox_instances: u32,
     disk_quota_bytes: u64,
+    /// Templates whose `python` is the data runtime.
+    data_templates: Vec<String>,
 }
 
 impl Executor {
@@ -121,7 +124,18 @@ impl Executor {
             tenants: Default::default(),
             max_sandbox_instances: settings.max_sandbox_instances,
             disk_quota_bytes: settings.disk_quota_bytes,
+            data_templates: settings.data_templates.clone(),
         })
+    }
+
+    /// The language a request for `language` in a sandbox made from `template` runs: `python`
+    /// is the data runtime in the templates configured for it.
+    pub fn language_for(&self, template: &str, language: Language) -> Language {
+        if language == Language::Python && self.data_templates.iter().any(|t| t == template) {
+            Language::DataPython
+        } else {
+            language
+        }
     }
 
     /// How long an execution waits for a free instance before it is refused
@@ -240,7 +254,7 @@ impl Executor {
         }
         let invocation = self.runtimes.invocation(language, &request.code)?;
         let module = self.prepare(language, &invocation).await?;
-        let spec = self.spec(fs, base_env, request, invocation)?;
+        let spec = self.spec(fs, base_env, request, invocation, TurnMode::Run)?;
         let result = match language {
             Language::Bash => {
                 let spawn = self.runtimes.spawn_config()?;
@@ -259,6 +273,7 @@ impl Executor {
         base_env: &BTreeMap<String, String>,
         request: RunRequest,
         invocation: Invocation,
+        mode: TurnMode,
     ) -> Result<ExecSpec, ExecError> {
         let workdir = fs.ensure_workdir(request.workdir.as_deref().unwrap_or(WORKSPACE))?;
         let mut env: BTreeMap<String, String> = default_env();
@@ -267,7 +282,7 @@ impl Executor {
         env.extend(invocation.env);
         env.insert("PWD".into(), workdir);
         Ok(ExecSpec {
-            entry: invocation.entry,
+            entry: finish_turn(invocation.entry, mode, &env),
             argv: invocation.argv,
             env: env.into_iter().collect(),
             mounts: [fs.mount(), self.runtimes.support_mount()]
@@ -297,13 +312,18 @@ impl Executor {
             return Err(ExecError::NoKernel(language));
         }
         let mut invocation = self.runtimes.invocation(language, "")?;
-        if invocation.snapshot.is_none() || !matches!(invocation.entry, Entry::Export(_)) {
+        if invocation.snapshot.is_none()
+            || !matches!(invocation.entry, Entry::Export(_) | Entry::Turn(_))
+        {
             return Err(ExecError::NoKernel(language));
         }
         let module = self.prepare(language, &invocation).await?;
         let argv0 = invocation.argv.first().cloned().unwrap_or_default();
         invocation.argv = vec![argv0, "<cell>".into(), request.code.clone()];
-        let spec = self.spec(fs, base_env, request, invocation)?;
+        if let Entry::Turn(code) = &mut invocation.entry {
+            code.clone_from(&request.code);
+        }
+        let spec = self.spec(fs, base_env, request, invocation, TurnMode::Cell)?;
         Ok((module, spec))
     }
 

@@ -134,7 +134,8 @@ const IMAGE_SUFFIX: &str = "kernel";
 const IMAGE_BUFFER: usize = 64 << 10;
 
 /// The languages that have kernels.
-pub const KERNEL_LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScript];
+pub const KERNEL_LANGUAGES: [Language; 3] =
+    [Language::Python, Language::JavaScript, Language::DataPython];
 
 impl Kernels {
     /// Kernels with at most `max_live` live at once; beyond that the least recently used idle

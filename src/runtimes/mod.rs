@@ -17,6 +17,8 @@ use crate::atomic_write::write_atomic;
 use crate::engine::{Entry, ExecSpec, Interpreter, Limits, Mount, SnapshotRecipe, SpawnConfig};
 use crate::fingerprint::Fingerprint;
 
+pub mod data;
+
 /// The pinned manifest, compiled in so the binary knows what it expects to find.
 const MANIFEST: &str = include_str!("../../runtimes/manifest.toml");
 /// Node-like shims for QuickJS, loaded before user code; the other two load on first use.
@@ -49,15 +51,19 @@ pub enum Language {
     Bash,
     /// Go 1.24, compiled inside the sandbox by the toolchain built for wasip1.
     Go,
+    /// The data runtime: CPython 3.15 with numpy, pandas, matplotlib, scipy, scikit-learn
+    /// (see [`data`]); what `python` means in `code-interpreter` sandboxes when enabled.
+    DataPython,
 }
 
 impl Language {
     /// Every supported language.
-    pub const ALL: [Language; 4] = [
+    pub const ALL: [Language; 5] = [
         Language::Python,
         Language::JavaScript,
         Language::Bash,
         Language::Go,
+        Language::DataPython,
     ];
 
     /// The canonical name (also the manifest table for python and javascript).
@@ -67,6 +73,7 @@ impl Language {
             Language::JavaScript => "javascript",
             Language::Bash => "bash",
             Language::Go => "go",
+            Language::DataPython => "python-data",
         }
     }
 
@@ -77,6 +84,7 @@ impl Language {
             Language::JavaScript => "javascript",
             Language::Bash => "shell",
             Language::Go => "go",
+            Language::DataPython => "data",
         }
     }
 
@@ -100,7 +108,7 @@ struct LanguageAliases {
 }
 
 /// The alias table.
-const ALIASES: [LanguageAliases; 4] = [
+const ALIASES: [LanguageAliases; 5] = [
     LanguageAliases {
         language: Language::Python,
         names: &["python", "python3", "py"],
@@ -121,6 +129,11 @@ const ALIASES: [LanguageAliases; 4] = [
         names: &["go", "golang"],
         extensions: &["go"],
     },
+    LanguageAliases {
+        language: Language::DataPython,
+        names: &["python-data", "pydata", "data-python"],
+        extensions: &[],
+    },
 ];
 
 /// Languages people ask for that wasmbox does not run (a clearer error than "unknown").
@@ -136,11 +149,11 @@ impl fmt::Display for Language {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A language name nobody knows.
-    #[error("unknown language '{0}' (supported: python, javascript, bash, go)")]
+    #[error("unknown language '{0}' (supported: python, javascript, bash, go, python-data)")]
     UnknownLanguage(String),
     /// A known language wasmbox does not run.
     #[error(
-        "language '{0}' is not supported by wasmbox (supported: python, javascript, bash, go)"
+        "language '{0}' is not supported by wasmbox (supported: python, javascript, bash, go, python-data)"
     )]
     Unsupported(String),
     /// A supported language whose runtime this build cannot provide.
@@ -314,6 +327,9 @@ impl Runtimes {
         if language == Language::Go {
             return self.go_toolchain().is_ok();
         }
+        if language == Language::DataPython {
+            return self.data_installed();
+        }
         self.module_path(language)
             .map(|p| p.is_file())
             .unwrap_or(false)
@@ -400,6 +416,9 @@ impl Runtimes {
     /// How to run `code` in `language`: from the pre-initialised snapshot when there is a
     /// reactor build, else the command module.
     pub fn invocation(&self, language: Language, code: &str) -> Result<Invocation, RuntimeError> {
+        if language == Language::DataPython {
+            return self.data_invocation(code);
+        }
         let entry = self.entry(language)?;
         let substitute = |template: &[String]| -> Vec<String> {
             template
@@ -487,6 +506,7 @@ impl Runtimes {
         mounts.extend(extra_mounts.iter().cloned());
         SnapshotRecipe {
             init_func: "wasmbox_init".into(),
+            init_turn: None,
             spec: ExecSpec {
                 argv: vec!["wasmbox-init".into()],
                 mounts,
@@ -537,6 +557,7 @@ impl Runtimes {
     }
 
     fn write_support_files(&self) -> Result<(), RuntimeError> {
+        self.write_data_init_root()?;
         let root = self.cache_dir.join("support-root");
         std::fs::create_dir_all(&root)
             .map_err(|source| RuntimeError::Support { path: root, source })?;
