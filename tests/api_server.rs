@@ -1114,7 +1114,9 @@ fn info_reports_the_agent() {
         .expect(200);
     assert_eq!(info["agent"], "wasmbox");
     assert_eq!(info["sandbox_id"], sbx.id);
-    assert!(info["languages"].as_array().is_some_and(|l| l.len() == 4));
+    assert!(info["languages"]
+        .as_array()
+        .is_some_and(|l| l.len() == wasmbox::runtimes::Language::ALL.len()));
     f.api
         .send(f.api.http.get(format!("{}/info", sbx.host)))
         .expect(401);
