@@ -1117,6 +1117,12 @@ impl Shell {
 
     // ------------------------------------------------------------ redirections (in-shell)
 
+    /// The absolute path of `path` when it names a named pipe the host keeps.
+    fn host_fifo(&self, path: &str) -> Option<String> {
+        let abs = self.abs_path(path);
+        crate::modes::is_host_fifo(std::path::Path::new(&abs)).then_some(abs)
+    }
+
     fn abs_path(&self, p: &str) -> String {
         if p.starts_with('/') {
             p.to_string()
@@ -1142,12 +1148,12 @@ impl Shell {
         if path == "/dev/stderr" {
             return Ok(self.io.stderr.clone());
         }
-        let abs = self.abs_path(path);
-        if !cfg!(unix) && crate::modes::is_fifo(std::path::Path::new(&abs)) {
+        if let Some(abs) = self.host_fifo(path) {
             return crate::spawn::FifoEnd::open(&abs, true)
                 .map(|f| Out::Fifo(Rc::new(f)))
                 .map_err(|e| format!("cannot create {path}: {}", io_err_msg(&e)));
         }
+        let abs = self.abs_path(path);
         if self.opts.noclobber && !append && !clobber && std::path::Path::new(&abs).is_file() {
             return Err(format!("cannot create {path}: File exists"));
         }
@@ -1173,12 +1179,12 @@ impl Shell {
         if path == "/dev/stdin" {
             return Ok(self.io.stdin.clone());
         }
-        let abs = self.abs_path(path);
-        if !cfg!(unix) && crate::modes::is_fifo(std::path::Path::new(&abs)) {
+        if let Some(abs) = self.host_fifo(path) {
             return crate::spawn::FifoEnd::open(&abs, false)
                 .map(|f| In::Fifo(Rc::new(f)))
                 .map_err(|e| format!("cannot open {path}: {}", io_err_msg(&e)));
         }
+        let abs = self.abs_path(path);
         match std::fs::File::open(&abs) {
             Ok(f) => {
                 if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
@@ -1836,14 +1842,12 @@ impl Shell {
                     let target = self
                         .expand_string(&r.target)
                         .map_err(|_| "expansion failed".to_string())?;
-                    let fifo = (!cfg!(unix))
-                        .then(|| self.abs_path(&target))
-                        .filter(|abs| crate::modes::is_fifo(std::path::Path::new(abs)));
+                    let fifo = self.host_fifo(&target);
                     let file_sink = |mode: OutputMode, id: &mut usize| -> Sink {
                         *id += 1;
-                        match target.as_str() {
-                            "/dev/null" => Sink::Null,
-                            _ if fifo.is_some() => Sink::Fifo(fifo.clone().unwrap_or_default()),
+                        match (target.as_str(), &fifo) {
+                            ("/dev/null", _) => Sink::Null,
+                            (_, Some(abs)) => Sink::Fifo(abs.clone()),
                             _ => Sink::File {
                                 path: target.clone(),
                                 mode,
@@ -1870,9 +1874,7 @@ impl Shell {
                                 "/dev/null" => Input::Null,
                                 "/dev/stdin" => stdin,
                                 _ if endless.is_some() => Input::Null,
-                                _ if fifo.is_some() => {
-                                    Input::Fifo(fifo.clone().unwrap_or_default())
-                                }
+                                _ if let Some(abs) = &fifo => Input::Fifo(abs.clone()),
                                 _ => Input::File {
                                     file: target.clone(),
                                     offset: None,

@@ -84,6 +84,12 @@ pub fn is_fifo(path: &Path) -> bool {
     }
 }
 
+/// Whether `path` names a named pipe whose pipe the host keeps (`crate::spawn::FifoEnd`): on
+/// WASI; natively a named pipe is a real FIFO the OS opens like a file.
+pub fn is_host_fifo(path: &Path) -> bool {
+    !cfg!(unix) && is_fifo(path)
+}
+
 /// Make the name of a named pipe at `path` with permission bits `perm` (`mkfifo`): natively a
 /// real FIFO, on WASI an empty file marked [`FIFO_TYPE`] in the store.
 pub fn make_fifo(path: &Path, perm: u32) -> io::Result<()> {

@@ -121,9 +121,6 @@ pub fn before_uu(name: &str, args: &[String]) -> Option<i32> {
 /// fresh instance reading `-`, whose stdin is the pipe's read end (held by the host, shared
 /// with the writers in other instances).
 fn read_named_pipe(name: &str, args: &[String]) -> Option<i32> {
-    if cfg!(unix) {
-        return None; // natively a named pipe is a real FIFO
-    }
     let cwd = super::cwd();
     let abs = |a: &str| {
         if a.starts_with('/') {
@@ -138,7 +135,7 @@ fn read_named_pipe(name: &str, args: &[String]) -> Option<i32> {
         .skip(1)
         .filter(|(i, a)| args[i - 1] != "-o" && !a.starts_with('-'))
         .map(|(i, a)| (i, abs(a)))
-        .filter(|(_, p)| crate::modes::is_fifo(std::path::Path::new(p)))
+        .filter(|(_, p)| crate::modes::is_host_fifo(std::path::Path::new(p)))
         .collect();
     let [(i, path)] = &fifos[..] else {
         return None;
