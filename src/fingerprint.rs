@@ -42,6 +42,13 @@ impl Fingerprint {
         self.number(nanos)
     }
 
+    /// Adds a folder mounted into guests: its host path, its guest path and its modification
+    /// time (so replacing what is mounted there changes the key).
+    pub(crate) fn mount(&mut self, host: &Path, guest: &str) -> &mut Self {
+        let modified = std::fs::metadata(host).and_then(|m| m.modified()).ok();
+        self.path(host).bytes(guest).mtime(modified)
+    }
+
     /// Adds a value through its `Hash` implementation, for types (such as wasmtime's engine
     /// settings) that expose nothing else. Only the hasher was unstable: a derived `Hash` of
     /// plain data feeds the same bytes every time.

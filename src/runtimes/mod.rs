@@ -489,11 +489,7 @@ impl Runtimes {
             })
             .clone();
         for mount in extra_mounts {
-            fingerprint.path(&mount.host).bytes(&mount.guest).mtime(
-                std::fs::metadata(&mount.host)
-                    .and_then(|m| m.modified())
-                    .ok(),
-            );
+            fingerprint.mount(&mount.host, &mount.guest);
         }
         let mut mounts = vec![
             Mount {
