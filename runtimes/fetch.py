@@ -59,6 +59,16 @@ class Context:
 # helpers
 
 
+def timed_step(name: str, seconds: dict, label: str, fn):
+    """Runs one long build step with progress lines, recording its wall time in `seconds`."""
+    log(f"{name}: {label} ...")
+    t0 = time.monotonic()
+    out = fn()
+    seconds[label] = round(time.monotonic() - t0, 1)
+    log(f"{name}: {label}: {seconds[label]} s")
+    return out
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -165,6 +175,25 @@ def ensure_debian_packages(packages: list[str], missing_what: list[str]) -> None
 # source = "pypi": a file inside a wheel, fetched with `pip download`
 
 
+def pip_download_wheel(pkg: str, ver: str, into: Path, want_sha: str | None, what: str) -> Path:
+    """The one wheel of `pkg==ver`, fetched by name with `pip download` into `into` and checked
+    against `want_sha` (when the manifest pins the wheel itself) before anything reads it."""
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         "--disable-pip-version-check", "--no-input", f"{pkg}=={ver}", "-d", str(into)],
+        f"{what}: pip download")
+    wheels = sorted(into.glob("*.whl"))
+    if len(wheels) != 1:
+        raise FetchError(f"{what}: expected one wheel from pip download, got "
+                         f"{[w.name for w in wheels]}")
+    wheel = wheels[0]
+    if want_sha is not None:
+        got = sha256_file(wheel)
+        if got != want_sha:
+            raise FetchError(f"{what}: sha256 mismatch for {wheel.name}: "
+                             f"expected {want_sha}, got {got}")
+    return wheel
+
+
 def fetch_pypi(name: str, spec: dict, ctx: Context) -> Path:
     require_keys(name, spec, "package", "version", "member", "sha256", "file")
     pkg, ver = spec["package"], spec["version"]
@@ -181,19 +210,7 @@ def fetch_pypi(name: str, spec: dict, ctx: Context) -> Path:
     ensure_pip()
     with tempfile.TemporaryDirectory(prefix="wasmbox-fetch-") as tmp:
         log(f"{name}: pip download {pkg}=={ver}")
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--disable-pip-version-check", "--no-input", f"{pkg}=={ver}", "-d", tmp],
-            f"{what}: pip download")
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise FetchError(f"{what}: expected one wheel from pip download, got "
-                             f"{[w.name for w in wheels]}")
-        wheel = wheels[0]
-        if "wheel_sha256" in spec:
-            got = sha256_file(wheel)
-            if got != spec["wheel_sha256"]:
-                raise FetchError(f"{what}: sha256 mismatch for {wheel.name}: "
-                                 f"expected {spec['wheel_sha256']}, got {got}")
+        wheel = pip_download_wheel(pkg, ver, Path(tmp), spec.get("wheel_sha256"), what)
         with zipfile.ZipFile(wheel) as z:
             try:
                 info = z.getinfo(spec["member"])
@@ -242,18 +259,7 @@ def fetch_pypi_files(name: str, spec: dict, ctx: Context) -> Path:
     with tempfile.TemporaryDirectory(prefix="wasmbox-fetch-") as tmp:
         log(f"{name}: pip download {pkg}=={ver} (a ~{spec.get('download_mb', '?')} MB wheel)")
         t0 = time.monotonic()
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--disable-pip-version-check", "--no-input", f"{pkg}=={ver}", "-d", tmp],
-            f"{what}: pip download")
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise FetchError(f"{what}: expected one wheel from pip download, got "
-                             f"{[w.name for w in wheels]}")
-        wheel = wheels[0]
-        got = sha256_file(wheel)
-        if got != spec["wheel_sha256"]:
-            raise FetchError(f"{what}: sha256 mismatch for {wheel.name}: "
-                             f"expected {spec['wheel_sha256']}, got {got}")
+        wheel = pip_download_wheel(pkg, ver, Path(tmp), spec["wheel_sha256"], what)
         log(f"{name}: downloaded and verified in {time.monotonic() - t0:.1f} s")
         with zipfile.ZipFile(wheel) as z:
             for f, dest in zip(files, dests):

@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from private_apt import private_apt, run_logged
@@ -79,12 +78,7 @@ def fetch(name: str, spec: dict, ctx, f) -> Path:
         logs = tmp / "logs"
 
         def step(label, fn):
-            f.log(f"{name}: {label} ...")
-            t0 = time.monotonic()
-            out = fn()
-            seconds[label] = round(time.monotonic() - t0, 1)
-            f.log(f"{name}: {label}: {seconds[label]} s")
-            return out
+            return f.timed_step(name, seconds, label, fn)
 
         goroot = step("download", lambda: download_toolchain(spec, tmp, f, what))
         out = tmp / "out"

@@ -196,12 +196,7 @@ def ensure_tree(name, spec, ctx, f, key, inputs, what) -> Path:
     seconds = {}
 
     def step(label, fn):
-        f.log(f"{name}: {label} ...")
-        t0 = time.monotonic()
-        out = fn()
-        seconds[label] = round(time.monotonic() - t0, 1)
-        f.log(f"{name}: {label}: {seconds[label]} s")
-        return out
+        return f.timed_step(name, seconds, label, fn)
 
     dl = tree / "downloads"
     step("download", lambda: download_sources(spec, tree / "apt", dl, f, what))
