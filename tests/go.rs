@@ -309,6 +309,55 @@ fn a_repeated_source_skips_the_build() {
     assert!(templates.to_string().contains("\"go\""), "{templates}");
 }
 
+/// The shell's `go`: `go run FILE.go` (or a folder's `main.go`) builds a file of the sandbox with
+/// the same toolchain and runs it as a stage (arguments, env, pipes, the sandbox's files);
+/// a compile error is the compiler's message and status 2; the rest of the `go` command is
+/// refused by name.
+#[test]
+fn the_shell_runs_go_programs_from_the_sandbox_files() {
+    let f = start();
+    let command = |command: &str| -> Value {
+        let body = json!({ "command": command, "timeout": 60, "working_dir": "/workspace" });
+        let reply = f.api.send(
+            f.api
+                .agent(&f.sbx, Method::POST, "/commands/run")
+                .json(&body),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    };
+    let program = "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() {\n\tfmt.Println(os.Args[1:], os.Getenv(\"WHO\"))\n\tos.WriteFile(\"made.txt\", []byte(\"by go\"), 0o644)\n}\n";
+    let script = format!(
+        "mkdir -p app && cd app && printf '%s' '{}' > main.go && \
+         WHO=shell go run main.go a b | tr a-z A-Z && cat made.txt && echo && go run . && go version",
+        program.replace('\'', "'\\''")
+    );
+    let run = command(&script);
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(
+        stdout(&run),
+        "[A B] SHELL\nby go\n[] \ngo version go1.24.4 wasip1/wasm\n",
+        "{run}"
+    );
+
+    let broken = command(
+        "printf 'package main\\nfunc main() { x := }\\n' > bad.go; go run bad.go; echo status=$?",
+    );
+    assert_eq!(stdout(&broken), "status=2\n", "{broken}");
+    assert!(
+        stderr(&broken).starts_with("bad.go:2:"),
+        "the compiler's message names the file: {broken}"
+    );
+
+    let refused = command("go build; echo status=$?; go run missing.go; echo status=$?");
+    assert_eq!(stdout(&refused), "status=2\nstatus=1\n", "{refused}");
+    assert!(
+        stderr(&refused).contains("go build: not available"),
+        "{refused}"
+    );
+    assert!(stderr(&refused).contains("missing.go"), "{refused}");
+}
+
 #[test]
 fn cli_runs_go_files_and_language_flag() {
     let data = tempfile::tempdir().expect("tempdir");

@@ -39,7 +39,10 @@ pub use output::{CapturedOutput, OutputTap};
 pub use preinit::SnapshotRecipe;
 pub use programs::ProgramCompiler;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
-pub use spawn::{live_stdin, Interpreter, LiveStdin, SpawnConfig, StdinClosed, StdinFeed};
+pub use spawn::{
+    live_stdin, BuildFailure, BuildFuture, Interpreter, LiveStdin, ProgramBuilder, SpawnConfig,
+    StdinClosed, StdinFeed,
+};
 use spawn::{InstanceIo, Sink, Source, SpawnState};
 pub use wasi_limits::FdBudget;
 

@@ -45,8 +45,14 @@ impl ProgramCompiler {
     /// Selects this compiler in an engine configuration.
     pub(crate) fn configure(self, config: &mut Config) {
         match self {
+            // Winch still compiles one Cranelift trampoline per function a table or export
+            // exposes, and a Go program exposes every function: those tiny trampolines cost
+            // more than Winch's own pass, so they get Cranelift's cheapest settings.
             ProgramCompiler::Winch => {
-                config.strategy(wasmtime::Strategy::Winch);
+                config
+                    .strategy(wasmtime::Strategy::Winch)
+                    .cranelift_opt_level(wasmtime::OptLevel::None)
+                    .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
             }
             ProgramCompiler::Cranelift => {
                 config

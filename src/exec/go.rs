@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::{
-    Entry, ExecResult, ExecSpec, Limits, Mount, PreparedModule, ResourceUsage, Termination,
+    BuildFailure, BuildFuture, Engine, Entry, ExecResult, ExecSpec, Limits, Mount, PreparedModule,
+    ProgramBuilder, ResourceUsage, Termination,
 };
 use crate::runtimes::data::TurnMode;
 use crate::runtimes::go::{self, GoToolchain, GUEST_BUILD, GUEST_PKG, PROGRAM_FILE, SOURCE_FILE};
@@ -43,25 +44,20 @@ impl Executor {
     ) -> Result<ExecResult, ExecError> {
         let started = Instant::now();
         let deadline = started + request.timeout;
-        let toolchain = self.runtimes().go_toolchain()?;
-        let source = match go::program_source(&request.code) {
-            Ok(source) => source,
-            Err(e) => return Ok(build_failed(format!("{SOURCE_FILE}: {e}\n"), started)),
+        let builds = self.go_builds()?;
+        let limits = Limits {
+            timeout: request.timeout,
+            tenant: Some(self.tenant(fs)),
+            ..self.limits.clone()
         };
-        let key = toolchain.program_key(&source);
-        let program = match self.engine().cached_program(&key).await? {
-            Some(program) => program,
-            None => {
-                match self
-                    .build_go(fs, toolchain, &source, key, deadline, &request)
-                    .await?
-                {
-                    Ok(program) => program,
-                    Err(mut failed) => {
-                        failed.duration = started.elapsed();
-                        return Ok(failed);
-                    }
-                }
+        let program = match builds
+            .program(&request.code, SOURCE_FILE, limits, deadline)
+            .await?
+        {
+            Ok(program) => program,
+            Err(mut failed) => {
+                failed.duration = started.elapsed();
+                return Ok(failed);
             }
         };
         let invocation = Invocation {
@@ -79,36 +75,77 @@ impl Executor {
         Ok(result)
     }
 
+    /// The Go builder, for a direct run and for the shell's `go run`.
+    pub(super) fn go_builds(&self) -> Result<GoBuilds, ExecError> {
+        Ok(GoBuilds {
+            engine: self.engine().clone(),
+            toolchain: self.runtimes().go_toolchain()?.clone(),
+            scratch_root: self.runtimes().cache_dir().join("go-build"),
+        })
+    }
+}
+
+/// Builds Go programs: from the shared program cache when the source was built before, else
+/// compile → link → machine code.
+#[derive(Clone)]
+pub(crate) struct GoBuilds {
+    engine: Engine,
+    toolchain: GoToolchain,
+    /// Where each build gets its private scratch folder.
+    scratch_root: PathBuf,
+}
+
+impl GoBuilds {
+    /// The program for `code` (a file or a snippet, see [`go::program_source`]; messages name
+    /// `file_name`), built under
+    /// `limits` (the sandbox's, raised to [`TOOLCHAIN_MEMORY`] for the toolchain) until
+    /// `deadline`. A refused source or failed stage is `Ok(Err(result))`.
+    pub(crate) async fn program(
+        &self,
+        code: &str,
+        file_name: &str,
+        limits: Limits,
+        deadline: Instant,
+    ) -> Result<Result<Arc<PreparedModule>, ExecResult>, ExecError> {
+        let started = Instant::now();
+        let source = match go::program_source(code, file_name) {
+            Ok(source) => source,
+            Err(e) => return Ok(Err(build_failed(format!("{file_name}: {e}\n"), started))),
+        };
+        let key = self.toolchain.program_key(&source);
+        if let Some(program) = self.engine.cached_program(&key).await? {
+            return Ok(Ok(program));
+        }
+        self.build(&source, key, limits, deadline).await
+    }
+
     /// Compiles and links `source` in a fresh scratch folder, then compiles the result to machine
     /// code and caches it under `key`. A failed stage is `Ok(Err(result))`: the compiler's (or
     /// linker's) messages on stderr, its exit status, as a failed execution.
-    async fn build_go(
+    async fn build(
         &self,
-        fs: &SandboxFs,
-        toolchain: &GoToolchain,
         source: &str,
         key: String,
+        limits: Limits,
         deadline: Instant,
-        request: &RunRequest,
     ) -> Result<Result<Arc<PreparedModule>, ExecResult>, ExecError> {
-        let root = self.runtimes().cache_dir().join("go-build");
+        let root = &self.scratch_root;
         let scratch_err = |source| ExecError::Scratch {
             path: root.clone(),
             source,
         };
-        std::fs::create_dir_all(&root).map_err(scratch_err)?;
+        std::fs::create_dir_all(root).map_err(scratch_err)?;
         let scratch = tempfile::Builder::new()
             .prefix("build-")
-            .tempdir_in(&root)
+            .tempdir_in(root)
             .map_err(scratch_err)?;
         std::fs::write(scratch.path().join(SOURCE_FILE), source).map_err(scratch_err)?;
         let limits = Limits {
-            timeout: request.timeout,
-            deadline: Some(deadline),
-            memory_bytes: self.limits.memory_bytes.max(TOOLCHAIN_MEMORY),
-            tenant: Some(self.tenant(fs)),
-            ..self.limits.clone()
+            deadline: Some(limits.deadline.map_or(deadline, |d| d.min(deadline))),
+            memory_bytes: limits.memory_bytes.max(TOOLCHAIN_MEMORY),
+            ..limits
         };
+        let toolchain = &self.toolchain;
         let mounts = vec![
             Mount {
                 host: scratch.path().to_path_buf(),
@@ -127,7 +164,7 @@ impl Executor {
         ];
         for (tool, argv) in stages {
             let stage_started = Instant::now();
-            let module = self.engine().prepare(tool).await?;
+            let module = self.engine.prepare(tool).await?;
             let spec = ExecSpec {
                 argv,
                 env: toolchain.env(),
@@ -135,7 +172,7 @@ impl Executor {
                 limits: limits.clone(),
                 ..ExecSpec::default()
             };
-            let result = self.engine().execute(&module, spec).await?;
+            let result = self.engine.execute(&module, spec).await?;
             tracing::debug!(tool = %tool.display(), elapsed = ?stage_started.elapsed(), "go build stage");
             if !result.success() {
                 return Ok(Err(stage_failed(result)));
@@ -144,9 +181,44 @@ impl Executor {
         let wasm = std::fs::read(scratch.path().join(PROGRAM_FILE)).map_err(scratch_err)?;
         drop(scratch);
         let compile_started = Instant::now();
-        let program = self.engine().compile_program(key, wasm).await?;
+        let program = self.engine.compile_program(key, wasm).await?;
         tracing::debug!(elapsed = ?compile_started.elapsed(), "go program compiled to machine code");
         Ok(Ok(program))
+    }
+}
+
+/// The shell's `go run`: a failed build is the stage's stderr and `go run`'s status.
+impl ProgramBuilder for GoBuilds {
+    fn build(
+        &self,
+        source: String,
+        file_name: String,
+        limits: Limits,
+        deadline: Instant,
+    ) -> BuildFuture<'_> {
+        Box::pin(async move {
+            match self.program(&source, &file_name, limits, deadline).await {
+                Ok(Ok(program)) => Ok(program),
+                Ok(Err(failed)) => Err(BuildFailure {
+                    message: failed.stderr,
+                    status: failed.exit_code,
+                }),
+                Err(e) => {
+                    let mut message = format!("go: {e}");
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        message.push_str(&format!(": {c}"));
+                        cause = c.source();
+                    }
+                    message.push('\n');
+                    Err(BuildFailure { message, status: 1 })
+                }
+            }
+        })
+    }
+
+    fn version(&self) -> String {
+        self.toolchain.version_line()
     }
 }
 

@@ -257,7 +257,11 @@ impl Executor {
         let spec = self.spec(fs, base_env, request, invocation, TurnMode::Run)?;
         let result = match language {
             Language::Bash => {
-                let spawn = self.runtimes.spawn_config()?;
+                let mut spawn = self.runtimes.spawn_config()?;
+                spawn.go = self
+                    .go_builds()
+                    .ok()
+                    .map(|builds| Arc::new(builds) as Arc<dyn crate::engine::ProgramBuilder>);
                 self.engine.execute_with_spawn(&module, spec, spawn).await?
             }
             _ => self.engine.execute(&module, spec).await?,

@@ -32,10 +32,18 @@ pub struct GoToolchain {
     pub pkg: PathBuf,
     /// A digest of the toolchain's files: part of every compiled program's cache key.
     identity: String,
+    /// The Go release, e.g. `go1.24.4`.
+    release: String,
 }
 
 impl GoToolchain {
-    pub(super) fn new(compile: PathBuf, link: PathBuf, pkg: PathBuf) -> Self {
+    /// The toolchain in these files; `package_version` is its package's (`1.24.4-1`).
+    pub(super) fn new(
+        compile: PathBuf,
+        link: PathBuf,
+        pkg: PathBuf,
+        package_version: &str,
+    ) -> Self {
         let mut identity = Fingerprint::default();
         identity.number(RECIPE_VERSION.into());
         for path in [&compile, &link, &pkg.join("importcfg")] {
@@ -50,7 +58,13 @@ impl GoToolchain {
             link,
             pkg,
             identity: identity.digest_hex(),
+            release: format!("go{}", go_release(package_version)),
         }
+    }
+
+    /// What `go version` prints.
+    pub fn version_line(&self) -> String {
+        format!("go version {} wasip1/wasm", self.release)
     }
 
     /// Whether the three artifacts are present.
@@ -108,17 +122,29 @@ impl GoToolchain {
     }
 
     /// The toolchain's environment: its target and working directory (Go's wasip1 port takes
-    /// the working directory from `PWD`).
+    /// the working directory from `PWD`). The collector runs only near a soft limit below the
+    /// stages' least memory cap: collecting in a single-threaded wasm heap took a third of the
+    /// link's time, and a hello-world compile or link stays far below it.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("GOOS", "wasip1"),
             ("GOARCH", "wasm"),
             ("PWD", GUEST_BUILD),
             ("HOME", GUEST_BUILD),
+            ("GOGC", "off"),
+            ("GOMEMLIMIT", "384MiB"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec()
     }
+}
+
+/// The upstream release in a Debian package version: `1:1.24.4-1` → `1.24.4`.
+fn go_release(package_version: &str) -> &str {
+    let upstream = package_version
+        .split_once(':')
+        .map_or(package_version, |(_, v)| v);
+    upstream.rsplit_once('-').map_or(upstream, |(v, _)| v)
 }
 
 /// A source the toolchain cannot take as it is.
@@ -140,13 +166,20 @@ const SNIPPET_IMPORTS: [&str; 8] = [
 /// then requires `func main`). A source without one is a snippet: its leading `import`
 /// declarations stay at the top, the rest becomes the body of `func main`, and the packages of
 /// [`SNIPPET_IMPORTS`] it names (`fmt.`) without importing them are imported. `//line`
-/// directives keep compiler messages pointing at the user's own lines.
-pub fn program_source(code: &str) -> Result<String, SourceError> {
+/// directives keep compiler messages pointing at the user's own lines, in `file_name` (the
+/// shell's `go run bad.go` reports `bad.go:2:5`).
+pub fn program_source(code: &str, file_name: &str) -> Result<String, SourceError> {
+    // The name goes into `//line` directives: anything but a plain file name stays `main.go`.
+    let plain = !file_name.is_empty()
+        && file_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let file_name = if plain { file_name } else { SOURCE_FILE };
     if let Some(package) = package_clause(code) {
-        return if package == "main" {
-            Ok(code.to_string())
-        } else {
-            Err(SourceError::NotMain(package))
+        return match package.as_str() {
+            "main" if file_name == SOURCE_FILE => Ok(code.to_string()),
+            "main" => Ok(format!("//line {file_name}:1:1\n{code}")),
+            _ => Err(SourceError::NotMain(package)),
         };
     }
     let lines: Vec<&str> = code.lines().collect();
@@ -162,14 +195,14 @@ pub fn program_source(code: &str) -> Result<String, SourceError> {
         out.push_str(&format!("import {pkg:?}\n"));
     }
     if !head.is_empty() {
-        out.push_str(&format!("//line {SOURCE_FILE}:1:1\n"));
+        out.push_str(&format!("//line {file_name}:1:1\n"));
         for line in head {
             out.push_str(line);
             out.push('\n');
         }
     }
     out.push_str("\nfunc main() {\n");
-    out.push_str(&format!("//line {SOURCE_FILE}:{}:1\n", imports_end + 1));
+    out.push_str(&format!("//line {file_name}:{}:1\n", imports_end + 1));
     for line in body {
         out.push_str(line);
         out.push('\n');
@@ -258,33 +291,43 @@ mod tests {
     #[test]
     fn a_program_is_kept_and_must_be_main() {
         let program = "// hi\npackage main\n\nfunc main() {}\n";
-        assert_eq!(program_source(program).as_deref(), Ok(program));
+        assert_eq!(program_source(program, SOURCE_FILE).as_deref(), Ok(program));
+        // Another file's messages name it; a name that could break the directive does not.
         assert_eq!(
-            program_source("/* x */ package foo\n"),
+            program_source(program, "bad.go").as_deref(),
+            Ok(format!("//line bad.go:1:1\n{program}").as_str())
+        );
+        assert_eq!(program_source(program, "a\nb.go").as_deref(), Ok(program));
+        assert_eq!(
+            program_source("/* x */ package foo\n", SOURCE_FILE),
             Err(SourceError::NotMain("foo".into()))
         );
     }
 
     #[test]
     fn a_snippet_is_wrapped_with_its_imports() {
-        let out = program_source("import \"os\"\n\nfmt.Println(os.Args[0])\n").expect("wraps");
+        let out = program_source("import \"os\"\n\nfmt.Println(os.Args[0])\n", SOURCE_FILE)
+            .expect("wraps");
         assert!(out.starts_with("package main\n\nimport \"fmt\"\n"), "{out}");
         assert!(!out.contains("import \"os\"\n//line"), "{out}");
         assert!(
             out.contains("func main() {\n//line main.go:2:1\n\nfmt.Println"),
             "{out}"
         );
-        let plain = program_source("x := 1\n_ = x\n").expect("wraps");
+        let plain = program_source("x := 1\n_ = x\n", SOURCE_FILE).expect("wraps");
         assert!(!plain.contains("import"), "{plain}");
-        assert!(!program_source("myfmt.X()\n")
+        assert!(!program_source("myfmt.X()\n", SOURCE_FILE)
             .expect("wraps")
             .contains("import \"fmt\""));
     }
 
     #[test]
     fn grouped_imports_stay_at_the_top() {
-        let out = program_source("import (\n\t\"strings\"\n)\nprintln(strings.ToUpper(\"a\"))\n")
-            .expect("wraps");
+        let out = program_source(
+            "import (\n\t\"strings\"\n)\nprintln(strings.ToUpper(\"a\"))\n",
+            SOURCE_FILE,
+        )
+        .expect("wraps");
         assert!(out.contains("//line main.go:1:1\nimport (\n"), "{out}");
         assert!(!out.contains("import \"strings\""), "{out}");
         assert!(out.contains("//line main.go:4:1\nprintln"), "{out}");

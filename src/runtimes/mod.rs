@@ -402,7 +402,12 @@ impl Runtimes {
         let (Some(link), Some(pkg)) = (&entry.link_file, &entry.pkg_dir) else {
             return Err(RuntimeError::NotAvailable(Language::Go));
         };
-        let toolchain = go::GoToolchain::new(dir.join(&entry.file), dir.join(link), dir.join(pkg));
+        let toolchain = go::GoToolchain::new(
+            dir.join(&entry.file),
+            dir.join(link),
+            dir.join(pkg),
+            entry.version.as_deref().unwrap_or("unknown"),
+        );
         if !toolchain.is_installed() {
             return Err(RuntimeError::NotInstalled {
                 runtime: "go".into(),

@@ -219,9 +219,10 @@ fn is_executable(p: &std::path::Path) -> bool {
     crate::modes::is_executable(p)
 }
 
-/// Programs the host can start (the applets of this module, sh itself, python, node).
+/// Programs the host can start (the applets of this module, sh itself, python, node, go).
 pub fn is_known_program(name: &str) -> bool {
-    matches!(name, "python" | "python3" | "node" | "nodejs") || crate::applets::is_applet(name)
+    matches!(name, "python" | "python3" | "node" | "nodejs" | "go")
+        || crate::applets::is_applet(name)
 }
 
 impl Shell {

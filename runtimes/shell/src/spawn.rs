@@ -584,6 +584,7 @@ mod native {
             let mut cmd = match name.as_str() {
                 "python" | "python3" => Command::new("python3"),
                 "node" | "nodejs" => Command::new("node"),
+                "go" => Command::new("go"),
                 _ => {
                     let mut c = Command::new(&exe);
                     c.arg0(&name);

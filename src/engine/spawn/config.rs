@@ -1,8 +1,47 @@
 //! What the shell may start: the modules behind program names and the limits of one tree.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::open::normalize;
+use crate::engine::{Limits, PreparedModule};
+
+/// Builds a program from source for the shell's `go run FILE.go`, inside the sandbox's limits.
+/// The executor implements it (the toolchain is a runtime, above the engine); the engine only
+/// reads the source file from the sandbox and runs what comes back as the stage.
+pub trait ProgramBuilder: Send + Sync {
+    /// The program built from `source`, the contents of the file `file_name` (cached or
+    /// compiled, within `limits` until `deadline`).
+    fn build(
+        &self,
+        source: String,
+        file_name: String,
+        limits: Limits,
+        deadline: Instant,
+    ) -> BuildFuture<'_>;
+
+    /// What `go version` prints.
+    fn version(&self) -> String;
+}
+
+/// What [`ProgramBuilder::build`] returns.
+pub type BuildFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<PreparedModule>, BuildFailure>> + Send + 'a>>;
+
+/// A build that produced no program: the toolchain's messages and the exit status to report.
+#[derive(Debug)]
+pub struct BuildFailure {
+    /// Printed on the stage's stderr.
+    pub message: String,
+    /// The stage's exit status.
+    pub status: i32,
+}
+
+/// Source files `go run` reads, at most (a single-file program; bigger is not a program).
+pub(super) const MAX_SOURCE_BYTES: u64 = 4 << 20;
 
 /// An interpreter the shell may start by name (`python3 …`, `node …`).
 #[derive(Clone, Debug)]
@@ -16,7 +55,7 @@ pub struct Interpreter {
 }
 
 /// Enables the `wasmbox.spawn` import for an execution (set [`ExecSpec::spawn`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SpawnConfig {
     /// `sh.wasm`: runs every command that is not python/node (its applets, `sh`, `bash`).
     pub shell: PathBuf,
@@ -24,6 +63,8 @@ pub struct SpawnConfig {
     pub python: Option<Interpreter>,
     /// `node`, `nodejs`.
     pub javascript: Option<Interpreter>,
+    /// `go run`: builds Go programs from the sandbox's source files.
+    pub go: Option<Arc<dyn ProgramBuilder>>,
     /// Child instances one execution may start in total.
     pub max_total: u32,
     /// Child instances alive at once in one execution.
@@ -39,18 +80,26 @@ impl SpawnConfig {
             shell,
             python: None,
             javascript: None,
+            go: None,
             max_total: 512,
             max_concurrent: 32,
             max_depth: 16,
         }
     }
 
-    /// Module, argv and extra environment for a command line.
+    /// What to start for a command line: a module with argv and extra environment, a program to
+    /// build from source first (`go run`), or an answer without any instance.
     pub(super) fn resolve(&self, argv: &[String], cwd: &str) -> Result<Resolved, String> {
         let name = argv.first().map(String::as_str).unwrap_or("");
         let interp = match name {
             "python" | "python3" | "python3.12" => Some((&self.python, "python")),
             "node" | "nodejs" => Some((&self.javascript, "node")),
+            "go" => {
+                return match &self.go {
+                    Some(builder) => Ok(go_command(builder, &argv[1..], cwd)),
+                    None => Err("go: the go runtime is not installed in this sandbox".into()),
+                }
+            }
             _ => None,
         };
         match interp {
@@ -61,18 +110,94 @@ impl SpawnConfig {
                     absolute_script_path(&mut rest, cwd);
                 }
                 a.extend(rest);
-                Ok((i.module.clone(), a, i.env.clone()))
+                Ok(Resolved::Module(i.module.clone(), a, i.env.clone()))
             }
             Some((None, what)) => Err(format!(
                 "{name}: the {what} runtime is not installed in this sandbox"
             )),
-            None => Ok((self.shell.clone(), argv.to_vec(), Vec::new())),
+            None => Ok(Resolved::Module(
+                self.shell.clone(),
+                argv.to_vec(),
+                Vec::new(),
+            )),
         }
     }
 }
 
-/// Module, argv and extra environment of a program to start.
-pub(super) type Resolved = (PathBuf, Vec<String>, Vec<(String, String)>);
+impl std::fmt::Debug for SpawnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnConfig")
+            .field("shell", &self.shell)
+            .field("python", &self.python)
+            .field("javascript", &self.javascript)
+            .field("go", &self.go.is_some())
+            .field("max_total", &self.max_total)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_depth", &self.max_depth)
+            .finish()
+    }
+}
+
+/// What a stage of a spawn request starts.
+pub(super) enum Resolved {
+    /// Module, argv and extra environment of a program to start.
+    Module(PathBuf, Vec<String>, Vec<(String, String)>),
+    /// Build the program in the source file (absolute guest path) first, then run it with argv.
+    Build {
+        builder: Arc<dyn ProgramBuilder>,
+        source: String,
+        argv: Vec<String>,
+    },
+    /// No instance: print this (on stdout for status 0, else on stderr) and end with `status`.
+    Answer { text: String, status: i32 },
+}
+
+/// `go run FILE.go [args]` (or a folder holding `main.go`), `go version`; the rest of the `go`
+/// command needs a module-aware build that runs tools as subprocesses, which WASI cannot.
+fn go_command(builder: &Arc<dyn ProgramBuilder>, args: &[String], cwd: &str) -> Resolved {
+    let refuse = |text: String| Resolved::Answer { text, status: 2 };
+    match args.first().map(String::as_str) {
+        Some("version") => Resolved::Answer {
+            text: format!("{}\n", builder.version()),
+            status: 0,
+        },
+        Some("run") => {
+            let mut rest = args[1..].iter().skip_while(|a| a.starts_with('-'));
+            let Some(target) = rest.next() else {
+                return refuse("go: no go files listed\n".into());
+            };
+            let path = if target.starts_with('/') {
+                normalize(target)
+            } else {
+                normalize(&format!("{cwd}/{target}"))
+            };
+            let source = if target.ends_with(".go") {
+                path
+            } else {
+                format!("{path}/main.go")
+            };
+            if rest.clone().next().is_some_and(|a| a.ends_with(".go")) {
+                return refuse(
+                    "go run: only single-file programs can be built here (one .go file)\n".into(),
+                );
+            }
+            let mut argv = vec!["main".to_string()];
+            argv.extend(rest.cloned());
+            Resolved::Build {
+                builder: builder.clone(),
+                source,
+                argv,
+            }
+        }
+        Some("help") | None => Resolved::Answer {
+            text: "Go is a tool for managing Go source code.\n\nUsage:\n\n\tgo run FILE.go [arguments]\n\tgo version\n".into(),
+            status: if args.is_empty() { 2 } else { 0 },
+        },
+        Some(other) => refuse(format!(
+            "go {other}: not available in this sandbox (go run FILE.go and go version are)\n"
+        )),
+    }
+}
 
 /// CPython makes its script path absolute from the process's initial directory (`/` under WASI)
 /// before `sitecustomize` can move to `$PWD`, so give it an absolute path.

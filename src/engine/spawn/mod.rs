@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-pub use config::{Interpreter, SpawnConfig};
+pub use config::{BuildFailure, BuildFuture, Interpreter, ProgramBuilder, SpawnConfig};
 pub use feed::{live_stdin, LiveStdin, StdinClosed, StdinFeed};
 pub use pipe::PIPE_CAPACITY;
 pub(crate) use stdio::{InstanceIo, Sink, Source};

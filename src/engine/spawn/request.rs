@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use wasmbox_spawn_abi::{Input, Output, Request, Response, Stage};
 
+use super::config::{BuildFailure, ProgramBuilder, Resolved, MAX_SOURCE_BYTES};
 use super::jobs::JobTable;
 use super::open::open_in_sandbox;
 use super::pipe::{Pipe, PIPE_CAPACITY};
 use super::stdio::{InstanceIo, Sink, Source};
 use super::{SpawnConfig, SpawnState, Tree};
-use crate::engine::{CapturedOutput, Engine, Entry, ExecSpec, Limits, Mount, Termination};
+use crate::engine::{
+    CapturedOutput, Engine, Entry, ExecSpec, Limits, Mount, PreparedModule, Termination,
+};
 
 /// What a spawn request needs from the calling instance (cloned out of the store).
 pub(super) struct ChildContext {
@@ -224,6 +227,54 @@ impl Started {
     }
 }
 
+/// The module a stage runs: loaded already, or built from a source file in the sandbox first.
+enum Program {
+    Ready(Arc<PreparedModule>),
+    Build {
+        builder: Arc<dyn ProgramBuilder>,
+        /// Absolute guest path of the source file.
+        source: String,
+    },
+}
+
+impl Program {
+    /// The module to run, building it (under the stage's limits and deadline) if needed; a
+    /// failed build is the stage's stderr and status.
+    async fn ready(
+        self,
+        spec: &ExecSpec,
+        deadline: Instant,
+    ) -> Result<Arc<PreparedModule>, BuildFailure> {
+        match self {
+            Program::Ready(module) => Ok(module),
+            Program::Build { builder, source } => {
+                let code = read_source(&spec.mounts, &source).map_err(|e| BuildFailure {
+                    message: format!("go: {source}: {e}\n"),
+                    status: 1,
+                })?;
+                let file_name = source.rsplit('/').next().unwrap_or_default().to_string();
+                builder
+                    .build(code, file_name, spec.limits.clone(), deadline)
+                    .await
+            }
+        }
+    }
+}
+
+/// A source file of the sandbox, as text, at most [`MAX_SOURCE_BYTES`].
+fn read_source(mounts: &[Mount], path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = open_in_sandbox(mounts, "/", path, None, None)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_SOURCE_BYTES >> 20));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
 /// Runs a request to its end (the `spawn` import).
 pub(super) async fn run_request(ctx: ChildContext, req: Request) -> Response {
     match start_request(ctx, req).await {
@@ -309,26 +360,39 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             continue; // dropping `io` closes this stage's pipe ends
         }
         let cwd = st.cwd;
-        let (module_path, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
-            Ok(r) => r,
-            Err(msg) => {
-                let _ = io.stderr.append(format!("sh: {msg}\n").as_bytes());
-                statuses[i] = 127;
+        let (program, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
+            Ok(Resolved::Module(module_path, argv, extra_env)) => {
+                match ctx.engine.prepare(&module_path).await {
+                    Ok(module) => (Program::Ready(module), argv, extra_env),
+                    Err(e) => {
+                        let _ = io.stderr.append(
+                            format!(
+                                "sh: {}: {e}\n",
+                                st.argv.first().map(String::as_str).unwrap_or("")
+                            )
+                            .as_bytes(),
+                        );
+                        statuses[i] = 126;
+                        tasks.push(None);
+                        continue;
+                    }
+                }
+            }
+            Ok(Resolved::Build {
+                builder,
+                source,
+                argv,
+            }) => (Program::Build { builder, source }, argv, Vec::new()),
+            Ok(Resolved::Answer { text, status }) => {
+                let sink = if status == 0 { &io.stdout } else { &io.stderr };
+                let _ = sink.append(text.as_bytes());
+                statuses[i] = status;
                 tasks.push(None);
                 continue;
             }
-        };
-        let module = match ctx.engine.prepare(&module_path).await {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = io.stderr.append(
-                    format!(
-                        "sh: {}: {e}\n",
-                        st.argv.first().map(String::as_str).unwrap_or("")
-                    )
-                    .as_bytes(),
-                );
-                statuses[i] = 126;
+            Err(msg) => {
+                let _ = io.stderr.append(format!("sh: {msg}\n").as_bytes());
+                statuses[i] = 127;
                 tasks.push(None);
                 continue;
             }
@@ -371,6 +435,13 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             let _guard = guard;
             let _ticket = ticket;
             let errsink = io.stderr.clone();
+            let module = match program.ready(&spec, deadline).await {
+                Ok(module) => module,
+                Err(BuildFailure { message, status }) => {
+                    let _ = errsink.append(message.as_bytes());
+                    return status;
+                }
+            };
             match engine
                 .run_instance(&module, &spec, io, deadline, Some(child_state))
                 .await
