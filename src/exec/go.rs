@@ -173,7 +173,7 @@ impl GoBuilds {
                 ..ExecSpec::default()
             };
             let result = self.engine.execute(&module, spec).await?;
-            tracing::debug!(tool = %tool.display(), elapsed = ?stage_started.elapsed(), "go build stage");
+            tracing::debug!(tool = %tool.display(), elapsed = ?stage_started.elapsed(), peak_memory = result.usage.peak_memory_bytes, "go build stage");
             if !result.success() {
                 return Ok(Err(stage_failed(result)));
             }

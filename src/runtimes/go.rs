@@ -122,17 +122,13 @@ impl GoToolchain {
     }
 
     /// The toolchain's environment: its target and working directory (Go's wasip1 port takes
-    /// the working directory from `PWD`). The collector runs only near a soft limit below the
-    /// stages' least memory cap: collecting in a single-threaded wasm heap took a third of the
-    /// link's time, and a hello-world compile or link stays far below it.
+    /// the working directory from `PWD`).
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("GOOS", "wasip1"),
             ("GOARCH", "wasm"),
             ("PWD", GUEST_BUILD),
             ("HOME", GUEST_BUILD),
-            ("GOGC", "off"),
-            ("GOMEMLIMIT", "384MiB"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec()
