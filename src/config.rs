@@ -51,6 +51,10 @@ pub struct Settings {
     /// instead of the plain CPython (`WASMBOX_DATA_TEMPLATES`, comma-separated, e.g.
     /// `code-interpreter`; none by default). `python-data` picks it in any sandbox.
     pub data_templates: Vec<String>,
+    /// The package index `pip install` in a sandbox uses: the root of a "simple" repository
+    /// API that answers in JSON (`WASMBOX_PACKAGE_INDEX`, `serve --package-index`); none by
+    /// default, which disables installation.
+    pub package_index: Option<String>,
 }
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
@@ -124,6 +128,10 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            package_index: std::env::var("WASMBOX_PACKAGE_INDEX")
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
         }
     }
 

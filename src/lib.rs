@@ -12,6 +12,7 @@ pub mod exec;
 mod fingerprint;
 mod ids;
 pub mod kernels;
+pub mod packages;
 pub mod processes;
 pub mod runtimes;
 pub mod sandbox;

@@ -306,7 +306,9 @@ impl From<ExecError> for ApiError {
                 Self::bad_request(err.to_string()).with_detail("field", "language")
             }
             ExecError::Engine(e) => Self::internal(crate::describe_error(&e)),
-            e @ ExecError::Scratch { .. } => Self::internal(crate::describe_error(&e)),
+            e @ (ExecError::Scratch { .. } | ExecError::PackageIndex(_)) => {
+                Self::internal(crate::describe_error(&e))
+            }
         }
     }
 }

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// Loopback is always allowed, nothing else unless listed (also WASMBOX_CALLBACK_HOSTS).
     #[arg(long = "allow-callback-host", value_name = "HOST")]
     allow_callback_hosts: Vec<String>,
+
+    /// The package index `pip install` in a sandbox uses (the root of a "simple" repository
+    /// that answers in JSON); installation is disabled without one (also WASMBOX_PACKAGE_INDEX).
+    #[arg(long, value_name = "URL")]
+    package_index: Option<String>,
 }
 
 impl ServeArgs {
@@ -79,6 +84,9 @@ impl ServeArgs {
         let mut settings = settings.clone();
         if let Some(dir) = self.data_dir {
             settings.data_dir = dir;
+        }
+        if let Some(index) = self.package_index {
+            settings.package_index = Some(index);
         }
         settings.callback_hosts.extend(
             self.allow_callback_hosts

@@ -40,8 +40,8 @@ pub use preinit::SnapshotRecipe;
 pub use programs::ProgramCompiler;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
 pub use spawn::{
-    live_stdin, BuildFailure, BuildFuture, Interpreter, LiveStdin, ProgramBuilder, SpawnConfig,
-    StdinClosed, StdinFeed,
+    live_stdin, BuildFailure, BuildFuture, CommandFuture, CommandOutput, HostCommand, Interpreter,
+    LiveStdin, ProgramBuilder, SpawnConfig, StdinClosed, StdinFeed,
 };
 use spawn::{InstanceIo, Sink, Source, SpawnState};
 pub use wasi_limits::FdBudget;

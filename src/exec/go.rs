@@ -203,16 +203,10 @@ impl ProgramBuilder for GoBuilds {
                     message: failed.stderr,
                     status: failed.exit_code,
                 }),
-                Err(e) => {
-                    let mut message = format!("go: {e}");
-                    let mut cause = std::error::Error::source(&e);
-                    while let Some(c) = cause {
-                        message.push_str(&format!(": {c}"));
-                        cause = c.source();
-                    }
-                    message.push('\n');
-                    Err(BuildFailure { message, status: 1 })
-                }
+                Err(e) => Err(BuildFailure {
+                    message: format!("go: {}\n", crate::describe_error(&e)),
+                    status: 1,
+                }),
             }
         })
     }

@@ -3,6 +3,9 @@
 //! first, has its own pipeline in [`go`].
 
 mod go;
+mod pip;
+
+pub use pip::SITE_PACKAGES;
 
 pub use go::TOOLCHAIN_MEMORY;
 
@@ -41,6 +44,9 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
+    /// The configured package index is not a URL.
+    #[error("package index '{0}' is not a URL")]
+    PackageIndex(String),
     /// The language has no kernel (only the snapshot runtimes of python and javascript do).
     #[error("{0} has no kernel: kernels run python and javascript (with snapshots enabled)")]
     NoKernel(Language),
@@ -98,6 +104,10 @@ pub struct Executor {
     disk_quota_bytes: u64,
     /// Templates whose `python` is the data runtime.
     data_templates: Vec<String>,
+    /// Where the shell's `pip install` gets packages (`None`: installation disabled).
+    package_index: Option<Arc<crate::packages::PackageIndex>>,
+    /// The data runtime's packages, for `pip` (read when first needed).
+    bundled_packages: pip::BundledPackages,
 }
 
 impl Executor {
@@ -125,6 +135,17 @@ impl Executor {
             max_sandbox_instances: settings.max_sandbox_instances,
             disk_quota_bytes: settings.disk_quota_bytes,
             data_templates: settings.data_templates.clone(),
+            package_index: match &settings.package_index {
+                Some(url) => {
+                    let parsed =
+                        url::Url::parse(url).map_err(|_| ExecError::PackageIndex(url.clone()))?;
+                    let index = crate::packages::PackageIndex::new(parsed)
+                        .map_err(|e| ExecError::PackageIndex(format!("{url}: {e}")))?;
+                    Some(Arc::new(index))
+                }
+                None => None,
+            },
+            bundled_packages: Default::default(),
         })
     }
 
@@ -262,6 +283,22 @@ impl Executor {
                     .go_builds()
                     .ok()
                     .map(|builds| Arc::new(builds) as Arc<dyn crate::engine::ProgramBuilder>);
+                spawn.pip = Some(Arc::new(pip::SandboxPip {
+                    index: self.package_index.clone(),
+                    fs: fs.clone(),
+                    quota: self.tenant(fs).disk().cloned(),
+                    bundled: self.bundled_packages.clone(),
+                    data_archive: self.runtimes.data_library_archive(),
+                }));
+                // `python3` in the shell sees the sandbox's installed packages too.
+                if let Some(python) = spawn.python.as_mut() {
+                    for (key, value) in python.env.iter_mut() {
+                        if key == "PYTHONPATH" {
+                            value.push(':');
+                            value.push_str(SITE_PACKAGES);
+                        }
+                    }
+                }
                 self.engine.execute_with_spawn(&module, spec, spawn).await?
             }
             _ => self.engine.execute(&module, spec).await?,
@@ -285,6 +322,16 @@ impl Executor {
         env.extend(request.env);
         env.extend(invocation.env);
         env.insert("PWD".into(), workdir);
+        // Packages `pip install` put in the sandbox (checked per run: a later install counts).
+        if matches!(request.language, Language::Python | Language::DataPython)
+            && pip::has_site_packages(fs)
+        {
+            let path = match env.get("PYTHONPATH") {
+                Some(existing) if !existing.is_empty() => format!("{SITE_PACKAGES}:{existing}"),
+                _ => SITE_PACKAGES.to_string(),
+            };
+            env.insert("PYTHONPATH".into(), path);
+        }
         Ok(ExecSpec {
             entry: finish_turn(invocation.entry, mode, &env),
             argv: invocation.argv,

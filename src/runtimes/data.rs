@@ -78,6 +78,14 @@ impl Runtimes {
         )
     }
 
+    /// The data runtime's library archive (its standard library and packages).
+    pub fn data_library_archive(&self) -> std::path::PathBuf {
+        self.cache_dir
+            .join("runtimes")
+            .join(LIB_DIR)
+            .join("python315.zip")
+    }
+
     /// Whether every file of the data runtime is there (the fetch step unpacks the matplotlib
     /// data last and marks it complete).
     pub(super) fn data_installed(&self) -> bool {

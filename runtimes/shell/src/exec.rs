@@ -219,10 +219,13 @@ fn is_executable(p: &std::path::Path) -> bool {
     crate::modes::is_executable(p)
 }
 
-/// Programs the host can start (the applets of this module, sh itself, python, node, go).
+/// Programs the host can start (the applets of this module, sh itself, python, node, go) or
+/// answers itself (pip).
 pub fn is_known_program(name: &str) -> bool {
-    matches!(name, "python" | "python3" | "node" | "nodejs" | "go")
-        || crate::applets::is_applet(name)
+    matches!(
+        name,
+        "python" | "python3" | "node" | "nodejs" | "go" | "pip" | "pip3"
+    ) || crate::applets::is_applet(name)
 }
 
 impl Shell {

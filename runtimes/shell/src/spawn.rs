@@ -585,6 +585,7 @@ mod native {
                 "python" | "python3" => Command::new("python3"),
                 "node" | "nodejs" => Command::new("node"),
                 "go" => Command::new("go"),
+                "pip" | "pip3" => Command::new("pip3"),
                 _ => {
                     let mut c = Command::new(&exe);
                     c.arg0(&name);

@@ -40,6 +40,27 @@ pub struct BuildFailure {
     pub status: i32,
 }
 
+/// A command the host answers itself on the sandbox's behalf (the shell's `pip`): it runs no
+/// guest code, and what it prints becomes the stage's output.
+pub trait HostCommand: Send + Sync {
+    /// Runs with `args` (after the command name) in the guest directory `cwd`.
+    fn run(&self, args: Vec<String>, cwd: String) -> CommandFuture<'_>;
+}
+
+/// What [`HostCommand::run`] returns.
+pub type CommandFuture<'a> = Pin<Box<dyn Future<Output = CommandOutput> + Send + 'a>>;
+
+/// A host command's output and exit status.
+#[derive(Debug, Default)]
+pub struct CommandOutput {
+    /// The stage's stdout.
+    pub stdout: String,
+    /// The stage's stderr.
+    pub stderr: String,
+    /// The stage's exit status.
+    pub status: i32,
+}
+
 /// Source files `go run` reads, at most (a single-file program; bigger is not a program).
 pub(super) const MAX_SOURCE_BYTES: u64 = 4 << 20;
 
@@ -65,6 +86,8 @@ pub struct SpawnConfig {
     pub javascript: Option<Interpreter>,
     /// `go run`: builds Go programs from the sandbox's source files.
     pub go: Option<Arc<dyn ProgramBuilder>>,
+    /// `pip`, `pip3`, `python3 -m pip`: packages into the sandbox's site-packages.
+    pub pip: Option<Arc<dyn HostCommand>>,
     /// Child instances one execution may start in total.
     pub max_total: u32,
     /// Child instances alive at once in one execution.
@@ -81,6 +104,7 @@ impl SpawnConfig {
             python: None,
             javascript: None,
             go: None,
+            pip: None,
             max_total: 512,
             max_concurrent: 32,
             max_depth: 16,
@@ -91,6 +115,22 @@ impl SpawnConfig {
     /// build from source first (`go run`), or an answer without any instance.
     pub(super) fn resolve(&self, argv: &[String], cwd: &str) -> Result<Resolved, String> {
         let name = argv.first().map(String::as_str).unwrap_or("");
+        let pip_args = match (name, argv.get(1).map(String::as_str), argv.get(2)) {
+            ("pip" | "pip3", _, _) => Some(&argv[1..]),
+            ("python" | "python3" | "python3.12", Some("-m"), Some(module)) if module == "pip" => {
+                Some(&argv[3..])
+            }
+            _ => None,
+        };
+        if let Some(args) = pip_args {
+            return match &self.pip {
+                Some(command) => Ok(Resolved::Host {
+                    command: command.clone(),
+                    args: args.to_vec(),
+                }),
+                None => Err("pip: package installation is not available in this sandbox".into()),
+            };
+        }
         let interp = match name {
             "python" | "python3" | "python3.12" => Some((&self.python, "python")),
             "node" | "nodejs" => Some((&self.javascript, "node")),
@@ -131,6 +171,7 @@ impl std::fmt::Debug for SpawnConfig {
             .field("python", &self.python)
             .field("javascript", &self.javascript)
             .field("go", &self.go.is_some())
+            .field("pip", &self.pip.is_some())
             .field("max_total", &self.max_total)
             .field("max_concurrent", &self.max_concurrent)
             .field("max_depth", &self.max_depth)
@@ -147,6 +188,11 @@ pub(super) enum Resolved {
         builder: Arc<dyn ProgramBuilder>,
         source: String,
         argv: Vec<String>,
+    },
+    /// A command the host answers itself, with these arguments.
+    Host {
+        command: Arc<dyn HostCommand>,
+        args: Vec<String>,
     },
     /// No instance: print this (on stdout for status 0, else on stderr) and end with `status`.
     Answer { text: String, status: i32 },

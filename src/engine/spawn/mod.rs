@@ -31,7 +31,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-pub use config::{BuildFailure, BuildFuture, Interpreter, ProgramBuilder, SpawnConfig};
+pub use config::{
+    BuildFailure, BuildFuture, CommandFuture, CommandOutput, HostCommand, Interpreter,
+    ProgramBuilder, SpawnConfig,
+};
 pub use feed::{live_stdin, LiveStdin, StdinClosed, StdinFeed};
 pub use pipe::PIPE_CAPACITY;
 pub(crate) use stdio::{InstanceIo, Sink, Source};

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use wasmbox_spawn_abi::{Input, Output, Request, Response, Stage};
 
-use super::config::{BuildFailure, ProgramBuilder, Resolved, MAX_SOURCE_BYTES};
+use super::config::{BuildFailure, HostCommand, ProgramBuilder, Resolved, MAX_SOURCE_BYTES};
 use super::jobs::JobTable;
 use super::open::open_in_sandbox;
 use super::pipe::{Pipe, PIPE_CAPACITY};
@@ -235,6 +235,12 @@ enum Program {
         /// Absolute guest path of the source file.
         source: String,
     },
+    /// No instance: the host answers (see [`HostCommand`]).
+    Host {
+        command: Arc<dyn HostCommand>,
+        args: Vec<String>,
+        cwd: String,
+    },
 }
 
 impl Program {
@@ -247,6 +253,10 @@ impl Program {
     ) -> Result<Arc<PreparedModule>, BuildFailure> {
         match self {
             Program::Ready(module) => Ok(module),
+            Program::Host { .. } => Err(BuildFailure {
+                message: "sh: a host command has no module\n".into(),
+                status: 126,
+            }),
             Program::Build { builder, source } => {
                 let code = read_source(&spec.mounts, &source).map_err(|e| BuildFailure {
                     message: format!("go: {source}: {e}\n"),
@@ -383,6 +393,15 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
                 source,
                 argv,
             }) => (Program::Build { builder, source }, argv, Vec::new()),
+            Ok(Resolved::Host { command, args }) => (
+                Program::Host {
+                    command,
+                    args,
+                    cwd: cwd.clone(),
+                },
+                Vec::new(),
+                Vec::new(),
+            ),
             Ok(Resolved::Answer { text, status }) => {
                 let sink = if status == 0 { &io.stdout } else { &io.stderr };
                 let _ = sink.append(text.as_bytes());
@@ -435,6 +454,12 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             let _guard = guard;
             let _ticket = ticket;
             let errsink = io.stderr.clone();
+            if let Program::Host { command, args, cwd } = program {
+                let output = command.run(args, cwd).await;
+                let _ = io.stdout.append(output.stdout.as_bytes());
+                let _ = io.stderr.append(output.stderr.as_bytes());
+                return output.status;
+            }
             let module = match program.ready(&spec, deadline).await {
                 Ok(module) => module,
                 Err(BuildFailure { message, status }) => {
