@@ -46,11 +46,20 @@ fn manifests_pass_the_offline_schema_validator() {
         .current_dir(&dir)
         .output()
         .expect("kubernetes-validate");
-    let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     println!("{report}");
     assert!(out.status.success(), "{report}");
-    for kind in ["statefulset", "poddisruptionbudget", "ingress", "service/wasmbox-nodes"] {
-        assert!(report.contains(&format!("passed for resource {kind}")), "{kind}: {report}");
+    for kind in [
+        "statefulset",
+        "poddisruptionbudget",
+        "ingress",
+        "service/wasmbox-nodes",
+    ] {
+        assert!(
+            report.contains(&format!("passed for resource {kind}")),
+            "{kind}: {report}"
+        );
     }
     // Every manifest is applied by the kustomization, and it names no missing file.
     let kustomization =

@@ -118,7 +118,9 @@ impl Cluster {
             .peers()
             .iter()
             .filter(|p| p.node_id.as_deref() != Some(self.node_id.as_str()))
-            .map(|p| serde_json::json!({ "url": p.url, "node_id": p.node_id, "healthy": p.healthy }))
+            .map(
+                |p| serde_json::json!({ "url": p.url, "node_id": p.node_id, "healthy": p.healthy }),
+            )
             .collect();
         Value::Array(peers)
     }
@@ -230,9 +232,7 @@ impl Cluster {
             return Owner::Local;
         };
         let peers = self.peers();
-        let mut known = peers
-            .iter()
-            .filter(|p| p.node_id.as_deref() == Some(node));
+        let mut known = peers.iter().filter(|p| p.node_id.as_deref() == Some(node));
         match known.clone().find(|p| p.healthy) {
             Some(peer) => Owner::Peer(peer.url.clone()),
             None if known.next().is_some() => Owner::Unavailable(node.to_string()),

@@ -82,17 +82,33 @@ pub struct ServeArgs {
     node_id: Option<String>,
 
     /// Base URLs of the other nodes, comma-separated (this node's own URL may be listed too).
-    #[arg(long, env = "WASMBOX_PEERS", value_delimiter = ',', value_name = "URL,…", requires = "node_id")]
+    #[arg(
+        long,
+        env = "WASMBOX_PEERS",
+        value_delimiter = ',',
+        value_name = "URL,…",
+        requires = "node_id"
+    )]
     peers: Vec<String>,
 
     /// HOST:PORT whose DNS addresses are the nodes (a Kubernetes headless Service),
     /// re-resolved every second.
-    #[arg(long, env = "WASMBOX_PEERS_DNS", value_name = "HOST:PORT", requires = "node_id")]
+    #[arg(
+        long,
+        env = "WASMBOX_PEERS_DNS",
+        value_name = "HOST:PORT",
+        requires = "node_id"
+    )]
     peers_dns: Option<String>,
 
     /// A secret shared by every node that signs sandbox tokens, so a token minted by any node
     /// is accepted by all (default: each node's own secret in <data-dir>/server).
-    #[arg(long, env = "WASMBOX_CLUSTER_SECRET", hide_env_values = true, requires = "node_id")]
+    #[arg(
+        long,
+        env = "WASMBOX_CLUSTER_SECRET",
+        hide_env_values = true,
+        requires = "node_id"
+    )]
     cluster_secret: Option<String>,
 }
 

@@ -298,7 +298,11 @@ impl SandboxStore {
     pub fn discard(&self, dir: &cap_std::fs::Dir, relative: &Path) -> io::Result<()> {
         let trash = cap_std::fs::Dir::open_ambient_dir(&self.trash, cap_std::ambient_authority())?;
         let stamp = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        dir.rename(relative, &trash, format!("discarded.{stamp}.{}", new_id(None)))
+        dir.rename(
+            relative,
+            &trash,
+            format!("discarded.{stamp}.{}", new_id(None)),
+        )
     }
 
     /// Removes everything in the trash; returns how many trees were removed. Slow for big
@@ -416,7 +420,11 @@ mod tests {
         assert_eq!(node_of(&single.id), None);
         store.set_node("wasmbox-2");
         let clustered = store.create(NewSandbox::default()).expect("create");
-        assert!(clustered.id.starts_with("sbx_wasmbox-2_"), "{}", clustered.id);
+        assert!(
+            clustered.id.starts_with("sbx_wasmbox-2_"),
+            "{}",
+            clustered.id
+        );
         assert_eq!(node_of(&clustered.id), Some("wasmbox-2"));
         assert_eq!(store.get(&clustered.id).expect("get").id, clustered.id);
         assert_eq!(node_of("sbx_Bad_x"), None);

@@ -133,4 +133,3 @@ pub fn python_client(dir: &Path) -> PathBuf {
     }
     python
 }
-
