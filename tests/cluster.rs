@@ -3,7 +3,7 @@
 //! node spread over all three, listed in full from any node, used (python, javascript, bash,
 //! files, kill) through every node; `kill -9` of one node makes only its sandboxes answer
 //! 503 `NODE_UNAVAILABLE` while creates go to the others; after a restart on the same data
-//! directory its sandboxes and files are back.
+//! directory its sandboxes and files are back. A WebSocket to the wrong node is forwarded.
 //!
 //! Runs inside an `unshare -n` loopback-only network namespace like the other client tests
 //! (root, util-linux, iproute2, python3 with venv).
@@ -43,6 +43,7 @@ fn three_node_cluster_through_the_official_python_client() {
     for check in [
         "ok: 300 creates spread over all nodes",
         "ok: list from n3 returns all 300 in 5 pages",
+        "ok: WebSocket forwarded n1 -> n2",
         "ok: n3 sandbox via n2 is 503 NODE_UNAVAILABLE",
         "ok: creates succeed on healthy nodes",
         "ok: n3 file after restart via n1",

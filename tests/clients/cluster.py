@@ -7,6 +7,7 @@ Exits non-zero on the first failed check.
 """
 
 import concurrent.futures
+import json
 import os
 import subprocess
 import sys
@@ -122,6 +123,7 @@ try:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         created = list(pool.map(create, range(300)))
     per_node = {n: sum(1 for i in created if owner(i) == n) for n in NODES}
+    print(f"spread: {per_node}", flush=True)
     check(all(count >= 60 for count in per_node.values()), "300 creates spread over all nodes", per_node)
 
     for node in NODES:
@@ -155,6 +157,18 @@ try:
         r = httpx.post(f"{URLS[via]}/sandboxes/{n2_sbx}/execute", headers={"Authorization": f"Bearer {token}"},
                        json={"code": "print(6*7)", "language": "python"}, timeout=60)
         check(r.status_code == 200 and r.json()["stdout"] == "42\n", f"token of n2 sandbox via {via}", r.text[:300])
+
+    # A WebSocket to n1 about n2's sandbox is forwarded to n2 and spliced.
+    from websockets.sync.client import connect as ws_connect  # the SDK's own dependency
+
+    with ws_connect(f"ws://127.0.0.1:{PORTS['n1']}/sandboxes/{n2_sbx}/execute/stream",
+                    additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        ws.send('{"code": "print(\'streamed\')", "language": "python"}')
+        frames = []
+        while not frames or frames[-1].get("type") != "complete":
+            frames.append(json.loads(ws.recv(timeout=60)))
+    out = "".join(f.get("data", "") for f in frames if f.get("type") == "stdout")
+    check(out == "streamed\n" and frames[-1].get("success") is True, "WebSocket forwarded n1 -> n2", frames)
 
     # kill -9 n3: only its sandboxes become unavailable.
     n3_sbx = Sandbox.connect(by_owner["n3"][1], base_url=URLS["n1"])
