@@ -3,7 +3,7 @@
 //! node spread over all three, listed in full from any node, used (python, javascript, bash,
 //! files, kill) through every node; `kill -9` of one node makes only its sandboxes answer
 //! 503 `NODE_UNAVAILABLE` while creates go to the others; after a restart on the same data
-//! directory its sandboxes and files are back. A WebSocket to the wrong node is forwarded.
+//! directory its sandboxes, files, env and kernel state are back. A WebSocket to the wrong node is forwarded.
 //!
 //! Runs inside an `unshare -n` loopback-only network namespace like the other client tests
 //! (root, util-linux, iproute2, python3 with venv).
@@ -47,6 +47,8 @@ fn three_node_cluster_through_the_official_python_client() {
         "ok: n3 sandbox via n2 is 503 NODE_UNAVAILABLE",
         "ok: creates succeed on healthy nodes",
         "ok: n3 file after restart via n1",
+        "ok: n3 env after restart via n2",
+        "ok: n3 kernel state after restart via n3",
     ] {
         assert!(stdout.contains(check), "missing '{check}':\n{stdout}");
     }

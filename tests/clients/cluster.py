@@ -122,6 +122,7 @@ try:
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         created = list(pool.map(create, range(300)))
+    env_of = {sandbox_id: str(i) for i, sandbox_id in enumerate(created)}
     per_node = {n: sum(1 for i in created if owner(i) == n) for n in NODES}
     print(f"spread: {per_node}", flush=True)
     check(all(count >= 60 for count in per_node.values()), "300 creates spread over all nodes", per_node)
@@ -173,6 +174,8 @@ try:
     # kill -9 n3: only its sandboxes become unavailable.
     n3_sbx = Sandbox.connect(by_owner["n3"][1], base_url=URLS["n1"])
     n3_sbx.files.write("/workspace/keep.txt", "survives")
+    r = api("POST", "n1", f"/sandboxes/{n3_sbx.sandbox_id}/execute/ipython", json={"code": "kept = 41"})
+    check(r.status_code == 200, "kernel cell on n3 via n1", r.text[:300])
     procs["n3"].kill()
     procs["n3"].wait()
     for node in ["n1", "n2"]:
@@ -199,6 +202,11 @@ try:
         again = Sandbox.connect(n3_sbx.sandbox_id, base_url=URLS[via])
         check(again.files.read("/workspace/keep.txt") == "survives", f"n3 file after restart via {via}")
         exercise(again, via, f"back{via}")
+        r = again.run_code('import os; print(os.getenv("I"))')
+        check(r.stdout == env_of[again.sandbox_id] + "\n", f"n3 env after restart via {via}", r.stdout)
+        r = api("POST", via, f"/sandboxes/{again.sandbox_id}/execute/ipython", json={"code": "kept = kept + 1\nkept"})
+        check(r.status_code == 200 and r.json().get("result") == str(42 + NODES.index(via)),
+              f"n3 kernel state after restart via {via}", r.text[:300])
         ids, _, partial = list_all(via, 1000)
         check(sorted(ids) == sorted(created) and partial is None, f"list from {via} after restart", len(ids))
     print("cluster: all checks passed", flush=True)
