@@ -14,58 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PYTHON_PACKAGE: &str = "hopx-ai==0.5.0";
 const NODE_PACKAGE: &str = "@hopx-ai/sdk@0.5.1";
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("official-clients")
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A virtualenv with `hopx-ai`; returns its interpreter.
-fn python_client(dir: &Path) -> PathBuf {
-    let venv = dir.join("venv");
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.metadata as m, hopx_ai; assert m.version('hopx-ai') == '0.5.0'",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv (needs python3-venv)",
-        );
-        run(
-            Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                PYTHON_PACKAGE,
-            ]),
-            "pip install hopx-ai",
-        );
-    }
-    python
-}
+use common::{clients_dir, python_client, run};
 
 /// An npm prefix with `@hopx-ai/sdk`; returns its `node_modules`.
 fn node_client(dir: &Path) -> PathBuf {

@@ -62,15 +62,21 @@ pub struct IssuedToken {
 
 impl Auth {
     /// Loads (creating on first start) the secrets under `data_dir/server`. With `api_key` set,
-    /// that key is required; otherwise a generated key is persisted and reused.
+    /// that key is required; otherwise a generated key is persisted and reused. A cluster
+    /// secret, when given, signs tokens instead of the node's own secret, so a token minted by
+    /// any node of the cluster is accepted by every other.
     pub fn load(
         data_dir: &Path,
         api_key: Option<String>,
+        cluster_secret: Option<&str>,
         token_ttl: Duration,
     ) -> io::Result<(Self, KeySource)> {
         let dir = data_dir.join("server");
         std::fs::create_dir_all(&dir)?;
-        let secret = read_or_create(&dir.join(SECRET_FILE), || random_alphanumeric(64))?.0;
+        let secret = match cluster_secret.filter(|s| !s.trim().is_empty()) {
+            Some(shared) => shared.trim().to_string(),
+            None => read_or_create(&dir.join(SECRET_FILE), || random_alphanumeric(64))?.0,
+        };
         let (api_key, source) = match api_key.filter(|k| !k.trim().is_empty()) {
             Some(key) => (key.trim().to_string(), KeySource::Configured),
             None => {

@@ -1,7 +1,7 @@
 //! The control plane (`/v1/…`): sandboxes and templates, authenticated with the account key.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -20,8 +20,8 @@ use super::models::{
 use super::AppState;
 
 /// Page size when `limit` is absent, and the largest accepted.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
+pub(super) const DEFAULT_PAGE: usize = 100;
+pub(super) const MAX_PAGE: usize = 1000;
 /// Longest sandbox lifetime (`timeout_seconds`) a request may ask for: ten years.
 const MAX_SANDBOX_TIMEOUT_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// The template used when a create request names none.
@@ -79,14 +79,25 @@ fn find_template(key: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.id == key || t.name == key)
 }
 
-/// `GET /health` (no auth).
+/// `GET /health` (no auth). In cluster mode it also carries what peers place by: the node id,
+/// live instances and sandboxes.
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({
+    let mut health = json!({
         "status": "ok",
         "service": "wasmbox",
         "version": env!("CARGO_PKG_VERSION"),
         "running_background_processes": app.processes.running(),
-    }))
+    });
+    if let (Some(cluster), Some(fields)) = (&app.cluster, health.as_object_mut()) {
+        fields.insert("node_id".into(), json!(cluster.node_id()));
+        fields.insert("peers".into(), cluster.report());
+        fields.insert("sandboxes".into(), json!(app.store.len()));
+        fields.insert(
+            "live_instances".into(),
+            json!(app.executor.engine().pool_use().instances),
+        );
+    }
+    Json(health)
 }
 
 /// `POST /v1/sandboxes`.
@@ -151,8 +162,11 @@ pub async fn get(
 pub async fn list(
     State(app): State<AppState>,
     _: AccountAuth,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<SandboxList>, ApiError> {
+    // A peer merging pages needs each item's exact sort key (`created_at` is in seconds).
+    let with_cursors = app.cluster.is_some() && headers.contains_key(super::cluster::LOCAL_HEADER);
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = query
         .cursor
@@ -181,7 +195,14 @@ pub async fn list(
     let next_cursor = page.last().filter(|_| has_more).map(encode_cursor);
     Ok(Json(SandboxList {
         object: "list".to_string(),
-        data: page.iter().map(|s| sandbox_info(&app, s)).collect(),
+        data: page
+            .iter()
+            .map(|s| {
+                let mut info = sandbox_info(&app, s);
+                info.cursor = with_cursors.then(|| encode_cursor(s));
+                info
+            })
+            .collect(),
         has_more,
         next_cursor,
     }))
@@ -350,15 +371,21 @@ pub fn sandbox_info(app: &AppState, sandbox: &Sandbox) -> SandboxInfo {
     )
 }
 
+/// What a cursor encodes: the (creation time, id) of the last item of a page.
+pub(super) type CursorKey = (DateTime<Utc>, String);
+
 /// Cursor = the (creation time, id) of the last item of a page, opaque to clients.
 fn encode_cursor(sandbox: &Sandbox) -> String {
-    let at = sandbox
-        .created_at
-        .to_rfc3339_opts(SecondsFormat::Nanos, true);
-    URL_SAFE_NO_PAD.encode(format!("{at}|{}", sandbox.id))
+    cursor_of(sandbox.created_at, &sandbox.id)
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+/// The cursor of an item created at `at` with id `id`.
+pub(super) fn cursor_of(at: DateTime<Utc>, id: &str) -> String {
+    let at = at.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    URL_SAFE_NO_PAD.encode(format!("{at}|{id}"))
+}
+
+pub(super) fn decode_cursor(cursor: &str) -> Result<CursorKey, ApiError> {
     let invalid = || {
         ApiError::bad_request("invalid cursor: pass next_cursor from the previous page")
             .with_detail("field", "cursor")

@@ -7,6 +7,7 @@
 
 mod agent;
 mod auth;
+mod cluster;
 mod control;
 mod error;
 mod extract;
@@ -41,6 +42,7 @@ use crate::runtimes::Language;
 use crate::sandbox::{SandboxError, SandboxStore};
 
 pub use auth::KeySource;
+pub use cluster::ClusterConfig;
 pub use error::ApiError;
 pub use listener::ConnectionLimits;
 
@@ -137,6 +139,8 @@ pub struct ServerState {
     callbacks: crate::webhooks::CallbackPolicy,
     /// File watches open, server-wide.
     watches: watch::WatchCount,
+    /// Membership and forwarding in cluster mode; `None` on a single node.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 type AppState = Arc<ServerState>;
@@ -146,16 +150,25 @@ impl ServerState {
     /// (unless `config.public_url` says otherwise). Loads no runtime.
     fn open(
         config: &ServerConfig,
+        cluster: Option<&ClusterSetup>,
         local_addr: SocketAddr,
     ) -> Result<(Self, KeySource), ServeError> {
         let settings = &config.settings;
         let data_dir = settings.data_dir.clone();
-        let store = SandboxStore::open(&data_dir)?;
-        let (auth, key_source) = auth::Auth::load(&data_dir, config.api_key.clone(), TOKEN_TTL)
-            .map_err(|source| ServeError::Secrets {
-                path: data_dir.join("server"),
-                source,
-            })?;
+        let mut store = SandboxStore::open(&data_dir)?;
+        if let Some(setup) = cluster {
+            store.set_node(&setup.config.node_id);
+        }
+        let (auth, key_source) = auth::Auth::load(
+            &data_dir,
+            config.api_key.clone(),
+            cluster.and_then(|c| c.secret.as_deref()),
+            TOKEN_TTL,
+        )
+        .map_err(|source| ServeError::Secrets {
+            path: data_dir.join("server"),
+            source,
+        })?;
         // Before the engine sizes its guest-descriptor budget from the limit.
         listener::raise_fd_limit();
         let mut executor = Executor::new(settings)?;
@@ -196,6 +209,7 @@ impl ServerState {
             disk_quota_bytes: settings.disk_quota_bytes,
             callbacks: crate::webhooks::CallbackPolicy::new(&settings.callback_hosts),
             watches: watch::WatchCount::default(),
+            cluster: cluster.map(|c| cluster::Cluster::new(&c.config)),
         };
         Ok((state, key_source))
     }
@@ -224,9 +238,28 @@ pub struct Server {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// Cluster mode for [`Server::bind_cluster`].
+#[derive(Clone, Debug)]
+pub struct ClusterSetup {
+    /// Node id and peers.
+    pub config: ClusterConfig,
+    /// Signs sandbox tokens on every node (so any node's token works on the owner); `None`
+    /// keeps each node's own secret (tokens then work only on the node that minted them,
+    /// which is the owner, since token calls are forwarded there).
+    pub secret: Option<String>,
+}
+
 impl Server {
     /// Opens the store and secrets, builds the engine, and binds the listener.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServeError> {
+        Self::bind_cluster(config, None).await
+    }
+
+    /// [`Self::bind`] as one node of a cluster.
+    pub async fn bind_cluster(
+        config: ServerConfig,
+        cluster: Option<ClusterSetup>,
+    ) -> Result<Self, ServeError> {
         let tls = config
             .tls
             .as_ref()
@@ -237,7 +270,7 @@ impl Server {
             source,
         })?;
         let local_addr = listener.local_addr()?;
-        let (state, key_source) = ServerState::open(&config, local_addr)?;
+        let (state, key_source) = ServerState::open(&config, cluster.as_ref(), local_addr)?;
         Ok(Self {
             listener,
             state: Arc::new(state),
@@ -277,6 +310,7 @@ impl Server {
         let state = self.state;
         warm_up(&state);
         let reaper = tokio::spawn(housekeeping(state.clone()));
+        let membership = state.cluster.clone().map(|c| tokio::spawn(c.watch()));
         listener::serve(
             self.listener,
             router(state.clone()),
@@ -287,6 +321,9 @@ impl Server {
         )
         .await;
         reaper.abort();
+        if let Some(membership) = membership {
+            membership.abort();
+        }
         // Kernel images are written after every cell; this catches any that were not.
         state.kernels.hibernate_all().await;
         Ok(())
@@ -297,7 +334,7 @@ impl Server {
 /// warmed and no housekeeping task: HTTP behaviour that runs no guest code can be tested
 /// in-process with `tower::ServiceExt::oneshot`, fast and without runtimes installed.
 pub fn in_process_router(config: &ServerConfig) -> Result<Router, ServeError> {
-    let (state, _) = ServerState::open(config, config.listen)?;
+    let (state, _) = ServerState::open(config, None, config.listen)?;
     Ok(router(Arc::new(state)))
 }
 
@@ -424,6 +461,10 @@ fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/files/mkdir", post(files::mkdir))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::route,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(error::request_context));

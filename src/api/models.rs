@@ -275,6 +275,9 @@ pub struct SandboxInfo {
     pub created_at: String,
     /// ISO-8601 expiry; `None` keeps the sandbox until it is deleted.
     pub expires_at: Option<String>,
+    /// The item's exact list position, only in the pages cluster nodes send each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
     /// A sandbox token for the agent API (on create only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
@@ -311,6 +314,7 @@ impl SandboxInfo {
             expires_at: sandbox.expires_at.map(iso),
             auth_token: None,
             token_expires_at: None,
+            cursor: None,
         }
     }
 }

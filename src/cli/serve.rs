@@ -10,7 +10,9 @@ use clap::Args;
 use wasmbox::api::listener::{
     TlsFiles, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
-use wasmbox::api::{shutdown_signal, ConnectionLimits, KeySource, Server, ServerConfig};
+use wasmbox::api::{
+    shutdown_signal, ClusterConfig, ClusterSetup, ConnectionLimits, KeySource, Server, ServerConfig,
+};
 use wasmbox::config::Settings;
 
 use super::CliError;
@@ -77,6 +79,42 @@ pub struct ServeArgs {
     /// that answers in JSON); installation is disabled without one (also WASMBOX_PACKAGE_INDEX).
     #[arg(long, value_name = "URL")]
     package_index: Option<String>,
+
+    /// Run as node ID of a cluster (lowercase letters, digits and '-'; in Kubernetes the pod
+    /// name). Sandbox ids then name their node, and requests reaching the wrong node are
+    /// forwarded to the owner. Every node needs the same --api-key.
+    #[arg(long, env = "WASMBOX_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+
+    /// Base URLs of the other nodes, comma-separated (this node's own URL may be listed too).
+    #[arg(
+        long,
+        env = "WASMBOX_PEERS",
+        value_delimiter = ',',
+        value_name = "URL,…",
+        requires = "node_id"
+    )]
+    peers: Vec<String>,
+
+    /// HOST:PORT whose DNS addresses are the nodes (a Kubernetes headless Service),
+    /// re-resolved every second.
+    #[arg(
+        long,
+        env = "WASMBOX_PEERS_DNS",
+        value_name = "HOST:PORT",
+        requires = "node_id"
+    )]
+    peers_dns: Option<String>,
+
+    /// A secret shared by every node that signs sandbox tokens, so a token minted by any node
+    /// is accepted by all (default: each node's own secret in <data-dir>/server).
+    #[arg(
+        long,
+        env = "WASMBOX_CLUSTER_SECRET",
+        hide_env_values = true,
+        requires = "node_id"
+    )]
+    cluster_secret: Option<String>,
 }
 
 impl ServeArgs {
@@ -126,6 +164,35 @@ impl ServeArgs {
                 )));
             }
         }
+        let cluster = match self.node_id {
+            None => None,
+            Some(node_id) => {
+                if !wasmbox::sandbox::is_node_id(&node_id) {
+                    return Err(CliError::Usage(format!(
+                        "--node-id must be 1-40 lowercase letters, digits and '-', got '{node_id}'"
+                    )));
+                }
+                let peers: Vec<String> = self
+                    .peers
+                    .iter()
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if let Some(bad) = peers.iter().find(|p| !p.starts_with("http://")) {
+                    return Err(CliError::Usage(format!(
+                        "--peers takes http:// URLs of the other nodes, got '{bad}'"
+                    )));
+                }
+                Some(ClusterSetup {
+                    config: ClusterConfig {
+                        node_id,
+                        peers,
+                        peers_dns: self.peers_dns,
+                    },
+                    secret: self.cluster_secret,
+                })
+            }
+        };
         let config = ServerConfig {
             settings,
             listen: self.listen,
@@ -144,7 +211,7 @@ impl ServeArgs {
             .build()
             .map_err(|e| CliError::Other(format!("cannot start async runtime: {e}")))?;
         runtime.block_on(async {
-            let server = Server::bind(config)
+            let server = Server::bind_cluster(config, cluster)
                 .await
                 .map_err(|e| CliError::Other(wasmbox::describe_error(&e)))?;
             match server.key_source() {

@@ -121,6 +121,8 @@ pub struct SandboxStore {
     dir: PathBuf,
     trash: PathBuf,
     sandboxes: RwLock<HashMap<String, Sandbox>>,
+    /// In cluster mode, this node's id: new sandbox ids name it so any node finds the owner.
+    node: Option<String>,
 }
 
 impl SandboxStore {
@@ -157,6 +159,7 @@ impl SandboxStore {
             dir,
             trash,
             sandboxes: RwLock::new(sandboxes),
+            node: None,
         })
     }
 
@@ -184,11 +187,28 @@ impl SandboxStore {
         })
     }
 
+    /// Names new sandboxes after cluster node `node` (`sbx_<node>_<random>`).
+    pub fn set_node(&mut self, node: &str) {
+        self.node = Some(node.to_string());
+    }
+
+    /// Live sandboxes (for placement).
+    pub fn len(&self) -> usize {
+        let now = Utc::now();
+        let sandboxes = self.sandboxes.read().unwrap_or_else(|e| e.into_inner());
+        sandboxes.values().filter(|s| !s.is_expired(now)).count()
+    }
+
+    /// Whether there is no live sandbox.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Creates and persists a new sandbox with an empty `/workspace` and `/tmp`.
     pub fn create(&self, new: NewSandbox) -> Result<Sandbox, SandboxError> {
         let now = Utc::now();
         let sandbox = Sandbox {
-            id: new_id(),
+            id: new_id(self.node.as_deref()),
             template: new.template,
             status: SandboxStatus::Running,
             env: new.env,
@@ -278,7 +298,11 @@ impl SandboxStore {
     pub fn discard(&self, dir: &cap_std::fs::Dir, relative: &Path) -> io::Result<()> {
         let trash = cap_std::fs::Dir::open_ambient_dir(&self.trash, cap_std::ambient_authority())?;
         let stamp = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        dir.rename(relative, &trash, format!("discarded.{stamp}.{}", new_id()))
+        dir.rename(
+            relative,
+            &trash,
+            format!("discarded.{stamp}.{}", new_id(None)),
+        )
     }
 
     /// Removes everything in the trash; returns how many trees were removed. Slow for big
@@ -357,14 +381,56 @@ pub fn expiry(now: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
     now.checked_add_signed(ChronoDuration::try_seconds(seconds)?)
 }
 
-/// A fresh sandbox id: `sbx_` and 16 random lowercase letters and digits.
-fn new_id() -> String {
-    format!("sbx_{}", random_alphanumeric(16).to_ascii_lowercase())
+/// A fresh sandbox id: `sbx_`, the cluster node's id and `_` in cluster mode, and 16 random
+/// lowercase letters and digits.
+fn new_id(node: Option<&str>) -> String {
+    let random = random_alphanumeric(16).to_ascii_lowercase();
+    match node {
+        Some(node) => format!("sbx_{node}_{random}"),
+        None => format!("sbx_{random}"),
+    }
+}
+
+/// The cluster node a sandbox id names (`sbx_<node>_<random>`); `None` for single-node ids.
+pub fn node_of(id: &str) -> Option<&str> {
+    let (node, random) = id.strip_prefix("sbx_")?.rsplit_once('_')?;
+    (is_node_id(node) && !random.is_empty()).then_some(node)
+}
+
+/// Node ids are DNS labels (StatefulSet pod names such as `wasmbox-0`): lowercase letters,
+/// digits and `-`, at most 40, so they fit in ids, paths and host names.
+pub fn is_node_id(node: &str) -> bool {
+    !node.is_empty()
+        && node.len() <= 40
+        && !node.starts_with('-')
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ids_name_their_node() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut store = SandboxStore::open(tmp.path()).expect("open");
+        let single = store.create(NewSandbox::default()).expect("create");
+        assert_eq!(node_of(&single.id), None);
+        store.set_node("wasmbox-2");
+        let clustered = store.create(NewSandbox::default()).expect("create");
+        assert!(
+            clustered.id.starts_with("sbx_wasmbox-2_"),
+            "{}",
+            clustered.id
+        );
+        assert_eq!(node_of(&clustered.id), Some("wasmbox-2"));
+        assert_eq!(store.get(&clustered.id).expect("get").id, clustered.id);
+        assert_eq!(node_of("sbx_Bad_x"), None);
+        assert_eq!(node_of("sbx_a_"), None);
+        assert!(!is_node_id("a_b") && !is_node_id("") && is_node_id("n1"));
+    }
 
     #[test]
     fn create_get_persist_delete() {
