@@ -49,9 +49,15 @@ pub use wasi_limits::FdBudget;
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Bytes of each pooled memory/table slot kept resident between instances: resetting them with
-/// memset is cheaper than returning the pages and faulting them in again on the next run.
-const KEEP_RESIDENT: usize = 1 << 20;
+/// Bytes of each pooled memory slot kept resident between instances. With `PAGEMAP_SCAN` (Linux
+/// 6.7+) only the pages the last run dirtied are copied back from the snapshot image, so this can
+/// cover the snapshot heap: a python run dirtied ~0.9 MiB beyond the first MiB, which with
+/// 1 MiB were discarded by `madvise` and copy-on-write faulted in again on every run (233 faults,
+/// ~0.5 ms of kernel time; docs/bench/scaling.md). Without the ioctl wasmtime memsets this much.
+const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
+
+/// Bytes of each pooled table slot kept resident between instances (reset in place, no faults).
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// The cause of an [`EngineError`]: wasmtime's errors keep their context chain through it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -536,8 +542,10 @@ impl Engine {
             .max_memory_size(max_memory)
             .table_elements(100_000)
             .max_core_instance_size(4 << 20)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            // Reset only the dirtied pages of the resident part; falls back where unsupported.
+            .pagemap_scan(wasmtime::Enabled::Auto);
 
         let build = |compiler: Option<ProgramCompiler>| {
             let mut wasm_config = Config::new();
