@@ -49,12 +49,16 @@ pub use wasi_limits::FdBudget;
 /// How often the epoch ticks; also the granularity at which a busy guest yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Bytes of each pooled memory slot kept resident between instances. With `PAGEMAP_SCAN` (Linux
-/// 6.7+) only the pages the last run dirtied are copied back from the snapshot image, so this can
-/// cover the snapshot heap: a python run dirtied ~0.9 MiB beyond the first MiB, which with
-/// 1 MiB were discarded by `madvise` and copy-on-write faulted in again on every run (233 faults,
-/// ~0.5 ms of kernel time; docs/bench/scaling.md). Without the ioctl wasmtime memsets this much.
-const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
+/// Bytes of each pooled memory slot kept resident between instances when the kernel has
+/// `PAGEMAP_SCAN` (Linux 6.7+): only the pages the last run dirtied are then copied back from
+/// the snapshot image, so this can cover the snapshot heap (a python run dirtied ~0.9 MiB beyond
+/// the first MiB, which with 1 MiB were discarded by `madvise` and copy-on-write faulted in
+/// again on every run: 233 faults, ~0.5 ms of kernel time; docs/bench/scaling.md).
+const MEMORY_KEEP_RESIDENT_SCANNED: usize = 16 << 20;
+
+/// Without `PAGEMAP_SCAN` wasmtime memsets the whole resident part on every reset, so it stays
+/// small.
+const MEMORY_KEEP_RESIDENT_MEMSET: usize = 1 << 20;
 
 /// Bytes of each pooled table slot kept resident between instances (reset in place, no faults).
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
@@ -542,7 +546,11 @@ impl Engine {
             .max_memory_size(max_memory)
             .table_elements(100_000)
             .max_core_instance_size(4 << 20)
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .linear_memory_keep_resident(if written::pagemap_scan_supported() {
+                MEMORY_KEEP_RESIDENT_SCANNED
+            } else {
+                MEMORY_KEEP_RESIDENT_MEMSET
+            })
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             // Reset only the dirtied pages of the resident part; falls back where unsupported.
             .pagemap_scan(wasmtime::Enabled::Auto);

@@ -135,6 +135,30 @@ impl WrittenPages {
     }
 }
 
+/// Whether this kernel has `PAGEMAP_SCAN` (Linux 6.7+): one scan of an empty range.
+pub(super) fn pagemap_scan_supported() -> bool {
+    let Some(pagemap) = pagemap() else {
+        return false;
+    };
+    let mut scan = Scan(pm_scan_arg {
+        size: std::mem::size_of::<pm_scan_arg>() as u64,
+        flags: 0,
+        start: 0,
+        end: 0,
+        walk_end: 0,
+        vec: 0,
+        vec_len: 0,
+        max_pages: 0,
+        category_inverted: 0,
+        category_mask: 0,
+        category_anyof_mask: 0,
+        return_mask: 0,
+    });
+    // SAFETY: an empty range with no output vector: the kernel reads `scan` and writes only
+    // its `walk_end`.
+    unsafe { rustix::ioctl::ioctl(pagemap, &mut scan) }.is_ok()
+}
+
 /// This process's pagemap, opened once: every tracker scans through it.
 fn pagemap() -> Option<&'static File> {
     static PAGEMAP: OnceLock<Option<File>> = OnceLock::new();
@@ -171,6 +195,20 @@ unsafe impl Ioctl for &mut Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pagemap_scan_is_found_exactly_on_kernels_that_have_it() {
+        if pagemap().is_none() {
+            eprintln!("/proc/self/pagemap cannot be opened here; skipped");
+            return;
+        }
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let expected = (major, minor) >= (6, 7);
+        assert_eq!(pagemap_scan_supported(), expected, "kernel {release}");
+    }
 
     #[test]
     fn reports_exactly_the_pages_written_since_the_last_look() {
