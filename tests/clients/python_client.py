@@ -57,10 +57,10 @@ check(result.stdout == "go bar\n" and result.success, "go run_code", result)
 
 # The shell's `go run`: the same toolchain, building a file of the sandbox.
 sandbox.files.write(
-    "/workspace/hello/main.go",
+    "/tmp/gohello/main.go",
     'package main\n\nimport (\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n\tfmt.Println("args", os.Args[1:])\n}\n',
 )
-got = sandbox.commands.run("cd hello && go run main.go x y", working_dir="/workspace", timeout=60)
+got = sandbox.commands.run("cd gohello && go run main.go x y", working_dir="/tmp", timeout=60)
 check(got.stdout == "args [x y]\n" and got.exit_code == 0, "commands.run go run", got)
 
 result = sandbox.run_code("print(undefined_var)", language="python")
