@@ -66,11 +66,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Decrements the live-instance count when a child ends (or is aborted), and tells
-/// [`Tree::end_jobs`] when none is left.
-struct LiveGuard(Arc<Tree>);
+/// [`Tree::end_jobs`] when none is left. It holds the child's pool ticket and gives it back
+/// first, so whoever sees no live instance also sees their pool slots free (an aborted task
+/// drops its captures in no particular order).
+struct LiveGuard(Arc<Tree>, Option<crate::engine::admission::Ticket>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        drop(self.1.take());
         if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_one();
         }
@@ -332,8 +335,9 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             cfg.max_concurrent
         )));
     }
-    let mut guards: Vec<Option<LiveGuard>> =
-        (0..n).map(|_| Some(LiveGuard(ctx.tree.clone()))).collect();
+    let mut guards: Vec<Option<LiveGuard>> = (0..n)
+        .map(|_| Some(LiveGuard(ctx.tree.clone(), None)))
+        .collect();
     // Every stage is an instance of the host's pool: admit them all before starting any.
     let mut tickets = Vec::with_capacity(n);
     for _ in 0..n {
@@ -448,11 +452,12 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
         };
         let engine = ctx.engine.clone();
         let deadline = ctx.deadline;
-        let guard = guards[i].take();
-        let ticket = tickets[i].take();
+        let mut guard = guards[i].take();
+        if let Some(guard) = guard.as_mut() {
+            guard.1 = tickets[i].take();
+        }
         let task = tokio::spawn(async move {
             let _guard = guard;
-            let _ticket = ticket;
             let errsink = io.stderr.clone();
             if let Program::Host { command, args, cwd } = program {
                 let output = command.run(args, cwd).await;
