@@ -48,14 +48,18 @@ pub struct Settings {
     /// (`WASMBOX_PROGRAM_CACHE_MB`, default 512).
     pub program_cache_bytes: u64,
     /// Templates whose `python` runs on the data runtime (numpy, pandas, matplotlib, ...)
-    /// instead of the plain CPython (`WASMBOX_DATA_TEMPLATES`, comma-separated, e.g.
-    /// `code-interpreter`; none by default). `python-data` picks it in any sandbox.
+    /// instead of the plain CPython (`WASMBOX_DATA_TEMPLATES`, comma-separated; default
+    /// `code-interpreter`, empty for none). `python-data` picks it in any sandbox.
     pub data_templates: Vec<String>,
     /// The package index `pip install` in a sandbox uses: the root of a "simple" repository
     /// API that answers in JSON (`WASMBOX_PACKAGE_INDEX`, `serve --package-index`); none by
     /// default, which disables installation.
     pub package_index: Option<String>,
 }
+
+/// The template whose `python` is the data runtime unless `WASMBOX_DATA_TEMPLATES` says
+/// otherwise: HopX's `code-interpreter` is the one its users run pandas and plots in.
+pub const DEFAULT_DATA_TEMPLATE: &str = "code-interpreter";
 
 /// Descriptors of the process's limit kept for the server itself (listening, connections, its
 /// own files); guests share the rest.
@@ -127,7 +131,7 @@ impl Settings {
                         .filter(|t| !t.is_empty())
                         .collect()
                 })
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| vec![DEFAULT_DATA_TEMPLATE.to_string()]),
             package_index: std::env::var("WASMBOX_PACKAGE_INDEX")
                 .ok()
                 .map(|v| v.trim().to_string())

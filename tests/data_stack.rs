@@ -146,6 +146,39 @@ fn kernel_cells_keep_state_and_show_dataframes() {
         Some("6"),
         "{after}"
     );
+
+    // A cell past its timeout is interrupted (KeyboardInterrupt inside the kernel), not
+    // killed: busy in Python bytecode, in numpy's C loop between bytecodes, or asleep.
+    for code in [
+        "while True: pass",
+        "import numpy as np\nwhile True: np.sort(np.random.rand(1000))",
+        "import time\ntime.sleep(100)",
+    ] {
+        let started = std::time::Instant::now();
+        let stopped = api
+            .send(
+                api.agent(&sbx, Method::POST, "/execute/ipython")
+                    .json(&json!({ "code": code, "timeout": 2 })),
+            )
+            .expect(200);
+        let took = started.elapsed();
+        assert_eq!(stopped["timed_out"], true, "{code}: {stopped}");
+        assert!(
+            took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(4),
+            "{code}: returned after {took:?}: {stopped}"
+        );
+        let err = stopped["stderr"].as_str().unwrap_or("");
+        assert!(
+            err.contains("KeyboardInterrupt") && err.contains("keeps its state"),
+            "{code}: {stopped}"
+        );
+        let kept = cell("int(df.n.sum()) + 1");
+        assert_eq!(
+            kept["result"].as_str().map(str::trim),
+            Some("7"),
+            "{code}: the kernel lost its state: {kept}"
+        );
+    }
 }
 
 #[test]

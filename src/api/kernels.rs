@@ -112,7 +112,11 @@ async fn drop_kernel(
     id: &str,
     forget: bool,
 ) -> Result<(), ApiError> {
-    let language = kernel_language(id)?;
+    // `python` names the kernel cells of this sandbox run in (the data runtime's, in a data
+    // template), as `/execute/ipython` with `language: python` does.
+    let language = app
+        .executor
+        .language_for(&sandbox.template, kernel_language(id)?);
     let state_dir = app.store.state_dir(&sandbox.id);
     let existed = if forget {
         app.kernels.delete(&sandbox.id, &state_dir, language).await

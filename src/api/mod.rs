@@ -480,6 +480,13 @@ fn router(state: AppState) -> Router {
 
 /// Loads the installed runtimes' compiled modules so the first request does not pay for it.
 fn warm_up(state: &AppState) {
+    let data_templates = state.executor.data_templates();
+    if !data_templates.is_empty() && !state.executor.runtimes().is_installed(Language::DataPython) {
+        tracing::warn!(
+            templates = %data_templates.join(","),
+            "the data runtime is not installed: `python` in these templates runs on the plain CPython until `wasmbox runtimes fetch python-data`"
+        );
+    }
     for language in Language::ALL {
         let runtimes = state.executor.runtimes();
         if runtimes.module_path(language).is_err() {

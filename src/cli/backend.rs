@@ -18,6 +18,10 @@ pub struct RunSpec {
     pub request: RunRequest,
     /// Existing sandbox; `None` runs in a temporary one, deleted afterwards.
     pub sandbox: Option<String>,
+    /// The template of the temporary sandbox (`code-interpreter` by default on a server; in
+    /// process, none: the plain runtimes). It picks the runtime as on a server: `python` in
+    /// `code-interpreter` is the data runtime.
+    pub template: Option<String>,
 }
 
 /// The local data directory or a server.
@@ -107,18 +111,30 @@ impl<'a> Backend<'a> {
 }
 
 fn run_local(settings: &Settings, spec: RunSpec) -> Result<ExecutionResponse, CliError> {
-    let RunSpec { request, sandbox } = spec;
-    let language = request.language;
+    let RunSpec {
+        mut request,
+        sandbox,
+        template,
+    } = spec;
     let executor = Executor::new(settings)?;
+    let store = match &sandbox {
+        Some(_) => Some(SandboxStore::open(&settings.data_dir)?),
+        None => None,
+    };
+    let existing = match (&store, &sandbox) {
+        (Some(store), Some(id)) => Some(store.get(id)?),
+        _ => None,
+    };
+    // The runtime a server would pick for this sandbox's (or the named) template.
+    if let Some(template) = existing.as_ref().map(|s| &s.template).or(template.as_ref()) {
+        request.language = executor.language_for(template, request.language);
+    }
+    let language = request.language;
     executor.ensure_installed(language)?;
 
-    let (fs, base_env, temp) = match &sandbox {
-        Some(id) => {
-            let store = SandboxStore::open(&settings.data_dir)?;
-            let sandbox = store.get(id)?;
-            (store.files(id)?, sandbox.env, None)
-        }
-        None => {
+    let (fs, base_env, temp) = match (&store, existing) {
+        (Some(store), Some(sandbox)) => (store.files(&sandbox.id)?, sandbox.env, None),
+        _ => {
             let runs = settings.data_dir.join("runs");
             std::fs::create_dir_all(&runs)
                 .map_err(|e| CliError::Other(format!("cannot create {}: {e}", runs.display())))?;

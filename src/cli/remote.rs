@@ -185,11 +185,13 @@ impl Remote {
                 self.get_sandbox(id)?;
                 (id.clone(), false)
             }
-            None => (
-                self.create_sandbox("code-interpreter", BTreeMap::new(), None)?
-                    .id,
-                true,
-            ),
+            None => {
+                let template = run.template.as_deref().unwrap_or("code-interpreter");
+                (
+                    self.create_sandbox(template, BTreeMap::new(), None)?.id,
+                    true,
+                )
+            }
         };
         let result = self.execute(&id, run);
         if temporary {

@@ -47,6 +47,12 @@ pub struct RunArgs {
     #[arg(short = 's', long)]
     sandbox: Option<String>,
 
+    /// The temporary sandbox's template: `code-interpreter` runs `python` on the data runtime
+    /// (numpy, pandas, matplotlib). Default: none in process (the plain runtimes),
+    /// `code-interpreter` with `--server`.
+    #[arg(short = 't', long, conflicts_with = "sandbox")]
+    template: Option<String>,
+
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -78,6 +84,7 @@ impl RunArgs {
         let result = Backend::new(settings, &self.remote)?.run(RunSpec {
             request,
             sandbox: self.sandbox,
+            template: self.template,
         })?;
         print_run(&result, format);
         Ok(exit_status(&result))

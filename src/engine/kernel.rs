@@ -400,8 +400,9 @@ impl Engine {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| missing("memory"))?;
-        // A session reactor (exports `turn`) runs cells as turns and names no interrupt flags:
-        // its cells cannot be interrupted, only killed at the end of the grace period.
+        // A session reactor (exports `turn`) runs cells as turns and names no interrupt flags
+        // itself: its snapshot's probe found them, or its cells can only be killed at the end
+        // of the grace period.
         let session = instance.get_export(&mut store, "turn").is_some();
         let cell = match instance.get_typed_func::<(), i32>(&mut store, "wasmbox_cell") {
             Ok(cell) => Some(cell),
@@ -445,7 +446,7 @@ impl Engine {
                     as usize;
                 read_slots(memory.data(&store), table)
             }
-            None => Vec::new(),
+            None => module.interrupt_slots.to_vec(),
         };
         let mut kernel = Kernel {
             written: None,

@@ -36,7 +36,7 @@ pub use admission::{HostBudget, Refusal, Tenant, Ticket};
 pub use display::{DisplayOutput, DisplaySink, OutputKind};
 pub use kernel::{CellOutcome, ImageError, Kernel, KernelImage, INTERRUPT_GRACE};
 pub use output::{CapturedOutput, OutputTap};
-pub use preinit::SnapshotRecipe;
+pub use preinit::{InterruptProbe, SnapshotRecipe};
 pub use programs::ProgramCompiler;
 pub use quota::{DiskQuota, Measure, ENTRY_BYTES};
 pub use spawn::{
@@ -381,6 +381,9 @@ pub struct PreparedModule {
     pristine: std::sync::OnceLock<Arc<[u8]>>,
     /// Whether an idle instance's state is its memory alone (see `kernel`), read lazily.
     whole_state: std::sync::OnceLock<bool>,
+    /// (address, bits) of the interpreter's interrupt flags, when its snapshot found them (a
+    /// runtime without a `wasmbox_interrupt_slots` export; see [`InterruptProbe`]).
+    interrupt_slots: Arc<[(u32, u32)]>,
 }
 
 impl PreparedModule {
@@ -407,6 +410,26 @@ impl PreparedModule {
             std::fs::read(&self.path).is_ok_and(|wasm| kernel::memory_is_whole_state(&wasm))
         })
     }
+}
+
+/// Where the interrupt flags a snapshot's probe found are kept: beside the snapshot, as
+/// little-endian (address, bits) pairs.
+fn interrupt_slots_path(snapshot: &Path) -> PathBuf {
+    snapshot.with_extension("interrupt")
+}
+
+/// The interrupt flags recorded beside `module`; none when there is no such file.
+fn read_interrupt_slots(module: &Path) -> Vec<(u32, u32)> {
+    let bytes = std::fs::read(interrupt_slots_path(module)).unwrap_or_default();
+    bytes
+        .chunks_exact(8)
+        .map(|pair| {
+            let word = |at: usize| {
+                u32::from_le_bytes([pair[at], pair[at + 1], pair[at + 2], pair[at + 3]])
+            };
+            (word(0), word(4))
+        })
+        .collect()
 }
 
 /// Host-side state of one store.
@@ -679,11 +702,13 @@ impl Engine {
                         .linker
                         .instantiate_pre(&module)
                         .map_err(|e| EngineError::Instantiate(e.into()))?;
+                    let interrupt_slots = read_interrupt_slots(&path).into();
                     Ok::<_, EngineError>(Arc::new(PreparedModule {
                         path,
                         pre,
                         pristine: Default::default(),
                         whole_state: Default::default(),
+                        interrupt_slots,
                     }))
                 })
                 .await
@@ -736,7 +761,16 @@ impl Engine {
                     EngineError::Cache(format!("writing {}: {e}", path.display()).into())
                 };
                 std::fs::create_dir_all(&self.inner.config.cache_dir).map_err(cache_err)?;
-                crate::atomic_write::write_atomic(&path, &snapshot).map_err(cache_err)?;
+                // The flags first: a snapshot on disk always has its flags beside it.
+                let slots: Vec<u8> = snapshot
+                    .interrupt_slots
+                    .iter()
+                    .flat_map(|&(at, bits)| [at.to_le_bytes(), bits.to_le_bytes()])
+                    .flatten()
+                    .collect();
+                crate::atomic_write::write_atomic(&interrupt_slots_path(&path), &slots)
+                    .map_err(cache_err)?;
+                crate::atomic_write::write_atomic(&path, &snapshot.wasm).map_err(cache_err)?;
             }
         }
         self.prepare(&path).await

@@ -29,7 +29,41 @@ pub struct SnapshotRecipe {
     pub spec: ExecSpec,
     /// Changes whenever something the init function reads (e.g. a prelude file) changes.
     pub fingerprint: u64,
+    /// How to find the interpreter's interrupt flags in the snapshot, for a runtime that does
+    /// not name them itself (no `wasmbox_interrupt_slots` export).
+    pub interrupt_probe: Option<InterruptProbe>,
 }
+
+/// Finds where a runtime keeps its interrupt flags by raising the interrupt once in the
+/// initialised instance (after its snapshot is taken) and comparing memory before and after.
+/// Kernels of the snapshot then interrupt a cell by setting the same bits (see `kernel`).
+#[derive(Clone, Debug)]
+pub struct InterruptProbe {
+    /// The module's function (by its name-section name) that raises the interrupt,
+    /// `(i32) -> i32` returning 0: CPython's `PyErr_SetInterruptEx`.
+    pub function: String,
+    /// Its argument (CPython: `SIGINT`).
+    pub argument: i32,
+    /// What a turn writes on stderr when the interrupt arrives: the flags found are checked
+    /// by setting them and running one turn.
+    pub raised: String,
+}
+
+/// A pre-initialised module and what was learnt while making it.
+pub(super) struct Snapshot {
+    pub wasm: Vec<u8>,
+    /// (address, bits) of the interrupt flags; empty when there is no probe or it failed.
+    pub interrupt_slots: Vec<(u32, u32)>,
+}
+
+/// The export the probed function is given in the instrumented module.
+const PROBE_EXPORT: &str = "wasmbox_probe_interrupt";
+
+/// Bytes under the shadow-stack pointer that the probe call's own frames may write.
+const PROBE_STACK_WINDOW: u32 = 64 << 10;
+
+/// More changed words than this are not a handful of flags: the probe is not trusted.
+const MAX_INTERRUPT_SLOTS: usize = 16;
 
 /// Where the snapshot of `reactor` made with `recipe` is cached.
 pub(super) fn snapshot_path(
@@ -49,6 +83,9 @@ pub(super) fn snapshot_path(
         .bytes(recipe.init_turn.as_deref().unwrap_or(""))
         .number(recipe.fingerprint.into())
         .bytes(env!("CARGO_PKG_VERSION"));
+    if let Some(probe) = &recipe.interrupt_probe {
+        key.bytes(&probe.function);
+    }
     let stem = reactor
         .file_stem()
         .and_then(|s| s.to_str())
@@ -56,15 +93,28 @@ pub(super) fn snapshot_path(
     Ok(cache_dir.join(format!("{stem}-snapshot-{}.wasm", key.hex())))
 }
 
-/// Runs `recipe.init_func` on `wasm` and returns the pre-initialised module's bytes.
+/// Runs `recipe.init_func` on `wasm` and returns the pre-initialised module.
 pub(super) async fn preinitialize(
     engine: &Engine,
     wasm: &[u8],
     recipe: &SnapshotRecipe,
-) -> Result<Vec<u8>, EngineError> {
+) -> Result<Snapshot, EngineError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         EngineError::Snapshot(format!("{what}: {e:#}").into())
     };
+    // The probed function is exported so that the host can call it after the snapshot; the
+    // snapshot keeps the export (nothing calls it: guests cannot reach their own exports).
+    let probed = match &recipe.interrupt_probe {
+        Some(probe) => match export_function(wasm, &probe.function, PROBE_EXPORT) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::warn!(error = %e, "no interrupt probe: kernel cells will not be interruptible");
+                None
+            }
+        },
+        None => None,
+    };
+    let wasm = probed.as_ref().map_or(wasm, |p| p.wasm.as_slice());
     let mut wizer = Wizer::new();
     if !recipe.init_func.is_empty() {
         wizer.init_func(recipe.init_func.clone());
@@ -122,10 +172,198 @@ pub(super) async fn preinitialize(
         }
     }
     let mut state = WizerState { store, instance };
-    wizer
+    let wasm = wizer
         .snapshot(&cx, &mut state)
         .await
-        .map_err(|e| failed("snapshotting", &e))
+        .map_err(|e| failed("snapshotting", &e))?;
+    let interrupt_slots = match (&recipe.interrupt_probe, &probed) {
+        (Some(probe), Some(probed)) => {
+            match probe_interrupt(&mut state, probe, probed.stack_pointer, &stderr).await {
+                Ok(slots) => {
+                    tracing::info!(?slots, "interrupt flags found");
+                    slots
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "interrupt probe failed: kernel cells will not be interruptible");
+                    Vec::new()
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
+    Ok(Snapshot {
+        wasm,
+        interrupt_slots,
+    })
+}
+
+/// A module with one more export, and what the probe needs to know about it.
+struct Probed {
+    wasm: Vec<u8>,
+    /// Index of the `__stack_pointer` global, if the name section names it.
+    stack_pointer: Option<u32>,
+}
+
+/// Adds an export `export` of the function the name section calls `function`.
+fn export_function(wasm: &[u8], function: &str, export: &str) -> Result<Probed, String> {
+    use wasm_encoder::{ExportKind, ExportSection, RawSection};
+    use wasmparser::{ExternalKind, KnownCustom, Name, Parser, Payload};
+
+    let mut index = None;
+    let mut stack_pointer = None;
+    let mut exports = None;
+    let mut sections = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| format!("reading the module: {e}"))?;
+        match &payload {
+            Payload::ExportSection(reader) => exports = Some(reader.clone()),
+            Payload::CustomSection(custom) => {
+                if let KnownCustom::Name(names) = custom.as_known() {
+                    for name in names {
+                        let (map, wanted, found) = match name {
+                            Ok(Name::Function(map)) => (map, function, &mut index),
+                            Ok(Name::Global(map)) => (map, "__stack_pointer", &mut stack_pointer),
+                            _ => continue,
+                        };
+                        if let Some(naming) = map.into_iter().flatten().find(|n| n.name == wanted) {
+                            *found = Some(naming.index);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(section) = payload.as_section() {
+            sections.push(section);
+        }
+    }
+    let index = index.ok_or_else(|| format!("the module names no function {function}"))?;
+    let exports = exports.ok_or("the module has no export section")?;
+    let mut section = ExportSection::new();
+    for item in exports {
+        let item = item.map_err(|e| format!("reading the exports: {e}"))?;
+        let kind = match item.kind {
+            ExternalKind::Func | ExternalKind::FuncExact => ExportKind::Func,
+            ExternalKind::Table => ExportKind::Table,
+            ExternalKind::Memory => ExportKind::Memory,
+            ExternalKind::Global => ExportKind::Global,
+            ExternalKind::Tag => ExportKind::Tag,
+        };
+        section.export(item.name, kind, item.index);
+    }
+    section.export(export, ExportKind::Func, index);
+    let mut module = wasm_encoder::Module::new();
+    for (id, range) in sections {
+        if id == wasm_encoder::SectionId::Export as u8 {
+            module.section(&section);
+        } else {
+            module.section(&RawSection {
+                id,
+                data: &wasm[range],
+            });
+        }
+    }
+    Ok(Probed {
+        wasm: module.finish(),
+        stack_pointer,
+    })
+}
+
+/// Raises the interrupt in the (already snapshotted) instance and returns the words it set,
+/// after checking that setting them alone interrupts a turn.
+async fn probe_interrupt(
+    state: &mut WizerState,
+    probe: &InterruptProbe,
+    stack_pointer: Option<u32>,
+    stderr: &CapturedOutput,
+) -> Result<Vec<(u32, u32)>, String> {
+    let WizerState { store, instance } = state;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or("no exported memory")?;
+    let sp = match stack_pointer {
+        Some(i) => match instance
+            .get_global(&mut *store, &format!("__wizer_global_{i}"))
+            .map(|g| g.get(&mut *store))
+        {
+            Some(Val::I32(sp)) => Some(sp as u32),
+            _ => None,
+        },
+        None => None,
+    };
+    let before = memory.data(&*store).to_vec();
+    let raise = instance
+        .get_typed_func::<i32, i32>(&mut *store, PROBE_EXPORT)
+        .map_err(|e| format!("{e:#}"))?;
+    let status = raise
+        .call_async(&mut *store, probe.argument)
+        .await
+        .map_err(|e| format!("calling {}: {e:#}", probe.function))?;
+    if status != 0 {
+        return Err(format!("{} returned {status}", probe.function));
+    }
+    let after = memory.data(&*store);
+    if after.len() != before.len() {
+        return Err("memory grew during the probe".into());
+    }
+    let slots = changed_flags(&before, after, sp)?;
+    // The check: the memory as the snapshot has it, plus the bits, must interrupt a turn.
+    let data = memory.data_mut(&mut *store);
+    data.copy_from_slice(&before);
+    for &(at, bits) in &slots {
+        let at = at as usize;
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&data[at..at + 4]);
+        data[at..at + 4].copy_from_slice(&(u32::from_le_bytes(word) | bits).to_le_bytes());
+    }
+    let status = super::turn(&mut *store, instance, "pass\n")
+        .await
+        .map_err(|e| format!("the check turn: {e}"))?;
+    let (err, _) = stderr.contents();
+    if matches!(status, Ok(0)) || !err.contains(&probe.raised) {
+        return Err(format!(
+            "setting the flags {slots:?} did not interrupt a turn ({status:?})"
+        ));
+    }
+    Ok(slots)
+}
+
+/// The 4-byte words that only gained bits between `before` and `after`, as (address, bits);
+/// words in the probe call's own stack frames (just under `sp`) are left out. A word that
+/// lost bits means something else changed: not a set of flags.
+fn changed_flags(before: &[u8], after: &[u8], sp: Option<u32>) -> Result<Vec<(u32, u32)>, String> {
+    let in_frames =
+        |at: u32| sp.is_some_and(|sp| at < sp && at >= sp.saturating_sub(PROBE_STACK_WINDOW));
+    let mut slots = Vec::new();
+    for (page, (old, new)) in before.chunks(4096).zip(after.chunks(4096)).enumerate() {
+        if old == new {
+            continue;
+        }
+        for (word, (o, n)) in old.chunks_exact(4).zip(new.chunks_exact(4)).enumerate() {
+            let at = (page * 4096 + word * 4) as u32;
+            let (o, n) = (
+                u32::from_le_bytes([o[0], o[1], o[2], o[3]]),
+                u32::from_le_bytes([n[0], n[1], n[2], n[3]]),
+            );
+            if o == n || in_frames(at) {
+                continue;
+            }
+            if o & !n != 0 {
+                return Err(format!("the word at {at:#x} lost bits ({o:#x} -> {n:#x})"));
+            }
+            slots.push((at, n & !o));
+        }
+    }
+    if slots.is_empty() {
+        return Err("raising the interrupt changed nothing (no handler installed?)".into());
+    }
+    if slots.len() > MAX_INTERRUPT_SLOTS {
+        return Err(format!(
+            "raising the interrupt changed {} words",
+            slots.len()
+        ));
+    }
+    Ok(slots)
 }
 
 struct WizerState {

@@ -196,6 +196,7 @@ impl Programs {
             pre,
             pristine: Default::default(),
             whole_state: Default::default(),
+            interrupt_slots: Arc::new([]),
         }))
     }
 

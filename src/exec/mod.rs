@@ -104,6 +104,8 @@ pub struct Executor {
     disk_quota_bytes: u64,
     /// Templates whose `python` is the data runtime.
     data_templates: Vec<String>,
+    /// The data runtime was found installed.
+    data_ready: std::sync::atomic::AtomicBool,
     /// Where the shell's `pip install` gets packages (`None`: installation disabled).
     package_index: Option<Arc<crate::packages::PackageIndex>>,
     /// The data runtime's packages, for `pip` (read when first needed).
@@ -135,6 +137,7 @@ impl Executor {
             max_sandbox_instances: settings.max_sandbox_instances,
             disk_quota_bytes: settings.disk_quota_bytes,
             data_templates: settings.data_templates.clone(),
+            data_ready: Default::default(),
             package_index: match &settings.package_index {
                 Some(url) => {
                     let parsed =
@@ -150,13 +153,33 @@ impl Executor {
     }
 
     /// The language a request for `language` in a sandbox made from `template` runs: `python`
-    /// is the data runtime in the templates configured for it.
+    /// is the data runtime in the templates configured for it, once that runtime is installed
+    /// (until then the plain CPython, which `serve` warns about at start).
     pub fn language_for(&self, template: &str, language: Language) -> Language {
-        if language == Language::Python && self.data_templates.iter().any(|t| t == template) {
+        if language == Language::Python
+            && self.data_templates.iter().any(|t| t == template)
+            && self.data_installed()
+        {
             Language::DataPython
         } else {
             language
         }
+    }
+
+    /// Templates whose `python` is the data runtime (see [`Self::language_for`]).
+    pub fn data_templates(&self) -> &[String] {
+        &self.data_templates
+    }
+
+    /// Whether the data runtime is installed; once it is, it stays so (no more file checks).
+    fn data_installed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.data_ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        let ready = self.runtimes.is_installed(Language::DataPython);
+        self.data_ready.store(ready, Ordering::Relaxed);
+        ready
     }
 
     /// How long an execution waits for a free instance before it is refused

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::engine::{Entry, ExecSpec, Limits, Mount, SnapshotRecipe};
+use crate::engine::{Entry, ExecSpec, InterruptProbe, Limits, Mount, SnapshotRecipe};
 use crate::fingerprint::Fingerprint;
 
 use super::{Invocation, Language, RuntimeError, Runtimes};
@@ -160,6 +160,13 @@ impl Runtimes {
                 ..ExecSpec::default()
             },
             fingerprint: fingerprint.finish(),
+            // The build names no interrupt flags, so kernels find what a Ctrl-C sets:
+            // `PyErr_SetInterruptEx(SIGINT)` trips the SIGINT handler and the eval breaker.
+            interrupt_probe: Some(InterruptProbe {
+                function: "PyErr_SetInterruptEx".into(),
+                argument: 2,
+                raised: "KeyboardInterrupt".into(),
+            }),
         }
     }
 

@@ -518,6 +518,7 @@ impl Runtimes {
                 ..ExecSpec::default()
             },
             fingerprint: fingerprint.finish(),
+            interrupt_probe: None,
         }
     }
 

@@ -56,6 +56,10 @@ impl ServerProcess {
             .args(args)
             .env_remove("WASMBOX_API_KEY")
             .env("WASMBOX_LOG", "info")
+            // These suites test the plain runtimes (their limits are sized for them): python in
+            // `code-interpreter` stays CPython 3.13 unless a test names the data templates
+            // itself (tests/data_stack.rs, and the official clients with the real default).
+            .env("WASMBOX_DATA_TEMPLATES", "")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

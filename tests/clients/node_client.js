@@ -168,7 +168,7 @@ async function main() {
   check((await sandbox.getAgentInfo()).agent === 'wasmbox', 'getAgentInfo');
   check((await sandbox.isHealthy()) === true, 'isHealthy');
   await sandbox.ensureHealthy();
-  check((await sandbox.getJupyterSessions()).some((s) => s.kernel_id === 'python'), 'getJupyterSessions');
+  check((await sandbox.getJupyterSessions()).some((s) => s.kernel_id === 'python-data'), 'getJupyterSessions');
 
   await sandbox.files.writeBytes('/workspace/b.bin', Buffer.from([0, 1, 254, 255]));
   check(Buffer.compare(await sandbox.files.readBytes('/workspace/b.bin'), Buffer.from([0, 1, 254, 255])) === 0, 'files.writeBytes/readBytes');

@@ -80,7 +80,7 @@ async def main():
         await sandbox._agent_client.post("/execute/ipython", json={"code": "k = 1"},
                                          operation="ipython cell")
         sessions = await sandbox.get_jupyter_sessions()
-        check([s["kernel_id"] for s in sessions] == ["python"], "get_jupyter_sessions", sessions)
+        check([s["kernel_id"] for s in sessions] == ["python-data"], "get_jupyter_sessions", sessions)
         agent = await sandbox.get_agent_info()
         check(agent["agent"] == "wasmbox", "get_agent_info", agent)
         metrics = await sandbox.get_agent_metrics()

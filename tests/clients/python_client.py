@@ -86,7 +86,8 @@ check(sandbox.get_jupyter_sessions() == [], "no kernels yet", sandbox.get_jupyte
 # hopx-ai has no run_ipython: start the kernel through its agent client, as the JS client does.
 sandbox._agent_client.post("/execute/ipython", json={"code": "k = 1"}, operation="ipython cell")
 sessions = sandbox.get_jupyter_sessions()
-check(len(sessions) == 1 and sessions[0]["kernel_id"] == "python"
+# code-interpreter's python is the data runtime (the server's default).
+check(len(sessions) == 1 and sessions[0]["kernel_id"] == "python-data"
       and sessions[0]["execution_state"] == "idle", "get_jupyter_sessions", sessions)
 
 
@@ -96,7 +97,7 @@ async def async_sessions():
 
 
 sessions = asyncio.run(async_sessions())
-check([s["kernel_id"] for s in sessions] == ["python"], "async get_jupyter_sessions", sessions)
+check([s["kernel_id"] for s in sessions] == ["python-data"], "async get_jupyter_sessions", sessions)
 
 command = sandbox.commands.run("echo hello")
 check(command.stdout == "hello\n" and command.exit_code == 0, "commands.run", command)
