@@ -281,6 +281,57 @@ fn kernels_survive_pause_resume_and_server_restarts() {
     assert_eq!(after["result"], "'before kill -9'", "{after}");
 }
 
+/// Appended image records are compacted into a whole image when they outgrow it; what a
+/// compacted image (plus the records after it) restores must be the latest state.
+#[test]
+fn compacted_images_restore_the_latest_state_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbx_id;
+    let image_of = |id: &str| {
+        dir.path()
+            .join("sandboxes")
+            .join(id)
+            .join("kernels")
+            .join("python.kernel")
+    };
+    {
+        let (mut server, api) = server(dir.path());
+        let sbx = api.create_default();
+        sbx_id = sbx.id.clone();
+        assert_ok(&py(&api, &sbx, "xs = []"));
+        let mut sizes = Vec::new();
+        for i in 0..60 {
+            // 64 KiB of fresh bytes per cell, some of it overwriting what earlier cells wrote.
+            let code = format!("xs.append(bytes([{i}]) * 65536)\nif len(xs) > 8: xs[{i} % 8] = bytes([{i}]) * 65536");
+            assert_ok(&py(&api, &sbx, &code));
+            sizes.push(std::fs::metadata(image_of(&sbx_id)).unwrap().len());
+        }
+        assert!(
+            sizes.windows(2).any(|w| w[1] < w[0]),
+            "the image was never compacted: {sizes:?}"
+        );
+        server.kill9();
+    }
+    let (_server, api) = server(dir.path());
+    let sbx = api.reconnect(&sbx_id);
+    let check = py(
+        &api,
+        &sbx,
+        "(len(xs), [x[0] for x in xs[:8]], xs[-1][0], sum(len(x) for x in xs))",
+    );
+    let expected_head: Vec<String> = (0..8)
+        .map(|slot| {
+            // The last cell i (from 8 on) with i % 8 == slot rewrote xs[slot].
+            (8..60).filter(|i| i % 8 == slot).max().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        check["result"],
+        format!("(60, [{}], 59, {})", expected_head.join(", "), 60 * 65536),
+        "{check}"
+    );
+}
+
 /// A sandbox handle for an existing id (a fresh token from the restarted server).
 #[test]
 fn a_corrupt_image_restarts_the_kernel_with_a_notice() {

@@ -42,7 +42,7 @@ use super::{
 /// How long a cell may ignore its interrupt before it is killed (and its kernel with it).
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// Granularity of kernel images.
-const CHUNK: usize = 4 << 10;
+pub(super) const CHUNK: usize = 4 << 10;
 /// WebAssembly's page size: memories grow in these.
 const WASM_PAGE: usize = 64 << 10;
 /// Start of every kernel image file.
@@ -649,7 +649,6 @@ impl Kernel {
         if !self.module.memory_is_whole_state() {
             return Err(ImageError::Unsupported);
         }
-        self.recorded = None;
         let name = self.module.identity();
         let mut header = Vec::with_capacity(16 + name.len());
         header.extend_from_slice(MAGIC);
@@ -658,8 +657,22 @@ impl Kernel {
         header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
         write(out, &header)?;
         let pristine = self.module.pristine_memory(&[]);
+        let pristine_hashes = self.module.pristine_hashes();
         let zero = [0u8; CHUNK];
         let zero_hash = xxhash_rust::xxh3::xxh3_64(&zero);
+        // Rewriting an image this kernel keeps records for (compaction): the chunks whose hash
+        // differs from the fresh instance's, hashing only what was written since the last
+        // record.
+        if let Some(previous) = self.recorded.take() {
+            let hashes = self.current_hashes(&previous);
+            let data = self.memory.data(&self.store);
+            let changed = data.chunks(CHUNK).enumerate().filter(|(index, _)| {
+                hashes[*index] != pristine_hashes.get(*index).copied().unwrap_or(zero_hash)
+            });
+            let written = write_record(out, data.len(), changed)?;
+            self.recorded = Some(hashes);
+            return Ok(header.len() as u64 + written);
+        }
         let data = self.memory.data(&self.store);
         // Untouched pages equal the fresh instance's and are not even read (reading a page
         // beyond the image would map the zero page and make it look written from then on).
@@ -669,16 +682,15 @@ impl Kernel {
             let at = index * CHUNK;
             pristine.get(at..at + CHUNK).unwrap_or(&zero)
         };
+        // An untouched chunk hashes as the fresh instance's (hashed once per module).
         let hashes: Vec<u64> = data
             .chunks(CHUNK)
             .enumerate()
             .map(|(index, chunk)| {
                 if !is_untouched(index) {
                     xxhash_rust::xxh3::xxh3_64(chunk)
-                } else if index * CHUNK < pristine.len() {
-                    xxhash_rust::xxh3::xxh3_64(base(index))
                 } else {
-                    zero_hash
+                    pristine_hashes.get(index).copied().unwrap_or(zero_hash)
                 }
             })
             .collect();
@@ -714,17 +726,39 @@ impl Kernel {
         let Some(previous) = self.recorded.take() else {
             return Ok(None);
         };
+        let hashes = self.current_hashes(&previous);
+        let zero_hash = xxhash_rust::xxh3::xxh3_64(&[0u8; CHUNK]);
+        let data = self.memory.data(&self.store);
+        let changed_at =
+            |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
+        if !(0..hashes.len()).any(changed_at) && hashes.len() == previous.len() {
+            self.recorded = Some(hashes);
+            return Ok(Some(0));
+        }
+        let changed = data
+            .chunks(CHUNK)
+            .enumerate()
+            .filter(|(index, _)| changed_at(*index));
+        let written = write_record(out, data.len(), changed)?;
+        self.recorded = Some(hashes);
+        Ok(Some(written))
+    }
+
+    /// The hash of every chunk now, from `previous` (the hashes of the last record): only the
+    /// pages written since then are hashed again (all the pages the kernel ever wrote when
+    /// writes are not tracked).
+    fn current_hashes(&mut self, previous: &[u64]) -> Vec<u64> {
         let data = self.memory.data(&self.store);
         let zero_hash = xxhash_rust::xxh3::xxh3_64(&[0u8; CHUNK]);
         let hash = |index: usize| {
             data.get(index * CHUNK..(index + 1) * CHUNK)
                 .map_or(zero_hash, xxhash_rust::xxh3::xxh3_64)
         };
-        let hashes: Vec<u64> = match self.written.as_mut().map(|w| w.take(data.len())) {
+        match self.written.as_mut().map(|w| w.take(data.len())) {
             // Only the pages written since the last record can have changed. Pages the memory
             // grew into and nobody wrote are zero, as a restore's grown memory is.
             Some(Ok(ranges)) => {
-                let mut hashes = previous.clone();
+                let mut hashes = previous.to_vec();
                 hashes.resize(data.len() / CHUNK, zero_hash);
                 for index in ranges.into_iter().flatten() {
                     if let Some(slot) = hashes.get_mut(index) {
@@ -751,20 +785,7 @@ impl Kernel {
                     })
                     .collect()
             }
-        };
-        let changed_at =
-            |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
-        if !(0..hashes.len()).any(changed_at) && hashes.len() == previous.len() {
-            self.recorded = Some(hashes);
-            return Ok(Some(0));
         }
-        let changed = data
-            .chunks(CHUNK)
-            .enumerate()
-            .filter(|(index, _)| changed_at(*index));
-        let written = write_record(out, data.len(), changed)?;
-        self.recorded = Some(hashes);
-        Ok(Some(written))
     }
 
     /// Forgets what was recorded: the next image is written whole.

@@ -379,6 +379,9 @@ pub struct PreparedModule {
     /// A fresh instance's memory, captured when the first kernel starts: kernel images are
     /// diffs against it.
     pristine: std::sync::OnceLock<Arc<[u8]>>,
+    /// Hash of each page of `pristine`, computed at the first whole kernel image: rewriting
+    /// an image then hashes only the pages the kernel wrote, not all of its memory.
+    pristine_hashes: std::sync::OnceLock<Arc<[u64]>>,
     /// Whether an idle instance's state is its memory alone (see `kernel`), read lazily.
     whole_state: std::sync::OnceLock<bool>,
     /// (address, bits) of the interpreter's interrupt flags, when its snapshot found them (a
@@ -403,6 +406,18 @@ impl PreparedModule {
     /// The fresh-instance memory, recorded from `fresh` the first time.
     fn pristine_memory(&self, fresh: &[u8]) -> Arc<[u8]> {
         self.pristine.get_or_init(|| Arc::from(fresh)).clone()
+    }
+
+    /// The hash of each page of the fresh-instance memory (see [`Self::pristine_memory`]).
+    fn pristine_hashes(&self) -> Arc<[u64]> {
+        self.pristine_hashes
+            .get_or_init(|| {
+                self.pristine_memory(&[])
+                    .chunks(kernel::CHUNK)
+                    .map(xxhash_rust::xxh3::xxh3_64)
+                    .collect()
+            })
+            .clone()
     }
 
     fn memory_is_whole_state(&self) -> bool {
@@ -707,6 +722,7 @@ impl Engine {
                         path,
                         pre,
                         pristine: Default::default(),
+                        pristine_hashes: Default::default(),
                         whole_state: Default::default(),
                         interrupt_slots,
                     }))

@@ -195,6 +195,7 @@ impl Programs {
             path,
             pre,
             pristine: Default::default(),
+            pristine_hashes: Default::default(),
             whole_state: Default::default(),
             interrupt_slots: Arc::new([]),
         }))
