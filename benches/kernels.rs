@@ -82,7 +82,9 @@ fn http_rows(
         client
             .post(format!("{base}/v1/sandboxes"))
             .header("X-API-Key", API_KEY)
-            .json(&json!({ "template_name": "code-interpreter" }))
+            // The `python` template: these rows are the plain CPython 3.13 (code-interpreter's
+            // python is the data runtime, measured by `cargo bench --bench data`).
+            .json(&json!({ "template_name": "python" }))
             .send()
             .await?
             .json()

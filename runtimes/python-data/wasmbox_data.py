@@ -85,8 +85,10 @@ def _mime_bundle(obj):
     if module.startswith("matplotlib") and hasattr(obj, "savefig"):
         png = _figure_png(obj)
         data["image/png"] = png
-        w, h = obj.get_size_inches() * obj.dpi
-        metadata["image/png"] = {"width": int(w), "height": int(h)}
+        # The image's own size (IHDR), which the tight bounding box makes smaller than the
+        # figure's.
+        w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        metadata["image/png"] = {"width": w, "height": h}
     elif module.startswith("pandas") and cls.__name__ == "DataFrame":
         data["application/vnd.dataframe+json"] = _dataframe_json(obj)
     method = getattr(cls, "_repr_mimebundle_", None)

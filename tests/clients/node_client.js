@@ -67,6 +67,9 @@ async function main() {
   check(result.result === '12.57', 'runIpython keeps imports and functions', result);
   result = await sandbox.runIpython("class T:\n    def _repr_html_(self):\n        return '<b>t</b>'\nT()");
   check(result.html === '<b>t</b>', 'runIpython rich html', result);
+  // code-interpreter's python is the data runtime: a DataFrame as the last value is a table.
+  result = await sandbox.runIpython("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})");
+  check(typeof result.html === 'string' && result.html.includes('<table'), 'runIpython DataFrame html', result);
   result = await sandbox.runIpython('while True: pass', { timeout: 2 });
   check(result.success === false && result.stderr.includes('KeyboardInterrupt'), 'runIpython interrupt', result);
   result = await sandbox.runIpython('x');

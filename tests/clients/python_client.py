@@ -85,6 +85,14 @@ check(result.rich_outputs[0].data["image/png"] == "iVBORw0KGgo=", "png as base64
 check(sandbox.get_jupyter_sessions() == [], "no kernels yet", sandbox.get_jupyter_sessions())
 # hopx-ai has no run_ipython: start the kernel through its agent client, as the JS client does.
 sandbox._agent_client.post("/execute/ipython", json={"code": "k = 1"}, operation="ipython cell")
+cell = sandbox._agent_client.post(
+    "/execute/ipython",
+    json={"code": "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\ndf"},
+    operation="ipython cell",
+).json()
+check("<table" in cell.get("html", "") and cell["dataframe"]["columns"] == ["a", "b"]
+      and "text/html" in [o["type"] for o in cell["rich_outputs"]],
+      "a DataFrame as a cell's last value: text/html table", cell)
 sessions = sandbox.get_jupyter_sessions()
 # code-interpreter's python is the data runtime (the server's default).
 check(len(sessions) == 1 and sessions[0]["kernel_id"] == "python-data"
