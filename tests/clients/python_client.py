@@ -91,7 +91,7 @@ cell = sandbox._agent_client.post(
     operation="ipython cell",
 ).json()
 check("<table" in cell.get("html", "") and cell["dataframe"]["columns"] == ["a", "b"]
-      and "text/html" in [o["type"] for o in cell["rich_outputs"]],
+      and any("text/html" in o["data"] for o in cell["rich_outputs"]),
       "a DataFrame as a cell's last value: text/html table", cell)
 sessions = sandbox.get_jupyter_sessions()
 # code-interpreter's python is the data runtime (the server's default).
@@ -216,6 +216,12 @@ check(started["status"] == "running" and bg_id.startswith("proc_"), "run_code_ba
 procs = sandbox.list_processes()
 check(any(p["process_id"] == bg_id and p["status"] == "running" and p["name"] == "sleeper"
           for p in procs), "list_processes", procs)
+# Killed once it has printed (its interpreter may still be loading: code-interpreter's python is
+# the data runtime, whose first instance in a server takes longer).
+for _ in range(100):
+    if any(p["process_id"] == bg_id and p.get("stdout", "").startswith("bg") for p in sandbox.list_processes()):
+        break
+    time.sleep(0.1)
 killed = sandbox.kill_process(bg_id)
 check(killed["status"] == "killed" and killed["stdout"].startswith("bg"), "kill_process", killed)
 procs = sandbox.list_processes()
