@@ -124,6 +124,10 @@ fn run() -> Result<()> {
         )?;
         let took = started.elapsed();
         ensure!(body["success"] == true, "{path} {code:?}: {body}");
+        ensure!(
+            !code.contains("plt.show") || body["png"].is_string(),
+            "{path}: the plot gave no png: {body}"
+        );
         Ok((took, body))
     };
     let times =

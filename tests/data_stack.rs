@@ -134,6 +134,21 @@ fn kernel_cells_keep_state_and_show_dataframes() {
         "{shown}"
     );
     assert_eq!(shown["dataframe"]["data"], json!([[1], [2], [3]]));
+    // Every plotting cell draws, not only the first: the fonts the first one loaded keep
+    // descriptors of that cell's WASI context.
+    for round in 0..2 {
+        let plot = cell(
+            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.title('t')\nplt.show()",
+        );
+        assert!(plot["png"].is_string(), "plot cell {round}: {plot}");
+        assert!(
+            !plot["stderr"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Bad file descriptor"),
+            "plot cell {round}: {plot}"
+        );
+    }
     let failed = cell("undefined_name");
     assert_eq!(failed["success"], false, "{failed}");
     let after = cell("int(df.n.sum())");

@@ -37,6 +37,10 @@ def init():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plt.show = _show
+    # What the first savefig of every execution would import (~40 ms): Pillow's PNG writer.
+    import PIL.Image
+    import PIL.PngImagePlugin  # noqa: F401
+    PIL.Image.init()
     import builtins
     builtins.display = display
     sys.dont_write_bytecode = True
@@ -273,6 +277,12 @@ def execute(payload):
         _flush_figures()
     except Exception as e:
         print(f"wasmbox: could not render the open figures: {e!r}", file=sys.stderr)
+    # Descriptors do not outlive a turn's WASI context (a kernel's cells each get one, and a
+    # restored kernel is a new instance): matplotlib's loaded fonts keep their files open, so
+    # they are closed now, while the descriptors are valid, and loaded again when next used.
+    font_manager = sys.modules.get("matplotlib.font_manager")
+    if font_manager is not None:
+        font_manager._get_font.cache_clear()
     if mode == "run":
         import atexit
         try:
