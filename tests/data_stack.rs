@@ -226,3 +226,47 @@ fn limits_hold_for_the_data_runtime() {
     );
     assert_eq!(stdout(&escape).trim(), "False False", "{escape}");
 }
+
+/// The escape suite's probes on the data runtime: host files, the runtime's own read-only
+/// mounts, links planted in the sandbox, sockets.
+#[test]
+fn escape_probes_fail_on_the_data_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server(dir.path(), &[]);
+    let sbx = api.create_default();
+    let workspace = dir
+        .path()
+        .join("sandboxes")
+        .join(&sbx.id)
+        .join("fs/workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", workspace.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc", workspace.join("etc")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let probes = [
+        "print(open('/etc/passwd').read())".to_string(),
+        "print(open('../../../../../../etc/passwd').read())".to_string(),
+        "import os\nprint(os.listdir('/proc'))".to_string(),
+        "print(open('/workspace/passwd').read())".to_string(),
+        "print(open('/workspace/etc/hostname').read())".to_string(),
+        "import os\nos.symlink('/etc/passwd', '/workspace/mine')\nprint(open('/workspace/mine').read())"
+            .to_string(),
+        // The runtime's standard library and matplotlib data are mounted read-only.
+        "open('/usr/local/lib/python315.zip', 'ab').write(b'x')".to_string(),
+        "import matplotlib, os\nopen(os.path.join(matplotlib.get_data_path(), 'matplotlibrc'), 'a').write('x')"
+            .to_string(),
+        format!("import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')"),
+    ];
+    for code in &probes {
+        let r = api.python(&sbx, code);
+        assert_eq!(r["success"], false, "{code} succeeded: {r}");
+        let out = stdout(&r);
+        assert!(
+            !out.contains("root:") && !out.contains("connected"),
+            "{code} leaked: {r}"
+        );
+    }
+    let listing = api.python(&sbx, "import os\nprint(sorted(os.listdir('/')))");
+    assert_eq!(stdout(&listing), "['tmp', 'workspace']\n", "{listing}");
+}
