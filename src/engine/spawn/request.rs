@@ -238,6 +238,11 @@ enum Program {
         /// Absolute guest path of the source file.
         source: String,
     },
+}
+
+/// What a stage does: run an instance of a program, or let the host answer.
+enum StageWork {
+    Instance(Program),
     /// No instance: the host answers (see [`HostCommand`]).
     Host {
         command: Arc<dyn HostCommand>,
@@ -256,10 +261,6 @@ impl Program {
     ) -> Result<Arc<PreparedModule>, BuildFailure> {
         match self {
             Program::Ready(module) => Ok(module),
-            Program::Host { .. } => Err(BuildFailure {
-                message: "sh: a host command has no module\n".into(),
-                status: 126,
-            }),
             Program::Build { builder, source } => {
                 let code = read_source(&spec.mounts, &source).map_err(|e| BuildFailure {
                     message: format!("go: {source}: {e}\n"),
@@ -338,11 +339,11 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
     let mut guards: Vec<Option<LiveGuard>> = (0..n)
         .map(|_| Some(LiveGuard(ctx.tree.clone(), None)))
         .collect();
-    // Every stage is an instance of the host's pool: admit them all before starting any.
-    let mut tickets = Vec::with_capacity(n);
-    for _ in 0..n {
+    // Every stage is an instance of the host's pool: admit them all before starting any. A
+    // refusal drops the guards, which give back the live counts and the tickets taken.
+    for guard in guards.iter_mut().flatten() {
         match ctx.engine.admit_child(&ctx.limits) {
-            Ok(ticket) => tickets.push(Some(ticket)),
+            Ok(ticket) => guard.1 = Some(ticket),
             Err(refusal) => {
                 return Err(Response::refused(format!(
                     "cannot start a program: resource temporarily unavailable ({refusal})"
@@ -374,10 +375,10 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
             continue; // dropping `io` closes this stage's pipe ends
         }
         let cwd = st.cwd;
-        let (program, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
+        let (work, argv, extra_env) = match cfg.resolve(&st.argv, &cwd) {
             Ok(Resolved::Module(module_path, argv, extra_env)) => {
                 match ctx.engine.prepare(&module_path).await {
-                    Ok(module) => (Program::Ready(module), argv, extra_env),
+                    Ok(module) => (StageWork::Instance(Program::Ready(module)), argv, extra_env),
                     Err(e) => {
                         let _ = io.stderr.append(
                             format!(
@@ -396,9 +397,13 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
                 builder,
                 source,
                 argv,
-            }) => (Program::Build { builder, source }, argv, Vec::new()),
+            }) => (
+                StageWork::Instance(Program::Build { builder, source }),
+                argv,
+                Vec::new(),
+            ),
             Ok(Resolved::Host { command, args }) => (
-                Program::Host {
+                StageWork::Host {
                     command,
                     args,
                     cwd: cwd.clone(),
@@ -452,19 +457,19 @@ pub(super) async fn start_request(ctx: ChildContext, req: Request) -> Result<Sta
         };
         let engine = ctx.engine.clone();
         let deadline = ctx.deadline;
-        let mut guard = guards[i].take();
-        if let Some(guard) = guard.as_mut() {
-            guard.1 = tickets[i].take();
-        }
+        let guard = guards[i].take();
         let task = tokio::spawn(async move {
             let _guard = guard;
             let errsink = io.stderr.clone();
-            if let Program::Host { command, args, cwd } = program {
-                let output = command.run(args, cwd).await;
-                let _ = io.stdout.append(output.stdout.as_bytes());
-                let _ = io.stderr.append(output.stderr.as_bytes());
-                return output.status;
-            }
+            let program = match work {
+                StageWork::Host { command, args, cwd } => {
+                    let output = command.run(args, cwd).await;
+                    let _ = io.stdout.append(output.stdout.as_bytes());
+                    let _ = io.stderr.append(output.stderr.as_bytes());
+                    return output.status;
+                }
+                StageWork::Instance(program) => program,
+            };
             let module = match program.ready(&spec, deadline).await {
                 Ok(module) => module,
                 Err(BuildFailure { message, status }) => {
