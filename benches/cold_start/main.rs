@@ -2,7 +2,8 @@
 //! to end, side by side with native process spawns, in one run.
 //!
 //! For python `print('hello')`, javascript `console.log('hello')` and shell `echo hello` (the
-//! shell only when its runtime is installed), at 1, 8 and 64 concurrent clients (tokio tasks):
+//! shell only when its runtime is installed), at 1, 2, 4, 8, 16 and 64 concurrent clients (tokio
+//! tasks):
 //!
 //! - library: `Executor::run` on a warm engine, with pre-initialised snapshots (the default) and
 //!   with `snapshots: false`;
@@ -54,7 +55,7 @@ use jobs::*;
 use measure::*;
 use report::*;
 
-const CONCURRENCY: [usize; 3] = [1, 8, 64];
+const CONCURRENCY: [usize; 6] = [1, 2, 4, 8, 16, 64];
 const EXPECTED: &str = "hello\n";
 const TIMEOUT: Duration = Duration::from_secs(30);
 const API_KEY: &str = "cold-start-bench-key";
