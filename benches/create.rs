@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
-use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
 
-const API_KEY: &str = "bench-key";
+#[path = "support/server.rs"]
+mod server;
+use server::{BenchClient, BenchSandbox, BenchServer};
 
 fn main() {
     if let Err(e) = run() {
@@ -58,62 +59,14 @@ fn run() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out_dir = root.join(if quick { "target/bench" } else { "docs/bench" });
     let scratch = tempfile::tempdir()?;
-    let settings = Settings {
+    let server = BenchServer::start(Settings {
         data_dir: scratch.path().join("server"),
         ..Settings::from_env()
-    };
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(Server::bind(ServerConfig {
-        settings,
-        listen: "127.0.0.1:0".parse()?,
-        api_key: Some(API_KEY.into()),
-        public_url: None,
-        tls: None,
-        sandbox_domain: None,
-        queue_wait: Duration::from_secs(60),
-        connections: ConnectionLimits::default(),
-    }))?;
-    let base = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
-    wasmbox::tls::install_crypto_provider();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let send = |request: reqwest::RequestBuilder| -> Result<Value> {
-        client_rt.block_on(async {
-            let response = request.send().await?;
-            ensure!(response.status().is_success(), "{}", response.status());
-            Ok(response.json().await?)
-        })
-    };
-    let create = |template: &str| -> Result<(String, String)> {
-        let created = send(
-            client
-                .post(format!("{base}/v1/sandboxes"))
-                .header("X-API-Key", API_KEY)
-                .json(&json!({ "template_name": template })),
-        )?;
-        let field = |name: &str| -> Result<String> {
-            Ok(created[name]
-                .as_str()
-                .context(name.to_string())?
-                .to_string())
-        };
-        Ok((field("public_host")?, field("auth_token")?))
-    };
-    let post = |sandbox: &(String, String), path: &str, code: &str| -> Result<Value> {
-        let body = send(
-            client
-                .post(format!("{}{path}", sandbox.0))
-                .bearer_auth(&sandbox.1)
-                .json(&json!({ "code": code, "timeout": 60 })),
-        )?;
+    })?;
+    let client = BenchClient::new(&server)?;
+    let create = |template: &str| client.create(template);
+    let post = |sandbox: &BenchSandbox, path: &str, code: &str| -> Result<Value> {
+        let body = client.post(sandbox, path, json!({ "code": code, "timeout": 60 }))?;
         ensure!(body["success"] == true, "{path} {code:?}: {body}");
         Ok(body)
     };
@@ -154,8 +107,8 @@ fn run() -> Result<()> {
     };
     let plain_kernel_kib = kernel_kib("python", kernels)?;
     let data_kernel_kib = kernel_kib("code-interpreter", data_kernels)?;
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(serving);
+    drop(client);
+    drop(server);
 
     let mut native: Vec<Duration> = (0..iters.min(50))
         .map(|_| {

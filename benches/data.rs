@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 
-use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
 
-const API_KEY: &str = "bench-key";
+#[path = "support/server.rs"]
+mod server;
+use server::{BenchClient, BenchSandbox, BenchServer};
 
 const PRINT: &str = "print('hello')";
 const IMPORTS: &str = "import numpy, pandas, matplotlib\nprint('hello')";
@@ -64,64 +65,15 @@ fn run() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out_dir = root.join(if quick { "target/bench" } else { "docs/bench" });
     let scratch = tempfile::tempdir()?;
-    let settings = Settings {
+    let server = BenchServer::start(Settings {
         data_dir: scratch.path().join("server"),
         ..Settings::from_env()
-    };
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(Server::bind(ServerConfig {
-        settings,
-        listen: "127.0.0.1:0".parse()?,
-        api_key: Some(API_KEY.into()),
-        public_url: None,
-        tls: None,
-        sandbox_domain: None,
-        queue_wait: Duration::from_secs(60),
-        connections: ConnectionLimits::default(),
-    }))?;
-    let base = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
-    wasmbox::tls::install_crypto_provider();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let send = |request: reqwest::RequestBuilder| -> Result<Value> {
-        client_rt.block_on(async {
-            let response = request.send().await?;
-            ensure!(response.status().is_success(), "{}", response.status());
-            Ok(response.json().await?)
-        })
-    };
-    // (public host, token) of a new sandbox of `template`.
-    let create = |template: &str| -> Result<(String, String)> {
-        let created = send(
-            client
-                .post(format!("{base}/v1/sandboxes"))
-                .header("X-API-Key", API_KEY)
-                .json(&json!({ "template_name": template })),
-        )?;
-        let field = |name: &str| -> Result<String> {
-            Ok(created[name]
-                .as_str()
-                .context(name.to_string())?
-                .to_string())
-        };
-        Ok((field("public_host")?, field("auth_token")?))
-    };
-    let post = |sandbox: &(String, String), path: &str, code: &str| -> Result<(Duration, Value)> {
+    })?;
+    let client = BenchClient::new(&server)?;
+    let create = |template: &str| client.create(template);
+    let post = |sandbox: &BenchSandbox, path: &str, code: &str| -> Result<(Duration, Value)> {
         let started = Instant::now();
-        let body = send(
-            client
-                .post(format!("{}{path}", sandbox.0))
-                .bearer_auth(&sandbox.1)
-                .json(&json!({ "code": code, "timeout": 60 })),
-        )?;
+        let body = client.post(sandbox, path, json!({ "code": code, "timeout": 60 }))?;
         let took = started.elapsed();
         ensure!(body["success"] == true, "{path} {code:?}: {body}");
         ensure!(
@@ -131,7 +83,7 @@ fn run() -> Result<()> {
         Ok((took, body))
     };
     let times =
-        |sandbox: &(String, String), path: &str, code: &str, n: usize| -> Result<Vec<Duration>> {
+        |sandbox: &BenchSandbox, path: &str, code: &str, n: usize| -> Result<Vec<Duration>> {
             post(sandbox, path, code)?; // warm-up (loads the module, starts the kernel)
             (0..n)
                 .map(|_| post(sandbox, path, code).map(|(t, _)| t))
@@ -183,8 +135,8 @@ fn run() -> Result<()> {
         "`print('hello')`, `/execute`, `python` template (CPython 3.13)",
         times(&plain, "/execute", PRINT, fast)?,
     )];
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(serving);
+    drop(client);
+    drop(server);
 
     let native = |code: &str| -> Option<Vec<Duration>> {
         (0..fast.min(20))

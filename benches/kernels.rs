@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
 use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::kernels::{Durability, Kernels};
 use wasmbox::runtimes::Language;
 use wasmbox::sandbox::{NewSandbox, SandboxStore};
 
-const API_KEY: &str = "bench-key";
+#[path = "support/server.rs"]
+mod server;
+use server::{BenchClient, BenchServer};
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Row {
@@ -49,71 +50,16 @@ fn http_rows(
     each_cell: bool,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(Server::bind(ServerConfig {
-        settings: Settings {
-            data_dir: scratch.join(format!("server-{each_cell}")),
-            kernel_image_each_cell: each_cell,
-            ..settings.clone()
-        },
-        listen: "127.0.0.1:0".parse()?,
-        api_key: Some(API_KEY.into()),
-        public_url: None,
-        tls: None,
-        sandbox_domain: None,
-        queue_wait: Duration::from_secs(60),
-        connections: ConnectionLimits::default(),
-    }))?;
-    let base = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
-    // An async client driven on this thread: a request costs what the server and the socket
-    // cost, without reqwest::blocking's hop to a runtime thread of its own (~0.3 ms per call).
-    wasmbox::tls::install_crypto_provider();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let created: Value = client_rt.block_on(async {
-        client
-            .post(format!("{base}/v1/sandboxes"))
-            .header("X-API-Key", API_KEY)
-            // The `python` template: these rows are the plain CPython 3.13 (code-interpreter's
-            // python is the data runtime, measured by `cargo bench --bench data`).
-            .json(&json!({ "template_name": "python" }))
-            .send()
-            .await?
-            .json()
-            .await
+    let server = BenchServer::start(Settings {
+        data_dir: scratch.join(format!("server-{each_cell}")),
+        kernel_image_each_cell: each_cell,
+        ..settings.clone()
     })?;
-    let host = created["public_host"]
-        .as_str()
-        .context("public_host")?
-        .to_string();
-    let token = created["auth_token"]
-        .as_str()
-        .context("auth_token")?
-        .to_string();
-    let post = |path: &str, body: Value| -> Result<Value> {
-        client_rt.block_on(async {
-            let response = client
-                .post(format!("{host}{path}"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await?;
-            ensure!(
-                response.status().is_success(),
-                "{path}: {}",
-                response.status()
-            );
-            Ok(response.json().await?)
-        })
-    };
+    let client = BenchClient::new(&server)?;
+    // The `python` template: these rows are the plain CPython 3.13 (code-interpreter's python
+    // is the data runtime, measured by `cargo bench --bench data`).
+    let sandbox = client.create("python")?;
+    let post = |path: &str, body: Value| client.post(&sandbox, path, body);
     for (language, print, define) in [
         (Language::Python, "x = 41\nprint(x + 1)", "x = 41"),
         (
@@ -167,9 +113,6 @@ fn http_rows(
             String::new(),
         ));
     }
-    let _ = stop_tx.send(());
-    let _ = server_rt.block_on(serving);
-
     Ok(())
 }
 

@@ -39,7 +39,6 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::{json, Value};
 
-use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
 use wasmbox::exec::{Executor, RunRequest};
 use wasmbox::runtimes::Language;
@@ -49,16 +48,18 @@ mod chart;
 mod jobs;
 mod measure;
 mod report;
+#[path = "../support/server.rs"]
+mod server;
 
 use chart::*;
 use jobs::*;
 use measure::*;
 use report::*;
+use server::{BenchServer, API_KEY};
 
 const CONCURRENCY: [usize; 6] = [1, 2, 4, 8, 16, 64];
 const EXPECTED: &str = "hello\n";
 const TIMEOUT: Duration = Duration::from_secs(30);
-const API_KEY: &str = "cold-start-bench-key";
 const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// One benchmarked language: the guest code and the native command that does the same.
@@ -335,31 +336,11 @@ fn run() -> Result<()> {
     }
 
     // HTTP: the real server, in this process on its own runtime (as `wasmbox serve` builds it).
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-server")
-        .build()
-        .context("starting the server runtime")?;
-    let server = server_rt
-        .block_on(Server::bind(ServerConfig {
-            settings: Settings {
-                data_dir: scratch.path().join("server"),
-                ..snap_settings.clone()
-            },
-            listen: "127.0.0.1:0".parse()?,
-            api_key: Some(API_KEY.into()),
-            public_url: None,
-            tls: None,
-            sandbox_domain: None,
-            queue_wait: Duration::from_secs(60),
-            connections: ConnectionLimits::default(),
-        }))
-        .context("starting the server")?;
-    let base_url = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let server = BenchServer::start(Settings {
+        data_dir: scratch.path().join("server"),
+        ..snap_settings.clone()
+    })?;
+    let base_url = server.base().to_string();
 
     let sandboxes: Vec<HttpSandbox> = client_rt
         .block_on(async {
@@ -409,14 +390,7 @@ fn run() -> Result<()> {
         scale.hwm_kib / 1024
     );
 
-    let _ = stop_tx.send(());
-    match server_rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), serving).await })
-    {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => bail!("server failed: {e}"),
-        Ok(Err(e)) => bail!("server task failed: {e}"),
-        Err(_) => bail!("server did not stop within 30 s"),
-    }
+    server.stop()?;
 
     let elapsed = bench_started.elapsed();
     let others = CpuTimes::now()
