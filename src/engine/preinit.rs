@@ -281,16 +281,19 @@ async fn probe_interrupt(
     let memory = instance
         .get_memory(&mut *store, "memory")
         .ok_or("no exported memory")?;
-    let sp = match stack_pointer {
-        Some(i) => match instance
-            .get_global(&mut *store, &format!("__wizer_global_{i}"))
-            .map(|g| g.get(&mut *store))
-        {
-            Some(Val::I32(sp)) => Some(sp as u32),
+    // Without the stack pointer the probe's own frames could not be told from flags, and
+    // setting "flags" there would write into a running cell's stack: no probe then.
+    let sp = stack_pointer
+        .and_then(|i| {
+            instance
+                .get_global(&mut *store, &format!("__wizer_global_{i}"))
+                .map(|g| g.get(&mut *store))
+        })
+        .and_then(|value| match value {
+            Val::I32(sp) => Some(sp as u32),
             _ => None,
-        },
-        None => None,
-    };
+        })
+        .ok_or("the module names no __stack_pointer global")?;
     let before = memory.data(&*store).to_vec();
     let raise = instance
         .get_typed_func::<i32, i32>(&mut *store, PROBE_EXPORT)
@@ -331,9 +334,8 @@ async fn probe_interrupt(
 /// The 4-byte words that only gained bits between `before` and `after`, as (address, bits);
 /// words in the probe call's own stack frames (just under `sp`) are left out. A word that
 /// lost bits means something else changed: not a set of flags.
-fn changed_flags(before: &[u8], after: &[u8], sp: Option<u32>) -> Result<Vec<(u32, u32)>, String> {
-    let in_frames =
-        |at: u32| sp.is_some_and(|sp| at < sp && at >= sp.saturating_sub(PROBE_STACK_WINDOW));
+fn changed_flags(before: &[u8], after: &[u8], sp: u32) -> Result<Vec<(u32, u32)>, String> {
+    let in_frames = |at: u32| at < sp && at >= sp.saturating_sub(PROBE_STACK_WINDOW);
     let mut slots = Vec::new();
     for (page, (old, new)) in before.chunks(4096).zip(after.chunks(4096)).enumerate() {
         if old == new {
@@ -393,5 +395,43 @@ impl InstanceState for WizerState {
             Some(memory) => contents(memory.data(&self.store)),
             None => panic!("wizer asked for memory {name}, which the instance does not export"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(memory: &mut [u8], at: usize, value: u32) {
+        memory[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    #[test]
+    fn the_probe_keeps_the_bits_set_outside_its_own_frames() {
+        let sp = 0x20000u32;
+        let before = vec![0u8; 0x30000];
+        let mut after = before.clone();
+        word(&mut after, 0x100, 1); // a trip flag
+        word(&mut after, 0x2a000, 2); // the eval breaker, above the stack
+        word(&mut after, sp as usize - 64, 0xdead); // the probe's own frame
+        assert_eq!(
+            changed_flags(&before, &after, sp),
+            Ok(vec![(0x100, 1), (0x2a000, 2)])
+        );
+    }
+
+    #[test]
+    fn a_probe_that_clears_bits_or_sets_nothing_is_not_trusted() {
+        let mut before = vec![0u8; 0x10000];
+        word(&mut before, 0x200, 0b11);
+        let mut after = before.clone();
+        word(&mut after, 0x200, 0b01);
+        assert!(changed_flags(&before, &after, 0x8000).is_err());
+        assert!(changed_flags(&before, &before, 0x8000).is_err());
+        let mut many = before.clone();
+        for i in 0..=MAX_INTERRUPT_SLOTS {
+            word(&mut many, 0x9000 + 8 * i, 1);
+        }
+        assert!(changed_flags(&before, &many, 0x8000).is_err());
     }
 }
