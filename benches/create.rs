@@ -18,20 +18,15 @@ use serde_json::{json, Value};
 
 use wasmbox::config::Settings;
 
-#[path = "support/server.rs"]
-mod server;
-use server::{BenchClient, BenchSandbox, BenchServer};
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, BenchClient, BenchSandbox, BenchServer};
 
 fn main() {
     if let Err(e) = run() {
         eprintln!("\ncreate bench FAILED: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * q).round() as usize]
 }
 
 fn ms(d: Duration) -> String {

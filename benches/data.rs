@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 
 use wasmbox::config::Settings;
 
-#[path = "support/server.rs"]
-mod server;
-use server::{BenchClient, BenchSandbox, BenchServer};
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, BenchClient, BenchSandbox, BenchServer};
 
 const PRINT: &str = "print('hello')";
 const IMPORTS: &str = "import numpy, pandas, matplotlib\nprint('hello')";
@@ -39,12 +39,6 @@ fn main() {
         eprintln!("\ndata bench FAILED: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    let at = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[at]
 }
 
 fn row(what: impl Into<String>, mut samples: Vec<Duration>) -> Row {

@@ -21,9 +21,9 @@ use wasmbox::kernels::{Durability, Kernels};
 use wasmbox::runtimes::Language;
 use wasmbox::sandbox::{NewSandbox, SandboxStore};
 
-#[path = "support/server.rs"]
-mod server;
-use server::{BenchClient, BenchServer};
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, BenchClient, BenchServer};
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Row {
@@ -114,12 +114,6 @@ fn http_rows(
         ));
     }
     Ok(())
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples.get(index).copied().unwrap_or_default()
 }
 
 fn row(language: Language, what: &'static str, mut samples: Vec<Duration>, note: String) -> Row {

@@ -48,14 +48,14 @@ mod chart;
 mod jobs;
 mod measure;
 mod report;
-#[path = "../support/server.rs"]
-mod server;
+#[path = "../support/mod.rs"]
+mod support;
 
 use chart::*;
 use jobs::*;
 use measure::*;
 use report::*;
-use server::{BenchServer, API_KEY};
+use support::{BenchServer, API_KEY};
 
 const CONCURRENCY: [usize; 6] = [1, 2, 4, 8, 16, 64];
 const EXPECTED: &str = "hello\n";

@@ -117,24 +117,28 @@ fn run_local(settings: &Settings, spec: RunSpec) -> Result<ExecutionResponse, Cl
         template,
     } = spec;
     let executor = Executor::new(settings)?;
-    let store = match &sandbox {
-        Some(_) => Some(SandboxStore::open(&settings.data_dir)?),
+    let existing = match &sandbox {
+        Some(id) => {
+            let store = SandboxStore::open(&settings.data_dir)?;
+            let sandbox = store.get(id)?;
+            Some((store, sandbox))
+        }
         None => None,
     };
-    let existing = match (&store, &sandbox) {
-        (Some(store), Some(id)) => Some(store.get(id)?),
-        _ => None,
-    };
     // The runtime a server would pick for this sandbox's (or the named) template.
-    if let Some(template) = existing.as_ref().map(|s| &s.template).or(template.as_ref()) {
+    if let Some(template) = existing
+        .as_ref()
+        .map(|(_, s)| &s.template)
+        .or(template.as_ref())
+    {
         request.language = executor.language_for(template, request.language);
     }
     let language = request.language;
     executor.ensure_installed(language)?;
 
-    let (fs, base_env, temp) = match (&store, existing) {
-        (Some(store), Some(sandbox)) => (store.files(&sandbox.id)?, sandbox.env, None),
-        _ => {
+    let (fs, base_env, temp) = match existing {
+        Some((store, sandbox)) => (store.files(&sandbox.id)?, sandbox.env, None),
+        None => {
             let runs = settings.data_dir.join("runs");
             std::fs::create_dir_all(&runs)
                 .map_err(|e| CliError::Other(format!("cannot create {}: {e}", runs.display())))?;

@@ -100,14 +100,19 @@ impl CellInterrupt {
         if self.delivered.swap(true, Ordering::SeqCst) {
             return;
         }
-        let data = self.memory.data_mut(&mut store);
-        for &(addr, bits) in self.slots.iter() {
-            let at = addr as usize;
-            if let Some(word) = data.get_mut(at..at + 4) {
-                let mut value = [0u8; 4];
-                value.copy_from_slice(word);
-                word.copy_from_slice(&(u32::from_le_bytes(value) | bits).to_le_bytes());
-            }
+        set_bits(self.memory.data_mut(&mut store), &self.slots);
+    }
+}
+
+/// ORs each (address, bits) of `slots` into the little-endian word at that address of `memory`
+/// (one out of bounds is skipped).
+pub(super) fn set_bits(memory: &mut [u8], slots: &[(u32, u32)]) {
+    for &(addr, bits) in slots {
+        let at = addr as usize;
+        if let Some(word) = memory.get_mut(at..at + 4) {
+            let mut value = [0u8; 4];
+            value.copy_from_slice(word);
+            word.copy_from_slice(&(u32::from_le_bytes(value) | bits).to_le_bytes());
         }
     }
 }
@@ -656,7 +661,6 @@ impl Kernel {
         header.extend_from_slice(name.as_bytes());
         header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
         write(out, &header)?;
-        let pristine = self.module.pristine_memory(&[]);
         let pristine_hashes = self.module.pristine_hashes();
         let zero = [0u8; CHUNK];
         let zero_hash = xxhash_rust::xxh3::xxh3_64(&zero);
@@ -673,6 +677,7 @@ impl Kernel {
             self.recorded = Some(hashes);
             return Ok(header.len() as u64 + written);
         }
+        let pristine = self.module.pristine_memory(&[]);
         let data = self.memory.data(&self.store);
         // Untouched pages equal the fresh instance's and are not even read (reading a page
         // beyond the image would map the zero page and make it look written from then on).

@@ -777,15 +777,18 @@ impl Engine {
                     EngineError::Cache(format!("writing {}: {e}", path.display()).into())
                 };
                 std::fs::create_dir_all(&self.inner.config.cache_dir).map_err(cache_err)?;
-                // The flags first: a snapshot on disk always has its flags beside it.
-                let slots: Vec<u8> = snapshot
-                    .interrupt_slots
-                    .iter()
-                    .flat_map(|&(at, bits)| [at.to_le_bytes(), bits.to_le_bytes()])
-                    .flatten()
-                    .collect();
-                crate::atomic_write::write_atomic(&interrupt_slots_path(&path), &slots)
-                    .map_err(cache_err)?;
+                // The flags first: a snapshot on disk always has the flags it found beside it
+                // (a snapshot without any has no file).
+                if !snapshot.interrupt_slots.is_empty() {
+                    let slots: Vec<u8> = snapshot
+                        .interrupt_slots
+                        .iter()
+                        .flat_map(|&(at, bits)| [at.to_le_bytes(), bits.to_le_bytes()])
+                        .flatten()
+                        .collect();
+                    crate::atomic_write::write_atomic(&interrupt_slots_path(&path), &slots)
+                        .map_err(cache_err)?;
+                }
                 crate::atomic_write::write_atomic(&path, &snapshot.wasm).map_err(cache_err)?;
             }
         }

@@ -313,12 +313,7 @@ async fn probe_interrupt(
     // The check: the memory as the snapshot has it, plus the bits, must interrupt a turn.
     let data = memory.data_mut(&mut *store);
     data.copy_from_slice(&before);
-    for &(at, bits) in &slots {
-        let at = at as usize;
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&data[at..at + 4]);
-        data[at..at + 4].copy_from_slice(&(u32::from_le_bytes(word) | bits).to_le_bytes());
-    }
+    super::kernel::set_bits(data, &slots);
     let status = super::turn(&mut *store, instance, "pass\n")
         .await
         .map_err(|e| format!("the check turn: {e}"))?;

@@ -1,5 +1,5 @@
-//! The real server started inside a bench process, and a blocking JSON client for it: what the
-//! HTTP rows of several benches share.
+//! What several benches share: the real server started inside the bench process, a blocking
+//! JSON client for it, and percentiles.
 
 // Each bench uses part of it (cold_start only the server).
 #![allow(dead_code)]
@@ -11,6 +11,13 @@ use serde_json::{json, Value};
 
 use wasmbox::api::{ConnectionLimits, Server, ServerConfig};
 use wasmbox::config::Settings;
+
+/// The `q` quantile of `samples` (sorted in place; zero when there are none).
+pub fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples.get(index).copied().unwrap_or_default()
+}
 
 /// The account key the bench servers accept.
 pub const API_KEY: &str = "bench-key";
