@@ -14,7 +14,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use serde_json::{json, Value};
 
 use wasmbox::config::Settings;
 
@@ -60,11 +59,8 @@ fn run() -> Result<()> {
     })?;
     let client = BenchClient::new(&server)?;
     let create = |template: &str| client.create(template);
-    let post = |sandbox: &BenchSandbox, path: &str, code: &str| -> Result<Value> {
-        let body = client.post(sandbox, path, json!({ "code": code, "timeout": 60 }))?;
-        ensure!(body["success"] == true, "{path} {code:?}: {body}");
-        Ok(body)
-    };
+    let post =
+        |sandbox: &BenchSandbox, path: &str, code: &str| client.run_code(sandbox, path, code);
 
     // Warm-up: the runtimes' modules are loaded before anything is timed.
     for template in ["python", "code-interpreter"] {

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use wasmbox::config::Settings;
 
@@ -67,9 +67,8 @@ fn run() -> Result<()> {
     let create = |template: &str| client.create(template);
     let post = |sandbox: &BenchSandbox, path: &str, code: &str| -> Result<(Duration, Value)> {
         let started = Instant::now();
-        let body = client.post(sandbox, path, json!({ "code": code, "timeout": 60 }))?;
+        let body = client.run_code(sandbox, path, code)?;
         let took = started.elapsed();
-        ensure!(body["success"] == true, "{path} {code:?}: {body}");
         ensure!(
             !code.contains("plt.show") || body["png"].is_string(),
             "{path}: the plot gave no png: {body}"

@@ -151,6 +151,14 @@ impl BenchClient {
         })
     }
 
+    /// Runs `code` (default language, 60 s timeout) through the agent route `path`
+    /// (`/execute`, `/execute/ipython`); the run must succeed.
+    pub fn run_code(&self, sandbox: &BenchSandbox, path: &str, code: &str) -> Result<Value> {
+        let body = self.post(sandbox, path, json!({ "code": code, "timeout": 60 }))?;
+        ensure!(body["success"] == true, "{path} {code:?}: {body}");
+        Ok(body)
+    }
+
     /// POSTs `body` to the sandbox's agent route `path`; the answer must be a 2xx.
     pub fn post(&self, sandbox: &BenchSandbox, path: &str, body: Value) -> Result<Value> {
         self.send(
