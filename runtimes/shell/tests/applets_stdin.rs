@@ -281,3 +281,34 @@ fn tar_extracts_only_inside() {
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{err}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Every applet speaks words, not message ids: uucore looks its messages up by id, and an
+/// applet whose strings were not embedded (as happened to the vendored `ls` on a machine that
+/// never downloaded the original crate) prints the id itself. Each applet is asked for its
+/// help and given a name that does not exist in its scratch folder (relative: the
+/// applets run natively here, and `touch` or `mkdir` would create it).
+#[test]
+fn applets_print_messages_not_message_ids() {
+    let mut bad = Vec::new();
+    for name in &applets() {
+        for args in [&["--help"][..], &["no-such-file-here"][..]] {
+            let (_, out, err) = run_with(name, args, None);
+            let text = format!("{}{err}", String::from_utf8_lossy(&out));
+            let ids = [
+                format!("{name}-about"),
+                format!("{name}-usage"),
+                format!("{name}-error-"),
+            ];
+            if let Some(id) = ids.iter().find(|id| text.contains(id.as_str())) {
+                bad.push(format!("{name} {args:?}: message id {id}… in {text:?}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "raw message ids:\n{}", bad.join("\n"));
+    let (status, out, err) = run_with("sh", &["-c", "ls no-such-file-here 2>&1"], None);
+    let err = format!("{status:?} {}{err}", String::from_utf8_lossy(&out));
+    assert!(
+        err.contains("cannot access 'no-such-file-here': No such file or directory"),
+        "{err}"
+    );
+}

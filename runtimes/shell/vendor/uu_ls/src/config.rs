@@ -21,7 +21,7 @@ use uucore::{
     diagnostics::OptionValue, display::Quotable, error::UResult, format::human::SizeFormat,
     fsext::MetadataTimeField, line_ending::LineEnding, parser::parse_block_size,
     parser::parse_glob, parser::parse_size::parse_size_non_zero_u64, quoting_style::QuotingStyle,
-    show_error, show_warning, time::format, translate,
+    show_error, show_warning, time::format,
 };
 
 use crate::{

@@ -39,10 +39,12 @@ use uucore::{
     fsext::metadata_get_time,
     os_str_as_bytes_lossy,
     parser::shortcut_value_parser::ShortcutValueParser,
-    show, translate,
+    show,
     version_cmp::version_cmp,
 };
 
+#[macro_use]
+mod messages;
 mod colors;
 mod config;
 mod dired;
