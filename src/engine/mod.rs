@@ -882,6 +882,13 @@ impl Engine {
         stderr: impl StdoutStream + 'static,
     ) -> Result<WasiP1Ctx, EngineError> {
         let mut wasi = WasiCtxBuilder::new();
+        // File operations run on the thread running the guest instead of being handed to
+        // tokio's blocking pool and back: that round trip cost more than the operation itself
+        // (a fresh CPython opens and stats a dozen files; Go's linker reads its archives in
+        // thousands of small reads). The guest waits for them either way, and only regular
+        // files and directories of the sandbox's own tree and the read-only runtime mounts are
+        // reachable (WASI cannot make FIFOs or devices), so no operation can block for long.
+        wasi.allow_blocking_current_thread(true);
         wasi.args(&spec.argv)
             .envs(&spec.env)
             .stdin(stdin)
