@@ -568,10 +568,12 @@ SPAWN_ABI_DIR = Path(__file__).resolve().parent / "spawn-abi"
 
 
 def shell_inputs() -> str:
-    """sha256 over everything the shell guest is built from: its crate and the spawn ABI crate."""
+    """sha256 over everything the shell guest is built from: its crate, the crates it vendors
+    (sources and message files) and the spawn ABI crate."""
     h = hashlib.sha256()
     files = [SHELL_DIR / f for f in ("Cargo.toml", "Cargo.lock", "build.sh", ".cargo/config.toml")]
     files += sorted((SHELL_DIR / "src").rglob("*.rs"))
+    files += sorted(p for p in (SHELL_DIR / "vendor").rglob("*") if p.is_file())
     files += [SPAWN_ABI_DIR / "Cargo.toml"] + sorted((SPAWN_ABI_DIR / "src").rglob("*.rs"))
     for f in files:
         h.update(str(f.relative_to(HERE)).encode() + b"\0" + f.read_bytes() + b"\0")
