@@ -15,8 +15,11 @@
 //! loaded). An image is a header and a log of records: the first holds the 4 KiB chunks (pages)
 //! that differ from a fresh instance's memory, each later one the chunks that changed since the
 //! record before (found by hashing, with xxh3, the pages written since the instance was made;
-//! pagemap says which are still untouched copy-on-write or never-faulted pages). Restoring is a
-//! fresh instance plus the chunks, the last record winning. Each record carries a CRC-32: a
+//! pagemap says which are still untouched copy-on-write or never-faulted pages). A page that an
+//! earlier record of this kernel already holds is recorded only in its changed 256-byte
+//! [`SUBCHUNK`]s (an interpreter writes a few words of each page it touches: a cell's record is
+//! a fraction of its pages). Restoring is a fresh instance plus the chunks, the last record
+//! winning. Each record carries a CRC-32: a
 //! damaged record makes the image unusable, while a record cut short at the end of the file (a
 //! crash while appending; never acknowledged) is ignored.
 
@@ -45,8 +48,11 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 pub(super) const CHUNK: usize = 4 << 10;
 /// WebAssembly's page size: memories grow in these.
 const WASM_PAGE: usize = 64 << 10;
-/// Start of every kernel image file.
-const MAGIC: &[u8; 8] = b"WBXKRNL2";
+/// Part of a chunk a record can hold alone (a chunk's `u16` mask has one bit per part).
+pub(super) const SUBCHUNK: usize = CHUNK / 16;
+/// Start of every kernel image file: records with masks (v3) and whole chunks (v2, still read).
+const MAGIC: &[u8; 8] = b"WBXKRNL3";
+const MAGIC_V2: &[u8; 8] = b"WBXKRNL2";
 /// Start of every record.
 const RECORD: u32 = 0x4452_4352;
 
@@ -219,10 +225,21 @@ pub enum ImageError {
     Write(#[from] std::io::Error),
 }
 
-/// A decoded kernel image: the chunks of memory that differ from a fresh instance.
+/// A decoded kernel image: the parts of memory that differ from a fresh instance, by offset.
 pub struct KernelImage<'a> {
     memory_len: usize,
     chunks: Vec<(usize, &'a [u8])>,
+}
+
+/// The memory size one record was written at, and the (offset, bytes) runs it holds: each a
+/// whole chunk or consecutive parts of one.
+type Record<'a> = (usize, Vec<(usize, &'a [u8])>);
+
+/// What the records so far hold of one chunk: a whole copy, then newer parts.
+#[derive(Default)]
+struct ChunkState<'a> {
+    whole: Option<&'a [u8]>,
+    parts: [Option<&'a [u8]>; 16],
 }
 
 impl<'a> KernelImage<'a> {
@@ -230,9 +247,11 @@ impl<'a> KernelImage<'a> {
     /// [`Kernel::write_changes`] for `module`.
     pub fn decode(bytes: &'a [u8], module: &PreparedModule) -> Result<Self, ImageError> {
         let mut r = Reader(bytes);
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err(ImageError::Corrupt("not a kernel image"));
-        }
+        let masked = match r.take(MAGIC.len())? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V2 => false,
+            _ => return Err(ImageError::Corrupt("not a kernel image")),
+        };
         let name_len = r.u32()? as usize;
         let name = r.take(name_len)?;
         let header_len = bytes.len() - r.0.len();
@@ -243,29 +262,46 @@ impl<'a> KernelImage<'a> {
         if name != module.identity() {
             return Err(ImageError::OtherModule(name));
         }
-        let mut chunks = std::collections::BTreeMap::new();
+        let mut state = std::collections::BTreeMap::<usize, ChunkState<'a>>::new();
         let mut memory_len = None;
         while !r.0.is_empty() {
-            let Some((len, record)) = Self::record(&mut r)? else {
+            let Some((len, record)) = Self::record(&mut r, masked)? else {
                 break; // cut short by a crash while appending: never acknowledged
             };
             memory_len = Some(len);
-            for (at, chunk) in record {
-                chunks.insert(at, chunk);
+            for (at, run) in record {
+                let chunk = state.entry(at / CHUNK).or_default();
+                if run.len() == CHUNK {
+                    *chunk = ChunkState {
+                        whole: Some(run),
+                        ..ChunkState::default()
+                    };
+                } else {
+                    let first = at % CHUNK / SUBCHUNK;
+                    for (slot, part) in chunk.parts[first..].iter_mut().zip(run.chunks(SUBCHUNK)) {
+                        *slot = Some(part);
+                    }
+                }
             }
         }
         let memory_len = memory_len.ok_or(ImageError::Corrupt("no state"))?;
-        Ok(Self {
-            memory_len,
-            chunks: chunks.into_iter().collect(),
-        })
+        // Copied in this order, each chunk's newer parts land over its older whole copy.
+        let mut chunks = Vec::with_capacity(state.len());
+        for (index, chunk) in state {
+            let at = index * CHUNK;
+            chunks.extend(chunk.whole.map(|whole| (at, whole)));
+            for (part, bytes) in chunk.parts.iter().enumerate() {
+                chunks.extend(bytes.map(|bytes| (at + part * SUBCHUNK, bytes)));
+            }
+        }
+        Ok(Self { memory_len, chunks })
     }
 
-    /// One record: `Ok(None)` if the bytes end inside it.
-    #[allow(clippy::type_complexity)]
-    fn record(r: &mut Reader<'a>) -> Result<Option<(usize, Vec<(usize, &'a [u8])>)>, ImageError> {
+    /// One record (chunks with part masks when `masked`, else whole chunks): `Ok(None)` if the
+    /// bytes end inside it.
+    fn record(r: &mut Reader<'a>, masked: bool) -> Result<Option<Record<'a>>, ImageError> {
         let start = r.0;
-        let parse = |r: &mut Reader<'a>| -> Result<(usize, Vec<(usize, &'a [u8])>), ImageError> {
+        let parse = |r: &mut Reader<'a>| -> Result<Record<'a>, ImageError> {
             if r.u32()? != RECORD {
                 return Err(ImageError::Corrupt("bad record"));
             }
@@ -281,7 +317,11 @@ impl<'a> KernelImage<'a> {
                 if at + CHUNK > memory_len {
                     return Err(ImageError::Corrupt("chunk out of range"));
                 }
-                chunks.push((at, r.take(CHUNK)?));
+                let mask = if masked { r.u16()? } else { u16::MAX };
+                for (first, end) in part_runs(mask) {
+                    let run = r.take((end - first) * SUBCHUNK)?;
+                    chunks.push((at + first * SUBCHUNK, run));
+                }
             }
             let body_len = start.len() - r.0.len();
             if crc32fast::hash(&start[..body_len]) != r.u32()? {
@@ -307,6 +347,12 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
+    }
+
+    fn u16(&mut self) -> Result<u16, ImageError> {
+        let mut b = [0u8; 2];
+        b.copy_from_slice(self.take(2)?);
+        Ok(u16::from_le_bytes(b))
     }
 
     fn u32(&mut self) -> Result<u32, ImageError> {
@@ -353,7 +399,13 @@ pub struct Kernel {
     memory_cap: u64,
     /// Hash of each chunk as of the last record written (None: the next image must be whole).
     recorded: Option<Vec<u64>>,
+    /// Hashes of the parts of each chunk an appended record wrote, as of the last record: the
+    /// next change to such a chunk records only the parts whose hash changed.
+    part_hashes: PartHashes,
 }
+
+/// The hashes of the parts of some chunks, by chunk index.
+type PartHashes = std::collections::HashMap<usize, [u64; 16]>;
 
 impl Engine {
     /// Starts a kernel of `module` (a snapshot whose glue exports `wasmbox_cell`) under the
@@ -438,8 +490,8 @@ impl Engine {
                     "a kernel image is smaller than the fresh instance".into(),
                 ));
             }
-            for (at, chunk) in &image.chunks {
-                data[*at..*at + CHUNK].copy_from_slice(chunk);
+            for (at, part) in &image.chunks {
+                data[*at..*at + part.len()].copy_from_slice(part);
             }
         }
         let slots = match slots_fn {
@@ -466,6 +518,7 @@ impl Engine {
             ticket,
             memory_cap: self.memory_cap(&spec.limits),
             recorded: None,
+            part_hashes: Default::default(),
         };
         kernel.settle();
         Ok(kernel)
@@ -661,18 +714,24 @@ impl Kernel {
         header.extend_from_slice(name.as_bytes());
         header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
         write(out, &header)?;
+        // The whole image holds whole chunks; part hashes start again from the next record.
+        self.part_hashes.clear();
         let pristine_hashes = self.module.pristine_hashes();
         let zero = [0u8; CHUNK];
-        let zero_hash = xxhash_rust::xxh3::xxh3_64(&zero);
+        let zero_hash = chunk_hash(&zero);
         // Rewriting an image this kernel keeps records for (compaction): the chunks whose hash
         // differs from the fresh instance's, hashing only what was written since the last
         // record.
         if let Some(previous) = self.recorded.take() {
-            let hashes = self.current_hashes(&previous);
+            let (hashes, _) = self.current_hashes(&previous);
             let data = self.memory.data(&self.store);
-            let changed = data.chunks(CHUNK).enumerate().filter(|(index, _)| {
-                hashes[*index] != pristine_hashes.get(*index).copied().unwrap_or(zero_hash)
-            });
+            let changed = data
+                .chunks(CHUNK)
+                .enumerate()
+                .filter(|(index, _)| {
+                    hashes[*index] != pristine_hashes.get(*index).copied().unwrap_or(zero_hash)
+                })
+                .map(|(index, chunk)| (index, u16::MAX, chunk));
             let written = write_record(out, data.len(), changed)?;
             self.recorded = Some(hashes);
             return Ok(header.len() as u64 + written);
@@ -693,7 +752,7 @@ impl Kernel {
             .enumerate()
             .map(|(index, chunk)| {
                 if !is_untouched(index) {
-                    xxhash_rust::xxh3::xxh3_64(chunk)
+                    chunk_hash(chunk)
                 } else {
                     pristine_hashes.get(index).copied().unwrap_or(zero_hash)
                 }
@@ -702,7 +761,8 @@ impl Kernel {
         let changed = data
             .chunks(CHUNK)
             .enumerate()
-            .filter(|(index, chunk)| !is_untouched(*index) && *chunk != base(*index));
+            .filter(|(index, chunk)| !is_untouched(*index) && *chunk != base(*index))
+            .map(|(index, chunk)| (index, u16::MAX, chunk));
         let written = write_record(out, data.len(), changed)?;
         // From here on only pages written after this image need hashing again.
         if self.written.is_none() && !self.untrackable {
@@ -731,8 +791,8 @@ impl Kernel {
         let Some(previous) = self.recorded.take() else {
             return Ok(None);
         };
-        let hashes = self.current_hashes(&previous);
-        let zero_hash = xxhash_rust::xxh3::xxh3_64(&[0u8; CHUNK]);
+        let (hashes, mut fresh_parts) = self.current_hashes(&previous);
+        let zero_hash = chunk_hash(&[0u8; CHUNK]);
         let data = self.memory.data(&self.store);
         let changed_at =
             |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
@@ -740,24 +800,39 @@ impl Kernel {
             self.recorded = Some(hashes);
             return Ok(Some(0));
         }
-        let changed = data
-            .chunks(CHUNK)
-            .enumerate()
-            .filter(|(index, _)| changed_at(*index));
-        let written = write_record(out, data.len(), changed)?;
+        // A chunk recorded by an earlier append: only its parts that changed; else all of it.
+        let mut changed = Vec::new();
+        for (index, chunk) in data.chunks(CHUNK).enumerate() {
+            if !changed_at(index) {
+                continue;
+            }
+            let parts = fresh_parts
+                .remove(&index)
+                .unwrap_or_else(|| part_hashes(chunk));
+            let mask = match self.part_hashes.insert(index, parts) {
+                Some(before) => (0..16)
+                    .filter(|part| before[*part] != parts[*part])
+                    .fold(0u16, |mask, part| mask | (1 << part)),
+                None => u16::MAX,
+            };
+            // Equal parts with a different chunk hash cannot happen short of a collision:
+            // then the chunk is written whole.
+            changed.push((index, if mask == 0 { u16::MAX } else { mask }, chunk));
+        }
+        let written = write_record(out, data.len(), changed.into_iter())?;
         self.recorded = Some(hashes);
         Ok(Some(written))
     }
 
     /// The hash of every chunk now, from `previous` (the hashes of the last record): only the
     /// pages written since then are hashed again (all the pages the kernel ever wrote when
-    /// writes are not tracked).
-    fn current_hashes(&mut self, previous: &[u64]) -> Vec<u64> {
+    /// writes are not tracked); with the part hashes of the pages hashed as written.
+    fn current_hashes(&mut self, previous: &[u64]) -> (Vec<u64>, PartHashes) {
         let data = self.memory.data(&self.store);
-        let zero_hash = xxhash_rust::xxh3::xxh3_64(&[0u8; CHUNK]);
+        let zero_hash = chunk_hash(&[0u8; CHUNK]);
         let hash = |index: usize| {
             data.get(index * CHUNK..(index + 1) * CHUNK)
-                .map_or(zero_hash, xxhash_rust::xxh3::xxh3_64)
+                .map_or(zero_hash, chunk_hash)
         };
         match self.written.as_mut().map(|w| w.take(data.len())) {
             // Only the pages written since the last record can have changed. Pages the memory
@@ -765,12 +840,19 @@ impl Kernel {
             Some(Ok(ranges)) => {
                 let mut hashes = previous.to_vec();
                 hashes.resize(data.len() / CHUNK, zero_hash);
+                let mut parts = PartHashes::new();
                 for index in ranges.into_iter().flatten() {
-                    if let Some(slot) = hashes.get_mut(index) {
-                        *slot = hash(index);
-                    }
+                    let (Some(slot), Some(chunk)) = (
+                        hashes.get_mut(index),
+                        data.get(index * CHUNK..(index + 1) * CHUNK),
+                    ) else {
+                        continue;
+                    };
+                    let chunk_parts = part_hashes(chunk);
+                    *slot = combine(&chunk_parts);
+                    parts.insert(index, chunk_parts);
                 }
-                hashes
+                (hashes, parts)
             }
             failed => {
                 if let Some(Err(e)) = failed {
@@ -781,14 +863,15 @@ impl Kernel {
                 // Pages the kernel has not written since it was instantiated cannot have
                 // changed since the last record: only the others are hashed.
                 let untouched = untouched_pages(data);
-                (0..data.len() / CHUNK)
+                let hashes = (0..data.len() / CHUNK)
                     .map(|index| match (&untouched, previous.get(index)) {
                         (Some(untouched), Some(hash)) if untouched.get(index) == Some(&true) => {
                             *hash
                         }
                         _ => hash(index),
                     })
-                    .collect()
+                    .collect();
+                (hashes, PartHashes::new())
             }
         }
     }
@@ -796,6 +879,7 @@ impl Kernel {
     /// Forgets what was recorded: the next image is written whole.
     pub fn forget_image(&mut self) {
         self.recorded = None;
+        self.part_hashes.clear();
     }
 }
 
@@ -839,13 +923,54 @@ fn write(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), ImageError> 
     Ok(out.write_all(bytes)?)
 }
 
-/// One record: memory size, the given (index, chunk) pairs, CRC-32. -> bytes written.
+/// The runs of consecutive parts `mask` names, as (first, end) part numbers.
+fn part_runs(mask: u16) -> impl Iterator<Item = (usize, usize)> {
+    let mut part = 0;
+    std::iter::from_fn(move || {
+        while part < 16 && mask & (1 << part) == 0 {
+            part += 1;
+        }
+        let first = part;
+        while part < 16 && mask & (1 << part) != 0 {
+            part += 1;
+        }
+        (first < 16).then_some((first, part))
+    })
+}
+
+/// The hash of a chunk: of its parts' hashes, so that hashing a chunk yields its part hashes
+/// on the way.
+pub(super) fn chunk_hash(chunk: &[u8]) -> u64 {
+    combine(&part_hashes(chunk))
+}
+
+/// A chunk's hash from its part hashes.
+fn combine(parts: &[u64; 16]) -> u64 {
+    let mut bytes = [0u8; 16 * 8];
+    for (out, hash) in bytes.chunks_exact_mut(8).zip(parts) {
+        out.copy_from_slice(&hash.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// The xxh3 hash of each [`SUBCHUNK`] of `chunk`.
+fn part_hashes(chunk: &[u8]) -> [u64; 16] {
+    let mut hashes = [0u64; 16];
+    for (hash, part) in hashes.iter_mut().zip(chunk.chunks(SUBCHUNK)) {
+        *hash = xxhash_rust::xxh3::xxh3_64(part);
+    }
+    hashes
+}
+
+/// One record: memory size, the given (index, part mask, chunk) triples (each chunk's index,
+/// mask and the parts the mask names), CRC-32. -> bytes written.
 fn write_record<'a>(
     out: &mut impl std::io::Write,
     memory_len: usize,
-    chunks: impl Iterator<Item = (usize, &'a [u8])> + Clone,
+    chunks: impl Iterator<Item = (usize, u16, &'a [u8])> + Clone,
 ) -> Result<u64, ImageError> {
     let count = chunks.clone().count();
+    let mut written = 16 + 4;
     let mut hasher = crc32fast::Hasher::new();
     let mut head = Vec::with_capacity(16);
     head.extend_from_slice(&RECORD.to_le_bytes());
@@ -853,15 +978,22 @@ fn write_record<'a>(
     head.extend_from_slice(&(count as u32).to_le_bytes());
     hasher.update(&head);
     write(out, &head)?;
-    for (index, chunk) in chunks {
-        let index = (index as u32).to_le_bytes();
-        hasher.update(&index);
-        hasher.update(chunk);
-        write(out, &index)?;
-        write(out, chunk)?;
+    for (index, mask, chunk) in chunks {
+        let mut head = [0u8; 6];
+        head[..4].copy_from_slice(&(index as u32).to_le_bytes());
+        head[4..].copy_from_slice(&mask.to_le_bytes());
+        hasher.update(&head);
+        write(out, &head)?;
+        written += head.len();
+        for (first, end) in part_runs(mask) {
+            let run = &chunk[first * SUBCHUNK..end * SUBCHUNK];
+            hasher.update(run);
+            write(out, run)?;
+            written += run.len();
+        }
     }
     write(out, &hasher.finalize().to_le_bytes())?;
-    Ok((16 + count * (4 + CHUNK) + 4) as u64)
+    Ok(written as u64)
 }
 
 /// Whether a module's only mutable global is the shadow-stack pointer, so that memory is the
@@ -907,5 +1039,69 @@ mod tests {
         }
         assert_eq!(read_slots(&memory, 8), vec![(40, 1), (44, 2)]);
         assert_eq!(read_slots(&memory, 1000), vec![]);
+    }
+
+    #[test]
+    fn records_hold_the_parts_their_masks_name_and_later_records_win() {
+        let memory_len = 2 * WASM_PAGE;
+        let whole = vec![1u8; CHUNK];
+        let mut changed = vec![1u8; CHUNK];
+        changed[3 * SUBCHUNK..4 * SUBCHUNK].fill(7);
+        changed[15 * SUBCHUNK] = 9;
+        let mask = (0..16)
+            .filter(|p| part_hashes(&whole)[*p] != part_hashes(&changed)[*p])
+            .fold(0u16, |m, p| m | (1 << p));
+        assert_eq!(mask, (1 << 3) | (1 << 15));
+        assert_eq!(part_runs(mask).collect::<Vec<_>>(), vec![(3, 4), (15, 16)]);
+        assert_eq!(part_runs(u16::MAX).collect::<Vec<_>>(), vec![(0, 16)]);
+        assert_eq!(
+            part_runs(0b0110_0000_0000_0011).collect::<Vec<_>>(),
+            vec![(0, 2), (13, 15)]
+        );
+        assert_eq!(part_runs(0).count(), 0);
+        let mut bytes = Vec::new();
+        let first = write_record(
+            &mut bytes,
+            memory_len,
+            [(2, u16::MAX, &whole[..])].into_iter(),
+        )
+        .expect("first record");
+        let second = write_record(
+            &mut bytes,
+            memory_len,
+            [(2, mask, &changed[..])].into_iter(),
+        )
+        .expect("second record");
+        assert_eq!(first as usize, 20 + 6 + CHUNK);
+        assert_eq!(second as usize, 20 + 6 + 2 * SUBCHUNK);
+        assert_eq!(bytes.len() as u64, first + second);
+
+        let mut reader = Reader(&bytes);
+        let mut memory = vec![0u8; memory_len];
+        for _ in 0..2 {
+            let (len, parts) = KernelImage::record(&mut reader, true)
+                .expect("valid record")
+                .expect("complete record");
+            assert_eq!(len, memory_len);
+            for (at, part) in parts {
+                memory[at..at + part.len()].copy_from_slice(part);
+            }
+        }
+        assert!(reader.0.is_empty());
+        assert_eq!(&memory[2 * CHUNK..3 * CHUNK], &changed[..]);
+        assert!(memory[..2 * CHUNK].iter().all(|b| *b == 0));
+
+        // A record cut short is no record; a flipped byte fails its checksum.
+        let cut = &bytes[first as usize..bytes.len() - 1];
+        assert!(matches!(
+            KernelImage::record(&mut Reader(cut), true),
+            Ok(None)
+        ));
+        let mut flipped = bytes[first as usize..].to_vec();
+        flipped[30] ^= 1;
+        assert!(matches!(
+            KernelImage::record(&mut Reader(&flipped), true),
+            Err(ImageError::Corrupt(_))
+        ));
     }
 }

@@ -414,7 +414,7 @@ impl PreparedModule {
             .get_or_init(|| {
                 self.pristine_memory(&[])
                     .chunks(kernel::CHUNK)
-                    .map(xxhash_rust::xxh3::xxh3_64)
+                    .map(kernel::chunk_hash)
                     .collect()
             })
             .clone()
