@@ -1091,6 +1091,20 @@ mod tests {
         assert_eq!(&memory[2 * CHUNK..3 * CHUNK], &changed[..]);
         assert!(memory[..2 * CHUNK].iter().all(|b| *b == 0));
 
+        // A version-2 record (whole chunks, no masks) reads as whole chunks.
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&RECORD.to_le_bytes());
+        v2.extend_from_slice(&(memory_len as u64).to_le_bytes());
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.extend_from_slice(&5u32.to_le_bytes());
+        v2.extend_from_slice(&changed);
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        let (_, parts) = KernelImage::record(&mut Reader(&v2), false)
+            .expect("valid v2 record")
+            .expect("complete v2 record");
+        assert_eq!(parts, vec![(5 * CHUNK, &changed[..])]);
+
         // A record cut short is no record; a flipped byte fails its checksum.
         let cut = &bytes[first as usize..bytes.len() - 1];
         assert!(matches!(
