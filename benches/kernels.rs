@@ -153,7 +153,7 @@ fn run() -> Result<()> {
     let executor = Executor::new(&settings)?;
     let store = SandboxStore::open(&settings.data_dir)?;
     let sandbox = store.create(NewSandbox {
-        template: "code-interpreter".into(),
+        template: "python".into(),
         env: BTreeMap::new(),
         timeout_seconds: None,
     })?;
