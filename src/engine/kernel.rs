@@ -123,9 +123,15 @@ pub(super) fn set_bits(memory: &mut [u8], slots: &[(u32, u32)]) {
     }
 }
 
-/// Shadows `poll_oneoff` so that a cell parked in it (`time.sleep`, a timer) returns as soon as
-/// it is interrupted: its flags are delivered and the poll reports its clock as fired, so the
-/// interpreter gets back to checking them (CPython then raises `KeyboardInterrupt` at the call).
+/// Shadows `poll_oneoff`, for every instance:
+///
+/// - A lone relative clock (a plain sleep: `setTimeout`'s wait, `nanosleep`) sleeps on the
+///   async timer here. wasmtime-wasi would `std::thread::sleep` it on the thread running the
+///   guest once file operations may block that thread (see `wasi_ctx`), which no timeout
+///   could cut short.
+/// - A cell parked in it (`time.sleep`, a timer) returns as soon as it is interrupted: its
+///   flags are delivered and the poll reports its clock as fired, so the interpreter gets back
+///   to checking them (CPython then raises `KeyboardInterrupt` at the call).
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), EngineError> {
     linker.allow_shadowing(true);
     linker
@@ -135,13 +141,33 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
             |mut caller: Caller<'_, HostState>,
              (subs, events, count, nevents): (i32, i32, i32, i32)| {
                 Box::new(async move {
+                    let sleep = lone_relative_clock(&mut caller, subs, count);
                     let Some(interrupt) = caller.data().interrupt.clone() else {
-                        return call_wasi!(caller, poll_oneoff, subs, events, count, nevents);
+                        return match sleep {
+                            Some(duration) => {
+                                tokio::time::sleep(duration).await;
+                                Ok(wake_early(&mut caller, subs, events, count, nevents))
+                            }
+                            None => call_wasi!(caller, poll_oneoff, subs, events, count, nevents),
+                        };
                     };
                     if !interrupt.requested() {
                         let finished = {
                             let poll = async {
-                                call_wasi!(caller, poll_oneoff, subs, events, count, nevents)
+                                match sleep {
+                                    Some(duration) => {
+                                        tokio::time::sleep(duration).await;
+                                        Ok(wake_early(&mut caller, subs, events, count, nevents))
+                                    }
+                                    None => call_wasi!(
+                                        caller,
+                                        poll_oneoff,
+                                        subs,
+                                        events,
+                                        count,
+                                        nevents
+                                    ),
+                                }
                             };
                             tokio::select! {
                                 result = poll => Some(result),
@@ -159,6 +185,34 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
         )
         .map_err(|e| EngineError::Config(e.into()))?;
     Ok(())
+}
+
+/// How long to sleep when the poll's only subscription is a clock with a relative timeout;
+/// `None` for anything else (absolute clocks, descriptors, several subscriptions, bad memory),
+/// which wasmtime-wasi polls.
+fn lone_relative_clock(
+    caller: &mut Caller<'_, HostState>,
+    subs: i32,
+    count: i32,
+) -> Option<Duration> {
+    const CLOCK: u8 = 0;
+    const ABSTIME: u16 = 1;
+    if count != 1 {
+        return None;
+    }
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return None;
+    };
+    let at = subs as u32 as usize;
+    // subscription: userdata u64, tag u8 (+7), clock id u32 (+4), timeout u64, precision u64,
+    // flags u16.
+    let sub = memory.data(&caller).get(at..at + 48)?;
+    if sub[8] != CLOCK {
+        return None;
+    }
+    let timeout = u64::from_le_bytes(sub[24..32].try_into().ok()?);
+    let flags = u16::from_le_bytes(sub[40..42].try_into().ok()?);
+    (flags & ABSTIME == 0).then(|| Duration::from_nanos(timeout))
 }
 
 /// Ends an interrupted poll successfully: a lone clock subscription is reported as fired (what
