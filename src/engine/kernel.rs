@@ -142,16 +142,8 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
              (subs, events, count, nevents): (i32, i32, i32, i32)| {
                 Box::new(async move {
                     let sleep = lone_relative_clock(&mut caller, subs, count);
-                    let Some(interrupt) = caller.data().interrupt.clone() else {
-                        return match sleep {
-                            Some(duration) => {
-                                tokio::time::sleep(duration).await;
-                                Ok(wake_early(&mut caller, subs, events, count, nevents))
-                            }
-                            None => call_wasi!(caller, poll_oneoff, subs, events, count, nevents),
-                        };
-                    };
-                    if !interrupt.requested() {
+                    let interrupt = caller.data().interrupt.clone();
+                    if !interrupt.as_ref().is_some_and(|i| i.requested()) {
                         let finished = {
                             let poll = async {
                                 match sleep {
@@ -169,16 +161,22 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Engine
                                     ),
                                 }
                             };
-                            tokio::select! {
-                                result = poll => Some(result),
-                                () = interrupt.wait() => None,
+                            match &interrupt {
+                                None => Some(poll.await),
+                                Some(interrupt) => tokio::select! {
+                                    result = poll => Some(result),
+                                    () = interrupt.wait() => None,
+                                },
                             }
                         };
                         if let Some(result) = finished {
                             return result;
                         }
                     }
-                    interrupt.deliver(&mut caller);
+                    // Only a cell's poll gets here: interrupted before or while it waited.
+                    if let Some(interrupt) = interrupt {
+                        interrupt.deliver(&mut caller);
+                    }
                     Ok(wake_early(&mut caller, subs, events, count, nevents))
                 })
             },
@@ -772,7 +770,7 @@ impl Kernel {
         self.part_hashes.clear();
         let pristine_hashes = self.module.pristine_hashes();
         let zero = [0u8; CHUNK];
-        let zero_hash = chunk_hash(&zero);
+        let zero_hash = zero_chunk_hash();
         // Rewriting an image this kernel keeps records for (compaction): the chunks whose hash
         // differs from the fresh instance's, hashing only what was written since the last
         // record.
@@ -846,7 +844,7 @@ impl Kernel {
             return Ok(None);
         };
         let (hashes, mut fresh_parts) = self.current_hashes(&previous);
-        let zero_hash = chunk_hash(&[0u8; CHUNK]);
+        let zero_hash = zero_chunk_hash();
         let data = self.memory.data(&self.store);
         let changed_at =
             |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
@@ -883,7 +881,7 @@ impl Kernel {
     /// writes are not tracked); with the part hashes of the pages hashed as written.
     fn current_hashes(&mut self, previous: &[u64]) -> (Vec<u64>, PartHashes) {
         let data = self.memory.data(&self.store);
-        let zero_hash = chunk_hash(&[0u8; CHUNK]);
+        let zero_hash = zero_chunk_hash();
         let hash = |index: usize| {
             data.get(index * CHUNK..(index + 1) * CHUNK)
                 .map_or(zero_hash, chunk_hash)
@@ -996,6 +994,12 @@ fn part_runs(mask: u16) -> impl Iterator<Item = (usize, usize)> {
 /// on the way.
 pub(super) fn chunk_hash(chunk: &[u8]) -> u64 {
     combine(&part_hashes(chunk))
+}
+
+/// The hash of a chunk of zeros (memory grown into and never written), computed once.
+fn zero_chunk_hash() -> u64 {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| chunk_hash(&[0u8; CHUNK]))
 }
 
 /// A chunk's hash from its part hashes.
