@@ -673,7 +673,12 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
         sbx_id = sbx.id.clone();
         assert_ok(&py(&api, &sbx, "data = []\nblob = bytearray(8_000_000)"));
         for i in 0..40 {
-            let code = format!("data.append({i} * {i})\nblob[{i} * 150_001] = {i} + 1\nlen(data)");
+            // Each cell writes a new page of `blob`, and rewrites the one of six cells before:
+            // a page that had stopped changing (and was write-protected again) changes again.
+            let code = format!(
+                "data.append({i} * {i})\nblob[{i} * 150_001] = {i} + 1\n\
+                 if {i} >= 6: blob[({i} - 6) * 150_001] += 100\nlen(data)"
+            );
             assert_eq!(py(&api, &sbx, &code)["result"], (i + 1).to_string());
             if i == 20 {
                 // The memory grows after records started: the grown pages must be recorded.
@@ -690,10 +695,10 @@ fn an_image_built_from_many_cell_records_restores_the_exact_state() {
     let sbx = api.reconnect(&sbx_id);
     let check = "sum(data), [blob[i * 150_001] for i in (0, 17, 39)], sum(blob) + big[-1]";
     let result = py(&api, &sbx, check);
-    let blob_sum: i64 = (1..=40).sum::<i64>() + 7;
+    let blob_sum: i64 = (1..=40).sum::<i64>() + 34 * 100 + 7;
     assert_eq!(
         result["result"],
-        format!("({expected}, [1, 18, 40], {blob_sum})"),
+        format!("({expected}, [101, 118, 40], {blob_sum})"),
         "{result}"
     );
     assert_eq!(cell(&api, &sbx, "javascript", "total")["result"], "190");

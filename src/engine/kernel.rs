@@ -824,7 +824,7 @@ impl Kernel {
             self.untrackable = self.written.is_none();
         }
         let len = data.len();
-        if let Some(Err(e)) = self.written.as_mut().map(|w| w.take(len)) {
+        if let Some(Err(e)) = self.written.as_mut().map(|w| w.protect_all(len)) {
             tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
             self.written = None;
             self.untrackable = true;
@@ -886,14 +886,15 @@ impl Kernel {
             data.get(index * CHUNK..(index + 1) * CHUNK)
                 .map_or(zero_hash, chunk_hash)
         };
-        match self.written.as_mut().map(|w| w.take(data.len())) {
+        let reported = self.written.as_ref().map(|w| w.written(data.len()));
+        match reported {
             // Only the pages written since the last record can have changed. Pages the memory
             // grew into and nobody wrote are zero, as a restore's grown memory is.
             Some(Ok(ranges)) => {
                 let mut hashes = previous.to_vec();
                 hashes.resize(data.len() / CHUNK, zero_hash);
                 let mut parts = PartHashes::new();
-                for index in ranges.into_iter().flatten() {
+                for index in ranges.iter().cloned().flatten() {
                     let (Some(slot), Some(chunk)) = (
                         hashes.get_mut(index),
                         data.get(index * CHUNK..(index + 1) * CHUNK),
@@ -903,6 +904,20 @@ impl Kernel {
                     let chunk_parts = part_hashes(chunk);
                     *slot = combine(&chunk_parts);
                     parts.insert(index, chunk_parts);
+                }
+                // Hashed: protect them again (but the pages that keep changing).
+                let changed = |index: usize| {
+                    hashes.get(index) != Some(previous.get(index).unwrap_or(&zero_hash))
+                };
+                let len = data.len();
+                if let Some(Err(e)) = self
+                    .written
+                    .as_mut()
+                    .map(|w| w.protect(len, &ranges, changed))
+                {
+                    tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
+                    self.written = None;
+                    self.untrackable = true;
                 }
                 (hashes, parts)
             }

@@ -2,14 +2,18 @@
 //! host kernel's page tables instead of by hashing memory.
 //!
 //! The range is registered with a userfaultfd in asynchronous write-protect mode: nothing
-//! handles faults, a write to a protected page just clears its protection (one minor fault per
-//! page per cell). One `PAGEMAP_SCAN` ioctl then lists the pages that lost their protection and
-//! protects them again, atomically. Both need Linux ≥ 6.7; where either is missing (older
-//! kernels, a seccomp filter, another OS) [`WrittenPages::track`] returns `None` and kernels fall
-//! back to hashing pages.
+//! handles faults, a write to a protected page just clears its protection (one minor fault,
+//! ~1 µs here). A `PAGEMAP_SCAN` ioctl lists the pages without protection, and the caller
+//! protects them again once it has hashed them — all but the pages that keep changing: an
+//! interpreter rewrites the same hundred-odd pages (stack, allocator heads, the frame it runs
+//! in) in every cell, and faulting each of them every cell cost more than hashing them. Those
+//! stay writable ("open") until they stop changing. Both need Linux ≥ 6.7; where either is
+//! missing (older kernels, a seccomp filter, another OS) [`WrittenPages::track`] returns `None`
+//! and kernels fall back to hashing pages.
 
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
@@ -28,6 +32,13 @@ const PAGEMAP_SCAN: Opcode = opcode::read_write::<pm_scan_arg>(b'f', 16);
 
 /// Regions returned per `PAGEMAP_SCAN` call (consecutive written pages form one region).
 const REGIONS: usize = 256;
+/// Calls after which an open page that did not change is protected again.
+const OPEN_ROUNDS: u8 = 4;
+/// At most this many pages stay open (each is hashed at every call while open).
+const OPEN_PAGES: usize = 512;
+/// Protecting more separate runs than this takes one scan of the whole range instead (each
+/// run is an ioctl of ~1 µs), which protects the open pages too.
+const PROTECT_RUNS: usize = 24;
 
 /// Tracks writes to one page-aligned range of this process's memory.
 ///
@@ -40,6 +51,8 @@ pub(super) struct WrittenPages {
     start: u64,
     end: u64,
     page: u64,
+    /// Pages left writable, with the calls since each last changed.
+    open: HashMap<usize, u8>,
 }
 
 impl WrittenPages {
@@ -86,14 +99,15 @@ impl WrittenPages {
             start,
             end: start + len as u64,
             page: page as u64,
+            open: HashMap::new(),
         })
     }
 
-    /// Page indexes of the first `len` bytes written since the last call (or, the first time,
-    /// present at all); they are protected again, so the next call reports only later writes.
-    /// Only what was accessible is scanned: pages the memory grows into later are unprotected,
-    /// so the first scan that covers them reports the ones written.
-    pub(super) fn take(&mut self, len: usize) -> std::io::Result<Vec<Range<usize>>> {
+    /// Page indexes of the first `len` bytes that may have changed since [`Self::protect`]
+    /// last ran: the ones written since, and the open ones. Protects nothing. Only what was
+    /// accessible is scanned: pages the memory grows into later are unprotected, so the first
+    /// scan that covers them reports the ones present.
+    pub(super) fn written(&self, len: usize) -> std::io::Result<Vec<Range<usize>>> {
         let end = self.end.min(self.start + len as u64);
         let mut written = Vec::new();
         let mut regions = [page_region {
@@ -103,20 +117,7 @@ impl WrittenPages {
         }; REGIONS];
         let mut from = self.start;
         while from < end {
-            let mut scan = Scan(pm_scan_arg {
-                size: std::mem::size_of::<pm_scan_arg>() as u64,
-                flags: (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC).into(),
-                start: from,
-                end,
-                walk_end: 0,
-                vec: regions.as_mut_ptr() as u64,
-                vec_len: REGIONS as u64,
-                max_pages: 0,
-                category_inverted: 0,
-                category_mask: PAGE_IS_WRITTEN.into(),
-                category_anyof_mask: 0,
-                return_mask: PAGE_IS_WRITTEN.into(),
-            });
+            let mut scan = Scan(scan_arg(PM_SCAN_CHECK_WPASYNC, from, end, &mut regions));
             // SAFETY: `scan` points the kernel at `regions`, REGIONS entries long, which
             // outlives the call.
             let filled = unsafe { rustix::ioctl::ioctl(self.pagemap, &mut scan) }?;
@@ -132,6 +133,87 @@ impl WrittenPages {
             from = scan.0.walk_end;
         }
         Ok(written)
+    }
+
+    /// Protects the pages [`Self::written`] reported (`reported`) again, once the caller has
+    /// hashed them, except the ones that keep changing: a page that was protected and got
+    /// written, or an open one `changed` says differs from its last hash, stays open until
+    /// it has not changed for [`OPEN_ROUNDS`] calls.
+    pub(super) fn protect(
+        &mut self,
+        len: usize,
+        reported: &[Range<usize>],
+        changed: impl Fn(usize) -> bool,
+    ) -> std::io::Result<()> {
+        let mut open = HashMap::with_capacity(self.open.len());
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        for page in reported.iter().cloned().flatten() {
+            let idle = match self.open.get(&page) {
+                // Reported while protected: written in this round.
+                None => 0,
+                Some(_) if changed(page) => 0,
+                Some(idle) => idle.saturating_add(1),
+            };
+            if idle < OPEN_ROUNDS && open.len() < OPEN_PAGES {
+                open.insert(page, idle);
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run) if run.end == page => run.end += 1,
+                _ => runs.push(page..page + 1),
+            }
+        }
+        if runs.len() > PROTECT_RUNS {
+            return self.protect_all(len);
+        }
+        for run in runs {
+            let from = self.start + run.start as u64 * self.page;
+            self.wp(from, self.start + run.end as u64 * self.page)?;
+        }
+        self.open = open;
+        Ok(())
+    }
+
+    /// Protects all of the first `len` bytes, open pages too.
+    pub(super) fn protect_all(&mut self, len: usize) -> std::io::Result<()> {
+        self.open.clear();
+        self.wp(self.start, self.end.min(self.start + len as u64))
+    }
+
+    /// Write-protects the written pages of `[from, end)`, reporting nothing.
+    fn wp(&self, from: u64, end: u64) -> std::io::Result<()> {
+        let mut scan = Scan(scan_arg(
+            PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            from,
+            end,
+            &mut [],
+        ));
+        // SAFETY: no output vector: the kernel reads `scan` and writes only its `walk_end`,
+        // walking the whole range (it stops early only when an output vector is full).
+        unsafe { rustix::ioctl::ioctl(self.pagemap, &mut scan) }?;
+        Ok(())
+    }
+}
+
+/// A `PAGEMAP_SCAN` of `[start, end)` for pages without write protection, into `regions`.
+fn scan_arg(flags: u32, start: u64, end: u64, regions: &mut [page_region]) -> pm_scan_arg {
+    pm_scan_arg {
+        size: std::mem::size_of::<pm_scan_arg>() as u64,
+        flags: flags.into(),
+        start,
+        end,
+        walk_end: 0,
+        vec: if regions.is_empty() {
+            0
+        } else {
+            regions.as_mut_ptr() as u64
+        },
+        vec_len: regions.len() as u64,
+        max_pages: 0,
+        category_inverted: 0,
+        category_mask: PAGE_IS_WRITTEN.into(),
+        category_anyof_mask: 0,
+        return_mask: PAGE_IS_WRITTEN.into(),
     }
 }
 
@@ -210,6 +292,13 @@ mod tests {
         assert_eq!(pagemap_scan_supported(), expected, "kernel {release}");
     }
 
+    /// What [`WrittenPages::written`] reports, then everything protected again.
+    fn take(tracker: &mut WrittenPages, len: usize) -> Vec<Range<usize>> {
+        let written = tracker.written(len).expect("scan");
+        tracker.protect_all(len).expect("protect");
+        written
+    }
+
     #[test]
     fn reports_exactly_the_pages_written_since_the_last_look() {
         let page = rustix::param::page_size();
@@ -220,22 +309,90 @@ mod tests {
             return;
         };
         // The first scan of a part reports every page not yet protected, written or not.
-        let first = tracker.take(12 * page).expect("scan");
+        let first = take(&mut tracker, 12 * page);
         assert!(first.iter().any(|r| r.contains(&1)), "{first:?}");
-        assert!(tracker.take(12 * page).expect("scan").is_empty());
+        assert!(take(&mut tracker, 12 * page).is_empty());
         memory[3 * page] = 1;
         memory[3 * page + 1] = 2;
         memory[7 * page + 5] = 1;
         memory[8 * page] = 1;
         let _ = std::hint::black_box(memory[10 * page]); // a read is not a write
-        assert_eq!(tracker.take(12 * page).expect("scan"), vec![3..4, 7..9]);
+                                                         // Reporting alone protects nothing.
+        assert_eq!(tracker.written(12 * page).expect("scan"), vec![3..4, 7..9]);
+        assert_eq!(take(&mut tracker, 12 * page), vec![3..4, 7..9]);
         memory[14 * page] = 1; // beyond what was scanned so far: "grown into"
-        let grown = tracker.take(16 * page).expect("scan");
+        let grown = take(&mut tracker, 16 * page);
         assert!(grown.iter().any(|r| r.contains(&14)), "{grown:?}");
         assert!(grown.iter().all(|r| r.start >= 12), "{grown:?}");
-        assert!(tracker.take(16 * page).expect("scan").is_empty());
+        assert!(take(&mut tracker, 16 * page).is_empty());
         memory[15 * page] = 9;
-        assert_eq!(tracker.take(16 * page).expect("scan"), vec![15..16]);
+        assert_eq!(take(&mut tracker, 16 * page), vec![15..16]);
+        drop(tracker);
+    }
+
+    #[test]
+    fn pages_that_keep_changing_stay_open_and_are_reported_until_they_settle() {
+        let page = rustix::param::page_size();
+        let memory = memmap_anon(16 * page);
+        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
+            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+            return;
+        };
+        let len = memory.len();
+        tracker.written(len).expect("scan");
+        tracker.protect_all(len).expect("protect");
+        // Pages 2 and 5 are written: reported, and left open.
+        memory[2 * page] = 1;
+        memory[5 * page] = 1;
+        let reported = tracker.written(len).expect("scan");
+        assert_eq!(reported, vec![2..3, 5..6]);
+        tracker.protect(len, &reported, |_| true).expect("protect");
+        // Open pages are reported at every look, written or not; page 9, written now, joins.
+        memory[9 * page] = 1;
+        let reported = tracker.written(len).expect("scan");
+        assert_eq!(reported, vec![2..3, 5..6, 9..10]);
+        // Page 2 keeps changing; 5 and 9 do not: after OPEN_ROUNDS looks 5 is protected
+        // (9 came later and is still open).
+        for _ in 0..OPEN_ROUNDS {
+            let reported = tracker.written(len).expect("scan");
+            tracker
+                .protect(len, &reported, |p| p == 2)
+                .expect("protect");
+        }
+        assert_eq!(tracker.written(len).expect("scan"), vec![2..3, 9..10]);
+        // A protected page written again is reported again.
+        memory[5 * page] = 2;
+        assert_eq!(tracker.written(len).expect("scan"), vec![2..3, 5..6, 9..10]);
+        // Protecting all closes the open pages too.
+        tracker.protect_all(len).expect("protect");
+        assert!(tracker.written(len).expect("scan").is_empty());
+        drop(tracker);
+    }
+
+    #[test]
+    fn many_separate_runs_are_protected_with_one_scan() {
+        let page = rustix::param::page_size();
+        let pages = 2 * (PROTECT_RUNS + 2);
+        let memory = memmap_anon(pages * page);
+        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
+            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+            return;
+        };
+        let len = memory.len();
+        tracker.written(len).expect("scan");
+        tracker.protect_all(len).expect("protect");
+        // Every other page written once and never changed: all settle at once, in more runs
+        // than are protected one by one.
+        for p in (0..pages).step_by(2) {
+            memory[p * page] = 1;
+        }
+        let mut reported = tracker.written(len).expect("scan");
+        assert_eq!(reported.len(), pages / 2);
+        for _ in 0..=OPEN_ROUNDS {
+            tracker.protect(len, &reported, |_| false).expect("protect");
+            reported = tracker.written(len).expect("scan");
+        }
+        assert!(reported.is_empty(), "{reported:?}");
         drop(tracker);
     }
 
