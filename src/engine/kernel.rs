@@ -458,6 +458,8 @@ pub struct Kernel {
 
 /// The hashes of the parts of some chunks, by chunk index.
 type PartHashes = std::collections::HashMap<usize, [u64; 16]>;
+/// A chunk a cell changed: its index, and its part hashes if they were computed.
+type ChangedChunk = (usize, Option<[u64; 16]>);
 
 impl Engine {
     /// Starts a kernel of `module` (a snapshot whose glue exports `wasmbox_cell`) under the
@@ -775,7 +777,7 @@ impl Kernel {
         // differs from the fresh instance's, hashing only what was written since the last
         // record.
         if let Some(previous) = self.recorded.take() {
-            let (hashes, _) = self.current_hashes(&previous);
+            let (hashes, _) = self.current_hashes(previous);
             let data = self.memory.data(&self.store);
             let changed = data
                 .chunks(CHUNK)
@@ -843,24 +845,20 @@ impl Kernel {
         let Some(previous) = self.recorded.take() else {
             return Ok(None);
         };
-        let (hashes, mut fresh_parts) = self.current_hashes(&previous);
-        let zero_hash = zero_chunk_hash();
-        let data = self.memory.data(&self.store);
-        let changed_at =
-            |index: usize| previous.get(index).copied().unwrap_or(zero_hash) != hashes[index];
-        if !(0..hashes.len()).any(changed_at) && hashes.len() == previous.len() {
+        let grew = self.memory.data(&self.store).len() / CHUNK != previous.len();
+        let (hashes, changed) = self.current_hashes(previous);
+        if changed.is_empty() && !grew {
             self.recorded = Some(hashes);
             return Ok(Some(0));
         }
         // A chunk recorded by an earlier append: only its parts that changed; else all of it.
-        let mut changed = Vec::new();
-        for (index, chunk) in data.chunks(CHUNK).enumerate() {
-            if !changed_at(index) {
+        let data = self.memory.data(&self.store);
+        let mut chunks = Vec::with_capacity(changed.len());
+        for (index, parts) in changed {
+            let Some(chunk) = data.get(index * CHUNK..(index + 1) * CHUNK) else {
                 continue;
-            }
-            let parts = fresh_parts
-                .remove(&index)
-                .unwrap_or_else(|| part_hashes(chunk));
+            };
+            let parts = parts.unwrap_or_else(|| part_hashes(chunk));
             let mask = match self.part_hashes.insert(index, parts) {
                 Some(before) => (0..16)
                     .filter(|part| before[*part] != parts[*part])
@@ -869,31 +867,27 @@ impl Kernel {
             };
             // Equal parts with a different chunk hash cannot happen short of a collision:
             // then the chunk is written whole.
-            changed.push((index, if mask == 0 { u16::MAX } else { mask }, chunk));
+            chunks.push((index, if mask == 0 { u16::MAX } else { mask }, chunk));
         }
-        let written = write_record(out, data.len(), changed.into_iter())?;
+        let written = write_record(out, data.len(), chunks.into_iter())?;
         self.recorded = Some(hashes);
         Ok(Some(written))
     }
 
-    /// The hash of every chunk now, from `previous` (the hashes of the last record): only the
-    /// pages written since then are hashed again (all the pages the kernel ever wrote when
-    /// writes are not tracked); with the part hashes of the pages hashed as written.
-    fn current_hashes(&mut self, previous: &[u64]) -> (Vec<u64>, PartHashes) {
+    /// The hash of every chunk now, from `previous` (the hashes of the last record, updated in
+    /// place), and the chunks whose hash changed, in order, with their part hashes when they
+    /// were computed on the way. Only the pages written since the last record are hashed again
+    /// (all the pages the kernel ever wrote when writes are not tracked).
+    fn current_hashes(&mut self, mut hashes: Vec<u64>) -> (Vec<u64>, Vec<ChangedChunk>) {
         let data = self.memory.data(&self.store);
         let zero_hash = zero_chunk_hash();
-        let hash = |index: usize| {
-            data.get(index * CHUNK..(index + 1) * CHUNK)
-                .map_or(zero_hash, chunk_hash)
-        };
+        // Pages the memory grew into and nobody wrote are zero, as a restore's grown memory is.
+        hashes.resize(data.len() / CHUNK, zero_hash);
         let reported = self.written.as_ref().map(|w| w.written(data.len()));
         match reported {
-            // Only the pages written since the last record can have changed. Pages the memory
-            // grew into and nobody wrote are zero, as a restore's grown memory is.
+            // Only the pages written since the last record can have changed.
             Some(Ok(ranges)) => {
-                let mut hashes = previous.to_vec();
-                hashes.resize(data.len() / CHUNK, zero_hash);
-                let mut parts = PartHashes::new();
+                let mut changed = Vec::new();
                 for index in ranges.iter().cloned().flatten() {
                     let (Some(slot), Some(chunk)) = (
                         hashes.get_mut(index),
@@ -901,25 +895,27 @@ impl Kernel {
                     ) else {
                         continue;
                     };
-                    let chunk_parts = part_hashes(chunk);
-                    *slot = combine(&chunk_parts);
-                    parts.insert(index, chunk_parts);
+                    let parts = part_hashes(chunk);
+                    let hash = combine(&parts);
+                    if hash != *slot {
+                        *slot = hash;
+                        changed.push((index, Some(parts)));
+                    }
                 }
                 // Hashed: protect them again (but the pages that keep changing).
-                let changed = |index: usize| {
-                    hashes.get(index) != Some(previous.get(index).unwrap_or(&zero_hash))
-                };
+                let is_changed =
+                    |index: usize| changed.binary_search_by_key(&index, |c| c.0).is_ok();
                 let len = data.len();
                 if let Some(Err(e)) = self
                     .written
                     .as_mut()
-                    .map(|w| w.protect(len, &ranges, changed))
+                    .map(|w| w.protect(len, &ranges, is_changed))
                 {
                     tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
                     self.written = None;
                     self.untrackable = true;
                 }
-                (hashes, parts)
+                (hashes, changed)
             }
             failed => {
                 if let Some(Err(e)) = failed {
@@ -930,15 +926,18 @@ impl Kernel {
                 // Pages the kernel has not written since it was instantiated cannot have
                 // changed since the last record: only the others are hashed.
                 let untouched = untouched_pages(data);
-                let hashes = (0..data.len() / CHUNK)
-                    .map(|index| match (&untouched, previous.get(index)) {
-                        (Some(untouched), Some(hash)) if untouched.get(index) == Some(&true) => {
-                            *hash
-                        }
-                        _ => hash(index),
-                    })
-                    .collect();
-                (hashes, PartHashes::new())
+                let mut changed = Vec::new();
+                for (index, chunk) in data.chunks(CHUNK).enumerate() {
+                    if untouched.as_ref().and_then(|u| u.get(index)) == Some(&true) {
+                        continue;
+                    }
+                    let hash = chunk_hash(chunk);
+                    if let Some(slot) = hashes.get_mut(index).filter(|slot| **slot != hash) {
+                        *slot = hash;
+                        changed.push((index, None));
+                    }
+                }
+                (hashes, changed)
             }
         }
     }

@@ -13,7 +13,6 @@
 
 #![allow(unsafe_code)]
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
@@ -51,8 +50,8 @@ pub(super) struct WrittenPages {
     start: u64,
     end: u64,
     page: u64,
-    /// Pages left writable, with the calls since each last changed.
-    open: HashMap<usize, u8>,
+    /// Pages left writable, in order, with the calls since each last changed.
+    open: Vec<(usize, u8)>,
 }
 
 impl WrittenPages {
@@ -99,7 +98,7 @@ impl WrittenPages {
             start,
             end: start + len as u64,
             page: page as u64,
-            open: HashMap::new(),
+            open: Vec::new(),
         })
     }
 
@@ -145,17 +144,20 @@ impl WrittenPages {
         reported: &[Range<usize>],
         changed: impl Fn(usize) -> bool,
     ) -> std::io::Result<()> {
-        let mut open = HashMap::with_capacity(self.open.len());
+        let mut open = Vec::with_capacity(self.open.len());
         let mut runs: Vec<Range<usize>> = Vec::new();
+        // Both in page order: one pass over the pages open before.
+        let mut before = self.open.iter().peekable();
         for page in reported.iter().cloned().flatten() {
-            let idle = match self.open.get(&page) {
+            while before.next_if(|(open, _)| *open < page).is_some() {}
+            let idle = match before.next_if(|(open, _)| *open == page) {
                 // Reported while protected: written in this round.
                 None => 0,
                 Some(_) if changed(page) => 0,
-                Some(idle) => idle.saturating_add(1),
+                Some((_, idle)) => idle.saturating_add(1),
             };
             if idle < OPEN_ROUNDS && open.len() < OPEN_PAGES {
-                open.insert(page, idle);
+                open.push((page, idle));
                 continue;
             }
             match runs.last_mut() {

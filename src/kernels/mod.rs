@@ -107,6 +107,9 @@ struct Slot {
     /// appended records are compacted into a whole image when they outgrow it.
     image_bytes: u64,
     base_bytes: u64,
+    /// That image file, kept open at its end for the next record (opening it by path cost as
+    /// much as writing a record).
+    appender: Option<std::fs::File>,
 }
 
 type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
@@ -169,6 +172,7 @@ impl Kernels {
                     dirty: false,
                     image_bytes: 0,
                     base_bytes: 0,
+                    appender: None,
                 }))
             })
             .clone()
@@ -220,6 +224,7 @@ impl Kernels {
         } else {
             // The state is gone: the next cell starts a fresh kernel (and is told so).
             slot.live = None;
+            slot.appender = None;
             let _ = std::fs::remove_file(&slot.image);
             slot.notice = Some(
                 "wasmbox: this kernel was restarted after its previous cell was killed; earlier \
@@ -245,6 +250,7 @@ impl Kernels {
                     slot.memory_bytes = kernel.memory_bytes();
                     slot.live = Some(kernel);
                     slot.image_bytes = 0;
+                    slot.appender = None;
                     slot.dirty = false;
                     slot.created_at
                         .get_or_insert_with(|| file_time(&slot.image));
@@ -274,6 +280,7 @@ impl Kernels {
         slot.memory_bytes = kernel.memory_bytes();
         slot.live = Some(kernel);
         slot.image_bytes = 0;
+        slot.appender = None;
         slot.dirty = false;
         slot.created_at = Some(Utc::now());
         slot.execution_count = 0;
@@ -418,6 +425,7 @@ impl Kernels {
             let mut slot = slot_ref.lock().await;
             existed |= slot.live.is_some();
             slot.live = None;
+            slot.appender = None;
             slot.dirty = false;
             slot.created_at = None;
             slot.execution_count = 0;
@@ -458,24 +466,27 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
     };
     let compact = slot.image_bytes > 2 * slot.base_bytes + (4 << 20);
     if slot.image_bytes > 0 && !compact {
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&slot.image)
-            .and_then(|file| {
-                let mut out = std::io::BufWriter::with_capacity(IMAGE_BUFFER, file);
-                let written = kernel
-                    .write_changes(&mut out)
-                    .map_err(std::io::Error::other)?;
-                out.flush()?;
-                Ok(written)
-            });
+        let file = match slot.appender.take() {
+            Some(file) => Ok(file),
+            None => std::fs::OpenOptions::new().append(true).open(&slot.image),
+        };
+        let appended = file.and_then(|file| {
+            let mut out = std::io::BufWriter::with_capacity(IMAGE_BUFFER, &file);
+            let written = kernel
+                .write_changes(&mut out)
+                .map_err(std::io::Error::other)?;
+            out.flush()?;
+            drop(out);
+            Ok((written, file))
+        });
         match appended {
-            Ok(Some(written)) => {
+            Ok((Some(written), file)) => {
                 slot.image_bytes += written;
+                slot.appender = Some(file);
                 slot.dirty = false;
                 return Ok(());
             }
-            Ok(None) => {}
+            Ok((None, _)) => {}
             Err(e) => {
                 // A partial record must not stay in front of later ones: rewrite it whole.
                 tracing::warn!(error = %e, "appending to a kernel image failed; rewriting it");
@@ -499,7 +510,8 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
         out.flush()?;
         written
     };
-    file.persist(&slot.image).map_err(|e| e.error)?;
+    // The file stays open at its end: the next record is appended through it.
+    slot.appender = Some(file.persist(&slot.image).map_err(|e| e.error)?);
     slot.image_bytes = written;
     slot.base_bytes = written;
     slot.dirty = false;
@@ -517,5 +529,7 @@ fn hibernate(slot: &mut Slot) {
     }
     if slot.image.exists() {
         slot.live = None;
+        // A hibernated kernel holds no descriptor.
+        slot.appender = None;
     }
 }
