@@ -159,7 +159,7 @@ fn run() -> Result<()> {
     })?;
     let fs = store.files(&sandbox.id)?;
     let env = BTreeMap::new();
-    let kernels = Kernels::new(16, Durability::EachCell);
+    let kernels = Kernels::new(16, u64::MAX, Durability::EachCell);
     let mut rows = Vec::new();
 
     for (language, print) in [

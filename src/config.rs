@@ -33,6 +33,9 @@ pub struct Settings {
     /// Kernels live at once across all sandboxes (`WASMBOX_MAX_KERNELS`, default half the
     /// pool); beyond it the least recently used are hibernated to disk.
     pub max_live_kernels: u32,
+    /// Linear memory live kernels may hold together (`WASMBOX_KERNEL_MEMORY_MB`, default half
+    /// the memory budget); beyond it the least recently used are hibernated to disk.
+    pub max_kernel_memory_bytes: u64,
     /// Write a kernel's image after every cell (`WASMBOX_KERNEL_DURABILITY=cell`, the default)
     /// or only when it is hibernated (`hibernate`: faster cells, a crash loses recent state).
     pub kernel_image_each_cell: bool,
@@ -83,6 +86,8 @@ impl Settings {
             .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("wasmbox"));
         let defaults = Limits::default();
         let max_instances = env_number("WASMBOX_MAX_INSTANCES").unwrap_or(128);
+        let memory_budget_bytes = env_number::<u64>("WASMBOX_MEMORY_BUDGET_MB")
+            .map_or_else(default_memory_budget, |mb| mb << 20);
         Self {
             data_dir,
             cache_dir,
@@ -98,14 +103,15 @@ impl Settings {
                 admission_wait: Duration::from_secs(30),
                 ..defaults
             },
-            memory_budget_bytes: env_number::<u64>("WASMBOX_MEMORY_BUDGET_MB")
-                .map_or_else(default_memory_budget, |mb| mb << 20),
+            memory_budget_bytes,
             max_sandbox_instances: env_number("WASMBOX_MAX_SANDBOX_INSTANCES")
                 .unwrap_or((max_instances / 4).max(4)),
             disk_quota_bytes: env_number::<u64>("WASMBOX_DISK_QUOTA_MB").unwrap_or(1024) << 20,
             max_open_files: env_number("WASMBOX_MAX_OPEN_FILES").unwrap_or(256),
             max_live_kernels: env_number("WASMBOX_MAX_KERNELS")
                 .unwrap_or((max_instances / 2).max(1)),
+            max_kernel_memory_bytes: env_number::<u64>("WASMBOX_KERNEL_MEMORY_MB")
+                .map_or(memory_budget_bytes / 2, |mb| mb << 20),
             kernel_idle: Duration::from_secs(
                 env_number("WASMBOX_KERNEL_IDLE_SECONDS").unwrap_or(600),
             ),

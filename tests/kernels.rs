@@ -572,6 +572,78 @@ fn past_the_live_kernel_cap_the_least_recently_used_kernel_is_hibernated() {
     assert_eq!(py(&api, &sandboxes[1], "n")["result"], "1");
 }
 
+/// The `state` of `sbx`'s first kernel as `/jupyter/sessions` lists it.
+fn kernel_state(api: &Api, sbx: &Sbx) -> String {
+    let sessions = api
+        .send(api.agent(sbx, Method::GET, "/jupyter/sessions"))
+        .expect(200);
+    sessions["sessions"][0]["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn past_the_kernel_memory_cap_the_least_recently_used_kernel_is_hibernated() {
+    let dir = tempfile::tempdir().unwrap();
+    // A python kernel alone (~25 MiB of linear memory) is over a 1 MiB cap.
+    let (_server, api) = server_with(dir.path(), &[("WASMBOX_KERNEL_MEMORY_MB", "1")]);
+    let (a, b) = (api.create_default(), api.create_default());
+    assert_ok(&py(&api, &a, "n = 'a'"));
+    // Alone over the cap, a kernel stays live: there is nothing else to hibernate.
+    assert_eq!(kernel_state(&api, &a), "idle");
+    assert_ok(&py(&api, &b, "n = 'b'"));
+    assert_eq!(kernel_state(&api, &a), "hibernated");
+    assert_eq!(kernel_state(&api, &b), "idle");
+    // Its next cell restores it, and the other goes.
+    assert_eq!(py(&api, &a, "n")["result"], "'a'");
+    assert_eq!(kernel_state(&api, &b), "hibernated");
+    assert_eq!(py(&api, &b, "n")["result"], "'b'");
+}
+
+#[test]
+fn under_memory_pressure_idle_kernels_are_hibernated_for_a_waiting_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    // 100 MiB of host memory, 64 MiB reserved per execution; between cells a python kernel
+    // holds its ~25 MiB of linear memory: with two idle kernels an execution does not fit
+    // (50 + 64 > 100) until one of them is hibernated.
+    let (_server, api) = server_with(
+        dir.path(),
+        &[
+            ("WASMBOX_MEMORY_MB", "64"),
+            ("WASMBOX_MEMORY_BUDGET_MB", "100"),
+            ("WASMBOX_KERNEL_MEMORY_MB", "1000"),
+        ],
+    );
+    let (a, b, c) = (
+        api.create_default(),
+        api.create_default(),
+        api.create_default(),
+    );
+    assert_ok(&py(&api, &a, "n = 'a'"));
+    assert_ok(&py(&api, &b, "n = 'b'"));
+    assert_eq!(kernel_state(&api, &a), "idle");
+    assert_eq!(kernel_state(&api, &b), "idle");
+    let started = Instant::now();
+    let reply = api
+        .send(
+            api.agent(&c, Method::POST, "/execute")
+                .json(&json!({"code": "print('ran')", "timeout": 30})),
+        )
+        .expect(200);
+    assert_eq!(reply["stdout"], "ran\n", "{reply}");
+    // Well inside the 10 s queue wait: the waiting execution was let in by the hibernation,
+    // not by a timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(kernel_state(&api, &a), "hibernated");
+    assert_eq!(kernel_state(&api, &b), "idle");
+    assert_eq!(py(&api, &a, "n")["result"], "'a'");
+}
+
 #[test]
 fn stream_ipython_streams_a_cells_output_as_it_is_written() {
     use tungstenite::client::IntoClientRequest;

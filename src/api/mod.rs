@@ -197,6 +197,7 @@ impl ServerState {
             memory_mb: settings.limits.memory_bytes >> 20,
             kernels: crate::kernels::Kernels::new(
                 settings.max_live_kernels as usize,
+                settings.max_kernel_memory_bytes,
                 if settings.kernel_image_each_cell {
                     crate::kernels::Durability::EachCell
                 } else {
@@ -310,6 +311,7 @@ impl Server {
         let state = self.state;
         warm_up(&state);
         let reaper = tokio::spawn(housekeeping(state.clone()));
+        let relief = tokio::spawn(relieve_memory_pressure(state.clone()));
         let membership = state.cluster.clone().map(|c| tokio::spawn(c.watch()));
         listener::serve(
             self.listener,
@@ -321,6 +323,7 @@ impl Server {
         )
         .await;
         reaper.abort();
+        relief.abort();
         if let Some(membership) = membership {
             membership.abort();
         }
@@ -502,6 +505,18 @@ fn warm_up(state: &AppState) {
                 tracing::warn!(%language, error = %e, "warming up the runtime failed");
             }
         });
+    }
+}
+
+/// Whenever an execution or cell waits for host memory or a pool slot, hibernates the least
+/// recently used idle kernel (its image goes to disk, its memory and slot back to the host);
+/// the waiter retries on the release and signals again if that was not enough.
+async fn relieve_memory_pressure(state: AppState) {
+    loop {
+        state.executor.engine().budget().pressure().await;
+        if state.kernels.relieve().await {
+            tracing::info!("a kernel was hibernated to free memory for a waiting execution");
+        }
     }
 }
 

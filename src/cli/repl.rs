@@ -54,7 +54,7 @@ impl ReplArgs {
                 (sandbox.id, true)
             }
         };
-        let kernels = Kernels::new(1, Durability::EachCell);
+        let kernels = Kernels::new(1, u64::MAX, Durability::EachCell);
         let runtime = tokio_runtime()?;
         let timeout = Duration::from_secs(self.timeout);
         let mut status = ExitCode::SUCCESS;

@@ -63,6 +63,9 @@ pub struct HostBudget {
     child_memory_reserve: u64,
     in_use: Mutex<InUse>,
     freed: Notify,
+    /// Told whenever an admission has to wait: whoever holds memory it could give back (idle
+    /// kernels) should.
+    pressure: Notify,
 }
 
 impl HostBudget {
@@ -76,6 +79,7 @@ impl HostBudget {
             child_memory_reserve: memory / 8,
             in_use: Mutex::new(InUse::default()),
             freed: Notify::new(),
+            pressure: Notify::new(),
         }
     }
 
@@ -191,6 +195,12 @@ impl HostBudget {
         }
     }
 
+    /// Returns when an admission is waiting for slots or memory (at once if one waited since
+    /// the last call).
+    pub async fn pressure(&self) {
+        self.pressure.notified().await;
+    }
+
     /// A ticket, waiting up to `wait` for one to be released.
     pub async fn admit(
         self: &Arc<Self>,
@@ -220,6 +230,7 @@ impl HostBudget {
                 Err(e @ (Refusal::TooLarge { .. } | Refusal::Cancelled)) => return Err(e),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => {
+                    self.pressure.notify_one();
                     let cancelled = async {
                         match tenant {
                             Some(t) => t.cancelled().await,
@@ -334,6 +345,34 @@ impl Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_admission_signals_pressure_and_gets_what_is_given_back() {
+        let budget = Arc::new(HostBudget::new(8, 1000));
+        let held = budget.try_admit(800, None, false).expect("admit");
+        let waiter = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.admit(500, None, Duration::from_secs(10)).await })
+        };
+        // Whoever holds memory hears about the waiter, and gives some back.
+        tokio::time::timeout(Duration::from_secs(5), budget.pressure())
+            .await
+            .expect("pressure signalled");
+        drop(held);
+        let ticket = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("admitted after the release")
+            .expect("task")
+            .expect("ticket");
+        assert_eq!(budget.in_use(), (1, 500));
+        drop(ticket);
+        // Nothing waits now: no pressure.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), budget.pressure())
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn slots_memory_and_tenant_shares_are_never_oversubscribed() {

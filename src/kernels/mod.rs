@@ -123,11 +123,20 @@ pub enum Durability {
     OnHibernate,
 }
 
-/// Every sandbox's kernels, with a cap on how many are live at once.
+/// Every sandbox's kernels, with caps on how many are live at once and on their memory.
 pub struct Kernels {
     slots: Mutex<HashMap<(String, Language), SlotRef>>,
     max_live: usize,
+    max_bytes: u64,
     durability: Durability,
+}
+
+/// What [`Kernels::survey`] found.
+#[derive(Default)]
+struct Survey {
+    live: usize,
+    bytes: u64,
+    oldest_idle: Option<SlotRef>,
 }
 
 const IMAGE_SUFFIX: &str = "kernel";
@@ -141,12 +150,14 @@ pub const KERNEL_LANGUAGES: [Language; 3] =
     [Language::Python, Language::JavaScript, Language::DataPython];
 
 impl Kernels {
-    /// Kernels with at most `max_live` live at once; beyond that the least recently used idle
-    /// ones are hibernated.
-    pub fn new(max_live: usize, durability: Durability) -> Self {
+    /// Kernels with at most `max_live` live at once holding at most `max_bytes` of linear
+    /// memory together; beyond either the least recently used idle ones are hibernated (a
+    /// kernel alone over `max_bytes` stays live).
+    pub fn new(max_live: usize, max_bytes: u64, durability: Durability) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             max_live: max_live.max(1),
+            max_bytes,
             durability,
         }
     }
@@ -197,7 +208,7 @@ impl Kernels {
         let mut slot = slot_ref.lock().await;
         let mut restarted = slot.notice.is_some();
         if slot.live.is_none() {
-            self.make_room(&slot_ref).await;
+            self.make_room(&slot_ref, 0).await;
             restarted |= self.bring_up(executor, fs, &mut slot).await?;
         }
         let Some(kernel) = slot.live.as_mut() else {
@@ -213,8 +224,12 @@ impl Kernels {
         slot.execution_count += 1;
         if outcome.alive {
             slot.dirty = true;
+            let before = slot.memory_bytes;
             if let Some(kernel) = slot.live.as_ref() {
                 slot.memory_bytes = kernel.memory_bytes();
+            }
+            if slot.memory_bytes > before {
+                self.make_room(&slot_ref, slot.memory_bytes).await;
             }
             if self.durability == Durability::EachCell {
                 if let Err(e) = checkpoint(&mut slot) {
@@ -287,34 +302,59 @@ impl Kernels {
         Ok(lost)
     }
 
-    /// Hibernates least-recently-used idle kernels until one more fits under the cap.
-    async fn make_room(&self, keep: &SlotRef) {
+    /// Hibernates least-recently-used idle kernels until `keep` (holding `own_bytes`, or about
+    /// to start) fits under the caps on live kernels and their bytes.
+    async fn make_room(&self, keep: &SlotRef, own_bytes: u64) {
         loop {
-            let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
-            let mut live = 0usize;
-            let mut oldest: Option<(Instant, SlotRef)> = None;
-            for slot_ref in &slots {
-                if Arc::ptr_eq(slot_ref, keep) {
-                    continue;
-                }
-                let Ok(slot) = slot_ref.try_lock() else {
-                    live += 1; // busy: live, and not ours to hibernate
-                    continue;
-                };
-                if slot.live.is_some() {
-                    live += 1;
-                    if oldest.as_ref().is_none_or(|(t, _)| slot.touched < *t) {
-                        oldest = Some((slot.touched, slot_ref.clone()));
-                    }
-                }
-            }
-            if live < self.max_live {
+            let others = self.survey(Some(keep));
+            if others.live < self.max_live && others.bytes + own_bytes <= self.max_bytes {
                 return;
             }
-            let Some((_, victim)) = oldest else { return };
-            let mut slot = victim.lock().await;
-            hibernate(&mut slot);
+            let Some(victim) = others.oldest_idle else {
+                return;
+            };
+            let mut victim = victim.lock().await;
+            hibernate(&mut victim);
+            if victim.live.is_some() {
+                return; // its image could not be written: it stays live
+            }
         }
+    }
+
+    /// Hibernates the least recently used idle kernel, giving its memory and pool slot back
+    /// to the host (called under memory pressure); -> whether there was one.
+    pub async fn relieve(&self) -> bool {
+        let Some(victim) = self.survey(None).oldest_idle else {
+            return false;
+        };
+        let mut slot = victim.lock().await;
+        hibernate(&mut slot);
+        slot.live.is_none()
+    }
+
+    /// The live kernels but `skip`: how many, their bytes, and the least recently used idle one.
+    fn survey(&self, skip: Option<&SlotRef>) -> Survey {
+        let slots: Vec<SlotRef> = self.lock().values().cloned().collect();
+        let mut survey = Survey::default();
+        let mut oldest: Option<Instant> = None;
+        for slot_ref in &slots {
+            if skip.is_some_and(|skip| Arc::ptr_eq(slot_ref, skip)) {
+                continue;
+            }
+            let Ok(slot) = slot_ref.try_lock() else {
+                survey.live += 1; // busy: live, and not ours to hibernate
+                continue;
+            };
+            if slot.live.is_some() {
+                survey.live += 1;
+                survey.bytes += slot.memory_bytes;
+                if oldest.is_none_or(|t| slot.touched < t) {
+                    oldest = Some(slot.touched);
+                    survey.oldest_idle = Some(slot_ref.clone());
+                }
+            }
+        }
+        survey
     }
 
     /// Hibernates every kernel of `sandbox` (pause): their images are on disk, the instances go.
