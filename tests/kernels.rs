@@ -553,15 +553,7 @@ fn past_the_live_kernel_cap_the_least_recently_used_kernel_is_hibernated() {
     for (n, sbx) in sandboxes.iter().enumerate() {
         assert_ok(&py(&api, sbx, &format!("n = {n}")));
     }
-    let state = |sbx: &Sbx| {
-        let sessions = api
-            .send(api.agent(sbx, Method::GET, "/jupyter/sessions"))
-            .expect(200);
-        sessions["sessions"][0]["state"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let state = |sbx: &Sbx| kernel_state(&api, sbx);
     assert_eq!(state(&sandboxes[0]), "hibernated");
     assert_eq!(state(&sandboxes[1]), "idle");
     assert_eq!(state(&sandboxes[2]), "idle");
@@ -782,15 +774,7 @@ fn idle_kernels_are_hibernated_and_come_back_on_the_next_cell() {
     let (_server, api) = server_with(dir.path(), &[("WASMBOX_KERNEL_IDLE_SECONDS", "1")]);
     let sbx = api.create_default();
     assert_ok(&py(&api, &sbx, "kept = 'idle'"));
-    let state = || {
-        let sessions = api
-            .send(api.agent(&sbx, Method::GET, "/jupyter/sessions"))
-            .expect(200);
-        sessions["sessions"][0]["state"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let state = || kernel_state(&api, &sbx);
     let started = Instant::now();
     while state() != "hibernated" {
         assert!(

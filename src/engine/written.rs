@@ -336,13 +336,10 @@ mod tests {
     fn pages_that_keep_changing_stay_open_and_are_reported_until_they_settle() {
         let page = rustix::param::page_size();
         let memory = memmap_anon(16 * page);
-        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
-            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+        let Some(mut tracker) = protected_tracker(memory) else {
             return;
         };
         let len = memory.len();
-        tracker.written(len).expect("scan");
-        tracker.protect_all(len).expect("protect");
         // Pages 2 and 5 are written: reported, and left open.
         memory[2 * page] = 1;
         memory[5 * page] = 1;
@@ -376,13 +373,10 @@ mod tests {
         let page = rustix::param::page_size();
         let pages = 2 * (PROTECT_RUNS + 2);
         let memory = memmap_anon(pages * page);
-        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
-            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+        let Some(mut tracker) = protected_tracker(memory) else {
             return;
         };
         let len = memory.len();
-        tracker.written(len).expect("scan");
-        tracker.protect_all(len).expect("protect");
         // Every other page written once and never changed: all settle at once, in more runs
         // than are protected one by one.
         for p in (0..pages).step_by(2) {
@@ -396,6 +390,18 @@ mod tests {
         }
         assert!(reported.is_empty(), "{reported:?}");
         drop(tracker);
+    }
+
+    /// A tracker of all of `memory` with every page protected; None (and a note) where
+    /// tracking is not available.
+    fn protected_tracker(memory: &[u8]) -> Option<WrittenPages> {
+        let Some(mut tracker) = WrittenPages::track(memory.as_ptr(), memory.len()) else {
+            eprintln!("userfaultfd write-protect tracking is not available here; skipped");
+            return None;
+        };
+        tracker.written(memory.len()).expect("scan");
+        tracker.protect_all(memory.len()).expect("protect");
+        Some(tracker)
     }
 
     /// Page-aligned, zeroed memory for the test (a `Vec` is not page-aligned).
