@@ -229,8 +229,12 @@ impl HostBudget {
                 Ok(ticket) => return Ok(ticket),
                 Err(e @ (Refusal::TooLarge { .. } | Refusal::Cancelled)) => return Err(e),
                 Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => {
-                    self.pressure.notify_one();
+                Err(refusal) => {
+                    // Only the host's slots and memory can be given back by others; a sandbox at
+                    // its own instance limit waits for its own instances.
+                    if matches!(refusal, Refusal::HostBusy { .. }) {
+                        self.pressure.notify_one();
+                    }
                     let cancelled = async {
                         match tenant {
                             Some(t) => t.cancelled().await,
@@ -372,6 +376,27 @@ mod tests {
                 .await
                 .is_err()
         );
+        // A sandbox at its own instance limit waits for its own instances: no pressure.
+        let tenant = Arc::new(Tenant::new(1, None));
+        let own = budget.try_admit(100, Some(&tenant), false).expect("admit");
+        let waiter = {
+            let (budget, tenant) = (budget.clone(), tenant.clone());
+            tokio::spawn(async move {
+                budget
+                    .admit(100, Some(&tenant), Duration::from_millis(300))
+                    .await
+            })
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), budget.pressure())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            waiter.await.expect("task").err(),
+            Some(Refusal::TenantBusy { max: 1 })
+        );
+        drop(own);
     }
 
     #[test]
