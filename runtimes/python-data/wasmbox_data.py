@@ -189,7 +189,8 @@ def _enter(env):
     for cwd in (env.get("PWD"), "/"):
         if cwd:
             try:
-                os.chdir(cwd)
+                if os.getcwd() != cwd:  # a kernel's next cell: chdir costs host calls
+                    os.chdir(cwd)
                 break
             except OSError:
                 pass
@@ -258,13 +259,21 @@ def execute(payload):
             filename = "<cell>"
         if "" not in sys.path[:1]:
             sys.path.insert(0, "")
-        tree = ast.parse(source, filename, "exec")
+        # In a cell, a one-line expression (`x + 1`, the common cell) compiles straight to
+        # `eval` code; anything else goes through the AST to split off a final expression.
         last = None
-        if mode == "cell" and tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), g)
+        if mode == "cell" and "\n" not in source.strip():
+            try:
+                last = compile(source, filename, "eval")
+            except SyntaxError:
+                pass
+        if last is None:
+            tree = ast.parse(source, filename, "exec")
+            if mode == "cell" and tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+            exec(compile(tree, filename, "exec"), g)
         if last is not None:
-            value = eval(compile(last, filename, "eval"), g)
+            value = eval(last, g)
             if value is not None:
                 g["_"] = value
                 _emit(value, "execute_result")
