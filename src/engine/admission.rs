@@ -350,14 +350,22 @@ impl Tenant {
 mod tests {
     use super::*;
 
+    /// `budget.admit(memory, tenant, wait)` in a task of its own.
+    fn admit_in_background(
+        budget: &Arc<HostBudget>,
+        memory: u64,
+        tenant: Option<&Arc<Tenant>>,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<Result<Ticket, Refusal>> {
+        let (budget, tenant) = (budget.clone(), tenant.cloned());
+        tokio::spawn(async move { budget.admit(memory, tenant.as_ref(), wait).await })
+    }
+
     #[tokio::test]
     async fn a_waiting_admission_signals_pressure_and_gets_what_is_given_back() {
         let budget = Arc::new(HostBudget::new(8, 1000));
         let held = budget.try_admit(800, None, false).expect("admit");
-        let waiter = {
-            let budget = budget.clone();
-            tokio::spawn(async move { budget.admit(500, None, Duration::from_secs(10)).await })
-        };
+        let waiter = admit_in_background(&budget, 500, None, Duration::from_secs(10));
         // Whoever holds memory hears about the waiter, and gives some back.
         tokio::time::timeout(Duration::from_secs(5), budget.pressure())
             .await
@@ -379,14 +387,7 @@ mod tests {
         // A sandbox at its own instance limit waits for its own instances: no pressure.
         let tenant = Arc::new(Tenant::new(1, None));
         let own = budget.try_admit(100, Some(&tenant), false).expect("admit");
-        let waiter = {
-            let (budget, tenant) = (budget.clone(), tenant.clone());
-            tokio::spawn(async move {
-                budget
-                    .admit(100, Some(&tenant), Duration::from_millis(300))
-                    .await
-            })
-        };
+        let waiter = admit_in_background(&budget, 100, Some(&tenant), Duration::from_millis(300));
         assert!(
             tokio::time::timeout(Duration::from_millis(200), budget.pressure())
                 .await
@@ -502,18 +503,10 @@ mod tests {
         let budget = Arc::new(HostBudget::new(1, 1 << 30));
         let tenant = Arc::new(Tenant::new(4, None));
         let _held = budget.try_admit(1, None, false).expect("first");
-        let waiter = {
-            let (budget, tenant) = (budget.clone(), tenant.clone());
-            tokio::spawn(async move {
-                budget
-                    .admit(1, Some(&tenant), Duration::from_secs(30))
-                    .await
-                    .err()
-            })
-        };
+        let waiter = admit_in_background(&budget, 1, Some(&tenant), Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(20)).await;
         tenant.cancel();
-        assert_eq!(waiter.await.expect("join"), Some(Refusal::Cancelled));
+        assert_eq!(waiter.await.expect("join").err(), Some(Refusal::Cancelled));
         assert_eq!(
             budget.try_admit(1, Some(&tenant), false).err(),
             Some(Refusal::Cancelled)

@@ -827,9 +827,7 @@ impl Kernel {
         }
         let len = data.len();
         if let Some(Err(e)) = self.written.as_mut().map(|w| w.protect_all(len)) {
-            tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
-            self.written = None;
-            self.untrackable = true;
+            self.stop_tracking(&e);
         }
         self.recorded = Some(hashes);
         Ok(header.len() as u64 + written)
@@ -879,14 +877,22 @@ impl Kernel {
     /// were computed on the way. Only the pages written since the last record are hashed again
     /// (all the pages the kernel ever wrote when writes are not tracked).
     fn current_hashes(&mut self, mut hashes: Vec<u64>) -> (Vec<u64>, Vec<ChangedChunk>) {
+        let len = self.memory.data_size(&self.store);
+        let reported = match self.written.as_ref().map(|w| w.written(len)) {
+            Some(Ok(ranges)) => Some(ranges),
+            Some(Err(e)) => {
+                self.stop_tracking(&e);
+                None
+            }
+            None => None,
+        };
         let data = self.memory.data(&self.store);
         let zero_hash = zero_chunk_hash();
         // Pages the memory grew into and nobody wrote are zero, as a restore's grown memory is.
         hashes.resize(data.len() / CHUNK, zero_hash);
-        let reported = self.written.as_ref().map(|w| w.written(data.len()));
         match reported {
             // Only the pages written since the last record can have changed.
-            Some(Ok(ranges)) => {
+            Some(ranges) => {
                 let mut changed = Vec::new();
                 for index in ranges.iter().cloned().flatten() {
                     let (Some(slot), Some(chunk)) = (
@@ -905,24 +911,16 @@ impl Kernel {
                 // Hashed: protect them again (but the pages that keep changing).
                 let is_changed =
                     |index: usize| changed.binary_search_by_key(&index, |c| c.0).is_ok();
-                let len = data.len();
                 if let Some(Err(e)) = self
                     .written
                     .as_mut()
                     .map(|w| w.protect(len, &ranges, is_changed))
                 {
-                    tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
-                    self.written = None;
-                    self.untrackable = true;
+                    self.stop_tracking(&e);
                 }
                 (hashes, changed)
             }
-            failed => {
-                if let Some(Err(e)) = failed {
-                    tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
-                    self.written = None;
-                    self.untrackable = true;
-                }
+            None => {
                 // Pages the kernel has not written since it was instantiated cannot have
                 // changed since the last record: only the others are hashed.
                 let untouched = untouched_pages(data);
@@ -940,6 +938,14 @@ impl Kernel {
                 (hashes, changed)
             }
         }
+    }
+
+    /// Gives up tracking written pages after `e`: from now on the pages the kernel ever wrote
+    /// are hashed instead.
+    fn stop_tracking(&mut self, e: &std::io::Error) {
+        tracing::warn!(error = %e, "tracking written kernel pages failed; hashing them");
+        self.written = None;
+        self.untrackable = true;
     }
 
     /// Forgets what was recorded: the next image is written whole.

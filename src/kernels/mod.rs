@@ -114,6 +114,15 @@ struct Slot {
 
 type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
 
+impl Slot {
+    /// Drops the live instance, and the image file kept open for it: a kernel without an
+    /// instance holds no descriptor, and the next one starts its image afresh.
+    fn drop_instance(&mut self) {
+        self.live = None;
+        self.appender = None;
+    }
+}
+
 /// When kernel images are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -238,8 +247,7 @@ impl Kernels {
             }
         } else {
             // The state is gone: the next cell starts a fresh kernel (and is told so).
-            slot.live = None;
-            slot.appender = None;
+            slot.drop_instance();
             let _ = std::fs::remove_file(&slot.image);
             slot.notice = Some(
                 "wasmbox: this kernel was restarted after its previous cell was killed; earlier \
@@ -265,7 +273,6 @@ impl Kernels {
                     slot.memory_bytes = kernel.memory_bytes();
                     slot.live = Some(kernel);
                     slot.image_bytes = 0;
-                    slot.appender = None;
                     slot.dirty = false;
                     slot.created_at
                         .get_or_insert_with(|| file_time(&slot.image));
@@ -295,7 +302,6 @@ impl Kernels {
         slot.memory_bytes = kernel.memory_bytes();
         slot.live = Some(kernel);
         slot.image_bytes = 0;
-        slot.appender = None;
         slot.dirty = false;
         slot.created_at = Some(Utc::now());
         slot.execution_count = 0;
@@ -313,9 +319,7 @@ impl Kernels {
             let Some(victim) = others.oldest_idle else {
                 return;
             };
-            let mut victim = victim.lock().await;
-            hibernate(&mut victim);
-            if victim.live.is_some() {
+            if !hibernate(&mut *victim.lock().await) {
                 return; // its image could not be written: it stays live
             }
         }
@@ -328,8 +332,7 @@ impl Kernels {
             return false;
         };
         let mut slot = victim.lock().await;
-        hibernate(&mut slot);
-        slot.live.is_none()
+        hibernate(&mut slot)
     }
 
     /// The live kernels but `skip`: how many, their bytes, and the least recently used idle one.
@@ -374,8 +377,7 @@ impl Kernels {
                 continue;
             };
             if slot.live.is_some() && slot.touched.elapsed() >= idle {
-                hibernate(&mut slot);
-                hibernated += usize::from(slot.live.is_none());
+                hibernated += usize::from(hibernate(&mut slot));
             }
         }
         hibernated
@@ -464,8 +466,7 @@ impl Kernels {
         if let Some(slot_ref) = slot_ref {
             let mut slot = slot_ref.lock().await;
             existed |= slot.live.is_some();
-            slot.live = None;
-            slot.appender = None;
+            slot.drop_instance();
             slot.dirty = false;
             slot.created_at = None;
             slot.execution_count = 0;
@@ -558,18 +559,18 @@ fn checkpoint(slot: &mut Slot) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes sure the slot's state is on disk, then drops its instance.
-fn hibernate(slot: &mut Slot) {
+/// Makes sure the slot's state is on disk, then drops its instance; -> whether the slot holds
+/// no instance now (false: its image could not be written, and it stays live).
+fn hibernate(slot: &mut Slot) -> bool {
     if slot.live.is_none() {
-        return;
+        return true;
     }
     if let Err(e) = checkpoint(slot) {
         tracing::warn!(error = %e, "hibernating a kernel failed; it stays live");
-        return;
+        return false;
     }
     if slot.image.exists() {
-        slot.live = None;
-        // A hibernated kernel holds no descriptor.
-        slot.appender = None;
+        slot.drop_instance();
     }
+    slot.live.is_none()
 }
